@@ -1,0 +1,106 @@
+//! Command-line arguments of the `floorwatch` binary (clap). Parsing only; `main.rs` wires
+//! each command to the module that does it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exit code for a config that does not parse or validate (EX_CONFIG).
+pub const EXIT_CONFIG: i32 = 78;
+
+#[derive(Parser, Debug)]
+#[command(name = "floorwatch", version, about = "Real-time call-floor monitoring daemon")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon.
+    Run(RunArgs),
+    /// Run the daemon plus a simulated phone system feeding it over a real WebSocket.
+    Demo(DemoArgs),
+    /// Run the phone-system simulator on its own.
+    Simulate(SimulateArgs),
+    /// Run recorded events through the engine in event time; print violations as NDJSON.
+    Replay(ReplayArgs),
+    /// Validate a config file.
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Config file (TOML). Without it: built-in defaults, 127.0.0.1:8080, data under ./data.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// How many simulated agents.
+    #[arg(long, default_value_t = 24)]
+    pub agents: usize,
+    /// Where the daemon listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Config file (rules, teams); the listen address comes from --listen.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Simulator seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// Daemon ingest URL, e.g. ws://127.0.0.1:8080/ingest?source=sim
+    #[arg(long, required_unless_present = "out")]
+    pub url: Option<String>,
+    /// Bearer token for the ingest URL.
+    #[arg(long)]
+    pub token: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub agents: usize,
+    #[arg(long, default_value_t = 3)]
+    pub teams: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Simulated seconds per real second.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Simulated duration (e.g. "8h", "30m"); default runs forever when sending, 8h with --out.
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Write the stream as NDJSON to this file instead of sending it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Simulated start time (RFC 3339); default: now.
+    #[arg(long)]
+    pub start: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// Config file (TOML): rules, reasons, time zone, teams.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The replay's end (RFC 3339 or epoch ms): later events are not applied.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Appraisal month (YYYY-MM), with --appraisal.
+    #[arg(long, requires = "appraisal")]
+    pub month: Option<String>,
+    /// Write the appraisal CSV for --month here.
+    #[arg(long, requires = "month")]
+    pub appraisal: Option<PathBuf>,
+    /// NDJSON files (one event or batch per line); `-` is stdin.
+    #[arg(required = true)]
+    pub events: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckConfigArgs {
+    pub file: PathBuf,
+}

@@ -1,0 +1,369 @@
+//! The engine's outputs and read-side views: violations, effects, agent and queue views,
+//! appraisal rows. Plain data, serializable, no behaviour beyond formatting.
+
+use serde::Serialize;
+
+use crate::event::{Id, PresenceState};
+use crate::time::{Millis, Timestamp};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    RingAnswer,
+    BreakOverrun,
+    UnauthorizedPause,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 3] = [Rule::RingAnswer, Rule::BreakOverrun, Rule::UnauthorizedPause];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::RingAnswer => "ring_answer",
+            Rule::BreakOverrun => "break_overrun",
+            Rule::UnauthorizedPause => "unauthorized_pause",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Late,
+    Missed,
+    PerBreak,
+    DailyAllowance,
+    NoReason,
+    UnknownReason,
+    Unapproved,
+    ApprovalExpired,
+    AcwWithoutCall,
+    AcwOverrun,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 10] = [
+        Kind::Late,
+        Kind::Missed,
+        Kind::PerBreak,
+        Kind::DailyAllowance,
+        Kind::NoReason,
+        Kind::UnknownReason,
+        Kind::Unapproved,
+        Kind::ApprovalExpired,
+        Kind::AcwWithoutCall,
+        Kind::AcwOverrun,
+    ];
+
+    pub fn rule(self) -> Rule {
+        match self {
+            Kind::Late | Kind::Missed => Rule::RingAnswer,
+            Kind::PerBreak | Kind::DailyAllowance => Rule::BreakOverrun,
+            _ => Rule::UnauthorizedPause,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Late => "late",
+            Kind::Missed => "missed",
+            Kind::PerBreak => "per_break",
+            Kind::DailyAllowance => "daily_allowance",
+            Kind::NoReason => "no_reason",
+            Kind::UnknownReason => "unknown_reason",
+            Kind::Unapproved => "unapproved",
+            Kind::ApprovalExpired => "approval_expired",
+            Kind::AcwWithoutCall => "acw_without_call",
+            Kind::AcwOverrun => "acw_overrun",
+        }
+    }
+}
+
+/// The event an episode started or ended with, for the evidence of a violation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EventRef {
+    /// The time the engine applied it (after clamping).
+    pub at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<Id>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<Id>,
+    #[serde(rename = "type")]
+    pub event_type: &'static str,
+}
+
+/// Why a violation was raised: which episode, which limit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Evidence {
+    /// The event that started the episode (ring, pause, wrap-up).
+    pub started_by: EventRef,
+    /// The event that ended the episode, once it has ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<EventRef>,
+    /// The limit that applied, in milliseconds (ring limit, break max, allowance, grace,
+    /// wrap-up max, approval end for `approval_expired`).
+    pub limit_ms: Millis,
+    /// Human-readable statement of the limit, e.g. `"3 rings x 5s = 15s"`.
+    pub limit: String,
+    /// How long the episode lasted when the violation was raised (ms).
+    pub measured_ms: Millis,
+}
+
+/// A violation as the engine raises it. `to_record_json` gives the surface page's record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Violation {
+    /// Engine-wide sequence number, in the order raised (identical live and in replay).
+    pub id: u64,
+    pub rule: Rule,
+    pub kind: Kind,
+    pub agent: Id,
+    pub team: Id,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<Id>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Id>,
+    pub at: Timestamp,
+    pub points: u32,
+    /// The engine clock when it was raised (`at` for deadlines, the event time otherwise).
+    pub detected_at: Timestamp,
+    pub evidence: Evidence,
+}
+
+impl Violation {
+    /// The surface page's violation record (replay output): exactly its keys, in its order.
+    pub fn to_record_json(&self) -> String {
+        #[derive(Serialize)]
+        struct Record<'a> {
+            rule: &'static str,
+            kind: &'static str,
+            agent: &'a str,
+            team: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            call: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reason: Option<&'a str>,
+            at: Timestamp,
+            points: u32,
+        }
+        let r = Record {
+            rule: self.rule.as_str(),
+            kind: self.kind.as_str(),
+            agent: &self.agent,
+            team: &self.team,
+            call: self.call.as_deref(),
+            reason: self.reason.as_deref(),
+            at: self.at,
+            points: self.points,
+        };
+        serde_json::to_string(&r).unwrap_or_default()
+    }
+}
+
+/// What happened to a queued call, for floor counters and histograms.
+#[derive(Clone, Debug, PartialEq)]
+pub enum QueueOutcome {
+    Offered,
+    Answered { wait: Millis },
+    Abandoned { wait: Millis },
+}
+
+/// What the engine asks its shell to do or know. Produced in a deterministic order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// A violation was raised.
+    Violation(Violation),
+    /// The condition of violation `id` cleared (ring ended, pause ended, ...).
+    Cleared { id: u64, at: Timestamp },
+    /// Something in this agent's view changed; read it with `Engine::agent_view`.
+    AgentChanged { agent: Id },
+    /// A queue call moved on.
+    Queue { queue: Id, outcome: QueueOutcome },
+    /// A ring episode ended after `ring` ms (for the ring-time histogram).
+    RingEnded { agent: Id, team: Id, ring: Millis },
+}
+
+/// Effective state of a logged-in agent: first that holds of talking, ringing, presence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EffectiveState {
+    Talking,
+    Ringing,
+    Acw,
+    NotReady,
+    Ready,
+}
+
+impl EffectiveState {
+    pub const ALL: [EffectiveState; 5] = [
+        EffectiveState::Ready,
+        EffectiveState::NotReady,
+        EffectiveState::Acw,
+        EffectiveState::Ringing,
+        EffectiveState::Talking,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EffectiveState::Talking => "talking",
+            EffectiveState::Ringing => "ringing",
+            EffectiveState::Acw => "acw",
+            EffectiveState::NotReady => "not_ready",
+            EffectiveState::Ready => "ready",
+        }
+    }
+}
+
+/// One agent as the floor sees it now.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AgentView {
+    pub agent: Id,
+    pub team: Id,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Id>,
+    pub logged_in: bool,
+    /// `None` when logged out.
+    pub presence: Option<PresenceState>,
+    /// Pause reason (empty unless `not_ready`).
+    pub reason: Id,
+    /// Since when the presence holds.
+    pub since: Timestamp,
+    /// `None` when logged out.
+    pub effective: Option<EffectiveState>,
+    /// Since when the effective state holds.
+    pub effective_since: Timestamp,
+    /// The call being talked on or ringing, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<Id>,
+    /// Open violations of this agent.
+    pub open_violations: u32,
+}
+
+/// Counters of queue calls over some window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct QueueCounts {
+    pub offered: u64,
+    pub answered: u64,
+    pub abandoned: u64,
+    /// Answered within `service_level.threshold`.
+    pub answered_in_threshold: u64,
+    /// Abandoned before `service_level.short_abandon` (left out of service level).
+    pub short_abandons: u64,
+    /// Sum of queue waits of answered calls (ms).
+    pub answer_wait_sum: i64,
+}
+
+impl QueueCounts {
+    /// answered / offered.
+    pub fn answer_rate(&self) -> Option<f64> {
+        (self.offered > 0).then(|| self.answered as f64 / self.offered as f64)
+    }
+
+    /// answered within threshold / offered, short abandons left out of both.
+    pub fn service_level(&self) -> Option<f64> {
+        let base = self.offered.saturating_sub(self.short_abandons);
+        (base > 0).then(|| self.answered_in_threshold as f64 / base as f64)
+    }
+
+    /// Mean queue wait of answered calls, seconds.
+    pub fn asa_seconds(&self) -> Option<f64> {
+        (self.answered > 0).then(|| self.answer_wait_sum as f64 / 1000.0 / self.answered as f64)
+    }
+
+    pub fn add(&mut self, o: &QueueCounts) {
+        self.offered += o.offered;
+        self.answered += o.answered;
+        self.abandoned += o.abandoned;
+        self.answered_in_threshold += o.answered_in_threshold;
+        self.short_abandons += o.short_abandons;
+        self.answer_wait_sum += o.answer_wait_sum;
+    }
+}
+
+/// One queue as the floor sees it now.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct QueueView {
+    pub queue: Id,
+    pub waiting: u64,
+    /// When the longest-waiting call entered the queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_since: Option<Timestamp>,
+    /// Today (local).
+    pub today: QueueCounts,
+    /// The last 15 minutes.
+    pub last_15m: QueueCounts,
+}
+
+/// One row of the appraisal (rules page, "Agent appraisal KPIs").
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct AppraisalRow {
+    pub agent: String,
+    pub team: String,
+    pub period: String,
+    pub ring_episodes: u64,
+    pub answered_within_rings: u64,
+    pub ring_compliance: Option<f64>,
+    pub calls_answered: u64,
+    pub talk_seconds: f64,
+    pub acw_seconds: f64,
+    pub aht_seconds: Option<f64>,
+    pub pause_seconds: f64,
+    pub break_seconds: f64,
+    pub violations_ring_answer: u64,
+    pub violations_break_overrun: u64,
+    pub violations_unauthorized_pause: u64,
+    pub points: u64,
+    pub deduction: f64,
+}
+
+impl AppraisalRow {
+    pub const CSV_HEADER: &'static str = "agent,team,period,ring_episodes,answered_within_rings,ring_compliance,calls_answered,talk_seconds,acw_seconds,aht_seconds,pause_seconds,break_seconds,violations_ring_answer,violations_break_overrun,violations_unauthorized_pause,points,deduction";
+
+    /// One CSV line (no newline): seconds with up to 3 decimals, ratios with 4.
+    pub fn to_csv(&self) -> String {
+        fn num(x: f64, places: usize) -> String {
+            let s = format!("{x:.places$}");
+            let s = if s.contains('.') {
+                s.trim_end_matches('0').trim_end_matches('.').to_string()
+            } else {
+                s
+            };
+            if s == "-0" {
+                "0".into()
+            } else {
+                s
+            }
+        }
+        fn opt(x: Option<f64>, places: usize) -> String {
+            x.map(|v| num(v, places)).unwrap_or_default()
+        }
+        fn field(s: &str) -> String {
+            if s.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s.to_string()
+            }
+        }
+        format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            field(&self.agent),
+            field(&self.team),
+            self.period,
+            self.ring_episodes,
+            self.answered_within_rings,
+            opt(self.ring_compliance, 4),
+            self.calls_answered,
+            num(self.talk_seconds, 3),
+            num(self.acw_seconds, 3),
+            opt(self.aht_seconds, 3),
+            num(self.pause_seconds, 3),
+            num(self.break_seconds, 3),
+            self.violations_ring_answer,
+            self.violations_break_overrun,
+            self.violations_unauthorized_pause,
+            self.points,
+            num(self.deduction, 2),
+        )
+    }
+}

@@ -1,0 +1,871 @@
+//! The protocol's events (`floorwatch.v1`, see the protocol page) and their decoding from
+//! JSON frames: one event object or a batch array per frame.
+//!
+//! Decoding is where bad input stops: every rejection is a typed [`DecodeError`] naming what
+//! was wrong, and a rejected event never reaches the engine. This module does no I/O.
+
+use std::fmt;
+
+use compact_str::CompactString;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::time::Timestamp;
+
+/// Identifiers (agent, call, queue, team) are at most this many bytes.
+pub const MAX_ID_LEN: usize = 128;
+
+/// An identifier or short free text; short ones are stored inline without allocating.
+pub type Id = CompactString;
+
+/// Agent presence as the phone system reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceState {
+    Ready,
+    NotReady,
+    Acw,
+}
+
+impl PresenceState {
+    pub fn parse(s: &str) -> Option<PresenceState> {
+        match s {
+            "ready" => Some(PresenceState::Ready),
+            "not_ready" => Some(PresenceState::NotReady),
+            "acw" => Some(PresenceState::Acw),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PresenceState::Ready => "ready",
+            PresenceState::NotReady => "not_ready",
+            PresenceState::Acw => "acw",
+        }
+    }
+}
+
+/// A call's state in a `snapshot`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotCallState {
+    Queued,
+    Ringing,
+    Talking,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SnapshotAgent {
+    pub agent: Id,
+    pub team: Option<Id>,
+    pub presence: PresenceState,
+    pub reason: Id,
+    pub since: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SnapshotCall {
+    pub call: Id,
+    pub queue: Option<Id>,
+    pub state: SnapshotCallState,
+    pub agent: Option<Id>,
+    pub since: Timestamp,
+}
+
+/// What an event says, by type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Body {
+    AgentLogin {
+        agent: Id,
+        team: Option<Id>,
+        name: Option<Id>,
+        extension: Option<Id>,
+        /// `state` and `reason` of the login, if given; `ready` otherwise.
+        state: Option<PresenceState>,
+        reason: Id,
+    },
+    AgentLogout {
+        agent: Id,
+    },
+    AgentState {
+        agent: Id,
+        state: PresenceState,
+        /// The pause reason; empty when missing, null or empty, and for states other than
+        /// `not_ready`.
+        reason: Id,
+        call: Option<Id>,
+        team: Option<Id>,
+    },
+    CallQueued {
+        call: Id,
+        queue: Id,
+    },
+    CallRinging {
+        call: Id,
+        agent: Id,
+        queue: Option<Id>,
+    },
+    CallAnswered {
+        call: Id,
+        agent: Id,
+    },
+    CallNoAnswer {
+        call: Id,
+        agent: Id,
+    },
+    CallAbandoned {
+        call: Id,
+    },
+    CallDialing {
+        call: Id,
+        agent: Id,
+        queue: Option<Id>,
+    },
+    CallEnded {
+        call: Id,
+        agent: Option<Id>,
+    },
+    ApprovalGranted {
+        agent: Id,
+        reason: Id,
+        /// `minutes` rounded to the nearest millisecond.
+        duration_ms: i64,
+        by: Id,
+    },
+    Snapshot {
+        agents: Vec<SnapshotAgent>,
+        calls: Vec<SnapshotCall>,
+    },
+}
+
+impl Body {
+    /// The protocol's `type` string.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Body::AgentLogin { .. } => "agent.login",
+            Body::AgentLogout { .. } => "agent.logout",
+            Body::AgentState { .. } => "agent.state",
+            Body::CallQueued { .. } => "call.queued",
+            Body::CallRinging { .. } => "call.ringing",
+            Body::CallAnswered { .. } => "call.answered",
+            Body::CallNoAnswer { .. } => "call.no_answer",
+            Body::CallAbandoned { .. } => "call.abandoned",
+            Body::CallDialing { .. } => "call.dialing",
+            Body::CallEnded { .. } => "call.ended",
+            Body::ApprovalGranted { .. } => "approval.granted",
+            Body::Snapshot { .. } => "snapshot",
+        }
+    }
+}
+
+/// Every event type name the protocol defines, for metrics labels.
+pub const EVENT_TYPES: [&str; 12] = [
+    "agent.login",
+    "agent.logout",
+    "agent.state",
+    "call.queued",
+    "call.ringing",
+    "call.answered",
+    "call.no_answer",
+    "call.abandoned",
+    "call.dialing",
+    "call.ended",
+    "approval.granted",
+    "snapshot",
+];
+
+/// One decoded, valid event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// When it happened at the source (milliseconds).
+    pub ts: Timestamp,
+    pub seq: Option<u64>,
+    pub id: Option<Id>,
+    pub body: Body,
+}
+
+/// Why an event was rejected. [`DecodeError::reason_label`] is the bounded label of
+/// `floorwatch_events_rejected_total{reason}`; `Display` is the message sent back.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum DecodeError {
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    #[error("an event must be a JSON object")]
+    NotAnObject,
+    #[error("missing required field `{0}`")]
+    MissingField(&'static str),
+    #[error("field `{field}` must be {want}")]
+    WrongType { field: &'static str, want: &'static str },
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    #[error("identifier `{field}` must be a non-empty string of at most 128 bytes")]
+    BadIdentifier { field: &'static str },
+    #[error("`ts` is not a valid time: {0}")]
+    BadTs(String),
+    #[error("`state` must be one of {want}, not {got:?}")]
+    BadState { want: &'static str, got: String },
+    #[error("`minutes` must be a number > 0")]
+    BadMinutes,
+    #[error("`seq` must be an integer >= 0")]
+    BadSeq,
+    #[error("snapshot entry {index} of `{list}`: {error}")]
+    BadSnapshot {
+        list: &'static str,
+        index: usize,
+        error: Box<DecodeError>,
+    },
+}
+
+impl DecodeError {
+    pub fn reason_label(&self) -> &'static str {
+        match self {
+            DecodeError::InvalidJson(_) => "invalid_json",
+            DecodeError::NotAnObject => "not_an_object",
+            DecodeError::MissingField(_) => "missing_field",
+            DecodeError::WrongType { .. } => "wrong_type",
+            DecodeError::UnknownType(_) => "unknown_type",
+            DecodeError::BadIdentifier { .. } => "bad_identifier",
+            DecodeError::BadTs(_) => "bad_ts",
+            DecodeError::BadState { .. } => "bad_state",
+            DecodeError::BadMinutes => "bad_minutes",
+            DecodeError::BadSeq => "bad_seq",
+            DecodeError::BadSnapshot { .. } => "bad_snapshot",
+        }
+    }
+
+    /// Every label `reason_label` can return, so counters can be pre-registered.
+    pub const LABELS: [&'static str; 11] = [
+        "invalid_json",
+        "not_an_object",
+        "missing_field",
+        "wrong_type",
+        "unknown_type",
+        "bad_identifier",
+        "bad_ts",
+        "bad_state",
+        "bad_minutes",
+        "bad_seq",
+        "bad_snapshot",
+    ];
+}
+
+/// An event that could not be decoded, with what is known of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    /// Position in the batch; `None` for a single-event frame.
+    pub index: Option<usize>,
+    /// The event's `seq`, when it could be read.
+    pub seq: Option<u64>,
+    pub error: DecodeError,
+}
+
+/// The result of decoding one frame (one NDJSON line): valid events in order, and the
+/// rejected ones. `batch` tells whether the frame was an array.
+#[derive(Debug, Default)]
+pub struct Frame {
+    pub batch: bool,
+    pub events: Vec<(Option<usize>, Event)>,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Decodes a frame: one event object or an array of them. Never fails as a whole except for
+/// invalid JSON (reported as one rejection with `index: None`).
+pub fn decode_frame(text: &str) -> Frame {
+    let mut frame = Frame::default();
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') {
+        frame.batch = true;
+        match serde_json::from_str::<Vec<&RawValue>>(text) {
+            Ok(items) => {
+                frame.events.reserve(items.len());
+                for (i, raw) in items.iter().enumerate() {
+                    match decode_event(raw.get()) {
+                        Ok(ev) => frame.events.push((Some(i), ev)),
+                        Err((seq, error)) => frame.rejected.push(Rejected {
+                            index: Some(i),
+                            seq,
+                            error,
+                        }),
+                    }
+                }
+            }
+            Err(e) => frame.rejected.push(Rejected {
+                index: None,
+                seq: None,
+                error: DecodeError::InvalidJson(e.to_string()),
+            }),
+        }
+    } else {
+        match decode_event(text) {
+            Ok(ev) => frame.events.push((None, ev)),
+            Err((seq, error)) => frame.rejected.push(Rejected {
+                index: None,
+                seq,
+                error,
+            }),
+        }
+    }
+    frame
+}
+
+/// Decodes one event object. On error, also returns the `seq` if it could be read.
+pub fn decode_event(text: &str) -> Result<Event, (Option<u64>, DecodeError)> {
+    let raw: RawEvent = match serde_json::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = e.to_string();
+            let err = if msg.contains("NOT_AN_OBJECT") {
+                DecodeError::NotAnObject
+            } else {
+                DecodeError::InvalidJson(msg)
+            };
+            return Err((None, err));
+        }
+    };
+    let seq = match &raw.seq {
+        None | Some(Scalar::Null) => None,
+        Some(Scalar::U(n)) => Some(*n),
+        Some(_) => return Err((None, DecodeError::BadSeq)),
+    };
+    raw.validate(seq).map_err(|e| (seq, e))
+}
+
+/// A JSON value as seen by the decoder: scalars are kept, containers only noted, so that
+/// mistyped fields get precise errors without building a `serde_json::Value`.
+#[derive(Debug)]
+enum Scalar {
+    Null,
+    Bool,
+    U(u64),
+    I(i64),
+    F(f64),
+    Str(Id),
+    Array,
+    Object,
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Scalar, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_none<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Bool)
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar::U(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                Ok(if v >= 0 {
+                    Scalar::U(v as u64)
+                } else {
+                    Scalar::I(v)
+                })
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar::F(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Str(Id::from(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Scalar, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Array)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Scalar, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Object)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Every field any event type uses, as raw scalars; `agents` and `calls` (snapshot only)
+/// are kept as JSON values.
+#[derive(Default, Debug)]
+struct RawEvent {
+    ty: Option<Scalar>,
+    ts: Option<Scalar>,
+    seq: Option<Scalar>,
+    id: Option<Scalar>,
+    agent: Option<Scalar>,
+    team: Option<Scalar>,
+    name: Option<Scalar>,
+    extension: Option<Scalar>,
+    state: Option<Scalar>,
+    reason: Option<Scalar>,
+    call: Option<Scalar>,
+    queue: Option<Scalar>,
+    minutes: Option<Scalar>,
+    by: Option<Scalar>,
+    agents: Option<serde_json::Value>,
+    calls: Option<serde_json::Value>,
+}
+
+impl<'de> Deserialize<'de> for RawEvent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawEvent, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawEvent;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("NOT_AN_OBJECT")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<RawEvent, A::Error> {
+                let mut r = RawEvent::default();
+                while let Some(key) = a.next_key::<std::borrow::Cow<'de, str>>()? {
+                    // Later duplicates win, as in most JSON readers.
+                    let slot = match key.as_ref() {
+                        "type" => &mut r.ty,
+                        "ts" => &mut r.ts,
+                        "seq" => &mut r.seq,
+                        "id" => &mut r.id,
+                        "agent" => &mut r.agent,
+                        "team" => &mut r.team,
+                        "name" => &mut r.name,
+                        "extension" => &mut r.extension,
+                        "state" => &mut r.state,
+                        "reason" => &mut r.reason,
+                        "call" => &mut r.call,
+                        "queue" => &mut r.queue,
+                        "minutes" => &mut r.minutes,
+                        "by" => &mut r.by,
+                        "agents" => {
+                            r.agents = Some(a.next_value()?);
+                            continue;
+                        }
+                        "calls" => {
+                            r.calls = Some(a.next_value()?);
+                            continue;
+                        }
+                        _ => {
+                            a.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(a.next_value()?);
+                }
+                Ok(r)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<RawEvent, A::Error> {
+                Err(de::Error::custom("NOT_AN_OBJECT"))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn ident(v: &Option<Scalar>, field: &'static str) -> Result<Id, DecodeError> {
+    match v {
+        None | Some(Scalar::Null) => Err(DecodeError::MissingField(field)),
+        Some(Scalar::Str(s)) => check_ident(s, field),
+        Some(_) => Err(DecodeError::WrongType {
+            field,
+            want: "a string",
+        }),
+    }
+}
+
+fn check_ident(s: &Id, field: &'static str) -> Result<Id, DecodeError> {
+    if s.is_empty() || s.len() > MAX_ID_LEN {
+        Err(DecodeError::BadIdentifier { field })
+    } else {
+        Ok(s.clone())
+    }
+}
+
+fn opt_ident(v: &Option<Scalar>, field: &'static str) -> Result<Option<Id>, DecodeError> {
+    match v {
+        None | Some(Scalar::Null) => Ok(None),
+        _ => ident(v, field).map(Some),
+    }
+}
+
+/// Optional free text (name, extension, by, id): any string, or absent.
+fn opt_text(v: &Option<Scalar>, field: &'static str) -> Result<Option<Id>, DecodeError> {
+    match v {
+        None | Some(Scalar::Null) => Ok(None),
+        Some(Scalar::Str(s)) => Ok(Some(s.clone())),
+        Some(Scalar::U(n)) if field == "extension" => Ok(Some(Id::from(n.to_string()))),
+        Some(_) => Err(DecodeError::WrongType {
+            field,
+            want: "a string",
+        }),
+    }
+}
+
+/// A reason: missing, null or empty all mean the empty reason.
+fn reason(v: &Option<Scalar>) -> Result<Id, DecodeError> {
+    match v {
+        None | Some(Scalar::Null) => Ok(Id::default()),
+        Some(Scalar::Str(s)) => Ok(s.clone()),
+        Some(_) => Err(DecodeError::WrongType {
+            field: "reason",
+            want: "a string",
+        }),
+    }
+}
+
+fn state(v: &Option<Scalar>) -> Result<Option<PresenceState>, DecodeError> {
+    const WANT: &str = "ready, not_ready, acw";
+    match v {
+        None | Some(Scalar::Null) => Ok(None),
+        Some(Scalar::Str(s)) => PresenceState::parse(s)
+            .map(Some)
+            .ok_or_else(|| DecodeError::BadState {
+                want: WANT,
+                got: s.to_string(),
+            }),
+        Some(other) => Err(DecodeError::BadState {
+            want: WANT,
+            got: format!("{other:?}"),
+        }),
+    }
+}
+
+/// Parses a `ts` value: RFC 3339 string with offset, or integer epoch milliseconds.
+fn ts_of(v: &Scalar) -> Result<Timestamp, DecodeError> {
+    match v {
+        Scalar::Str(s) => Timestamp::parse_rfc3339(s).map_err(|_| DecodeError::BadTs(format!("{s:?}"))),
+        // Keep to a range every calendar can handle (years 1 to 9999 or so).
+        Scalar::U(n) if *n <= 253_402_300_799_999 => Ok(Timestamp(*n as i64)),
+        Scalar::I(n) if *n >= -62_135_596_800_000 => Ok(Timestamp(*n)),
+        Scalar::U(n) => Err(DecodeError::BadTs(n.to_string())),
+        Scalar::I(n) => Err(DecodeError::BadTs(n.to_string())),
+        Scalar::F(f) => Err(DecodeError::BadTs(format!("{f} (milliseconds must be an integer)"))),
+        other => Err(DecodeError::BadTs(format!("{other:?}"))),
+    }
+}
+
+fn ts_field(v: &Option<Scalar>, field: &'static str) -> Result<Timestamp, DecodeError> {
+    match v {
+        None | Some(Scalar::Null) => Err(DecodeError::MissingField(field)),
+        Some(s) => ts_of(s),
+    }
+}
+
+impl RawEvent {
+    fn validate(self, seq: Option<u64>) -> Result<Event, DecodeError> {
+        let ty = match &self.ty {
+            None | Some(Scalar::Null) => return Err(DecodeError::MissingField("type")),
+            Some(Scalar::Str(s)) => s.clone(),
+            Some(_) => {
+                return Err(DecodeError::WrongType {
+                    field: "type",
+                    want: "a string",
+                })
+            }
+        };
+        // The type decides what else is required; check it before `ts` so an unknown type
+        // is reported as such.
+        if !EVENT_TYPES.contains(&ty.as_str()) {
+            return Err(DecodeError::UnknownType(ty.to_string()));
+        }
+        let ts = ts_field(&self.ts, "ts")?;
+        let id = opt_text(&self.id, "id")?;
+        let body = match ty.as_str() {
+            "agent.login" => {
+                let st = state(&self.state)?;
+                Body::AgentLogin {
+                    agent: ident(&self.agent, "agent")?,
+                    team: opt_ident(&self.team, "team")?,
+                    name: opt_text(&self.name, "name")?,
+                    extension: opt_text(&self.extension, "extension")?,
+                    reason: if st == Some(PresenceState::NotReady) {
+                        reason(&self.reason)?
+                    } else {
+                        Id::default()
+                    },
+                    state: st,
+                }
+            }
+            "agent.logout" => Body::AgentLogout {
+                agent: ident(&self.agent, "agent")?,
+            },
+            "agent.state" => {
+                let agent = ident(&self.agent, "agent")?;
+                let st = state(&self.state)?.ok_or(DecodeError::MissingField("state"))?;
+                Body::AgentState {
+                    agent,
+                    reason: if st == PresenceState::NotReady {
+                        reason(&self.reason)?
+                    } else {
+                        Id::default()
+                    },
+                    state: st,
+                    call: opt_ident(&self.call, "call")?,
+                    team: opt_ident(&self.team, "team")?,
+                }
+            }
+            "call.queued" => Body::CallQueued {
+                call: ident(&self.call, "call")?,
+                queue: ident(&self.queue, "queue")?,
+            },
+            "call.ringing" => Body::CallRinging {
+                call: ident(&self.call, "call")?,
+                agent: ident(&self.agent, "agent")?,
+                queue: opt_ident(&self.queue, "queue")?,
+            },
+            "call.answered" => Body::CallAnswered {
+                call: ident(&self.call, "call")?,
+                agent: ident(&self.agent, "agent")?,
+            },
+            "call.no_answer" => Body::CallNoAnswer {
+                call: ident(&self.call, "call")?,
+                agent: ident(&self.agent, "agent")?,
+            },
+            "call.abandoned" => Body::CallAbandoned {
+                call: ident(&self.call, "call")?,
+            },
+            "call.dialing" => Body::CallDialing {
+                call: ident(&self.call, "call")?,
+                agent: ident(&self.agent, "agent")?,
+                queue: opt_ident(&self.queue, "queue")?,
+            },
+            "call.ended" => Body::CallEnded {
+                call: ident(&self.call, "call")?,
+                agent: opt_ident(&self.agent, "agent")?,
+            },
+            "approval.granted" => {
+                let agent = ident(&self.agent, "agent")?;
+                let reason = match &self.reason {
+                    None | Some(Scalar::Null) => return Err(DecodeError::MissingField("reason")),
+                    r => reason(r)?,
+                };
+                let minutes = match &self.minutes {
+                    None | Some(Scalar::Null) => return Err(DecodeError::MissingField("minutes")),
+                    Some(Scalar::U(n)) if *n > 0 => *n as f64,
+                    Some(Scalar::F(f)) if f.is_finite() && *f > 0.0 => *f,
+                    Some(_) => return Err(DecodeError::BadMinutes),
+                };
+                let ms = (minutes * 60_000.0).round();
+                if !(ms.is_finite() && ms < 1e15) {
+                    return Err(DecodeError::BadMinutes);
+                }
+                let by = match &self.by {
+                    None | Some(Scalar::Null) => return Err(DecodeError::MissingField("by")),
+                    Some(Scalar::Str(s)) => s.clone(),
+                    Some(_) => {
+                        return Err(DecodeError::WrongType {
+                            field: "by",
+                            want: "a string",
+                        })
+                    }
+                };
+                Body::ApprovalGranted {
+                    agent,
+                    reason,
+                    duration_ms: ms as i64,
+                    by,
+                }
+            }
+            "snapshot" => decode_snapshot(self.agents, self.calls)?,
+            _ => return Err(DecodeError::UnknownType(ty.to_string())),
+        };
+        Ok(Event { ts, seq, id, body })
+    }
+}
+
+fn decode_snapshot(
+    agents: Option<serde_json::Value>,
+    calls: Option<serde_json::Value>,
+) -> Result<Body, DecodeError> {
+    use serde_json::Value;
+    fn list(v: Option<Value>, field: &'static str) -> Result<Vec<Value>, DecodeError> {
+        match v {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(a)) => Ok(a),
+            Some(_) => Err(DecodeError::WrongType {
+                field,
+                want: "an array",
+            }),
+        }
+    }
+    fn scalar(v: Option<&Value>) -> Option<Scalar> {
+        v.map(|v| match v {
+            Value::Null => Scalar::Null,
+            Value::Bool(_) => Scalar::Bool,
+            Value::Number(n) => n
+                .as_u64()
+                .map(Scalar::U)
+                .or_else(|| n.as_i64().map(Scalar::I))
+                .unwrap_or_else(|| Scalar::F(n.as_f64().unwrap_or(f64::NAN))),
+            Value::String(s) => Scalar::Str(Id::from(s.as_str())),
+            Value::Array(_) => Scalar::Array,
+            Value::Object(_) => Scalar::Object,
+        })
+    }
+    let mut out_agents = Vec::new();
+    for (index, a) in list(agents, "agents")?.into_iter().enumerate() {
+        let wrap = |error| DecodeError::BadSnapshot {
+            list: "agents",
+            index,
+            error: Box::new(error),
+        };
+        let Value::Object(m) = a else {
+            return Err(wrap(DecodeError::NotAnObject));
+        };
+        let presence_raw = scalar(m.get("presence"));
+        let presence = state(&presence_raw)
+            .map_err(wrap)?
+            .ok_or_else(|| wrap(DecodeError::MissingField("presence")))?;
+        out_agents.push(SnapshotAgent {
+            agent: ident(&scalar(m.get("agent")), "agent").map_err(wrap)?,
+            team: opt_ident(&scalar(m.get("team")), "team").map_err(wrap)?,
+            reason: if presence == PresenceState::NotReady {
+                reason(&scalar(m.get("reason"))).map_err(wrap)?
+            } else {
+                Id::default()
+            },
+            presence,
+            since: ts_field(&scalar(m.get("since")), "since").map_err(wrap)?,
+        });
+    }
+    let mut out_calls = Vec::new();
+    for (index, c) in list(calls, "calls")?.into_iter().enumerate() {
+        let wrap = |error| DecodeError::BadSnapshot {
+            list: "calls",
+            index,
+            error: Box::new(error),
+        };
+        let Value::Object(m) = c else {
+            return Err(wrap(DecodeError::NotAnObject));
+        };
+        let st = match m.get("state") {
+            Some(Value::String(s)) if s == "queued" => SnapshotCallState::Queued,
+            Some(Value::String(s)) if s == "ringing" => SnapshotCallState::Ringing,
+            Some(Value::String(s)) if s == "talking" => SnapshotCallState::Talking,
+            None | Some(Value::Null) => return Err(wrap(DecodeError::MissingField("state"))),
+            Some(other) => {
+                return Err(wrap(DecodeError::BadState {
+                    want: "queued, ringing, talking",
+                    got: other.to_string(),
+                }))
+            }
+        };
+        let agent = opt_ident(&scalar(m.get("agent")), "agent").map_err(wrap)?;
+        if agent.is_none() && st != SnapshotCallState::Queued {
+            return Err(wrap(DecodeError::MissingField("agent")));
+        }
+        out_calls.push(SnapshotCall {
+            call: ident(&scalar(m.get("call")), "call").map_err(wrap)?,
+            queue: opt_ident(&scalar(m.get("queue")), "queue").map_err(wrap)?,
+            state: st,
+            agent,
+            since: ts_field(&scalar(m.get("since")), "since").map_err(wrap)?,
+        });
+    }
+    Ok(Body::Snapshot {
+        agents: out_agents,
+        calls: out_calls,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(s: &str) -> Result<Event, DecodeError> {
+        decode_event(s).map_err(|(_, e)| e)
+    }
+
+    #[test]
+    fn decodes_the_protocol_example_batch() {
+        let f = decode_frame(
+            r#"[{"type":"agent.login","ts":"2026-11-28T09:00:00Z","seq":1,"agent":"a-0042","team":"hotline-1"},
+ {"type":"call.answered","ts":"2026-11-28T09:15:09.500Z","seq":4,"call":"c-77","agent":"a-0042"},
+ {"type":"agent.state","ts":1795782641432,"seq":7,"agent":"a-0042","state":"not_ready","reason":"break"}]"#,
+        );
+        assert!(f.batch);
+        assert!(f.rejected.is_empty(), "{:?}", f.rejected);
+        assert_eq!(f.events.len(), 3);
+        assert_eq!(f.events[1].1.ts.to_string(), "2026-11-28T09:15:09.500Z");
+        assert_eq!(f.events[2].1.seq, Some(7));
+        match &f.events[2].1.body {
+            Body::AgentState { reason, state, .. } => {
+                assert_eq!(reason, "break");
+                assert_eq!(*state, PresenceState::NotReady);
+            }
+            other => panic!("wrong body {other:?}"),
+        }
+    }
+
+    #[test]
+    fn batch_rejects_one_by_one_with_index_and_seq() {
+        let f = decode_frame(
+            r#"[{"type":"agent.login","ts":1,"agent":"a"},{"type":"agent.teleport","ts":2,"seq":9,"agent":"a"},5,{"type":"agent.state","ts":3,"agent":"a","state":"sleeping"}]"#,
+        );
+        assert_eq!(f.events.len(), 1);
+        assert_eq!(f.rejected.len(), 3);
+        assert_eq!(f.rejected[0].index, Some(1));
+        assert_eq!(f.rejected[0].seq, Some(9));
+        assert_eq!(f.rejected[0].error.reason_label(), "unknown_type");
+        assert_eq!(f.rejected[1].error, DecodeError::NotAnObject);
+        assert_eq!(f.rejected[2].error.reason_label(), "bad_state");
+    }
+
+    #[test]
+    fn every_rejection_reason_of_the_protocol() {
+        let cases: &[(&str, &str)] = &[
+            (r#"{"type":"agent.login","ts":1,"agent":"a""#, "invalid_json"),
+            (r#"{"ts":1,"agent":"a"}"#, "missing_field"),
+            (r#"{"type":"agent.login","agent":"a"}"#, "missing_field"),
+            (r#"{"type":"agent.login","ts":1}"#, "missing_field"),
+            (r#"{"type":"agent.login","ts":1,"agent":7}"#, "wrong_type"),
+            (r#"{"type":"agent.fly","ts":1,"agent":"a"}"#, "unknown_type"),
+            (r#"{"type":"agent.login","ts":1,"agent":""}"#, "bad_identifier"),
+            (r#"{"type":"call.queued","ts":"2026-11-28T09:00:00","call":"c","queue":"q"}"#, "bad_ts"),
+            (r#"{"type":"call.queued","ts":1.5,"call":"c","queue":"q"}"#, "bad_ts"),
+            (r#"{"type":"agent.state","ts":1,"agent":"a","state":"busy"}"#, "bad_state"),
+            (r#"{"type":"approval.granted","ts":1,"agent":"a","reason":"meeting","minutes":0,"by":"x"}"#, "bad_minutes"),
+            (r#"{"type":"approval.granted","ts":1,"agent":"a","reason":"meeting","minutes":"5","by":"x"}"#, "bad_minutes"),
+            (r#"{"type":"call.ended","ts":1,"call":"c","seq":-1}"#, "bad_seq"),
+            (r#"["not","an","object"]"#, "not_an_object"),
+        ];
+        for (input, label) in cases {
+            let f = decode_frame(input);
+            let got: Vec<_> = f.rejected.iter().map(|r| r.error.reason_label()).collect();
+            assert!(got.contains(label), "{input}: want {label}, got {got:?}");
+            assert!(f.events.is_empty(), "{input}");
+        }
+        let long = "x".repeat(129);
+        let e = one(&format!(r#"{{"type":"call.abandoned","ts":1,"call":"{long}"}}"#)).unwrap_err();
+        assert_eq!(e.reason_label(), "bad_identifier");
+        let ok = "x".repeat(128);
+        assert!(one(&format!(r#"{{"type":"call.abandoned","ts":1,"call":"{ok}"}}"#)).is_ok());
+    }
+
+    #[test]
+    fn reasons_and_minutes() {
+        let e = one(r#"{"type":"agent.state","ts":1,"agent":"a","state":"not_ready","reason":null}"#).unwrap();
+        assert!(matches!(e.body, Body::AgentState { ref reason, .. } if reason.is_empty()));
+        let e = one(r#"{"type":"agent.state","ts":1,"agent":"a","state":"ready","reason":"break"}"#).unwrap();
+        assert!(matches!(e.body, Body::AgentState { ref reason, .. } if reason.is_empty()));
+        let e = one(r#"{"type":"approval.granted","ts":1,"agent":"a","reason":"meeting","minutes":0.5,"by":"x","extra":{"nested":[1]}}"#).unwrap();
+        assert!(matches!(e.body, Body::ApprovalGranted { duration_ms: 30_000, .. }));
+    }
+
+    #[test]
+    fn snapshot_decodes() {
+        let e = one(r#"{"type":"snapshot","ts":100,"agents":[{"agent":"a","presence":"not_ready","reason":"break","since":50}],"calls":[{"call":"c","state":"ringing","agent":"a","since":"1970-01-01T00:00:00.090Z"}]}"#).unwrap();
+        match e.body {
+            Body::Snapshot { agents, calls } => {
+                assert_eq!(agents[0].reason, "break");
+                assert_eq!(calls[0].since, Timestamp(90));
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = one(r#"{"type":"snapshot","ts":100,"agents":[{"agent":"a","presence":"away","since":50}]}"#).unwrap_err();
+        assert_eq!(e.reason_label(), "bad_snapshot");
+    }
+}

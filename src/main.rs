@@ -1,0 +1,23 @@
+use clap::Parser;
+
+use floorwatch::cli::{Cli, Command, EXIT_CONFIG};
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay(a) => floorwatch::replay::main(a),
+        Command::CheckConfig(a) => floorwatch::config::check_config_main(&a.file),
+        Command::Run(a) => floorwatch::daemon::run_main(a),
+        Command::Demo(a) => floorwatch::demo::main(a),
+        Command::Simulate(a) => floorwatch::simulate::main(a),
+    };
+    if let Err(e) = result {
+        eprintln!("floorwatch: {e:#}");
+        let code = if e.downcast_ref::<floorwatch::config::ConfigError>().is_some() {
+            EXIT_CONFIG
+        } else {
+            1
+        };
+        std::process::exit(code);
+    }
+}

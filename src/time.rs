@@ -1,0 +1,347 @@
+//! Time as the engine sees it: [`Timestamp`] (milliseconds since the Unix epoch), durations
+//! in milliseconds, parsing of protocol `ts` values and config duration strings, and the
+//! local calendar (days, ISO weeks, months) of `appraisal.timezone`.
+//!
+//! Nothing here reads the wall clock; that is `clock`'s job.
+
+use std::fmt;
+
+use jiff::tz::TimeZone;
+use serde::Serialize;
+
+/// Milliseconds since the Unix epoch. Sub-millisecond digits are dropped at parse time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub i64);
+
+/// A length of time in milliseconds.
+pub type Millis = i64;
+
+impl Timestamp {
+    pub const MIN: Timestamp = Timestamp(i64::MIN / 4);
+    pub const MAX: Timestamp = Timestamp(i64::MAX / 4);
+
+    pub fn ms(self) -> i64 {
+        self.0
+    }
+
+    pub fn add(self, d: Millis) -> Timestamp {
+        Timestamp(self.0.saturating_add(d))
+    }
+
+    /// `self - earlier` in milliseconds.
+    pub fn since(self, earlier: Timestamp) -> Millis {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    /// Parses a protocol `ts` string: RFC 3339 with an offset (`Z` or `+08:00`), up to
+    /// nanoseconds. Sub-millisecond digits are dropped (truncated toward the past).
+    pub fn parse_rfc3339(s: &str) -> Result<Timestamp, TimeError> {
+        // jiff also accepts RFC 9557 suffixes and a space separator; the protocol asks for
+        // RFC 3339, so insist on the `T` form and an explicit offset.
+        let b = s.as_bytes();
+        if b.len() < 20 || b.get(10) != Some(&b'T') && b.get(10) != Some(&b't') {
+            return Err(TimeError::Invalid(s.to_string()));
+        }
+        if s.contains('[') {
+            return Err(TimeError::Invalid(s.to_string()));
+        }
+        let ts: jiff::Timestamp = s.parse().map_err(|_| TimeError::Invalid(s.to_string()))?;
+        let ns = ts.as_nanosecond();
+        Ok(Timestamp(ns.div_euclid(1_000_000) as i64))
+    }
+
+    /// Parses `--until`-style input: RFC 3339 or integer epoch milliseconds.
+    pub fn parse_flexible(s: &str) -> Result<Timestamp, TimeError> {
+        let t = s.trim();
+        if !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit() || c == b'-') {
+            return t
+                .parse::<i64>()
+                .map(Timestamp)
+                .map_err(|_| TimeError::Invalid(s.to_string()));
+        }
+        Timestamp::parse_rfc3339(t)
+    }
+
+    pub fn to_jiff(self) -> jiff::Timestamp {
+        jiff::Timestamp::from_millisecond(self.0).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// RFC 3339 UTC with exactly three fractional digits and `Z`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dt = self.to_jiff().to_zoned(TimeZone::UTC).datetime();
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            dt.year(),
+            dt.month(),
+            dt.day(),
+            dt.hour(),
+            dt.minute(),
+            dt.second(),
+            self.0.rem_euclid(1000)
+        )
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TimeError {
+    #[error("not a valid time: {0:?} (want RFC 3339 with offset, or epoch milliseconds)")]
+    Invalid(String),
+    #[error("not a valid duration: {0:?} (want e.g. \"250ms\", \"15s\", \"0.2s\", \"5m\", \"1h30m\")")]
+    Duration(String),
+}
+
+/// Parses a config duration string (`"250ms"`, `"15s"`, `"0.2s"`, `"5m"`, `"1h30m"`), rounded
+/// to the nearest millisecond.
+pub fn parse_duration(s: &str) -> Result<Millis, TimeError> {
+    let err = || TimeError::Duration(s.to_string());
+    let t = s.trim();
+    if t.is_empty() || t.starts_with('-') || t.starts_with('+') {
+        return Err(err());
+    }
+    let d: jiff::SignedDuration = t.parse().map_err(|_| err())?;
+    if d.is_negative() {
+        return Err(err());
+    }
+    let ns = d.as_nanos();
+    let ms = (ns + 500_000).div_euclid(1_000_000);
+    i64::try_from(ms).map_err(|_| err())
+}
+
+/// Formats milliseconds as a config duration string (`"15s"`, `"1h30m"`, `"250ms"`).
+pub fn format_duration(ms: Millis) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let (h, rest) = (ms / 3_600_000, ms % 3_600_000);
+    let (m, rest) = (rest / 60_000, rest % 60_000);
+    let (s, milli) = (rest / 1000, rest % 1000);
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 {
+        out.push_str(&format!("{s}s"));
+    }
+    if milli > 0 {
+        out.push_str(&format!("{milli}ms"));
+    }
+    out
+}
+
+/// A local calendar day: its date and `[start, end)` in epoch milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalDay {
+    pub date: jiff::civil::Date,
+    pub start: Timestamp,
+    pub end: Timestamp,
+}
+
+/// The local calendar of `appraisal.timezone`, with a one-day cache: almost every lookup
+/// falls in the day of the previous one.
+#[derive(Clone, Debug)]
+pub struct Calendar {
+    tz: TimeZone,
+    cache: Option<LocalDay>,
+}
+
+impl Calendar {
+    pub fn new(tz: TimeZone) -> Calendar {
+        Calendar { tz, cache: None }
+    }
+
+    pub fn utc() -> Calendar {
+        Calendar::new(TimeZone::UTC)
+    }
+
+    pub fn tz(&self) -> &TimeZone {
+        &self.tz
+    }
+
+    /// The local day containing `t`.
+    pub fn day(&mut self, t: Timestamp) -> LocalDay {
+        if let Some(d) = self.cache {
+            if d.start <= t && t < d.end {
+                return d;
+            }
+        }
+        let d = self.compute_day(t);
+        self.cache = Some(d);
+        d
+    }
+
+    /// The local day containing `t`, without touching the cache.
+    pub fn day_of(&self, t: Timestamp) -> LocalDay {
+        if let Some(d) = self.cache {
+            if d.start <= t && t < d.end {
+                return d;
+            }
+        }
+        self.compute_day(t)
+    }
+
+    fn compute_day(&self, t: Timestamp) -> LocalDay {
+        let z = t.to_jiff().to_zoned(self.tz.clone());
+        let date = z.date();
+        let start = self.start_of(date);
+        let end = date
+            .tomorrow()
+            .map(|d| self.start_of(d))
+            .unwrap_or(Timestamp::MAX);
+        LocalDay { date, start, end }
+    }
+
+    /// The first instant of local date `date`.
+    pub fn start_of(&self, date: jiff::civil::Date) -> Timestamp {
+        match date.to_zoned(self.tz.clone()) {
+            Ok(z) => Timestamp(z.timestamp().as_millisecond()),
+            Err(_) => Timestamp::MIN,
+        }
+    }
+}
+
+/// An appraisal period: a local day, an ISO week or a month.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Period {
+    Day(jiff::civil::Date),
+    /// ISO year and week number.
+    Week(i16, i8),
+    /// Year and month.
+    Month(i16, i8),
+}
+
+impl Period {
+    /// Parses `2026-11`, `2026-W48` or `2026-11-28`.
+    pub fn parse(s: &str) -> Option<Period> {
+        let s = s.trim();
+        if let Some((y, w)) = s.split_once("-W") {
+            let y: i16 = y.parse().ok()?;
+            let w: i8 = w.parse().ok()?;
+            jiff::civil::ISOWeekDate::new(y, w, jiff::civil::Weekday::Monday).ok()?;
+            return Some(Period::Week(y, w));
+        }
+        match s.len() {
+            7 => {
+                let (y, m) = s.split_once('-')?;
+                let y: i16 = y.parse().ok()?;
+                let m: i8 = m.parse().ok()?;
+                jiff::civil::Date::new(y, m, 1).ok()?;
+                Some(Period::Month(y, m))
+            }
+            10 => s.parse::<jiff::civil::Date>().ok().map(Period::Day),
+            _ => None,
+        }
+    }
+
+    /// Whether local date `d` lies in this period.
+    pub fn contains(&self, d: jiff::civil::Date) -> bool {
+        match *self {
+            Period::Day(x) => x == d,
+            Period::Week(y, w) => {
+                let iso = d.iso_week_date();
+                iso.year() == y && iso.week() == w
+            }
+            Period::Month(y, m) => d.year() == y && d.month() == m,
+        }
+    }
+
+    /// The first and one-past-last local dates of the period.
+    pub fn date_range(&self) -> (jiff::civil::Date, jiff::civil::Date) {
+        use jiff::civil::{Date, ISOWeekDate, Weekday};
+        let fallback = Date::constant(1970, 1, 1);
+        match *self {
+            Period::Day(d) => (d, d.tomorrow().unwrap_or(d)),
+            Period::Week(y, w) => {
+                let mon = ISOWeekDate::new(y, w, Weekday::Monday)
+                    .map(|i| i.date())
+                    .unwrap_or(fallback);
+                (mon, mon.checked_add(jiff::Span::new().days(7)).unwrap_or(mon))
+            }
+            Period::Month(y, m) => {
+                let first = Date::new(y, m, 1).unwrap_or(fallback);
+                (first, first.last_of_month().tomorrow().unwrap_or(first))
+            }
+        }
+    }
+
+    /// `[start, end)` of the period in the calendar's time zone.
+    pub fn bounds(&self, cal: &Calendar) -> (Timestamp, Timestamp) {
+        let (a, b) = self.date_range();
+        (cal.start_of(a), cal.start_of(b))
+    }
+}
+
+impl fmt::Display for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Period::Day(d) => write!(f, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day()),
+            Period::Week(y, w) => write!(f, "{y:04}-W{w:02}"),
+            Period::Month(y, m) => write!(f, "{y:04}-{m:02}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_drops_sub_millisecond_digits() {
+        let t = Timestamp::parse_rfc3339("2026-11-27T12:22:28.056917000Z").unwrap();
+        assert_eq!(t.to_string(), "2026-11-27T12:22:28.056Z");
+        let t = Timestamp::parse_rfc3339("2026-11-27T20:26:17.115+08:00").unwrap();
+        assert_eq!(t.to_string(), "2026-11-27T12:26:17.115Z");
+    }
+
+    #[test]
+    fn rfc3339_requires_offset() {
+        assert!(Timestamp::parse_rfc3339("2026-11-27T12:22:28").is_err());
+        assert!(Timestamp::parse_rfc3339("2026-11-27").is_err());
+        assert!(Timestamp::parse_rfc3339("yesterday").is_err());
+        assert!(Timestamp::parse_rfc3339("2026-11-27T12:22:28Z[Asia/Shanghai]").is_err());
+    }
+
+    #[test]
+    fn durations_round_to_the_millisecond() {
+        assert_eq!(parse_duration("250ms"), Ok(250));
+        assert_eq!(parse_duration("15s"), Ok(15_000));
+        assert_eq!(parse_duration("0.2s"), Ok(200));
+        assert_eq!(parse_duration("5m"), Ok(300_000));
+        assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
+        assert_eq!(parse_duration("0.0005s"), Ok(1));
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert_eq!(format_duration(5_400_000), "1h30m");
+    }
+
+    #[test]
+    fn shanghai_day_starts_at_1600_utc() {
+        let mut cal = Calendar::new(TimeZone::get("Asia/Shanghai").unwrap());
+        let d = cal.day(Timestamp::parse_rfc3339("2026-11-27T16:00:00Z").unwrap());
+        assert_eq!(d.date, jiff::civil::date(2026, 11, 28));
+        assert_eq!(d.start.to_string(), "2026-11-27T16:00:00.000Z");
+        assert_eq!(d.end.to_string(), "2026-11-28T16:00:00.000Z");
+    }
+
+    #[test]
+    fn periods_parse_and_print() {
+        for s in ["2026-11", "2026-W48", "2026-11-28"] {
+            assert_eq!(Period::parse(s).unwrap().to_string(), s);
+        }
+        assert!(Period::parse("2026-13").is_none());
+        let w = Period::parse("2026-W48").unwrap();
+        assert!(w.contains(jiff::civil::date(2026, 11, 28)));
+        assert!(!w.contains(jiff::civil::date(2026, 11, 30)));
+    }
+}
