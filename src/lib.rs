@@ -21,3 +21,8 @@ pub mod daemon;
 pub mod demo;
 pub mod replay;
 pub mod simulate;
+pub mod clock;
+pub mod floor;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
