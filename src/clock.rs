@@ -44,7 +44,7 @@ impl Clock {
     pub fn now(&self) -> Timestamp {
         let elapsed = Instant::now().saturating_duration_since(self.origin);
         self.origin_wall
-            .add(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX / 4))
+            .plus(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX / 4))
     }
 
     /// The tokio instant at which this clock reads `t` (clamped to the clock's origin).

@@ -253,10 +253,10 @@ impl Owner {
 
     fn next_wake(&self) -> Timestamp {
         let now = self.clock.now();
-        let mut wake = now.add(TICK);
+        let mut wake = now.plus(TICK);
         if self.may_advance(now) {
             if let Some(p) = self.engine.poll_timeout() {
-                wake = wake.min(p.add(self.source.delay));
+                wake = wake.min(p.plus(self.source.delay));
             }
         }
         wake
@@ -364,7 +364,7 @@ impl Owner {
     fn handle_tick(&mut self) {
         let now = self.clock.now();
         if self.may_advance(now) {
-            let target = now.add(-self.source.delay);
+            let target = now.plus(-self.source.delay);
             if self.engine.now().is_none_or(|t| target > t) {
                 self.engine.handle_timeout(target, &mut self.effects);
                 self.drain_effects();
@@ -419,10 +419,10 @@ impl Owner {
                         "violation"
                     );
                     self.book.violation(metrics, &v);
-                    self.floor.push_violation(v);
+                    self.floor.push_violation(*v);
                 }
-                Effect::Cleared { id, at } => {
-                    if let Some((rule, team)) = self.floor.close_violation(id, at) {
+                Effect::Cleared { id, at, ended_by } => {
+                    if let Some((rule, team)) = self.floor.close_violation(id, at, ended_by) {
                         self.book.cleared(metrics, rule.as_str(), &team);
                     }
                 }

@@ -16,7 +16,7 @@ use dashmap::DashMap;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::engine::{AgentView, QueueView, Rule, Violation};
+use crate::engine::{AgentView, EventRef, QueueView, Rule, Violation};
 use crate::event::Id;
 use crate::time::{Calendar, Millis, Timestamp};
 
@@ -210,11 +210,16 @@ impl Floor {
     }
 
     /// Marks violation `id` closed at `at`; returns its rule and team if it was open.
-    pub(crate) fn close_violation(&self, id: u64, at: Timestamp) -> Option<(Rule, Id)> {
+    pub(crate) fn close_violation(
+        &self,
+        id: u64,
+        at: Timestamp,
+        ended_by: EventRef,
+    ) -> Option<(Rule, Id)> {
         self.violations
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .close(id, at)
+            .close(id, at, ended_by)
     }
 
     /// Starts a new local day when `now` has left the current one; returns whether it did.
@@ -263,7 +268,7 @@ impl ViolationLog {
         });
     }
 
-    fn close(&mut self, id: u64, at: Timestamp) -> Option<(Rule, Id)> {
+    fn close(&mut self, id: u64, at: Timestamp, ended_by: EventRef) -> Option<(Rule, Id)> {
         // Ids are raised in increasing order, so the log is sorted by id.
         let i = self
             .records
@@ -275,6 +280,9 @@ impl ViolationLog {
         }
         r.status = Status::Closed;
         r.cleared_at = Some(at);
+        if r.violation.evidence.ended_by.is_none() {
+            r.violation.evidence.ended_by = Some(ended_by);
+        }
         Some((r.violation.rule, r.violation.team.clone()))
     }
 }
