@@ -343,7 +343,10 @@ impl TodayHistograms {
 fn percentiles_of(map: &BTreeMap<Id, Histogram<u64>>) -> BTreeMap<Id, Percentiles> {
     map.iter()
         .map(|(k, h)| {
-            let q = |x: f64| h.value_at_quantile(x) as f64 / 1000.0;
+            // The lowest value of the quantile's bucket (3 significant digits: within 0.1 %),
+            // so values the histogram holds exactly (e.g. whole seconds up to 16 s) come out
+            // exactly.
+            let q = |x: f64| h.lowest_equivalent(h.value_at_quantile(x)) as f64 / 1000.0;
             (
                 k.clone(),
                 Percentiles {

@@ -2,3 +2,10 @@
 
 mod engine_props;
 mod examples;
+
+mod daemon_live;
+mod daemon_support;
+mod http;
+mod ingest;
+mod ingest_connect;
+mod metrics;

@@ -1,0 +1,216 @@
+//! Shared harness of the daemon tests: a daemon on 127.0.0.1:0, a WebSocket source client,
+//! and a tiny HTTP/1.1 GET.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use floorwatch::config::Config;
+use floorwatch::daemon::DaemonHandle;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Defaults on an ephemeral loopback port.
+pub fn config() -> Config {
+    let mut c = Config::default();
+    c.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    // Tests send fixed timestamps of the past: a source that lags that much must never count
+    // as caught up by idling, or the daemon's clock would move the engine clock to today.
+    c.source.idle = 3_600_000;
+    c
+}
+
+pub async fn start(config: Config) -> DaemonHandle {
+    floorwatch::daemon::start(config)
+        .await
+        .expect("daemon starts")
+}
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A phone system connected to the daemon's `/ingest`.
+pub struct Source {
+    pub ws: Ws,
+}
+
+/// What a source read from the daemon.
+#[derive(Debug)]
+pub enum Got {
+    Json(Value),
+    Close(Option<CloseFrame>),
+    /// Why the stream ended (read through `Debug` in failure messages).
+    Ended(#[allow(dead_code)] String),
+}
+
+impl Source {
+    pub async fn connect(
+        addr: SocketAddr,
+        source: &str,
+        token: Option<&str>,
+    ) -> Result<Source, tungstenite::Error> {
+        let mut req = format!("ws://{addr}/ingest?source={source}")
+            .into_client_request()
+            .expect("request");
+        if let Some(t) = token {
+            req.headers_mut().insert(
+                "authorization",
+                format!("Bearer {t}").parse().expect("header"),
+            );
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+        Ok(Source { ws })
+    }
+
+    /// Connects and reads the hello; returns it.
+    pub async fn connect_hello(addr: SocketAddr, source: &str) -> (Source, Value) {
+        let mut s = Source::connect(addr, source, None).await.expect("connects");
+        let hello = s.json().await;
+        assert_eq!(hello["type"], "hello", "{hello}");
+        assert_eq!(hello["protocol"], "floorwatch.v1", "{hello}");
+        (s, hello)
+    }
+
+    pub async fn send(&mut self, text: impl Into<String>) {
+        self.ws
+            .send(Message::text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn next(&mut self) -> Got {
+        loop {
+            let m = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("daemon answers in time");
+            match m {
+                None => return Got::Ended("stream ended".into()),
+                Some(Err(e)) => return Got::Ended(e.to_string()),
+                Some(Ok(Message::Text(t))) => {
+                    return Got::Json(serde_json::from_str(t.as_str()).expect("json"))
+                }
+                Some(Ok(Message::Close(f))) => return Got::Close(f),
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    pub async fn json(&mut self) -> Value {
+        match self.next().await {
+            Got::Json(v) => v,
+            other => panic!("want a JSON message, got {other:?}"),
+        }
+    }
+
+    /// Reads messages until an ack; returns the messages before it and the acked seq.
+    pub async fn until_ack(&mut self) -> (Vec<Value>, u64) {
+        let mut before = Vec::new();
+        loop {
+            let v = self.json().await;
+            if v["type"] == "ack" {
+                return (before, v["seq"].as_u64().expect("ack seq"));
+            }
+            before.push(v);
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET: status, content type, body.
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    get_with(addr, path, &[]).await
+}
+
+pub async fn get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let text = String::from_utf8(buf).expect("utf-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, content_type, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+pub async fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
+    let (status, _, body) = get(addr, path).await;
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")),
+    )
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, for at most [`WAIT`].
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The value of a sample line `name{labels} value` in a Prometheus exposition.
+pub fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|l| {
+        let rest = l.strip_prefix(series)?;
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
+}

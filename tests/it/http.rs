@@ -1,0 +1,121 @@
+//! The HTTP surface over a real socket: floor view, violations queries, health, errors,
+//! the wallboard page.
+
+use serde_json::Value;
+
+use crate::daemon_support::{self as sup, get, Source};
+
+#[tokio::test]
+async fn floor_api_shows_agents_queues_kpis_percentiles_and_the_engine_clock() {
+    let d = sup::start(sup::config()).await;
+    let addr = d.local_addr();
+    let (mut s, _) = Source::connect_hello(addr, "pbx").await;
+    s.send(
+        r#"[{"type":"agent.login","ts":"2026-11-28T01:00:00Z","seq":1,"agent":"a1","team":"hotline-1"},
+            {"type":"agent.login","ts":"2026-11-28T01:00:00Z","seq":2,"agent":"a2","team":"hotline-2"},
+            {"type":"agent.state","ts":"2026-11-28T01:00:01Z","seq":3,"agent":"a2","state":"not_ready","reason":"break"},
+            {"type":"call.queued","ts":"2026-11-28T01:00:10Z","seq":4,"call":"c1","queue":"sales"},
+            {"type":"call.ringing","ts":"2026-11-28T01:00:12Z","seq":5,"call":"c1","agent":"a1","queue":"sales"},
+            {"type":"call.answered","ts":"2026-11-28T01:00:16Z","seq":6,"call":"c1","agent":"a1"},
+            {"type":"call.queued","ts":"2026-11-28T01:00:20Z","seq":7,"call":"c2","queue":"sales"}]"#,
+    )
+    .await;
+    assert_eq!(s.until_ack().await.1, 7);
+
+    let (status, f) = sup::get_json(addr, "/api/v1/floor").await;
+    assert_eq!(status, 200);
+    let clock = f["engine_clock"].as_str().expect("engine clock");
+    assert!(clock >= "2026-11-28T01:00:20.000Z", "{clock}");
+    assert_eq!(f["sources_connected"], 1);
+    let agent = |id: &str| -> Value {
+        f["agents"]
+            .as_array()
+            .expect("agents")
+            .iter()
+            .find(|a| a["agent"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no agent {id} in {f}"))
+    };
+    let a1 = agent("a1");
+    assert_eq!(a1["effective"], "talking", "{a1}");
+    assert_eq!(a1["presence"], "ready", "{a1}");
+    assert_eq!(a1["call"], "c1", "{a1}");
+    assert_eq!(a1["team"], "hotline-1", "{a1}");
+    let a2 = agent("a2");
+    assert_eq!(a2["effective"], "not_ready", "{a2}");
+    assert_eq!(a2["reason"], "break", "{a2}");
+    assert_eq!(a2["since"], "2026-11-28T01:00:01.000Z", "{a2}");
+
+    let q = &f["queues"][0];
+    assert_eq!(q["queue"], "sales", "{f}");
+    assert_eq!(q["waiting"], 1, "{q}");
+    assert!(
+        q["longest_wait_seconds"].as_f64().is_some_and(|w| w >= 0.0),
+        "{q}"
+    );
+    assert_eq!(q["today"]["offered"], 2, "{q}");
+    assert_eq!(q["today"]["answered"], 1, "{q}");
+    assert_eq!(q["today"]["answer_rate"], 0.5, "{q}");
+    assert_eq!(q["today"]["asa_seconds"], 6.0, "{q}");
+    assert_eq!(q["wait_percentiles"]["count"], 1, "{q}");
+    assert_eq!(q["wait_percentiles"]["p50"], 6.0, "{q}");
+    assert_eq!(f["floor"]["today"]["offered"], 2, "{f}");
+    let ring = &f["ring_percentiles"]["hotline-1"];
+    assert_eq!(ring["count"], 1, "{f}");
+    assert_eq!(ring["p99"], 4.0, "{f}");
+    assert!(f["open_violations"].as_array().is_some(), "{f}");
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn violations_api_rejects_bad_queries_with_400_json() {
+    let d = sup::start(sup::config()).await;
+    let addr = d.local_addr();
+    for q in [
+        "from=yesterday",
+        "to=2026-11-28T09:00:00",
+        "rule=speeding",
+        "status=maybe",
+    ] {
+        let (status, ctype, body) = get(addr, &format!("/api/v1/violations?{q}")).await;
+        assert_eq!(status, 400, "{q}: {body}");
+        assert!(ctype.starts_with("application/json"), "{q}: {ctype}");
+        let v: Value = serde_json::from_str(&body).expect("json");
+        assert!(
+            v["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{q}: {body}"
+        );
+    }
+    let (status, v) = sup::get_json(
+        addr,
+        "/api/v1/violations?from=2026-11-28T00:00:00Z&to=1795900000000&rule=ring_answer&status=open&agent=a1&team=t",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(v["violations"], serde_json::json!([]));
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_wallboard_and_unknown_paths() {
+    let d = sup::start(sup::config()).await;
+    let addr = d.local_addr();
+    assert_eq!(get(addr, "/healthz").await.0, 200);
+    assert_eq!(
+        get(addr, "/readyz").await.0,
+        200,
+        "listen mode is ready without a source"
+    );
+    let (status, ctype, body) = get(addr, "/").await;
+    assert_eq!(status, 200);
+    assert!(ctype.starts_with("text/html"), "{ctype}");
+    assert!(
+        body.contains("api/v1/floor"),
+        "the wallboard polls the floor API"
+    );
+    let (status, ctype, body) = get(addr, "/no/such/thing").await;
+    assert_eq!(status, 404);
+    assert!(ctype.starts_with("application/json"), "{ctype}");
+    assert!(body.contains("\"error\""), "{body}");
+    d.shutdown().await;
+}

@@ -1,0 +1,104 @@
+//! Connect-mode ingest: the daemon dials a phone system (a WebSocket server run by the test),
+//! sends hello, takes events, and redials when the connection drops.
+
+use std::sync::{Arc, Mutex};
+
+use floorwatch::config::SourceMode;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::daemon_support::{self as sup, WAIT};
+
+type ServerWs = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Accepts one WebSocket connection; returns it and its Authorization header.
+#[allow(clippy::result_large_err)] // the callback's error type is tungstenite's
+async fn accept(listener: &TcpListener) -> (ServerWs, Option<String>) {
+    let (tcp, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .expect("the daemon dials in time")
+        .expect("accept");
+    let auth = Arc::new(Mutex::new(None));
+    let seen = auth.clone();
+    let ws = tokio_tungstenite::accept_hdr_async(tcp, move |req: &Request, resp: Response| {
+        *seen.lock().expect("lock") = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok(resp)
+    })
+    .await
+    .expect("handshake");
+    let auth = auth.lock().expect("lock").clone();
+    (ws, auth)
+}
+
+async fn read_json(ws: &mut ServerWs) -> Value {
+    loop {
+        let m = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("daemon sends in time")
+            .expect("open")
+            .expect("message");
+        if let Message::Text(t) = m {
+            return serde_json::from_str(t.as_str()).expect("json");
+        }
+    }
+}
+
+#[tokio::test]
+async fn connect_mode_dials_sends_hello_takes_events_and_redials() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let pbx = listener.local_addr().expect("addr");
+    let mut c = sup::config();
+    c.source.mode = SourceMode::Connect;
+    c.source.url = Some(format!("ws://{pbx}/events"));
+    c.source.headers = vec![("Authorization".into(), "Bearer pbx-token".into())];
+    c.source.name = "pbx-east".into();
+    let d = sup::start(c).await;
+    let addr = d.local_addr();
+
+    let (mut ws, auth) = accept(&listener).await;
+    assert_eq!(auth.as_deref(), Some("Bearer pbx-token"));
+    let hello = read_json(&mut ws).await;
+    assert_eq!(hello["type"], "hello", "{hello}");
+    assert_eq!(hello["resume_after"], Value::Null, "{hello}");
+    ws.send(Message::text(
+        r#"[{"type":"agent.login","ts":"2026-11-28T01:00:00Z","seq":1,"agent":"a1"},
+            {"type":"agent.login","ts":"2026-11-28T01:00:01Z","seq":2,"agent":"a2"}]"#,
+    ))
+    .await
+    .expect("send");
+    let ack = read_json(&mut ws).await;
+    assert_eq!(ack, serde_json::json!({"type": "ack", "seq": 2}));
+    let (status, _, _) = sup::get(addr, "/readyz").await;
+    assert_eq!(status, 200, "ready while the source is connected");
+
+    // The phone system goes away; the daemon is not ready, and dials again.
+    drop(ws);
+    sup::eventually("readyz 503 after the drop", || async {
+        (sup::get(addr, "/readyz").await.0 == 503).then_some(())
+    })
+    .await;
+    let (mut ws, _) = accept(&listener).await;
+    let hello = read_json(&mut ws).await;
+    assert_eq!(hello["resume_after"], 2, "resumes where it was: {hello}");
+    sup::eventually("readyz 200 after the redial", || async {
+        (sup::get(addr, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    let (_, _, metrics) = sup::get(addr, "/metrics").await;
+    assert!(
+        sup::sample(&metrics, "floorwatch_source_reconnects_total").is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sup::sample(&metrics, "floorwatch_source_connected"),
+        Some(1.0)
+    );
+    d.shutdown().await;
+}

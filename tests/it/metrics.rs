@@ -1,0 +1,255 @@
+//! `/metrics`: content type, every family of the surface page with its type and labels,
+//! `promtool check metrics` on the real output, bounded agent series.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::daemon_support::{self as sup, get, Source};
+
+/// A floor with a violation, answered and abandoned queue calls, and a rejected event.
+const FLOOR: &str = r#"[
+ {"type":"agent.login","ts":"2026-11-28T01:00:00Z","seq":1,"agent":"a1","team":"hotline-1"},
+ {"type":"agent.login","ts":"2026-11-28T01:00:00Z","seq":2,"agent":"a2","team":"hotline-2"},
+ {"type":"call.queued","ts":"2026-11-28T01:00:10Z","seq":3,"call":"c1","queue":"sales"},
+ {"type":"call.ringing","ts":"2026-11-28T01:00:11Z","seq":4,"call":"c1","agent":"a1","queue":"sales"},
+ {"type":"call.answered","ts":"2026-11-28T01:00:14Z","seq":5,"call":"c1","agent":"a1"},
+ {"type":"call.queued","ts":"2026-11-28T01:00:20Z","seq":6,"call":"c2","queue":"sales"},
+ {"type":"call.ringing","ts":"2026-11-28T01:00:21Z","seq":7,"call":"c2","agent":"a2","queue":"sales"},
+ {"type":"call.abandoned","ts":"2026-11-28T01:00:40Z","seq":8,"call":"c2"},
+ {"type":"call.queued","ts":"2026-11-28T01:00:41Z","seq":9,"call":"c3","queue":"support"},
+ {"type":"agent.fly","ts":"2026-11-28T01:00:42Z","seq":10,"agent":"a1"}
+]"#;
+
+/// (name, type, labels) of every family of the surface page.
+const FAMILIES: &[(&str, &str, &[&str])] = &[
+    ("floorwatch_agents", "gauge", &["team", "state"]),
+    (
+        "floorwatch_agent_state",
+        "gauge",
+        &["agent", "team", "state"],
+    ),
+    ("floorwatch_calls_waiting", "gauge", &["queue"]),
+    ("floorwatch_longest_wait_seconds", "gauge", &["queue"]),
+    ("floorwatch_calls_offered_total", "counter", &["queue"]),
+    ("floorwatch_calls_answered_total", "counter", &["queue"]),
+    ("floorwatch_calls_abandoned_total", "counter", &["queue"]),
+    ("floorwatch_answer_wait_seconds", "histogram", &["queue"]),
+    ("floorwatch_ring_seconds", "histogram", &["team"]),
+    (
+        "floorwatch_violations_total",
+        "counter",
+        &["rule", "kind", "team", "agent"],
+    ),
+    ("floorwatch_active_violations", "gauge", &["rule", "team"]),
+    (
+        "floorwatch_demerit_points_total",
+        "counter",
+        &["team", "agent"],
+    ),
+    ("floorwatch_events_total", "counter", &["type"]),
+    ("floorwatch_events_rejected_total", "counter", &["reason"]),
+    ("floorwatch_events_late_total", "counter", &[]),
+    ("floorwatch_events_duplicate_total", "counter", &[]),
+    ("floorwatch_event_lag_seconds", "histogram", &[]),
+    ("floorwatch_source_connected", "gauge", &[]),
+];
+
+/// The label names of the first sample line of `name` (histograms: of `name_bucket`, minus
+/// `le`).
+fn labels_of(exposition: &str, name: &str, kind: &str) -> Option<Vec<String>> {
+    let sample = if kind == "histogram" {
+        format!("{name}_bucket")
+    } else {
+        name.to_string()
+    };
+    let line = exposition
+        .lines()
+        .find(|l| l.starts_with(&format!("{sample}{{")) || l.starts_with(&format!("{sample} ")))?;
+    let Some(inner) = line
+        .split_once('{')
+        .map(|(_, r)| r.split_once('}').map_or("", |x| x.0))
+    else {
+        return Some(Vec::new());
+    };
+    let mut names: Vec<String> = inner
+        .split("\",")
+        .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.trim().to_string()))
+        .filter(|k| k != "le")
+        .collect();
+    names.sort();
+    Some(names)
+}
+
+#[tokio::test]
+async fn metrics_have_every_surface_family_and_pass_promtool() {
+    let d = sup::start(sup::config()).await;
+    let addr = d.local_addr();
+    let (mut s, _) = Source::connect_hello(addr, "pbx").await;
+    s.send(FLOOR).await;
+    let (errors, acked) = s.until_ack().await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(acked, 9);
+
+    let (status, ctype, text) = get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    for (name, kind, labels) in FAMILIES {
+        assert!(
+            text.contains(&format!("# TYPE {name} {kind}\n")),
+            "missing family {name} ({kind})"
+        );
+        let got = labels_of(&text, name, kind).unwrap_or_else(|| panic!("no sample of {name}"));
+        let mut want: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+        want.sort();
+        assert_eq!(got, want, "labels of {name}");
+    }
+    for le in ["5", "10", "15", "20", "30", "60"] {
+        assert!(
+            text.contains(&format!(
+                r#"floorwatch_answer_wait_seconds_bucket{{queue="sales",le="{le}"}}"#
+            )),
+            "answer wait bucket {le}"
+        );
+    }
+    for le in ["5", "10", "15", "20", "30"] {
+        assert!(
+            text.contains(&format!(
+                r#"floorwatch_ring_seconds_bucket{{team="hotline-1",le="{le}"}}"#
+            )),
+            "ring bucket {le}"
+        );
+    }
+    // The ring of c2 at a2 ran 19 s: a `late` violation.
+    assert_eq!(
+        sup::sample(
+            &text,
+            r#"floorwatch_violations_total{agent="a2",kind="late",rule="ring_answer",team="hotline-2"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sup::sample(
+            &text,
+            r#"floorwatch_demerit_points_total{agent="a2",team="hotline-2"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sup::sample(&text, r#"floorwatch_calls_offered_total{queue="sales"}"#),
+        Some(2.0)
+    );
+    assert_eq!(
+        sup::sample(&text, r#"floorwatch_calls_answered_total{queue="sales"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sup::sample(&text, r#"floorwatch_calls_abandoned_total{queue="sales"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sup::sample(&text, r#"floorwatch_calls_waiting{queue="support"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sup::sample(
+            &text,
+            r#"floorwatch_agent_state{agent="a1",state="talking",team="hotline-1"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sup::sample(
+            &text,
+            r#"floorwatch_agents{state="talking",team="hotline-1"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sup::sample(
+            &text,
+            r#"floorwatch_events_rejected_total{reason="unknown_type"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(sup::sample(&text, "floorwatch_source_connected"), Some(1.0));
+
+    promtool_check(&text);
+    d.shutdown().await;
+}
+
+fn promtool_check(exposition: &str) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "cannot run promtool ({e}): scripts/test installs it (apt-get install prometheus)"
+        ),
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(exposition.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool runs");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn agent_state_series_is_removed_when_the_agent_logs_out() {
+    let d = sup::start(sup::config()).await;
+    let addr = d.local_addr();
+    let (mut s, _) = Source::connect_hello(addr, "pbx").await;
+    s.send(r#"[{"type":"agent.login","ts":"2026-11-28T01:00:00Z","seq":1,"agent":"a1","team":"t1"},
+               {"type":"agent.state","ts":"2026-11-28T01:00:01Z","seq":2,"agent":"a1","state":"acw"}]"#)
+        .await;
+    s.until_ack().await;
+    let (_, _, text) = get(addr, "/metrics").await;
+    assert_eq!(
+        sup::sample(
+            &text,
+            r#"floorwatch_agent_state{agent="a1",state="acw",team="t1"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sup::sample(
+            &text,
+            r#"floorwatch_agent_state{agent="a1",state="ready",team="t1"}"#
+        ),
+        None
+    );
+    assert_eq!(
+        sup::sample(&text, r#"floorwatch_agents{state="acw",team="t1"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sup::sample(&text, r#"floorwatch_agents{state="ready",team="t1"}"#),
+        Some(0.0)
+    );
+
+    s.send(r#"{"type":"agent.logout","ts":"2026-11-28T01:00:02Z","seq":3,"agent":"a1"}"#)
+        .await;
+    s.until_ack().await;
+    let (_, _, text) = get(addr, "/metrics").await;
+    assert!(
+        !text.contains(r#"agent="a1""#),
+        "a1's series outlived the logout:\n{text}"
+    );
+    assert_eq!(
+        sup::sample(&text, r#"floorwatch_agents{state="acw",team="t1"}"#),
+        Some(0.0)
+    );
+    d.shutdown().await;
+}
