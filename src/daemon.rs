@@ -657,3 +657,21 @@ async fn shutdown_signal() {
         _ = term => {},
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_mode_needs_a_websocket_url() {
+        let mut c = Config::default();
+        assert!(validate(&c).is_ok());
+        c.source.mode = SourceMode::Connect;
+        let e = validate(&c).expect_err("no url");
+        assert_eq!(e.key.as_deref(), Some("source.url"));
+        c.source.url = Some("http://pbx/events".into());
+        assert!(validate(&c).is_err());
+        c.source.url = Some("wss://pbx/events".into());
+        assert!(validate(&c).is_ok());
+    }
+}

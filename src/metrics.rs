@@ -347,3 +347,83 @@ impl SeriesBook {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EventRef, Evidence, Kind, Rule};
+
+    fn text(m: &Metrics) -> String {
+        String::from_utf8(m.encode()).expect("utf-8")
+    }
+
+    fn view(agent: &str, logged_in: bool, s: Option<EffectiveState>) -> AgentView {
+        AgentView {
+            agent: agent.into(),
+            team: "t1".into(),
+            name: None,
+            logged_in,
+            presence: None,
+            reason: Id::default(),
+            since: Timestamp(0),
+            effective: s,
+            effective_since: Timestamp(0),
+            call: None,
+            open_violations: 0,
+        }
+    }
+
+    fn violation(agent: &str) -> Violation {
+        Violation {
+            id: 1,
+            rule: Rule::RingAnswer,
+            kind: Kind::Late,
+            agent: agent.into(),
+            team: "t1".into(),
+            call: Some("c1".into()),
+            reason: None,
+            at: Timestamp(15_000),
+            points: 1,
+            detected_at: Timestamp(15_000),
+            evidence: Evidence {
+                started_by: EventRef {
+                    at: Timestamp(0),
+                    source: None,
+                    seq: None,
+                    id: None,
+                    event_type: "call.ringing",
+                },
+                ended_by: None,
+                limit_ms: 15_000,
+                limit: String::new(),
+                measured_ms: 15_000,
+            },
+        }
+    }
+
+    #[test]
+    fn per_agent_counters_are_retired_only_for_agents_logged_out() {
+        let m = Metrics::new().expect("metrics");
+        let mut book = SeriesBook::default();
+        book.agent_changed(&m, &view("a1", true, Some(EffectiveState::Ringing)));
+        book.agent_changed(&m, &view("a2", true, Some(EffectiveState::Ringing)));
+        book.violation(&m, &violation("a1"));
+        book.violation(&m, &violation("a2"));
+        book.agent_changed(&m, &view("a2", false, None));
+        book.retire_logged_out(&m);
+        let t = text(&m);
+        assert!(
+            t.contains(r#"floorwatch_violations_total{agent="a1""#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"floorwatch_demerit_points_total{agent="a1""#),
+            "{t}"
+        );
+        assert!(!t.contains(r#"agent="a2""#), "{t}");
+        assert!(
+            t.contains(r#"floorwatch_agents{state="ringing",team="t1"} 1"#),
+            "{t}"
+        );
+    }
+}

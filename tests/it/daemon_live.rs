@@ -379,3 +379,63 @@ fn live_and_replay_agree_on_a_known_stream_with_violations() {
         comparable(replay(&config, &events, end))
     );
 }
+
+#[tokio::test]
+async fn every_connection_of_a_source_must_be_caught_up_before_the_daemon_clock_moves() {
+    let mut c = live_config();
+    // A lagging connection stays behind for the whole test (it never idles long enough).
+    c.source.idle = 3_600_000;
+    let d = sup::start(c).await;
+    let addr = d.local_addr();
+    let (mut fresh, _) = Source::connect_hello(addr, "pbx").await;
+    let (mut lagging, _) = Source::connect_hello(addr, "pbx").await;
+    let (batch, rang) = ringing_batch(14_000);
+    fresh.send(batch).await;
+    fresh.until_ack().await;
+    let old = Clock::system().now().plus(-60_000);
+    lagging
+        .send(format!(
+            r#"{{"type":"agent.login","ts":{},"seq":3,"agent":"a9"}}"#,
+            old.0
+        ))
+        .await;
+    lagging.until_ack().await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(
+        violations(addr, "").await.is_empty(),
+        "the daemon clock moved while a connection lagged"
+    );
+    // The lagging connection goes away: the one left is caught up.
+    drop(lagging);
+    let v = sup::eventually("the late violation", || async {
+        let v = violations(addr, "").await;
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    assert_eq!(v[0]["at"], rang.plus(15_000).to_string());
+    drop(fresh);
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn receipt_clock_stamps_events_with_the_receive_time() {
+    let mut c = sup::config();
+    c.source.clock = floorwatch::config::SourceClock::Receipt;
+    let d = sup::start(c).await;
+    let addr = d.local_addr();
+    let before = Clock::system().now();
+    let (mut s, _) = Source::connect_hello(addr, "pbx").await;
+    // The source's clock says 2001.
+    s.send(r#"{"type":"agent.login","ts":"2001-01-01T00:00:00Z","seq":1,"agent":"a1"}"#)
+        .await;
+    s.until_ack().await;
+    let after = Clock::system().now();
+    let (_, floor) = sup::get_json(addr, "/api/v1/floor").await;
+    let since = floor["agents"][0]["since"].as_str().expect("since");
+    let since = Timestamp::parse_rfc3339(since).expect("ts");
+    assert!(
+        before <= since && since <= after,
+        "{since} not in [{before}, {after}]"
+    );
+    d.shutdown().await;
+}

@@ -253,3 +253,38 @@ async fn ingest_requires_the_bearer_token_when_configured() {
     assert_eq!(s.json().await["type"], "hello");
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_frame_far_over_the_default_limit_is_closed_with_1009() {
+    let d = sup::start(sup::config()).await;
+    let addr = d.local_addr();
+    let (mut s, _) = Source::connect_hello(addr, "default").await;
+    let pad = "x".repeat(3 << 20);
+    let big = format!(r#"{{"type":"agent.login","ts":1,"agent":"a","pad":"{pad}"}}"#);
+    use futures_util::{SinkExt, StreamExt};
+    let (mut tx, mut rx) = s.ws.split();
+    // The peer may still be writing when the daemon closes: read concurrently, as a real
+    // source does.
+    let writer = tokio::spawn(async move {
+        let _ = tx.send(tungstenite::Message::text(big)).await;
+        tx
+    });
+    let got = tokio::time::timeout(sup::WAIT, async {
+        while let Some(m) = rx.next().await {
+            match m {
+                Ok(tungstenite::Message::Close(f)) => return Ok(f),
+                Ok(_) => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err("stream ended".to_string())
+    })
+    .await
+    .expect("in time");
+    match got {
+        Ok(Some(frame)) => assert_eq!(u16::from(frame.code), 1009, "{frame:?}"),
+        other => panic!("want a close frame with code 1009, got {other:?}"),
+    }
+    let _ = writer.await;
+    d.shutdown().await;
+}
