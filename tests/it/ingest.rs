@@ -258,7 +258,7 @@ async fn ingest_requires_the_bearer_token_when_configured() {
 async fn a_frame_far_over_the_default_limit_is_closed_with_1009() {
     let d = sup::start(sup::config()).await;
     let addr = d.local_addr();
-    let (mut s, _) = Source::connect_hello(addr, "default").await;
+    let (s, _) = Source::connect_hello(addr, "default").await;
     let pad = "x".repeat(3 << 20);
     let big = format!(r#"{{"type":"agent.login","ts":1,"agent":"a","pad":"{pad}"}}"#);
     use futures_util::{SinkExt, StreamExt};
