@@ -400,13 +400,23 @@ impl Owner {
         }
     }
 
+    /// Publishes the engine's current view of `agent`.
+    fn refresh_agent(&mut self, agent: &str) {
+        if let Some(view) = self.engine.agent_view(agent) {
+            self.book.agent_changed(&self.metrics, &view);
+            self.floor.put_agent(view);
+        }
+    }
+
     /// Applies the pending effects to the read side and metrics; returns whether any queue
     /// moved.
     fn drain_effects(&mut self) -> bool {
         let now = self.engine.now().unwrap_or_default();
         let mut queue_changed = false;
-        let metrics = &self.metrics;
-        for effect in self.effects.drain(..) {
+        let metrics = self.metrics.clone();
+        let metrics = &*metrics;
+        let mut effects = std::mem::take(&mut self.effects);
+        for effect in effects.drain(..) {
             match effect {
                 Effect::Violation(v) => {
                     tracing::info!(
@@ -419,19 +429,20 @@ impl Owner {
                         "violation"
                     );
                     self.book.violation(metrics, &v);
+                    let agent = v.agent.clone();
                     self.floor.push_violation(*v);
+                    // The agent's open-violation count changed; the engine says so only
+                    // through the view.
+                    self.refresh_agent(&agent);
                 }
                 Effect::Cleared { id, at, ended_by } => {
-                    if let Some((rule, team)) = self.floor.close_violation(id, at, ended_by) {
+                    if let Some((rule, team, agent)) = self.floor.close_violation(id, at, ended_by)
+                    {
                         self.book.cleared(metrics, rule.as_str(), &team);
+                        self.refresh_agent(&agent);
                     }
                 }
-                Effect::AgentChanged { agent } => {
-                    if let Some(view) = self.engine.agent_view(&agent) {
-                        self.book.agent_changed(metrics, &view);
-                        self.floor.put_agent(view);
-                    }
-                }
+                Effect::AgentChanged { agent } => self.refresh_agent(&agent),
                 Effect::Queue { queue, outcome } => {
                     queue_changed = true;
                     match outcome {
@@ -460,6 +471,8 @@ impl Owner {
                 }
             }
         }
+        // Keep the buffer's capacity for the next batch.
+        self.effects = effects;
         queue_changed
     }
 }

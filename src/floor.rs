@@ -209,13 +209,13 @@ impl Floor {
             .push(v);
     }
 
-    /// Marks violation `id` closed at `at`; returns its rule and team if it was open.
+    /// Marks violation `id` closed at `at`; returns its rule, team and agent if it was open.
     pub(crate) fn close_violation(
         &self,
         id: u64,
         at: Timestamp,
         ended_by: EventRef,
-    ) -> Option<(Rule, Id)> {
+    ) -> Option<(Rule, Id, Id)> {
         self.violations
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -268,7 +268,7 @@ impl ViolationLog {
         });
     }
 
-    fn close(&mut self, id: u64, at: Timestamp, ended_by: EventRef) -> Option<(Rule, Id)> {
+    fn close(&mut self, id: u64, at: Timestamp, ended_by: EventRef) -> Option<(Rule, Id, Id)> {
         // Ids are raised in increasing order, so the log is sorted by id.
         let i = self
             .records
@@ -283,7 +283,11 @@ impl ViolationLog {
         if r.violation.evidence.ended_by.is_none() {
             r.violation.evidence.ended_by = Some(ended_by);
         }
-        Some((r.violation.rule, r.violation.team.clone()))
+        Some((
+            r.violation.rule,
+            r.violation.team.clone(),
+            r.violation.agent.clone(),
+        ))
     }
 }
 

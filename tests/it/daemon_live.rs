@@ -73,6 +73,13 @@ async fn a_ringing_call_unanswered_for_15s_is_late_in_the_api_and_metrics() {
         Some(1),
         "{floor}"
     );
+    let agent = |f: &Value| {
+        f["agents"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["agent"] == "a-0042").cloned())
+            .expect("a-0042")
+    };
+    assert_eq!(agent(&floor)["open_violations"], 1, "{floor}");
 
     let (_, _, text) = get(addr, "/metrics").await;
     assert_eq!(
@@ -98,6 +105,14 @@ async fn a_ringing_call_unanswered_for_15s_is_late_in_the_api_and_metrics() {
     let v = violations(addr, "?status=closed").await;
     assert_eq!(v.len(), 1, "{v:?}");
     assert_eq!(v[0]["cleared_at"], "2026-11-28T01:15:21.000Z", "{}", v[0]);
+    assert_eq!(
+        v[0]["evidence"]["ended_by"]["type"], "call.answered",
+        "{}",
+        v[0]
+    );
+    let (_, floor) = sup::get_json(addr, "/api/v1/floor").await;
+    assert_eq!(agent(&floor)["open_violations"], 0, "{floor}");
+    assert_eq!(floor["open_violations"], serde_json::json!([]), "{floor}");
     let (_, _, text) = get(addr, "/metrics").await;
     assert_eq!(
         sup::sample(
