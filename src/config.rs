@@ -1105,6 +1105,18 @@ mod tests {
     }
 
     #[test]
+    fn shipped_config_file_gives_default_rules() {
+        let text = include_str!("../config/floorwatch.toml");
+        let c = Config::from_toml_str(text).unwrap_or_else(|e| panic!("{e}"));
+        let d = Config::default();
+        assert_same_rules(&c.rules, &d.rules);
+        assert_same_source(&c.source, &d.source);
+        assert_same_server(&c.server, &d.server);
+        assert_eq!(c.store.dir, d.store.dir);
+        assert_eq!(c.ui.language, d.ui.language);
+    }
+
+    #[test]
     fn bad_duration_names_key_line_column() {
         let e = err("[rules.ring_answer]\nrings = 3\nring_cycle = \"5 parsecs\"\n");
         assert_at(&e, "rules.ring_answer.ring_cycle", 3, 14);
