@@ -1028,8 +1028,15 @@ pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     match path {
         None => Ok(Config::default()),
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", p.display()))?;
+            // An unreadable config is a config error too (exit code 78), not a crash.
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                anyhow::Error::new(ConfigError {
+                    message: format!("cannot read config {}: {e}", p.display()),
+                    key: None,
+                    line: None,
+                    column: None,
+                })
+            })?;
             Config::from_toml_str(&text)
                 .map_err(|e| anyhow::Error::new(e).context(format!("config {}", p.display())))
         }
