@@ -1,12 +1,20 @@
 //! Configuration: the TOML file of the surface page, parsed from a `&str` into raw serde
 //! structs and then validated into [`Config`]. Every key is optional; the defaults are the
 //! seed manual's rules. Nothing here binds ports or touches the store.
+//!
+//! Every error is a [`ConfigError`] that points at the offending key: its dotted path
+//! (`rules.ring_answer.ring_cycle`, `teams[1].members`, `source.headers."X Y"`) and the
+//! 1-based line and column of the value, or of the key when the key itself is wrong.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::path::PathBuf;
 
-use crate::time::Millis;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::time::{parse_duration, Millis};
 
 /// A fully validated configuration.
 #[derive(Clone, Debug)]
@@ -35,13 +43,15 @@ pub struct Tokens {
     pub lead: Vec<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SourceMode {
     Listen,
     Connect,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SourceClock {
     /// Judge by the event's own `ts`.
     Event,
@@ -242,10 +252,10 @@ impl Default for Config {
     }
 }
 
-/// A config that could not be read or validated. `Display` is one line naming the key, the
-/// line and the column.
+/// A config that could not be parsed or validated. `Display` is one line: where (1-based line
+/// and column, columns counted in characters), the dotted key, then what is wrong.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
+#[error("{}", render(.key, .line, .column, .message))]
 pub struct ConfigError {
     pub message: String,
     pub key: Option<String>,
@@ -253,11 +263,763 @@ pub struct ConfigError {
     pub column: Option<usize>,
 }
 
+fn render(
+    key: &Option<String>,
+    line: &Option<usize>,
+    column: &Option<usize>,
+    message: &str,
+) -> String {
+    let mut out = String::new();
+    if let (Some(line), Some(column)) = (line, column) {
+        out.push_str(&format!("line {line}, column {column}: "));
+    }
+    if let Some(key) = key {
+        out.push_str(key);
+        out.push_str(": ");
+    }
+    out.push_str(message);
+    out
+}
+
+impl ConfigError {
+    /// An error at byte offset `span.start` of `text`. Without an explicit `key`, the key is
+    /// the innermost one whose name or value covers that offset.
+    fn at(text: &str, span: Range<usize>, key: Option<String>, message: impl Into<String>) -> Self {
+        let (line, column) = position(text, span.start);
+        ConfigError {
+            // toml's messages are one line today; keep the promise if that ever changes.
+            message: message.into().replace('\n', "; "),
+            key: key.or_else(|| key_at(text, span.start)),
+            line: Some(line),
+            column: Some(column),
+        }
+    }
+
+    fn from_toml(text: &str, e: &toml::de::Error) -> Self {
+        let message = plain_words(e.message());
+        match e.span() {
+            Some(span) => {
+                // A duplicate key is left out of the recovered tree: name it from the text.
+                let key = (message == "duplicate key")
+                    .then(|| bare_key_at(text, span.start))
+                    .flatten();
+                ConfigError::at(text, span, key, message)
+            }
+            None => ConfigError {
+                message: message.replace('\n', "; "),
+                key: None,
+                line: None,
+                column: None,
+            },
+        }
+    }
+}
+
+/// serde's wording in the words of a config file: keys, values, tables, arrays.
+fn plain_words(message: &str) -> String {
+    let mut m = message.to_string();
+    if let Some(rest) = m.strip_prefix("unknown field") {
+        m = format!("unknown key{rest}");
+    }
+    if let Some(rest) = m.strip_prefix("unknown variant") {
+        m = format!("unknown value{rest}");
+    }
+    // Raw struct names mean nothing to the reader.
+    if let Some(i) = m.find("expected struct Raw") {
+        m.truncate(i);
+        m.push_str("expected a table");
+    }
+    m.replace("expected u32", "expected a whole number ≥ 0")
+        .replace("expected a sequence", "expected an array")
+        .replace("expected a map", "expected a table")
+}
+
+/// The bare key starting at byte `offset`, if there is one.
+fn bare_key_at(text: &str, offset: usize) -> Option<String> {
+    let rest = text.get(offset..)?;
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .unwrap_or(rest.len());
+    (end > 0).then(|| rest[..end].to_string())
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+/// The dotted path of the innermost key whose name or value covers byte `offset`, e.g.
+/// `rules.ring_answer.ring_cycle` or `teams[1].members`.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    // Recoverable parsing also names the key of a syntax error where the document allows.
+    let (root, _) = toml::de::DeTable::parse_recoverable(text);
+    let mut best = None;
+    walk_table(root.get_ref(), "", offset, &mut best);
+    best.map(|(_, path)| path)
+}
+
+fn walk_table(
+    table: &toml::de::DeTable<'_>,
+    prefix: &str,
+    offset: usize,
+    best: &mut Option<(usize, String)>,
+) {
+    for (key, value) in table.iter() {
+        let path = join_key(prefix, key.get_ref());
+        consider(key.span(), &path, offset, best);
+        consider(value.span(), &path, offset, best);
+        match value.get_ref() {
+            toml::de::DeValue::Table(t) => walk_table(t, &path, offset, best),
+            toml::de::DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let toml::de::DeValue::Table(t) = item.get_ref() {
+                        let path = format!("{path}[{i}]");
+                        consider(item.span(), &path, offset, best);
+                        walk_table(t, &path, offset, best);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn consider(span: Range<usize>, path: &str, offset: usize, best: &mut Option<(usize, String)>) {
+    let covers = span.start <= offset && offset < span.end.max(span.start + 1);
+    // `<=`: on a tie the deeper key (visited later) is the more specific one.
+    if covers && best.as_ref().is_none_or(|(len, _)| span.len() <= *len) {
+        *best = Some((span.len(), path.to_string()));
+    }
+}
+
+fn join_key(prefix: &str, key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let key = if bare {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    };
+    if prefix.is_empty() {
+        key
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// Longest team id, agent id, lead or source name, in bytes.
+const MAX_ID_BYTES: usize = 128;
+/// Largest accepted `source.max_frame`.
+const MAX_FRAME_LIMIT: usize = 1 << 30;
+
 impl Config {
-    /// Parses and validates a config from TOML text.
+    /// Parses and validates a config from TOML text. Every key is optional; a missing key
+    /// keeps its value from [`Config::default`], except that a `reasons` table replaces the
+    /// default reasons as a whole.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let _ = text;
-        Ok(Config::default())
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::from_toml(text, &e))?;
+        Check { text }.config(raw)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw serde structs: the file as written. Leaves that need checking after parsing keep
+// their span so that the error can point at them.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: Option<RawServer>,
+    source: Option<RawSource>,
+    store: Option<RawStore>,
+    rules: Option<RawRules>,
+    reasons: Option<BTreeMap<Spanned<String>, RawReason>>,
+    service_level: Option<RawServiceLevel>,
+    appraisal: Option<RawAppraisal>,
+    teams: Option<Vec<Spanned<RawTeam>>>,
+    alerts: Option<RawAlerts>,
+    ui: Option<RawUi>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<String>>,
+    tokens: Option<RawTokens>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokens {
+    ingest: Option<Vec<Spanned<String>>>,
+    viewer: Option<Vec<Spanned<String>>>,
+    lead: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    mode: Option<Spanned<SourceMode>>,
+    url: Option<Spanned<String>>,
+    headers: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+    name: Option<Spanned<String>>,
+    max_frame: Option<Spanned<ByteSize>>,
+    clock: Option<SourceClock>,
+    delay: Option<Duration>,
+    max_lag: Option<Duration>,
+    idle: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    dir: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    ring_answer: Option<RawRingAnswer>,
+    break_overrun: Option<RawBreakOverrun>,
+    unauthorized_pause: Option<RawUnauthorizedPause>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRingAnswer {
+    rings: Option<Spanned<u32>>,
+    ring_cycle: Option<Spanned<Duration>>,
+    points: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreakOverrun {
+    points: Option<u32>,
+    daily_allowance: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUnauthorizedPause {
+    points: Option<u32>,
+    grace: Option<Duration>,
+    acw_max: Option<Spanned<Duration>>,
+    acw_link: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReason {
+    max: Option<Spanned<Duration>>,
+    allowance: Option<bool>,
+    approval: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServiceLevel {
+    threshold: Option<Spanned<Duration>>,
+    short_abandon: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAppraisal {
+    timezone: Option<Spanned<String>>,
+    money_per_point: Option<Spanned<f64>>,
+    currency: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTeam {
+    id: Option<Spanned<String>>,
+    lead: Option<Spanned<String>>,
+    supervisor: Option<Spanned<String>>,
+    members: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    alertmanager: Option<RawAlertmanager>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertmanager {
+    url: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUi {
+    language: Option<Spanned<String>>,
+}
+
+/// A config duration string, parsed while deserializing so that toml attaches the span.
+struct Duration(Millis);
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Duration;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration string such as \"15s\" or \"1h30m\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+                parse_duration(v).map(Duration).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
+}
+
+/// A size in bytes: an integer, or a string such as `"65536"`, `"512KiB"`, `"1MiB"`.
+struct ByteSize(usize);
+
+impl ByteSize {
+    fn parse(s: &str) -> Option<usize> {
+        let t = s.trim();
+        let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (number, unit) = t.split_at(digits);
+        let number: usize = number.parse().ok()?;
+        let unit = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            _ => return None,
+        };
+        number.checked_mul(unit)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a size such as \"1MiB\", \"512KiB\" or 65536 (bytes)")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                usize::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom(format!("not a size: {v} (want a byte count ≥ 1)")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                usize::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom(format!("not a size: {v} (too large)")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                ByteSize::parse(v).map(ByteSize).ok_or_else(|| {
+                    E::custom(format!(
+                        "not a size: {v:?} (want e.g. \"1MiB\", \"512KiB\" or \"65536\" bytes)"
+                    ))
+                })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Validation: raw structs into `Config`.
+
+struct Check<'a> {
+    text: &'a str,
+}
+
+impl Check<'_> {
+    fn err<T>(&self, span: Range<usize>, message: impl Into<String>) -> Result<T, ConfigError> {
+        Err(ConfigError::at(self.text, span, None, message))
+    }
+
+    fn err_key<T>(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Result<T, ConfigError> {
+        Err(ConfigError::at(self.text, span, Some(key.into()), message))
+    }
+
+    fn positive(&self, d: Spanned<Duration>) -> Result<Millis, ConfigError> {
+        let span = d.span();
+        match d.into_inner().0 {
+            0 => self.err(span, "must be longer than zero"),
+            ms => Ok(ms),
+        }
+    }
+
+    /// A non-empty id of at most [`MAX_ID_BYTES`] bytes.
+    fn id(&self, s: Spanned<String>, what: &str) -> Result<Spanned<String>, ConfigError> {
+        let v = s.get_ref();
+        if v.trim().is_empty() {
+            return self.err(s.span(), format!("{what} must not be empty"));
+        }
+        if v.len() > MAX_ID_BYTES {
+            return self.err(
+                s.span(),
+                format!("{what} is {} bytes long (at most {MAX_ID_BYTES})", v.len()),
+            );
+        }
+        Ok(s)
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        if let Some(server) = raw.server {
+            self.server(server, &mut config.server)?;
+        }
+        if let Some(source) = raw.source {
+            self.source(source, &mut config.source)?;
+        }
+        if let Some(dir) = raw.store.and_then(|s| s.dir) {
+            if dir.get_ref().trim().is_empty() {
+                return self.err(dir.span(), "must not be empty");
+            }
+            config.store.dir = PathBuf::from(dir.into_inner());
+        }
+        if let Some(rules) = raw.rules {
+            self.rules(rules, &mut config.rules)?;
+        }
+        if let Some(reasons) = raw.reasons {
+            config.rules.reasons = self.reasons(reasons)?;
+        }
+        if let Some(sl) = raw.service_level {
+            let target = &mut config.rules.service_level;
+            if let Some(t) = sl.threshold {
+                target.threshold = self.positive(t)?;
+            }
+            if let Some(d) = sl.short_abandon {
+                target.short_abandon = d.0;
+            }
+        }
+        if let Some(appraisal) = raw.appraisal {
+            self.appraisal(appraisal, &mut config.rules)?;
+        }
+        if let Some(teams) = raw.teams {
+            config.teams = self.teams(teams, &mut config.rules.team_of)?;
+        }
+        if let Some(url) = raw.alerts.and_then(|a| a.alertmanager).and_then(|a| a.url) {
+            let u = url.get_ref();
+            let rest = u
+                .strip_prefix("http://")
+                .or_else(|| u.strip_prefix("https://"));
+            if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+                return self.err(
+                    url.span(),
+                    format!("not an http:// or https:// url: {u:?} (want e.g. \"http://127.0.0.1:9093\")"),
+                );
+            }
+            config.alerts.alertmanager_url = Some(url.into_inner());
+        }
+        if let Some(language) = raw.ui.and_then(|u| u.language) {
+            match language.get_ref().as_str() {
+                "zh-CN" | "en" => config.ui.language = language.into_inner(),
+                other => {
+                    return self.err(
+                        language.span(),
+                        format!("unknown language {other:?} (want \"zh-CN\" or \"en\")"),
+                    )
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    fn server(&self, raw: RawServer, server: &mut ServerConfig) -> Result<(), ConfigError> {
+        if let Some(listen) = raw.listen {
+            server.listen = match listen.get_ref().trim().parse::<SocketAddr>() {
+                Ok(addr) => addr,
+                Err(_) => {
+                    return self.err(
+                        listen.span(),
+                        format!(
+                            "not a socket address: {:?} (want e.g. \"127.0.0.1:8080\" or \"[::]:8080\")",
+                            listen.get_ref()
+                        ),
+                    )
+                }
+            };
+        }
+        if let Some(tokens) = raw.tokens {
+            for (list, target) in [
+                (tokens.ingest, &mut server.tokens.ingest),
+                (tokens.viewer, &mut server.tokens.viewer),
+                (tokens.lead, &mut server.tokens.lead),
+            ] {
+                for token in list.into_iter().flatten() {
+                    let t = token.get_ref();
+                    if t.is_empty() {
+                        return self.err(token.span(), "a token must not be empty");
+                    }
+                    // It travels in an `Authorization: Bearer` header.
+                    if !t.chars().all(|c| c.is_ascii_graphic()) {
+                        return self.err(
+                            token.span(),
+                            "a token must be printable ascii without spaces",
+                        );
+                    }
+                    target.push(token.into_inner());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn source(&self, raw: RawSource, source: &mut SourceConfig) -> Result<(), ConfigError> {
+        let mode_span = raw.mode.as_ref().map(|m| m.span());
+        if let Some(mode) = raw.mode {
+            source.mode = mode.into_inner();
+        }
+        if let Some(url) = raw.url {
+            let u = url.get_ref();
+            let rest = u.strip_prefix("ws://").or_else(|| u.strip_prefix("wss://"));
+            if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+                return self.err(
+                    url.span(),
+                    format!("not a ws:// or wss:// url: {u:?} (want e.g. \"wss://pbx.example.net/events\")"),
+                );
+            }
+            source.url = Some(url.into_inner());
+        }
+        if source.mode == SourceMode::Connect && source.url.is_none() {
+            return self.err_key(
+                mode_span.unwrap_or(0..0),
+                "source.url",
+                "connect mode needs a ws:// or wss:// url to dial",
+            );
+        }
+        if let Some(headers) = raw.headers {
+            for (name, value) in headers {
+                let token_char =
+                    |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+                if name.get_ref().is_empty() || !name.get_ref().chars().all(token_char) {
+                    return self.err(
+                        name.span(),
+                        format!("not a valid http header name: {:?}", name.get_ref()),
+                    );
+                }
+                if value.get_ref().chars().any(|c| c.is_control() && c != '\t') {
+                    return self.err(
+                        value.span(),
+                        "a header value must not contain line breaks or control characters",
+                    );
+                }
+                source.headers.push((name.into_inner(), value.into_inner()));
+            }
+        }
+        if let Some(name) = raw.name {
+            source.name = self.id(name, "the source name")?.into_inner();
+        }
+        if let Some(max_frame) = raw.max_frame {
+            let span = max_frame.span();
+            match max_frame.into_inner().0 {
+                0 => return self.err(span, "must be at least 1 byte"),
+                n if n > MAX_FRAME_LIMIT => return self.err(span, "must be at most 1GiB"),
+                n => source.max_frame = n,
+            }
+        }
+        if let Some(clock) = raw.clock {
+            source.clock = clock;
+        }
+        if let Some(d) = raw.delay {
+            source.delay = d.0;
+        }
+        if let Some(d) = raw.max_lag {
+            source.max_lag = d.0;
+        }
+        if let Some(d) = raw.idle {
+            source.idle = d.0;
+        }
+        Ok(())
+    }
+
+    fn rules(&self, raw: RawRules, rules: &mut RulesConfig) -> Result<(), ConfigError> {
+        if let Some(r) = raw.ring_answer {
+            let target = &mut rules.ring_answer;
+            if let Some(rings) = r.rings {
+                if *rings.get_ref() == 0 {
+                    return self.err(rings.span(), "must be at least 1");
+                }
+                target.rings = rings.into_inner();
+            }
+            if let Some(cycle) = r.ring_cycle {
+                target.ring_cycle = self.positive(cycle)?;
+            }
+            if let Some(p) = r.points {
+                target.points = p;
+            }
+        }
+        if let Some(r) = raw.break_overrun {
+            let target = &mut rules.break_overrun;
+            if let Some(p) = r.points {
+                target.points = p;
+            }
+            if let Some(d) = r.daily_allowance {
+                target.daily_allowance = d.0;
+            }
+        }
+        if let Some(r) = raw.unauthorized_pause {
+            let target = &mut rules.unauthorized_pause;
+            if let Some(p) = r.points {
+                target.points = p;
+            }
+            if let Some(d) = r.grace {
+                target.grace = d.0;
+            }
+            if let Some(d) = r.acw_max {
+                target.acw_max = self.positive(d)?;
+            }
+            if let Some(d) = r.acw_link {
+                target.acw_link = d.0;
+            }
+        }
+        Ok(())
+    }
+
+    fn reasons(
+        &self,
+        raw: BTreeMap<Spanned<String>, RawReason>,
+    ) -> Result<BTreeMap<String, ReasonRule>, ConfigError> {
+        let mut reasons = BTreeMap::new();
+        for (name, r) in raw {
+            if name.get_ref().is_empty() {
+                return self.err(
+                    name.span(),
+                    "the empty reason cannot be configured (a pause without reason is always no_reason)",
+                );
+            }
+            let max = match r.max {
+                Some(d) => Some(self.positive(d)?),
+                None => None,
+            };
+            reasons.insert(
+                name.into_inner(),
+                ReasonRule {
+                    max,
+                    allowance: r.allowance.unwrap_or(false),
+                    approval: r.approval.unwrap_or(false),
+                },
+            );
+        }
+        Ok(reasons)
+    }
+
+    fn appraisal(&self, raw: RawAppraisal, rules: &mut RulesConfig) -> Result<(), ConfigError> {
+        if let Some(tz) = raw.timezone {
+            match jiff::tz::TimeZone::get(tz.get_ref()) {
+                Ok(zone) => {
+                    rules.timezone = zone;
+                    rules.timezone_name = tz.into_inner();
+                }
+                Err(_) => {
+                    return self.err(
+                        tz.span(),
+                        format!(
+                            "unknown time zone {:?} (want an IANA name such as \"Asia/Shanghai\" or \"UTC\")",
+                            tz.get_ref()
+                        ),
+                    )
+                }
+            }
+        }
+        if let Some(m) = raw.money_per_point {
+            let v = *m.get_ref();
+            if !v.is_finite() || v < 0.0 {
+                return self.err(m.span(), format!("must be a number ≥ 0, not {v}"));
+            }
+            rules.money_per_point = v;
+        }
+        if let Some(c) = raw.currency {
+            if c.get_ref().trim().is_empty() {
+                return self.err(c.span(), "must not be empty");
+            }
+            rules.currency = c.into_inner();
+        }
+        Ok(())
+    }
+
+    fn teams(
+        &self,
+        raw: Vec<Spanned<RawTeam>>,
+        team_of: &mut HashMap<String, String>,
+    ) -> Result<Vec<TeamConfig>, ConfigError> {
+        let mut teams: Vec<TeamConfig> = Vec::new();
+        // id → line of its first mention, for "first at line N" hints.
+        let mut team_line: HashMap<String, usize> = HashMap::new();
+        let mut member_line: HashMap<String, usize> = HashMap::new();
+        for (i, team) in raw.into_iter().enumerate() {
+            let span = team.span();
+            let team = team.into_inner();
+            let Some(id) = team.id else {
+                return self.err_key(span, format!("teams[{i}].id"), "a team needs an id");
+            };
+            let id = self.id(id, "a team id")?;
+            if let Some(first) = team_line.get(id.get_ref()) {
+                return self.err(
+                    id.span(),
+                    format!(
+                        "duplicate team id {:?} (first at line {first})",
+                        id.get_ref()
+                    ),
+                );
+            }
+            team_line.insert(id.get_ref().clone(), position(self.text, id.span().start).0);
+            let lead = team.lead.map(|l| self.id(l, "a lead")).transpose()?;
+            let supervisor = team
+                .supervisor
+                .map(|s| self.id(s, "a supervisor"))
+                .transpose()?;
+            let mut members = Vec::new();
+            for agent in team.members.into_iter().flatten() {
+                let agent = self.id(agent, "an agent id")?;
+                if let Some(other) = team_of.get(agent.get_ref()) {
+                    let first = member_line.get(agent.get_ref()).copied().unwrap_or(0);
+                    let message = if other == id.get_ref() {
+                        format!(
+                            "agent {:?} is listed twice in team {other:?} (first at line {first})",
+                            agent.get_ref()
+                        )
+                    } else {
+                        format!(
+                            "agent {:?} is already a member of team {other:?} (line {first}); an agent belongs to one team",
+                            agent.get_ref()
+                        )
+                    };
+                    return self.err(agent.span(), message);
+                }
+                member_line.insert(
+                    agent.get_ref().clone(),
+                    position(self.text, agent.span().start).0,
+                );
+                team_of.insert(agent.get_ref().clone(), id.get_ref().clone());
+                members.push(agent.into_inner());
+            }
+            teams.push(TeamConfig {
+                id: id.into_inner(),
+                lead: lead.map(Spanned::into_inner),
+                supervisor: supervisor.map(Spanned::into_inner),
+                members,
+            });
+        }
+        Ok(teams)
     }
 }
 
@@ -266,8 +1028,15 @@ pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     match path {
         None => Ok(Config::default()),
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", p.display()))?;
+            // An unreadable config is a config error too (exit code 78), not a crash.
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                anyhow::Error::new(ConfigError {
+                    message: format!("cannot read config {}: {e}", p.display()),
+                    key: None,
+                    line: None,
+                    column: None,
+                })
+            })?;
             Config::from_toml_str(&text)
                 .map_err(|e| anyhow::Error::new(e).context(format!("config {}", p.display())))
         }
@@ -279,4 +1048,269 @@ pub fn check_config_main(path: &std::path::Path) -> anyhow::Result<()> {
     load(Some(path))?;
     println!("{}: ok", path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ConfigError {
+        match Config::from_toml_str(text) {
+            Ok(_) => panic!("expected an error for:\n{text}"),
+            Err(e) => e,
+        }
+    }
+
+    /// Asserts key, line and column, and that `Display` is one line that names them.
+    fn assert_at(e: &ConfigError, key: &str, line: usize, column: usize) {
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+        assert_eq!((e.line, e.column), (Some(line), Some(column)), "{e}");
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with(&format!("line {line}, column {column}: {key}: ")),
+            "{shown}"
+        );
+        assert!(!shown.contains('\n'), "{shown}");
+    }
+
+    fn assert_same_rules(a: &RulesConfig, b: &RulesConfig) {
+        assert_eq!(a.ring_answer, b.ring_answer);
+        assert_eq!(a.break_overrun, b.break_overrun);
+        assert_eq!(a.unauthorized_pause, b.unauthorized_pause);
+        assert_eq!(a.reasons, b.reasons);
+        assert_eq!(a.service_level, b.service_level);
+        assert_eq!(a.timezone, b.timezone);
+        assert_eq!(a.timezone_name, b.timezone_name);
+        assert_eq!(a.money_per_point, b.money_per_point);
+        assert_eq!(a.currency, b.currency);
+        assert_eq!(a.team_of, b.team_of);
+    }
+
+    fn assert_same_source(a: &SourceConfig, b: &SourceConfig) {
+        assert_eq!(a.mode, b.mode);
+        assert_eq!(a.url, b.url);
+        assert_eq!(a.headers, b.headers);
+        assert_eq!(a.name, b.name);
+        assert_eq!(a.max_frame, b.max_frame);
+        assert_eq!(a.clock, b.clock);
+        assert_eq!((a.delay, a.max_lag, a.idle), (b.delay, b.max_lag, b.idle));
+    }
+
+    fn assert_same_server(a: &ServerConfig, b: &ServerConfig) {
+        assert_eq!(a.listen, b.listen);
+        assert_eq!(a.tokens.ingest, b.tokens.ingest);
+        assert_eq!(a.tokens.viewer, b.tokens.viewer);
+        assert_eq!(a.tokens.lead, b.tokens.lead);
+    }
+
+    #[test]
+    fn empty_text_gives_defaults() {
+        let c = Config::from_toml_str("").expect("empty config");
+        let d = Config::default();
+        assert_same_rules(&c.rules, &d.rules);
+        assert_same_source(&c.source, &d.source);
+        assert_same_server(&c.server, &d.server);
+        assert_eq!(c.store.dir, d.store.dir);
+        assert_eq!(c.teams, d.teams);
+        assert_eq!(c.alerts.alertmanager_url, d.alerts.alertmanager_url);
+        assert_eq!(c.ui.language, "zh-CN");
+    }
+
+    #[test]
+    fn shipped_config_file_gives_default_rules() {
+        let text = include_str!("../config/floorwatch.toml");
+        let c = Config::from_toml_str(text).unwrap_or_else(|e| panic!("{e}"));
+        let d = Config::default();
+        assert_same_rules(&c.rules, &d.rules);
+        assert_same_source(&c.source, &d.source);
+        assert_same_server(&c.server, &d.server);
+        assert_eq!(c.store.dir, d.store.dir);
+        assert_eq!(c.ui.language, d.ui.language);
+    }
+
+    #[test]
+    fn bad_duration_names_key_line_column() {
+        let e = err("[rules.ring_answer]\nrings = 3\nring_cycle = \"5 parsecs\"\n");
+        assert_at(&e, "rules.ring_answer.ring_cycle", 3, 14);
+        assert!(
+            e.message.starts_with("not a valid duration: \"5 parsecs\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn negative_and_zero_durations_are_rejected() {
+        let e = err("[rules.unauthorized_pause]\ngrace = \"-5s\"\n");
+        assert_at(&e, "rules.unauthorized_pause.grace", 2, 9);
+        let e = err("[rules.ring_answer]\nring_cycle = \"0s\"\n");
+        assert_at(&e, "rules.ring_answer.ring_cycle", 2, 14);
+        let e = err("[rules.ring_answer]\nrings = 0\n");
+        assert_at(&e, "rules.ring_answer.rings", 2, 9);
+        let e = err("[rules.ring_answer]\nring_cycle = 5\n");
+        assert_at(&e, "rules.ring_answer.ring_cycle", 2, 14);
+    }
+
+    #[test]
+    fn durations_round_to_milliseconds() {
+        let c = Config::from_toml_str(
+            "[source]\ndelay = \"0.2s\"\n[rules.break_overrun]\ndaily_allowance = \"1h30m\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.source.delay, 200);
+        assert_eq!(c.rules.break_overrun.daily_allowance, 5_400_000);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = err("[rules.ring_answer]\nrings = 3\nringz = 4\n");
+        assert_at(&e, "rules.ring_answer.ringz", 3, 1);
+        assert!(e.message.contains("unknown key `ringz`"), "{e}");
+        let e = err("[server]\nlisten = \"127.0.0.1:1\"\n\n[servre]\n");
+        assert_at(&e, "servre", 4, 2);
+    }
+
+    #[test]
+    fn bad_timezone_names_key() {
+        let e = err("[appraisal]\ntimezone = \"Mars/Olympus_Mons\"\n");
+        assert_at(&e, "appraisal.timezone", 2, 12);
+    }
+
+    #[test]
+    fn agent_in_two_teams_is_an_error() {
+        let text = "[[teams]]\nid = \"hotline-1\"\nmembers = [\"a-1\", \"a-2\"]\n\n\
+                    [[teams]]\nid = \"hotline-2\"\nmembers = [\"a-3\", \"a-2\"]\n";
+        let e = err(text);
+        assert_at(&e, "teams[1].members", 7, 19);
+        assert!(e.message.contains("\"hotline-1\""), "{e}");
+    }
+
+    #[test]
+    fn duplicate_and_bad_team_ids_are_errors() {
+        let e = err("[[teams]]\nid = \"t\"\n[[teams]]\nid = \"t\"\n");
+        assert_at(&e, "teams[1].id", 4, 6);
+        let e = err("[[teams]]\nid = \"\"\n");
+        assert_at(&e, "teams[0].id", 2, 6);
+        let long = "x".repeat(129);
+        let e = err(&format!("[[teams]]\nid = \"t\"\nmembers = [\"{long}\"]\n"));
+        assert_at(&e, "teams[0].members", 3, 12);
+        let e = err("[[teams]]\nlead = \"zhang.wei\"\n");
+        assert_eq!(e.key.as_deref(), Some("teams[0].id"), "{e}");
+        assert!(e.line.is_some(), "{e}");
+    }
+
+    #[test]
+    fn connect_mode_needs_a_url() {
+        let e = err("[source]\nmode = \"connect\"\n");
+        assert_at(&e, "source.url", 2, 8);
+        let e = err("[source]\nmode = \"connect\"\nurl = \"http://pbx/events\"\n");
+        assert_at(&e, "source.url", 3, 7);
+        let c = Config::from_toml_str(
+            "[source]\nmode = \"connect\"\nurl = \"wss://pbx.example.net/events\"\n\
+             headers = { Authorization = \"Bearer x\" }\nname = \"pbx-1\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.source.mode, SourceMode::Connect);
+        assert_eq!(
+            c.source.headers,
+            vec![("Authorization".to_string(), "Bearer x".to_string())]
+        );
+        assert_eq!(c.source.name, "pbx-1");
+    }
+
+    #[test]
+    fn bad_listen_names_key() {
+        let e = err("[server]\nlisten = \"localhost:http\"\n");
+        assert_at(&e, "server.listen", 2, 10);
+    }
+
+    #[test]
+    fn bad_enum_value_names_key() {
+        let e = err("[source]\nclock = \"wall\"\n");
+        assert_at(&e, "source.clock", 2, 9);
+        assert!(e.message.contains("`event`"), "{e}");
+        let e = err("[ui]\nlanguage = \"fr\"\n");
+        assert_at(&e, "ui.language", 2, 12);
+    }
+
+    #[test]
+    fn bad_alertmanager_url_names_key() {
+        let e = err("[alerts.alertmanager]\nurl = \"127.0.0.1:9093\"\n");
+        assert_at(&e, "alerts.alertmanager.url", 2, 7);
+    }
+
+    #[test]
+    fn token_with_space_names_key() {
+        let e = err("[server.tokens]\nviewer = [\"ok\", \"has space\"]\n");
+        assert_at(&e, "server.tokens.viewer", 2, 17);
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let e = err("[store]\ndir = data\n");
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.column.is_some(), "{e}");
+    }
+
+    #[test]
+    fn max_frame_units() {
+        for (text, want) in [
+            ("\"1MiB\"", 1 << 20),
+            ("\"512KiB\"", 512 << 10),
+            ("\"65536\"", 65536),
+            ("65536", 65536),
+        ] {
+            let c = Config::from_toml_str(&format!("[source]\nmax_frame = {text}\n"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(c.source.max_frame, want, "{text}");
+        }
+        let e = err("[source]\nmax_frame = \"1MB\"\n");
+        assert_at(&e, "source.max_frame", 2, 13);
+        let e = err("[source]\nmax_frame = 0\n");
+        assert_at(&e, "source.max_frame", 2, 13);
+    }
+
+    #[test]
+    fn reasons_table_replaces_defaults() {
+        let c = Config::from_toml_str(
+            "[reasons.lunch]\nmax = \"45m\"\nallowance = true\n[reasons.coaching]\napproval = true\n",
+        )
+        .expect("valid");
+        let names: Vec<&str> = c.rules.reasons.keys().map(String::as_str).collect();
+        assert_eq!(names, ["coaching", "lunch"]);
+        assert_eq!(
+            c.rules.reasons["lunch"],
+            ReasonRule {
+                max: Some(45 * 60_000),
+                allowance: true,
+                approval: false
+            }
+        );
+        assert!(c.rules.reasons["coaching"].approval);
+        let e = err("[reasons.break]\nmax = \"0s\"\n");
+        assert_at(&e, "reasons.break.max", 2, 7);
+    }
+
+    #[test]
+    fn teams_fill_team_of() {
+        let c = Config::from_toml_str(
+            "[[teams]]\nid = \"hotline-1\"\nlead = \"zhang.wei\"\nmembers = [\"a-1\", \"a-2\"]\n\
+             [[teams]]\nid = \"hotline-2\"\nsupervisor = \"li.na\"\nmembers = [\"a-3\"]\n",
+        )
+        .expect("valid");
+        assert_eq!(c.teams.len(), 2);
+        assert_eq!(c.teams[0].lead.as_deref(), Some("zhang.wei"));
+        assert_eq!(c.teams[1].supervisor.as_deref(), Some("li.na"));
+        assert_eq!(c.rules.team_of.len(), 3);
+        assert_eq!(c.rules.team_of["a-1"], "hotline-1");
+        assert_eq!(c.rules.team_of["a-2"], "hotline-1");
+        assert_eq!(c.rules.team_of["a-3"], "hotline-2");
+    }
+
+    #[test]
+    fn money_per_point_must_not_be_negative() {
+        let e = err("[appraisal]\nmoney_per_point = -1\n");
+        assert_at(&e, "appraisal.money_per_point", 2, 19);
+        let c = Config::from_toml_str("[appraisal]\nmoney_per_point = 2.5\n").expect("valid");
+        assert_eq!(c.rules.money_per_point, 2.5);
+    }
 }
