@@ -11,18 +11,24 @@
 //!   (violations raised and cleared, views changed). No tokio, no clock, no I/O.
 //! - [`replay`]: runs NDJSON files through the engine in event time (the audit tool) and
 //!   writes violations and the appraisal CSV.
+//! - [`clock`]: the daemon's wall clock, the only place that reads wall time.
+//! - [`daemon`]: wires everything; the one task that owns the engine and publishes views.
+//! - [`ingest`]: WebSocket ingest of the protocol (listen and connect modes).
+//! - [`floor`]: the published read side (agents, queues, violation log, today's histograms).
+//! - [`http`]: the axum router: API, `/metrics`, health, the built-in wallboard.
+//! - [`metrics`]: the Prometheus registry and every `floorwatch_*` family.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod event;
-pub mod replay;
-pub mod simulate;
-pub mod time;
-pub mod clock;
 pub mod floor;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod replay;
+pub mod simulate;
+pub mod time;
