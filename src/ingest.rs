@@ -239,6 +239,9 @@ impl Ingest {
             tracing::error!("connect mode without source.url");
             return;
         };
+        // wss:// needs a crypto provider; `run_main` installs it too, but `start` may be
+        // called without it (demo, tests). A second install is a no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let source = Id::from(cfg.name.as_str());
         let ws_config = tungstenite::protocol::WebSocketConfig::default()
             .max_message_size(Some(cfg.max_frame))

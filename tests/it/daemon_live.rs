@@ -454,3 +454,53 @@ async fn receipt_clock_stamps_events_with_the_receive_time() {
     );
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_backlog_after_a_reconnect_is_judged_on_event_time() {
+    let mut c = sup::config();
+    c.source.idle = 2_000;
+    let d = sup::start(c).await;
+    let addr = d.local_addr();
+    let (mut s, _) = Source::connect_hello(addr, "pbx").await;
+    // The source fell 30 s behind, sent the ring, and lost its connection.
+    let (batch, rang) = ringing_batch(30_000);
+    s.send(batch).await;
+    s.until_ack().await;
+    drop(s);
+    // It reconnects and takes a moment before it replays its backlog: the daemon's clock
+    // must not run ahead of the backlog meanwhile.
+    let (mut s, hello) = Source::connect_hello(addr, "pbx").await;
+    assert_eq!(hello["resume_after"], 2);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    s.send(format!(
+        r#"{{"type":"call.answered","ts":{},"seq":3,"call":"c1","agent":"a1"}}"#,
+        rang.plus(10_000).0
+    ))
+    .await;
+    s.until_ack().await;
+    let (_, _, text) = get(addr, "/metrics").await;
+    assert_eq!(
+        sup::sample(&text, "floorwatch_events_late_total"),
+        Some(0.0)
+    );
+    assert!(
+        violations(addr, "").await.is_empty(),
+        "answered 10 s into the ring, yet judged late"
+    );
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn run_returns_when_its_shutdown_future_completes() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(floorwatch::daemon::run(sup::config(), async move {
+        let _ = rx.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = tx.send(());
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("run returns in time")
+        .expect("no panic")
+        .expect("run succeeds");
+}
