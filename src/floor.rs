@@ -29,6 +29,8 @@ pub const VIOLATION_LOG_CAPACITY: usize = 100_000;
 pub enum Status {
     Open,
     Closed,
+    /// On record but counting for nothing. Not produced yet: waivers come with the store.
+    Waived,
 }
 
 impl Status {
@@ -36,6 +38,7 @@ impl Status {
         match s {
             "open" => Some(Status::Open),
             "closed" => Some(Status::Closed),
+            "waived" => Some(Status::Waived),
             _ => None,
         }
     }

@@ -4,6 +4,13 @@
 //! Owns: the axum [`router`], the JSON shapes of the API, and [`ApiError`] (every error is
 //! JSON `{"error": "..."}`; 4xx say what the caller did wrong, 5xx say nothing internal).
 //! Must not: touch the engine. Handlers read the published [`Floor`] and [`Metrics`] only.
+//!
+//! Shapes: `/api/v1/floor` is one object (`engine_clock`, `sources_connected`, `agents`,
+//! `queues` with today's and the last 15 minutes' KPIs and wait percentiles, `floor` KPIs,
+//! `ring_percentiles` per team, `open_violations`); `/api/v1/violations` is
+//! `{"violations": [record, ...]}` in the order raised, at most
+//! [`MAX_VIOLATIONS_PER_QUERY`] (the newest), where `from` ≤ `at` < `to`.
+//! Not yet: viewer/lead bearer tokens on the API and the wallboard (`server.tokens.viewer`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -263,7 +270,7 @@ impl ViolationsQuery {
         let status = match self.status {
             None => None,
             Some(st) => Some(Status::parse(&st).ok_or_else(|| {
-                ApiError::BadRequest(format!("status: want open or closed, not {st:?}"))
+                ApiError::BadRequest(format!("status: want open, closed or waived, not {st:?}"))
             })?),
         };
         Ok(ViolationFilter {

@@ -297,12 +297,14 @@ fn live(config: &Config, events: &[Event]) -> (Vec<ViolationRecord>, Timestamp) 
         let task = EngineTask::spawn(config, clock, metrics, shutdown.clone());
         let engine = task.client();
         let (conn, _) = engine.connect("pbx").await.expect("connect");
-        for ev in events {
-            tokio::time::sleep_until(clock.instant_at(ev.ts)).await;
-            engine
-                .apply(conn, clock.now(), vec![ev.clone()])
+        // Events with the same `ts` arrive together as one batch.
+        for batch in events.chunk_by(|a, b| a.ts == b.ts) {
+            tokio::time::sleep_until(clock.instant_at(batch[0].ts)).await;
+            let reply = engine
+                .apply(conn, clock.now(), batch.to_vec())
                 .await
                 .expect("applied");
+            assert_eq!(reply.outcomes.len(), batch.len());
         }
         // Let the daemon's clock run well past every break and wrap-up limit.
         let last = events.last().map_or(Timestamp(T0), |e| e.ts);

@@ -93,6 +93,8 @@ async fn violations_api_rejects_bad_queries_with_400_json() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(v["violations"], serde_json::json!([]));
+    let (status, _) = sup::get_json(addr, "/api/v1/violations?status=waived").await;
+    assert_eq!(status, 200);
     d.shutdown().await;
 }
 
