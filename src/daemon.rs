@@ -595,6 +595,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
     });
     let token = shutdown.clone();
     let server = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned());
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "http server failed");

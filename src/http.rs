@@ -10,13 +10,19 @@
 //! `ring_percentiles` per team, `open_violations`); `/api/v1/violations` is
 //! `{"violations": [record, ...]}` in the order raised, at most
 //! [`MAX_VIOLATIONS_PER_QUERY`] (the newest), where `from` ≤ `at` < `to`.
-//! Not yet: viewer/lead bearer tokens on the API and the wallboard (`server.tokens.viewer`).
+//!
+//! Access (`[server.tokens]`): `/ingest` takes ingest tokens; the wallboard and `GET /api`
+//! take viewer or lead tokens (header, or `?token=` for the wallboard on a TV); a surface
+//! without tokens is open to loopback peers only (403 otherwise). `/metrics`, `/healthz` and
+//! `/readyz` are open.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -51,6 +57,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    #[error("open on loopback only: configure server.tokens.{0} to allow other hosts")]
+    LoopbackOnly(&'static str),
     #[error("no such path")]
     NotFound,
     #[error("{0}")]
@@ -62,6 +70,7 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::LoopbackOnly(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -77,23 +86,70 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Whether `headers` carry `Authorization: Bearer T` for one of `tokens`; true when `tokens`
-/// is empty (that surface is open). Compares in constant time per token.
-pub fn bearer_ok(headers: &HeaderMap, tokens: &[String]) -> bool {
-    if tokens.is_empty() {
-        return true;
+/// Who may use a surface (surface page, `[server.tokens]`): with no token configured for
+/// any of `tokens`, only loopback peers; otherwise whoever presents one of them, as
+/// `Authorization: Bearer T` or, when `query_token` is given (the wallboard on a TV cannot
+/// set headers), as `?token=T`. `peer` is `None` when the app runs without connect info
+/// (in-process tests): taken as loopback.
+pub fn authorize(
+    role: &'static str,
+    tokens: &[&[String]],
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+    peer: Option<SocketAddr>,
+) -> Result<(), ApiError> {
+    if tokens.iter().all(|t| t.is_empty()) {
+        return match peer {
+            Some(p) if !p.ip().is_loopback() => Err(ApiError::LoopbackOnly(role)),
+            _ => Ok(()),
+        };
     }
-    let Some(given) = headers
+    let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
+        .map(str::trim)
+        .or(query_token);
+    let Some(given) = given else {
+        return Err(ApiError::Unauthorized);
     };
     // Check every token so the time taken does not say which one nearly matched.
-    tokens.iter().fold(false, |ok, t| {
-        ct_eq(t.as_bytes(), given.trim().as_bytes()) | ok
-    })
+    let ok = tokens
+        .iter()
+        .flat_map(|t| t.iter())
+        .fold(false, |ok, t| ct_eq(t.as_bytes(), given.as_bytes()) | ok);
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// The peer address, when the server was started with connect info.
+pub fn peer_of(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| *a)
+}
+
+/// Guards the viewer surfaces (wallboard, `GET /api`): viewer or lead tokens.
+async fn viewer_guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let tokens = &s.config.server.tokens;
+    let query_token = req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("token="))
+            .map(str::to_string)
+    });
+    match authorize(
+        "viewer",
+        &[&tokens.viewer, &tokens.lead],
+        req.headers(),
+        query_token.as_deref(),
+        peer_of(req.extensions()),
+    ) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -104,15 +160,21 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The axum app of the daemon.
+///
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so that the
+/// loopback-only rule of untokened surfaces can see the peer.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let viewer = Router::new()
         .route("/", get(wallboard))
+        .route("/api/v1/floor", get(floor))
+        .route("/api/v1/violations", get(violations))
+        .route_layer(middleware::from_fn_with_state(state.clone(), viewer_guard));
+    Router::new()
+        .merge(viewer)
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/ingest", get(crate::ingest::handle_upgrade))
-        .route("/api/v1/floor", get(floor))
-        .route("/api/v1/violations", get(violations))
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
 }
@@ -299,16 +361,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bearer_checks() {
+    fn tokens_or_loopback() {
+        let local = Some(SocketAddr::from(([127, 0, 0, 1], 5000)));
+        let remote = Some(SocketAddr::from(([192, 0, 2, 7], 5000)));
+        let none: &[String] = &[];
         let mut h = HeaderMap::new();
-        assert!(bearer_ok(&h, &[]));
-        let tokens = vec!["s3cret".to_string(), "other".to_string()];
-        assert!(!bearer_ok(&h, &tokens));
+        assert!(authorize("ingest", &[none], &h, None, local).is_ok());
+        assert!(authorize("ingest", &[none], &h, None, None).is_ok());
+        assert!(matches!(
+            authorize("ingest", &[none], &h, None, remote),
+            Err(ApiError::LoopbackOnly("ingest"))
+        ));
+        let viewer = vec!["v1".to_string()];
+        let lead = vec!["l1".to_string(), "l2".to_string()];
+        let both: [&[String]; 2] = [&viewer, &lead];
+        assert!(authorize("viewer", &both, &h, None, local).is_err());
+        assert!(authorize("viewer", &both, &h, Some("l2"), remote).is_ok());
+        assert!(authorize("viewer", &both, &h, Some("nope"), local).is_err());
         h.insert(header::AUTHORIZATION, "Bearer nope".parse().unwrap());
-        assert!(!bearer_ok(&h, &tokens));
-        h.insert(header::AUTHORIZATION, "Bearer other".parse().unwrap());
-        assert!(bearer_ok(&h, &tokens));
-        h.insert(header::AUTHORIZATION, "Basic other".parse().unwrap());
-        assert!(!bearer_ok(&h, &tokens));
+        assert!(authorize("viewer", &both, &h, None, local).is_err());
+        h.insert(header::AUTHORIZATION, "Bearer v1".parse().unwrap());
+        assert!(authorize("viewer", &both, &h, None, remote).is_ok());
+        h.insert(header::AUTHORIZATION, "Basic v1".parse().unwrap());
+        assert!(authorize("viewer", &both, &h, None, remote).is_err());
     }
 }

@@ -17,13 +17,15 @@
 //! One ack is sent after every frame that held at least one valid event with a `seq`
 //! behind it, which is more often than the protocol's "at least every second".
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
 use serde::Deserialize;
@@ -34,7 +36,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::daemon::{ConnId, EngineClient};
 use crate::event::{decode_frame, Id, MAX_ID_LEN};
-use crate::http::{bearer_ok, ApiError, AppState};
+use crate::http::{authorize, ApiError, AppState};
 use crate::metrics::{Metrics, REJECT_BINARY};
 
 /// The protocol name sent in the hello.
@@ -186,12 +188,21 @@ pub async fn handle_upgrade(
     State(state): State<AppState>,
     Query(query): Query<IngestQuery>,
     headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     ws: Result<WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let ingest = state.ingest;
     let config = &ingest.inner.config;
-    if !bearer_ok(&headers, &config.server.tokens.ingest) {
-        return ApiError::Unauthorized.into_response();
+    let peer = peer.map(|Extension(ConnectInfo(a))| a);
+    if let Err(e) = authorize(
+        "ingest",
+        &[&config.server.tokens.ingest],
+        &headers,
+        None,
+        peer,
+    ) {
+        tracing::warn!(peer = ?peer, error = %e, "ingest refused");
+        return e.into_response();
     }
     let source = query.source.unwrap_or_else(|| "default".to_string());
     if source.is_empty() || source.len() > MAX_ID_LEN {

@@ -121,3 +121,38 @@ async fn health_wallboard_and_unknown_paths() {
     assert!(body.contains("\"error\""), "{body}");
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn viewer_tokens_guard_the_api_and_the_wallboard_but_not_metrics() {
+    let mut c = sup::config();
+    c.server.tokens.viewer = vec!["view-1".into()];
+    c.server.tokens.lead = vec!["lead-1".into()];
+    let d = sup::start(c).await;
+    let addr = d.local_addr();
+    for path in ["/", "/api/v1/floor", "/api/v1/violations"] {
+        let (status, _, body) = get(addr, path).await;
+        assert_eq!(status, 401, "{path}: {body}");
+        assert!(body.contains("\"error\""), "{path}: {body}");
+        let (status, _, _) = sup::get_with(addr, path, &[("Authorization", "Bearer nope")]).await;
+        assert_eq!(status, 401, "{path}");
+        for token in ["view-1", "lead-1"] {
+            let auth = format!("Bearer {token}");
+            let (status, _, _) =
+                sup::get_with(addr, path, &[("Authorization", auth.as_str())]).await;
+            assert_eq!(status, 200, "{path} with {token}");
+        }
+    }
+    assert_eq!(
+        get(addr, "/?token=view-1").await.0,
+        200,
+        "the wallboard on a TV"
+    );
+    assert_eq!(get(addr, "/metrics").await.0, 200);
+    assert_eq!(get(addr, "/healthz").await.0, 200);
+    // Ingest has no token configured: open to loopback.
+    let (mut s, _) = Source::connect_hello(addr, "pbx").await;
+    s.send(r#"{"type":"agent.login","ts":1,"seq":1,"agent":"a1"}"#)
+        .await;
+    assert_eq!(s.until_ack().await.1, 1);
+    d.shutdown().await;
+}
