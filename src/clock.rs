@@ -25,11 +25,34 @@ impl Clock {
     /// A clock that reads the system's wall time once, now.
     #[allow(clippy::disallowed_methods)] // the one sanctioned wall-clock read
     pub fn system() -> Clock {
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        Clock::starting_at(Timestamp(wall))
+        // Pair the wall reading with the instant half-way between two monotonic readings
+        // around it, and retry if the thread was preempted in between, so that two clocks
+        // made at different times agree to about a millisecond.
+        let mut best = None;
+        for _ in 0..5 {
+            let before = Instant::now();
+            let wall = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let after = Instant::now();
+            let gap = after.saturating_duration_since(before);
+            let origin = before + gap / 2;
+            if best.is_none_or(|(g, _, _)| gap < g) {
+                best = Some((gap, wall, origin));
+            }
+            if gap < Duration::from_micros(200) {
+                break;
+            }
+        }
+        let (_, wall, origin) =
+            best.unwrap_or_else(|| (Duration::ZERO, Duration::ZERO, Instant::now()));
+        // Keep sub-millisecond precision: the origin is moved back to the last whole
+        // millisecond of wall time.
+        let sub_ms = Duration::from_nanos(u64::from(wall.subsec_nanos() % 1_000_000));
+        Clock {
+            origin_wall: Timestamp(i64::try_from(wall.as_millis()).unwrap_or(i64::MAX / 4)),
+            origin: origin.checked_sub(sub_ms).unwrap_or(origin),
+        }
     }
 
     /// A clock whose current time is `wall` (for tests and simulations).
