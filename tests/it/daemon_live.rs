@@ -167,7 +167,11 @@ async fn the_daemon_clock_fires_the_ring_deadline_while_the_source_is_caught_up(
 
 #[tokio::test]
 async fn with_no_source_connected_the_engine_clock_stands_still() {
-    let d = sup::start(live_config()).await;
+    // The ring arrives 14 s late: the source is not caught up until it idles for 2 s, which
+    // leaves time to see the disconnect before the daemon's clock may move.
+    let mut c = sup::config();
+    c.source.idle = 2_000;
+    let d = sup::start(c).await;
     let addr = d.local_addr();
     let (mut s, _) = Source::connect_hello(addr, "pbx").await;
     let (batch, rang) = ringing_batch(14_000);
@@ -461,7 +465,7 @@ async fn receipt_clock_stamps_events_with_the_receive_time() {
 #[tokio::test]
 async fn a_backlog_after_a_reconnect_is_judged_on_event_time() {
     let mut c = sup::config();
-    c.source.idle = 2_000;
+    c.source.idle = 3_000;
     let d = sup::start(c).await;
     let addr = d.local_addr();
     let (mut s, _) = Source::connect_hello(addr, "pbx").await;
