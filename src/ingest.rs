@@ -360,7 +360,15 @@ impl Ingest {
                 Incoming::Control => continue,
                 Incoming::Closed => return,
             };
-            if !replies.is_empty() && !t.send_texts(replies).await {
+            if replies.is_empty() {
+                continue;
+            }
+            let sent = tokio::select! {
+                // A peer that does not read must not hold up shutdown either.
+                _ = inner.shutdown.cancelled() => return,
+                ok = t.send_texts(replies) => ok,
+            };
+            if !sent {
                 tracing::warn!(source = %source, "source does not read replies, dropping connection");
                 return;
             }

@@ -288,3 +288,45 @@ async fn a_frame_far_over_the_default_limit_is_closed_with_1009() {
     let _ = writer.await;
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_source_that_does_not_read_holds_up_nobody() {
+    let d = sup::start(sup::config()).await;
+    let addr = d.local_addr();
+    // This source sends frames of rejected events and never reads the errors: its replies
+    // back up until its writes block.
+    let (mut stuck, _) = Source::connect_hello(addr, "stuck").await;
+    let frame = format!("[{}1]", "1,".repeat(400_000));
+    for _ in 0..3 {
+        use futures_util::SinkExt;
+        let send = stuck.ws.send(tungstenite::Message::text(frame.clone()));
+        // Our own send may block too once the daemon stops reading this connection.
+        if tokio::time::timeout(std::time::Duration::from_secs(2), send)
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    // Another source is served as usual, and the engine task is not held up.
+    let (mut s, _) = Source::connect_hello(addr, "pbx").await;
+    s.send(login(1, "2026-11-28T01:00:00Z", "a1")).await;
+    let acked = tokio::time::timeout(std::time::Duration::from_secs(2), s.until_ack())
+        .await
+        .expect("ack in time");
+    assert_eq!(acked.1, 1);
+    let (_, _, metrics) = get(addr, "/metrics").await;
+    assert!(
+        sup::sample(
+            &metrics,
+            r#"floorwatch_events_rejected_total{reason="not_an_object"}"#
+        )
+        .is_some_and(|n| n >= 400_000.0),
+        "the stuck source's frames were read:\n{metrics}"
+    );
+    // Shutdown is not held up by it.
+    tokio::time::timeout(std::time::Duration::from_secs(3), d.shutdown())
+        .await
+        .expect("shutdown in time");
+    drop(stuck);
+}
