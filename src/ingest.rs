@@ -53,6 +53,8 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connect mode back-off: first delay, doubled per failed attempt up to the cap.
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// A connection that lasted this long resets the back-off.
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 
 /// After a close the daemon lingers this long before dropping the socket, so that the peer
 /// reads the close frame before the TCP connection is reset.
@@ -286,8 +288,15 @@ impl Ingest {
             match result {
                 Ok((mut stream, _response)) => {
                     tracing::info!(url = %url, source = %source, "connected to source");
-                    failures = 0;
+                    let since = tokio::time::Instant::now();
                     self.serve(&mut stream, source.clone()).await;
+                    // A peer that accepts and drops at once is backed off like one that
+                    // refuses; a connection that held for a while starts over.
+                    if since.elapsed() >= STABLE_CONNECTION {
+                        failures = 0;
+                    } else {
+                        failures = failures.saturating_add(1);
+                    }
                     tracing::warn!(url = %url, source = %source, "source connection ended");
                 }
                 Err(e) => {
