@@ -4,6 +4,10 @@
 //! of violations with their status, and today's HDR histograms of ring times (per team) and
 //! queue waits (per queue).
 //!
+//! Bounds: the violation log keeps the newest [`VIOLATION_LOG_CAPACITY`] records (the oldest
+//! is dropped); agents are every agent the engine knows (logged out ones stay, as in the
+//! engine); histograms are one per team and per queue, cleared at local midnight.
+//!
 //! Only the engine owner task (`daemon`) writes here, after it has applied events or
 //! timeouts; readers never touch the engine. Locks are held for a copy or a short scan, never
 //! across an `.await`. Must not: compute rule outcomes (that is the engine's job) or do I/O.

@@ -102,3 +102,40 @@ async fn connect_mode_dials_sends_hello_takes_events_and_redials() {
     );
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn connect_mode_keeps_dialing_until_the_source_is_up() {
+    // A port with nothing behind it yet.
+    let pbx = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let mut c = sup::config();
+    c.source.mode = SourceMode::Connect;
+    c.source.url = Some(format!("ws://{pbx}/events"));
+    let d = sup::start(c).await;
+    let addr = d.local_addr();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(
+        sup::get(addr, "/readyz").await.0,
+        503,
+        "not ready without the source"
+    );
+    let (_, _, metrics) = sup::get(addr, "/metrics").await;
+    assert!(
+        sup::sample(&metrics, "floorwatch_source_reconnects_total").is_some_and(|n| n >= 1.0),
+        "it redials: {metrics}"
+    );
+    let listener = TcpListener::bind(pbx)
+        .await
+        .expect("bind the same port again");
+    let (mut ws, _) = accept(&listener).await;
+    let hello = read_json(&mut ws).await;
+    assert_eq!(hello["type"], "hello");
+    sup::eventually("ready once connected", || async {
+        (sup::get(addr, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    d.shutdown().await;
+}
