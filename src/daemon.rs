@@ -301,6 +301,7 @@ impl Owner {
 
     fn publish_connections(&self) {
         self.floor.set_sources_connected(self.conns.len());
+        self.floor.bump();
         self.metrics
             .source_connected
             .set(i64::try_from(self.conns.len()).unwrap_or(i64::MAX));
@@ -354,7 +355,11 @@ impl Owner {
             c.lag_ok = self.source.clock == SourceClock::Receipt
                 || received.since(ts) <= self.source.max_lag;
         }
-        self.after_apply(queue_changed);
+        let applied = outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::Applied { .. }));
+        // Any applied event may move a queue (snapshots replace them without Queue effects).
+        self.after_apply(queue_changed || applied, applied);
         BatchReply {
             outcomes,
             ack: self.engine.highest_seq(&source),
@@ -363,19 +368,25 @@ impl Owner {
 
     fn handle_tick(&mut self) {
         let now = self.clock.now();
+        let mut moved = false;
         if self.may_advance(now) {
             let target = now.plus(-self.source.delay);
             if self.engine.now().is_none_or(|t| target > t) {
                 self.engine.handle_timeout(target, &mut self.effects);
                 self.drain_effects();
+                moved = true;
             }
         }
-        self.after_apply(true);
+        // Queue views (waits, the 15-minute window) move only with the engine clock.
+        self.after_apply(moved, moved);
     }
 
     /// Publishes what changed after events or a timeout.
-    fn after_apply(&mut self, refresh_queues: bool) {
+    fn after_apply(&mut self, refresh_queues: bool, changed: bool) {
         let now = self.engine.now();
+        if changed || now != self.floor.engine_clock() {
+            self.floor.bump();
+        }
         self.floor.set_engine_clock(now);
         if let Some(now) = now {
             self.roll_day(now);
@@ -592,6 +603,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         floor: engine.floor(),
         metrics: metrics.clone(),
         ingest,
+        shutdown: shutdown.clone(),
     });
     let token = shutdown.clone();
     let server = tokio::spawn(async move {

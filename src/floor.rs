@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use dashmap::DashMap;
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use tokio::sync::watch;
 
 use crate::engine::{AgentView, EventRef, QueueView, Rule, Violation};
 use crate::event::Id;
@@ -102,6 +103,9 @@ pub struct Floor {
     /// Engine clock in ms; `i64::MIN` while the engine has seen nothing.
     engine_clock: AtomicI64,
     sources_connected: AtomicUsize,
+    /// Bumped after every publish that changed something; `/ws/floor` waits on it. A watch
+    /// holds one value, so a slow subscriber skips versions instead of queueing them.
+    version: watch::Sender<u64>,
 }
 
 impl Floor {
@@ -117,6 +121,7 @@ impl Floor {
             today: Mutex::new(TodayHistograms::new(calendar)),
             engine_clock: AtomicI64::new(i64::MIN),
             sources_connected: AtomicUsize::new(0),
+            version: watch::Sender::new(0),
         }
     }
 
@@ -190,7 +195,16 @@ impl Floor {
         percentiles_of(&t.wait_by_queue)
     }
 
+    /// Changes to the floor: the value is a version number, bumped at most once per publish.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
     // ---- writers: the engine owner task only ----
+
+    pub(crate) fn bump(&self) {
+        self.version.send_modify(|v| *v = v.wrapping_add(1));
+    }
 
     pub(crate) fn put_agent(&self, view: AgentView) {
         self.agents.insert(view.agent.clone(), view);

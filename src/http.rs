@@ -1,5 +1,6 @@
 //! The HTTP surface on one port: `/metrics`, `/healthz`, `/readyz`, `/ingest` (WebSocket,
-//! see `ingest`), `/api/v1/floor`, `/api/v1/violations`, and the built-in wallboard at `/`.
+//! see `ingest`), `/api/v1/floor`, `/api/v1/violations`, `/ws/floor` (the floor object
+//! pushed on change), and the built-in wallboard at `/`.
 //!
 //! Owns: the axum [`router`], the JSON shapes of the API, and [`ApiError`] (every error is
 //! JSON `{"error": "..."}`; 4xx say what the caller did wrong, 5xx say nothing internal).
@@ -20,6 +21,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -27,6 +31,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, SourceMode};
 use crate::engine::{AgentView, QueueCounts, Rule};
@@ -48,6 +53,8 @@ pub struct AppState {
     pub floor: Arc<Floor>,
     pub metrics: Arc<Metrics>,
     pub ingest: Ingest,
+    /// Cancelled when the daemon shuts down (ends `/ws/floor` streams).
+    pub shutdown: CancellationToken,
 }
 
 /// The one error type of the HTTP surface.
@@ -168,6 +175,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(wallboard))
         .route("/api/v1/floor", get(floor))
         .route("/api/v1/violations", get(violations))
+        .route("/ws/floor", get(floor_stream))
         .route_layer(middleware::from_fn_with_state(state.clone(), viewer_guard));
     Router::new()
         .merge(viewer)
@@ -255,6 +263,61 @@ struct FloorJson {
 }
 
 async fn floor(State(s): State<AppState>) -> Json<FloorJson> {
+    Json(floor_json(&s))
+}
+
+/// How often `/ws/floor` sends at most: changes in between are coalesced.
+const FLOOR_STREAM_INTERVAL: Duration = Duration::from_millis(250);
+
+/// `GET /ws/floor`: the floor object of `/api/v1/floor` as a text frame on connect and after
+/// every change, at most every [`FLOOR_STREAM_INTERVAL`]. Messages from the client are
+/// ignored.
+async fn floor_stream(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    ws.max_message_size(64 << 10)
+        .on_upgrade(move |socket| stream_floor(s, socket))
+}
+
+async fn stream_floor(s: AppState, mut socket: WebSocket) {
+    let mut changes = s.floor.subscribe();
+    loop {
+        changes.mark_unchanged();
+        let text = match serde_json::to_string(&floor_json(&s)) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode the floor");
+                return;
+            }
+        };
+        let send = tokio::time::timeout(
+            crate::ingest::WRITE_TIMEOUT,
+            socket.send(ws::Message::Text(text.into())),
+        );
+        if !matches!(send.await, Ok(Ok(()))) {
+            return;
+        }
+        tokio::time::sleep(FLOOR_STREAM_INTERVAL).await;
+        loop {
+            tokio::select! {
+                _ = s.shutdown.cancelled() => {
+                    let _ = socket.send(ws::Message::Close(None)).await;
+                    return;
+                }
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    break;
+                }
+                msg = socket.recv() => match msg {
+                    Some(Ok(ws::Message::Close(_))) | Some(Err(_)) | None => return,
+                    Some(Ok(_)) => continue,
+                },
+            }
+        }
+    }
+}
+
+fn floor_json(s: &AppState) -> FloorJson {
     let now = s.floor.engine_clock();
     let queues = s.floor.queues();
     let mut waits = s.floor.wait_percentiles();
@@ -282,7 +345,7 @@ async fn floor(State(s): State<AppState>) -> Json<FloorJson> {
             }
         })
         .collect();
-    Json(FloorJson {
+    FloorJson {
         engine_clock: now,
         sources_connected: s.floor.sources_connected(),
         agents: s.floor.agents(),
@@ -293,7 +356,7 @@ async fn floor(State(s): State<AppState>) -> Json<FloorJson> {
         },
         ring_percentiles: s.floor.ring_percentiles(),
         open_violations: s.floor.open_violations(),
-    })
+    }
 }
 
 #[derive(Deserialize)]

@@ -156,3 +156,44 @@ async fn viewer_tokens_guard_the_api_and_the_wallboard_but_not_metrics() {
     assert_eq!(s.until_ack().await.1, 1);
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn ws_floor_pushes_the_floor_on_connect_and_on_change() {
+    use futures_util::StreamExt;
+    let d = sup::start(sup::config()).await;
+    let addr = d.local_addr();
+    let (mut wall, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/floor"))
+        .await
+        .expect("connects");
+    let mut next = async || -> Value {
+        loop {
+            let m = tokio::time::timeout(sup::WAIT, wall.next())
+                .await
+                .expect("pushed in time")
+                .expect("open")
+                .expect("message");
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+                return serde_json::from_str(t.as_str()).expect("json");
+            }
+        }
+    };
+    let first = next().await;
+    assert_eq!(first["agents"], serde_json::json!([]), "{first}");
+    assert_eq!(first["engine_clock"], Value::Null, "{first}");
+    let (mut s, _) = Source::connect_hello(addr, "pbx").await;
+    s.send(r#"{"type":"agent.login","ts":"2026-11-28T01:00:00Z","seq":1,"agent":"a1"}"#)
+        .await;
+    s.until_ack().await;
+    let pushed = loop {
+        let f = next().await;
+        if f["agents"].as_array().is_some_and(|a| !a.is_empty()) {
+            break f;
+        }
+    };
+    assert_eq!(pushed["agents"][0]["agent"], "a1", "{pushed}");
+    assert_eq!(
+        pushed["engine_clock"], "2026-11-28T01:00:00.000Z",
+        "{pushed}"
+    );
+    d.shutdown().await;
+}
