@@ -3,7 +3,8 @@
 //! (connect mode, redialing forever with capped exponential back-off and jitter).
 //!
 //! Owns: the per-connection session: hello, frame decoding, error replies, acks, the frame
-//! size limit (close code 1009), bearer-token checks on `/ingest`.
+//! size limit (close code 1009), access to `/ingest` (an ingest bearer token; with none
+//! configured, loopback peers only).
 //! Must not: touch the engine other than through [`EngineClient`], or block the engine task:
 //! a connection waits for its own batch's reply, and waits when the engine channel is full
 //! (back-pressure on that source only); writes to a peer that does not read time out after
