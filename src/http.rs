@@ -12,15 +12,14 @@
 //! `{"violations": [record, ...]}` in the order raised, at most
 //! [`MAX_VIOLATIONS_PER_QUERY`] (the newest), where `from` ≤ `at` < `to`.
 //!
-//! Access (`[server.tokens]`): `/ingest` takes ingest tokens; the wallboard and `GET /api`
-//! take viewer or lead tokens (header, or `?token=` for the wallboard on a TV); a surface
+//! Access (`[server.tokens]`): `/ingest` takes ingest tokens; the wallboard, `/ws/floor` and
+//! `GET /api` take viewer or lead tokens (header, or `?token=` for the wallboard on a TV); a surface
 //! without tokens is open to loopback peers only (403 otherwise). `/metrics`, `/healthz` and
 //! `/readyz` are open.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
@@ -139,7 +138,7 @@ pub fn peer_of(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
         .map(|ConnectInfo(a)| *a)
 }
 
-/// Guards the viewer surfaces (wallboard, `GET /api`): viewer or lead tokens.
+/// Guards the viewer surfaces (wallboard, `/ws/floor`, `GET /api`): viewer or lead tokens.
 async fn viewer_guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let tokens = &s.config.server.tokens;
     let query_token = req.uri().query().and_then(|q| {
