@@ -229,7 +229,8 @@ struct Agent {
     pause_token: u64,
     pending_pause: bool,
     pending_logout: bool,
-    last_meal: Timestamp,
+    /// When the agent next goes for a meal: 3.5 h into the shift, then 8 h after each.
+    next_meal: Timestamp,
     /// Starts and planned lengths of this agent's breaks, for the daily allowance.
     breaks: Vec<(Timestamp, Millis)>,
 }
@@ -330,7 +331,7 @@ impl Generator {
                     pause_token: 0,
                     pending_pause: false,
                     pending_logout: false,
-                    last_meal: start,
+                    next_meal: start,
                     breaks: Vec::new(),
                 }
             })
@@ -635,7 +636,7 @@ impl Generator {
         let mut ev = self.agent_event("agent.login", t, i);
         ev.team = Some(Self::team_id(self.agents[i].team));
         self.push(ev);
-        self.agents[i].last_meal = t;
+        self.agents[i].next_meal = t.add(3 * HOUR + 30 * MIN);
         self.schedule_next_pause(t, i);
         self.become_idle(t, i);
     }
@@ -945,7 +946,7 @@ impl Generator {
             plan.dur = self.rng.random_range(3 * MIN..=12 * MIN);
             return Some(plan);
         }
-        let meal_due = t.since(self.agents[i].last_meal) >= 3 * HOUR + 30 * MIN;
+        let meal_due = t >= self.agents[i].next_meal;
         let reason = if meal_due {
             "meal"
         } else if self.agents[i].hog {
@@ -962,7 +963,7 @@ impl Generator {
         let overrun = unruly && self.chance(m.break_overrun);
         plan.dur = match reason {
             "meal" => {
-                self.agents[i].last_meal = t;
+                self.agents[i].next_meal = t.add(8 * HOUR);
                 if overrun {
                     self.rng.random_range(31 * MIN..=40 * MIN)
                 } else {
