@@ -10,7 +10,11 @@ use clap::{Args, Parser, Subcommand};
 pub const EXIT_CONFIG: i32 = 78;
 
 #[derive(Parser, Debug)]
-#[command(name = "floorwatch", version, about = "Real-time call-floor monitoring daemon")]
+#[command(
+    name = "floorwatch",
+    version,
+    about = "Real-time call-floor monitoring daemon"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -268,9 +268,8 @@ pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", p.display()))?;
-            Config::from_toml_str(&text).map_err(|e| {
-                anyhow::Error::new(e).context(format!("config {}", p.display()))
-            })
+            Config::from_toml_str(&text)
+                .map_err(|e| anyhow::Error::new(e).context(format!("config {}", p.display())))
         }
     }
 }

@@ -196,7 +196,10 @@ pub enum DecodeError {
     #[error("missing required field `{0}`")]
     MissingField(&'static str),
     #[error("field `{field}` must be {want}")]
-    WrongType { field: &'static str, want: &'static str },
+    WrongType {
+        field: &'static str,
+        want: &'static str,
+    },
     #[error("unknown event type {0:?}")]
     UnknownType(String),
     #[error("identifier `{field}` must be a non-empty string of at most 128 bytes")]
@@ -520,12 +523,14 @@ fn state(v: &Option<Scalar>) -> Result<Option<PresenceState>, DecodeError> {
     const WANT: &str = "ready, not_ready, acw";
     match v {
         None | Some(Scalar::Null) => Ok(None),
-        Some(Scalar::Str(s)) => PresenceState::parse(s)
-            .map(Some)
-            .ok_or_else(|| DecodeError::BadState {
-                want: WANT,
-                got: s.to_string(),
-            }),
+        Some(Scalar::Str(s)) => {
+            PresenceState::parse(s)
+                .map(Some)
+                .ok_or_else(|| DecodeError::BadState {
+                    want: WANT,
+                    got: s.to_string(),
+                })
+        }
         Some(other) => Err(DecodeError::BadState {
             want: WANT,
             got: format!("{other:?}"),
@@ -536,13 +541,17 @@ fn state(v: &Option<Scalar>) -> Result<Option<PresenceState>, DecodeError> {
 /// Parses a `ts` value: RFC 3339 string with offset, or integer epoch milliseconds.
 fn ts_of(v: &Scalar) -> Result<Timestamp, DecodeError> {
     match v {
-        Scalar::Str(s) => Timestamp::parse_rfc3339(s).map_err(|_| DecodeError::BadTs(format!("{s:?}"))),
+        Scalar::Str(s) => {
+            Timestamp::parse_rfc3339(s).map_err(|_| DecodeError::BadTs(format!("{s:?}")))
+        }
         // Keep to a range every calendar can handle (years 1 to 9999 or so).
         Scalar::U(n) if *n <= 253_402_300_799_999 => Ok(Timestamp(*n as i64)),
         Scalar::I(n) if *n >= -62_135_596_800_000 => Ok(Timestamp(*n)),
         Scalar::U(n) => Err(DecodeError::BadTs(n.to_string())),
         Scalar::I(n) => Err(DecodeError::BadTs(n.to_string())),
-        Scalar::F(f) => Err(DecodeError::BadTs(format!("{f} (milliseconds must be an integer)"))),
+        Scalar::F(f) => Err(DecodeError::BadTs(format!(
+            "{f} (milliseconds must be an integer)"
+        ))),
         other => Err(DecodeError::BadTs(format!("{other:?}"))),
     }
 }
@@ -817,19 +826,43 @@ mod tests {
     #[test]
     fn every_rejection_reason_of_the_protocol() {
         let cases: &[(&str, &str)] = &[
-            (r#"{"type":"agent.login","ts":1,"agent":"a""#, "invalid_json"),
+            (
+                r#"{"type":"agent.login","ts":1,"agent":"a""#,
+                "invalid_json",
+            ),
             (r#"{"ts":1,"agent":"a"}"#, "missing_field"),
             (r#"{"type":"agent.login","agent":"a"}"#, "missing_field"),
             (r#"{"type":"agent.login","ts":1}"#, "missing_field"),
             (r#"{"type":"agent.login","ts":1,"agent":7}"#, "wrong_type"),
             (r#"{"type":"agent.fly","ts":1,"agent":"a"}"#, "unknown_type"),
-            (r#"{"type":"agent.login","ts":1,"agent":""}"#, "bad_identifier"),
-            (r#"{"type":"call.queued","ts":"2026-11-28T09:00:00","call":"c","queue":"q"}"#, "bad_ts"),
-            (r#"{"type":"call.queued","ts":1.5,"call":"c","queue":"q"}"#, "bad_ts"),
-            (r#"{"type":"agent.state","ts":1,"agent":"a","state":"busy"}"#, "bad_state"),
-            (r#"{"type":"approval.granted","ts":1,"agent":"a","reason":"meeting","minutes":0,"by":"x"}"#, "bad_minutes"),
-            (r#"{"type":"approval.granted","ts":1,"agent":"a","reason":"meeting","minutes":"5","by":"x"}"#, "bad_minutes"),
-            (r#"{"type":"call.ended","ts":1,"call":"c","seq":-1}"#, "bad_seq"),
+            (
+                r#"{"type":"agent.login","ts":1,"agent":""}"#,
+                "bad_identifier",
+            ),
+            (
+                r#"{"type":"call.queued","ts":"2026-11-28T09:00:00","call":"c","queue":"q"}"#,
+                "bad_ts",
+            ),
+            (
+                r#"{"type":"call.queued","ts":1.5,"call":"c","queue":"q"}"#,
+                "bad_ts",
+            ),
+            (
+                r#"{"type":"agent.state","ts":1,"agent":"a","state":"busy"}"#,
+                "bad_state",
+            ),
+            (
+                r#"{"type":"approval.granted","ts":1,"agent":"a","reason":"meeting","minutes":0,"by":"x"}"#,
+                "bad_minutes",
+            ),
+            (
+                r#"{"type":"approval.granted","ts":1,"agent":"a","reason":"meeting","minutes":"5","by":"x"}"#,
+                "bad_minutes",
+            ),
+            (
+                r#"{"type":"call.ended","ts":1,"call":"c","seq":-1}"#,
+                "bad_seq",
+            ),
             (r#"["not","an","object"]"#, "not_an_object"),
         ];
         for (input, label) in cases {
@@ -839,20 +872,36 @@ mod tests {
             assert!(f.events.is_empty(), "{input}");
         }
         let long = "x".repeat(129);
-        let e = one(&format!(r#"{{"type":"call.abandoned","ts":1,"call":"{long}"}}"#)).unwrap_err();
+        let e = one(&format!(
+            r#"{{"type":"call.abandoned","ts":1,"call":"{long}"}}"#
+        ))
+        .unwrap_err();
         assert_eq!(e.reason_label(), "bad_identifier");
         let ok = "x".repeat(128);
-        assert!(one(&format!(r#"{{"type":"call.abandoned","ts":1,"call":"{ok}"}}"#)).is_ok());
+        assert!(one(&format!(
+            r#"{{"type":"call.abandoned","ts":1,"call":"{ok}"}}"#
+        ))
+        .is_ok());
     }
 
     #[test]
     fn reasons_and_minutes() {
-        let e = one(r#"{"type":"agent.state","ts":1,"agent":"a","state":"not_ready","reason":null}"#).unwrap();
+        let e =
+            one(r#"{"type":"agent.state","ts":1,"agent":"a","state":"not_ready","reason":null}"#)
+                .unwrap();
         assert!(matches!(e.body, Body::AgentState { ref reason, .. } if reason.is_empty()));
-        let e = one(r#"{"type":"agent.state","ts":1,"agent":"a","state":"ready","reason":"break"}"#).unwrap();
+        let e =
+            one(r#"{"type":"agent.state","ts":1,"agent":"a","state":"ready","reason":"break"}"#)
+                .unwrap();
         assert!(matches!(e.body, Body::AgentState { ref reason, .. } if reason.is_empty()));
         let e = one(r#"{"type":"approval.granted","ts":1,"agent":"a","reason":"meeting","minutes":0.5,"by":"x","extra":{"nested":[1]}}"#).unwrap();
-        assert!(matches!(e.body, Body::ApprovalGranted { duration_ms: 30_000, .. }));
+        assert!(matches!(
+            e.body,
+            Body::ApprovalGranted {
+                duration_ms: 30_000,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -865,7 +914,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let e = one(r#"{"type":"snapshot","ts":100,"agents":[{"agent":"a","presence":"away","since":50}]}"#).unwrap_err();
+        let e = one(
+            r#"{"type":"snapshot","ts":100,"agents":[{"agent":"a","presence":"away","since":50}]}"#,
+        )
+        .unwrap_err();
         assert_eq!(e.reason_label(), "bad_snapshot");
     }
 }

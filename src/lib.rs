@@ -12,12 +12,12 @@
 //! - [`replay`]: runs NDJSON files through the engine in event time (the audit tool) and
 //!   writes violations and the appraisal CSV.
 
-pub mod config;
-pub mod engine;
-pub mod event;
-pub mod time;
 pub mod cli;
+pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod engine;
+pub mod event;
 pub mod replay;
 pub mod simulate;
+pub mod time;

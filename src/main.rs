@@ -13,7 +13,10 @@ fn main() {
     };
     if let Err(e) = result {
         eprintln!("floorwatch: {e:#}");
-        let code = if e.downcast_ref::<floorwatch::config::ConfigError>().is_some() {
+        let code = if e
+            .downcast_ref::<floorwatch::config::ConfigError>()
+            .is_some()
+        {
             EXIT_CONFIG
         } else {
             1

@@ -24,7 +24,7 @@ impl Timestamp {
         self.0
     }
 
-    pub fn add(self, d: Millis) -> Timestamp {
+    pub fn plus(self, d: Millis) -> Timestamp {
         Timestamp(self.0.saturating_add(d))
     }
 
@@ -95,7 +95,9 @@ impl Serialize for Timestamp {
 pub enum TimeError {
     #[error("not a valid time: {0:?} (want RFC 3339 with offset, or epoch milliseconds)")]
     Invalid(String),
-    #[error("not a valid duration: {0:?} (want e.g. \"250ms\", \"15s\", \"0.2s\", \"5m\", \"1h30m\")")]
+    #[error(
+        "not a valid duration: {0:?} (want e.g. \"250ms\", \"15s\", \"0.2s\", \"5m\", \"1h30m\")"
+    )]
     Duration(String),
 }
 
@@ -266,7 +268,10 @@ impl Period {
                 let mon = ISOWeekDate::new(y, w, Weekday::Monday)
                     .map(|i| i.date())
                     .unwrap_or(fallback);
-                (mon, mon.checked_add(jiff::Span::new().days(7)).unwrap_or(mon))
+                (
+                    mon,
+                    mon.checked_add(jiff::Span::new().days(7)).unwrap_or(mon),
+                )
             }
             Period::Month(y, m) => {
                 let first = Date::new(y, m, 1).unwrap_or(fallback);

@@ -7,20 +7,34 @@
 //! Contract:
 //! - [`Engine::handle_event`] applies one decoded event from a named source (seq
 //!   de-duplication, late-event clamping), first firing every deadline strictly before the
-//!   event's (clamped) time.
+//!   event's (clamped) time. An event at exactly a deadline is applied before it fires, so
+//!   an answer at exactly the limit is on time.
 //! - [`Engine::handle_timeout`] moves the engine clock forward to `now` (never back) and fires
 //!   every deadline strictly before it. A spurious call is a no-op.
 //! - [`Engine::poll_timeout`] is the earliest `now` at which `handle_timeout` would fire
 //!   something (a deadline D fires once the clock passes it, so this is D + 1 ms).
 //! - [`Engine::finish`] fires the deadlines before a replay's end.
+//!
+//! Determinism: timers live in a `BTreeMap` keyed by `(deadline, order set)`; effects are
+//! never produced by iterating a hash map.
 
+mod appraisal;
+mod state;
 mod types;
 
+pub use appraisal::KpiRetention;
 pub use types::*;
 
+use std::collections::{BTreeMap, HashMap};
+
 use crate::config::RulesConfig;
-use crate::event::Event;
-use crate::time::{Period, Timestamp};
+use crate::event::{
+    Body, Event, Id, PresenceState, SnapshotAgent, SnapshotCall, SnapshotCallState,
+};
+use crate::time::{format_duration, Calendar, Millis, Period, Timestamp};
+
+use appraisal::{rule_index, Kpis};
+use state::*;
 
 /// What `handle_event` did with an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,14 +45,62 @@ pub enum Applied {
     Duplicate,
 }
 
+/// Approvals kept per agent at most (oldest dropped first).
+const MAX_APPROVALS: usize = 64;
+/// Expired approvals are kept this long, for checks of deadlines set in the past.
+const APPROVAL_KEEP: Millis = 24 * 3_600_000;
+
 /// The rules engine. See the module doc for its contract.
 pub struct Engine {
     rules: RulesConfig,
+    ring_limit: Millis,
+    cal: Calendar,
+    clock: Option<Timestamp>,
+    seqs: HashMap<Id, u64>,
+    agents: HashMap<Id, Agent>,
+    calls: HashMap<Id, Call>,
+    queues: BTreeMap<Id, Queue>,
+    timers: BTreeMap<TimerKey, Timer>,
+    timer_order: u64,
+    episode_ids: u64,
+    next_violation: u64,
+    open: BTreeMap<u64, Violation>,
+    kpis: Kpis,
+    /// The event being applied, for evidence.
+    current: EventRef,
 }
 
 impl Engine {
+    /// An engine that keeps appraisal accumulators for the last 62 days (the daemon).
     pub fn new(rules: RulesConfig) -> Engine {
-        Engine { rules }
+        Engine::with_retention(rules, KpiRetention::LastDays(62))
+    }
+
+    pub fn with_retention(rules: RulesConfig, retention: KpiRetention) -> Engine {
+        let cal = Calendar::new(rules.timezone.clone());
+        Engine {
+            ring_limit: rules.ring_answer.limit(),
+            rules,
+            cal,
+            clock: None,
+            seqs: HashMap::new(),
+            agents: HashMap::new(),
+            calls: HashMap::new(),
+            queues: BTreeMap::new(),
+            timers: BTreeMap::new(),
+            timer_order: 0,
+            episode_ids: 0,
+            next_violation: 1,
+            open: BTreeMap::new(),
+            kpis: Kpis::new(retention),
+            current: EventRef {
+                at: Timestamp(0),
+                source: None,
+                seq: None,
+                id: None,
+                event_type: "",
+            },
+        }
     }
 
     pub fn rules(&self) -> &RulesConfig {
@@ -47,61 +109,1411 @@ impl Engine {
 
     /// The engine clock: the latest event time applied or timeout handled.
     pub fn now(&self) -> Option<Timestamp> {
-        None
+        self.clock
     }
 
     /// Applies one event from `source`; effects are appended to `out` in order.
     pub fn handle_event(&mut self, source: &str, ev: &Event, out: &mut Vec<Effect>) -> Applied {
-        let _ = (source, ev, out);
-        Applied::Duplicate
+        if let Some(seq) = ev.seq {
+            if self.seqs.get(source).is_some_and(|&h| seq <= h) {
+                return Applied::Duplicate;
+            }
+        }
+        let (t, late) = match self.clock {
+            Some(c) if ev.ts < c => (c, true),
+            _ => (ev.ts, false),
+        };
+        self.fire_until(t, out);
+        self.set_clock(t);
+        if let Some(seq) = ev.seq {
+            match self.seqs.get_mut(source) {
+                Some(h) => *h = seq,
+                None => {
+                    self.seqs.insert(Id::from(source), seq);
+                }
+            }
+        }
+        self.current = EventRef {
+            at: t,
+            source: Some(Id::from(source)),
+            seq: ev.seq,
+            id: ev.id.clone(),
+            event_type: ev.body.type_name(),
+        };
+        self.apply(t, &ev.body, out);
+        Applied::Applied { at: t, late }
     }
 
     /// Moves the clock to `now` (if later) and fires every deadline strictly before it.
     pub fn handle_timeout(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
-        let _ = (now, out);
+        if self.clock.is_some_and(|c| now <= c) {
+            // Deadlines before the clock have fired already.
+            return;
+        }
+        self.fire_until(now, out);
+        self.set_clock(now);
     }
 
     /// The earliest `now` at which `handle_timeout` fires something.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        None
+        self.timers.keys().next().map(|(d, _)| d.plus(1))
     }
 
     /// Ends a replay at `end`: fires every deadline strictly before it.
     pub fn finish(&mut self, end: Timestamp, out: &mut Vec<Effect>) {
-        self.handle_timeout(end, out)
+        self.fire_until(end, out);
+        if self.clock.is_none_or(|c| c < end) {
+            self.set_clock(end);
+        }
     }
 
     /// The highest `seq` processed from `source`.
     pub fn highest_seq(&self, source: &str) -> Option<u64> {
-        let _ = source;
-        None
+        self.seqs.get(source).copied()
     }
 
-    /// The view of one agent (logged in or not) the engine knows.
+    /// Every source with its highest `seq`, sorted by name.
+    pub fn sources(&self) -> Vec<(Id, u64)> {
+        let mut v: Vec<_> = self.seqs.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        v.sort();
+        v
+    }
+
+    /// The team of `agent`: from config, else the latest seen in its events, else
+    /// `unassigned`.
+    pub fn team_of(&self, agent: &str) -> Id {
+        if let Some(t) = self.rules.team_of.get(agent) {
+            return Id::from(t.as_str());
+        }
+        self.agents
+            .get(agent)
+            .and_then(|a| a.team_seen.clone())
+            .unwrap_or_else(|| Id::const_new("unassigned"))
+    }
+
+    /// The view of one agent the engine knows.
     pub fn agent_view(&self, agent: &str) -> Option<AgentView> {
-        let _ = agent;
-        None
+        let a = self.agents.get(agent)?;
+        let call = a.legs.first().or(a.ringing.first()).cloned();
+        Some(AgentView {
+            agent: a.id.clone(),
+            team: self.team_of(agent),
+            name: a.name.clone(),
+            logged_in: a.logged_in,
+            presence: a.presence,
+            reason: a.reason.clone(),
+            since: a.presence_since,
+            effective: effective_state(a),
+            effective_since: a.effective_since,
+            call,
+            open_violations: a.open_violations,
+        })
     }
 
     /// Every known agent, sorted by id.
     pub fn agent_views(&self) -> Vec<AgentView> {
-        Vec::new()
+        let mut ids: Vec<&Id> = self.agents.keys().collect();
+        ids.sort();
+        ids.into_iter()
+            .filter_map(|id| self.agent_view(id))
+            .collect()
     }
 
     /// Every known queue with its floor KPIs, sorted by id.
     pub fn queue_views(&self) -> Vec<QueueView> {
-        Vec::new()
+        let now = self.clock.unwrap_or_default();
+        let today = self.cal.day_of(now).date;
+        self.queues
+            .iter()
+            .map(|(id, q)| {
+                let mut last = QueueCounts::default();
+                for e in q.window.iter().filter(|e| e.at > now.plus(-WINDOW)) {
+                    last.add(&e.counts);
+                }
+                QueueView {
+                    queue: id.clone(),
+                    waiting: q.waiting.len() as u64,
+                    oldest_since: q.waiting.first().map(|(t, _)| *t),
+                    today: match &q.today {
+                        Some((d, c)) if *d == today => c.clone(),
+                        _ => QueueCounts::default(),
+                    },
+                    last_15m: last,
+                }
+            })
+            .collect()
     }
 
     /// Currently open violations, in the order raised.
     pub fn open_violations(&self) -> Vec<Violation> {
-        Vec::new()
+        self.open.values().cloned().collect()
     }
 
-    /// The appraisal for `period`, counting open items up to `end`; `waived` violations (by
-    /// id) are left out. Rows sorted by agent.
-    pub fn appraisal(&self, period: Period, end: Timestamp, waived: &[Violation]) -> Vec<AppraisalRow> {
-        let _ = (period, end, waived);
-        Vec::new()
+    /// The appraisal for `period`, counting open items up to `end`; `waived` violations are
+    /// left out. Rows sorted by agent.
+    pub fn appraisal(
+        &self,
+        period: Period,
+        end: Timestamp,
+        waived: &[Violation],
+    ) -> Vec<AppraisalRow> {
+        let mut sums = self.kpis.sum(period);
+        let in_period = |t: Timestamp| period.contains(self.cal.day_of(t).date);
+        // Open items are counted up to `end`, attributed to the period of their start.
+        for a in self.agents.values() {
+            if let Some(p) = &a.pause {
+                if in_period(p.start) && end > p.start {
+                    let k = sums.entry(a.id.clone()).or_default();
+                    k.pause_ms += end.since(p.start);
+                    if p.allowance {
+                        k.break_ms += end.since(p.start);
+                    }
+                }
+            }
+            if let Some(w) = &a.acw {
+                if in_period(w.start) && end > w.start {
+                    sums.entry(a.id.clone()).or_default().acw_ms += end.since(w.start);
+                }
+            }
+        }
+        for c in self.calls.values() {
+            for leg in &c.legs {
+                if in_period(leg.open) && end > leg.open {
+                    sums.entry(leg.agent.clone()).or_default().talk_ms += end.since(leg.open);
+                }
+            }
+        }
+        for v in waived {
+            if in_period(v.at) {
+                if let Some(k) = sums.get_mut(&v.agent) {
+                    let i = rule_index(v.rule);
+                    k.violations[i] = k.violations[i].saturating_sub(1);
+                    k.points = k.points.saturating_sub(u64::from(v.points));
+                }
+            }
+        }
+        sums.iter()
+            .map(|(agent, k)| {
+                appraisal::row(
+                    agent,
+                    &self.team_of(agent),
+                    period,
+                    k,
+                    self.rules.money_per_point,
+                )
+            })
+            .collect()
+    }
+
+    // ---- time and timers ----
+
+    fn set_clock(&mut self, t: Timestamp) {
+        let new_day = self
+            .clock
+            .is_none_or(|c| self.cal.day_of(c).date != self.cal.day_of(t).date);
+        self.clock = Some(t);
+        if new_day {
+            let today = self.cal.day(t).date;
+            self.kpis.prune(today);
+        }
+    }
+
+    fn fire_until(&mut self, t: Timestamp, out: &mut Vec<Effect>) {
+        while let Some(entry) = self.timers.first_entry() {
+            let (deadline, _) = *entry.key();
+            if deadline >= t {
+                break;
+            }
+            let timer = entry.remove();
+            self.fire(deadline, t, timer, out);
+        }
+    }
+
+    fn set_timer(&mut self, at: Timestamp, timer: Timer) -> TimerKey {
+        self.timer_order += 1;
+        let key = (at, self.timer_order);
+        self.timers.insert(key, timer);
+        key
+    }
+
+    fn cancel(&mut self, keys: &[TimerKey]) {
+        for k in keys {
+            self.timers.remove(k);
+        }
+    }
+
+    fn fire(&mut self, d: Timestamp, now: Timestamp, timer: Timer, out: &mut Vec<Effect>) {
+        match timer {
+            Timer::RingLate { call, agent } => {
+                let limit = self.ring_limit;
+                let Some(ep) = self
+                    .calls
+                    .get(&call)
+                    .and_then(|c| c.rings.iter().find(|r| r.agent == agent))
+                else {
+                    return;
+                };
+                if ep.late.is_some() {
+                    return;
+                }
+                let started_by = ep.started_by.clone();
+                let start = ep.start;
+                let rc = &self.rules.ring_answer;
+                let limit_text = format!(
+                    "{} rings x {} = {}",
+                    rc.rings,
+                    format_duration(rc.ring_cycle),
+                    format_duration(limit)
+                );
+                let id = self.raise(
+                    Kind::Late,
+                    &agent,
+                    Some(call.clone()),
+                    None,
+                    d,
+                    now,
+                    started_by,
+                    limit,
+                    limit_text,
+                    d.since(start),
+                    out,
+                );
+                if let Some(ep) = self
+                    .calls
+                    .get_mut(&call)
+                    .and_then(|c| c.rings.iter_mut().find(|r| r.agent == agent))
+                {
+                    ep.late = Some(id);
+                }
+            }
+            Timer::PerBreak { agent, episode } => {
+                let Some(p) = self.pause_of(&agent, episode) else {
+                    return;
+                };
+                let (reason, start, started_by) = (p.reason.clone(), p.start, p.started_by.clone());
+                let max = d.since(start);
+                let id = self.raise(
+                    Kind::PerBreak,
+                    &agent,
+                    None,
+                    Some(reason.clone()),
+                    d,
+                    now,
+                    started_by,
+                    max,
+                    format!("{reason} max {}", format_duration(max)),
+                    max,
+                    out,
+                );
+                self.note_pause_violation(&agent, id);
+            }
+            Timer::DailyAllowance {
+                agent,
+                episode,
+                day,
+            } => {
+                let Some(p) = self.pause_of(&agent, episode) else {
+                    return;
+                };
+                let (reason, start, started_by) = (p.reason.clone(), p.start, p.started_by.clone());
+                let allowance = self.rules.break_overrun.daily_allowance;
+                let id = self.raise(
+                    Kind::DailyAllowance,
+                    &agent,
+                    None,
+                    Some(reason),
+                    d,
+                    now,
+                    started_by,
+                    allowance,
+                    format!("daily break allowance {}", format_duration(allowance)),
+                    d.since(start),
+                    out,
+                );
+                self.note_pause_violation(&agent, id);
+                if let Some(a) = self.agents.get_mut(&agent) {
+                    a.allowance_violated = Some(day);
+                }
+                // The episode may go on into the next day, which has an allowance of its own.
+                let next_day_start = self.cal.start_of(day.tomorrow().unwrap_or(day));
+                self.set_allowance_timer(&agent, episode, next_day_start);
+            }
+            Timer::PauseGrace { agent, episode } => {
+                let Some(p) = self.pause_of(&agent, episode) else {
+                    return;
+                };
+                let (reason, start, started_by) = (p.reason.clone(), p.start, p.started_by.clone());
+                let grace = self.rules.unauthorized_pause.grace;
+                let grace_text = format!("reason within grace {}", format_duration(grace));
+                let kind = if reason.is_empty() {
+                    Some(Kind::NoReason)
+                } else {
+                    match self.rules.reasons.get(reason.as_str()) {
+                        None => Some(Kind::UnknownReason),
+                        Some(r) if r.approval => match self.cover_end(&agent, &reason, d) {
+                            None => Some(Kind::Unapproved),
+                            Some(end) => {
+                                let key = self.set_timer(
+                                    end,
+                                    Timer::ApprovalCover {
+                                        agent: agent.clone(),
+                                        episode,
+                                    },
+                                );
+                                if let Some(p) =
+                                    self.agents.get_mut(&agent).and_then(|a| a.pause.as_mut())
+                                {
+                                    p.timers.push(key);
+                                }
+                                None
+                            }
+                        },
+                        Some(_) => None,
+                    }
+                };
+                if let Some(kind) = kind {
+                    let reason = (!reason.is_empty()).then_some(reason);
+                    let limit_text = if kind == Kind::Unapproved {
+                        format!("approval needed within grace {}", format_duration(grace))
+                    } else {
+                        grace_text
+                    };
+                    let id = self.raise(
+                        kind,
+                        &agent,
+                        None,
+                        reason,
+                        d,
+                        now,
+                        started_by,
+                        grace,
+                        limit_text,
+                        d.since(start),
+                        out,
+                    );
+                    self.note_pause_violation(&agent, id);
+                }
+            }
+            Timer::ApprovalCover { agent, episode } => {
+                let Some(p) = self.pause_of(&agent, episode) else {
+                    return;
+                };
+                let (reason, start, started_by) = (p.reason.clone(), p.start, p.started_by.clone());
+                match self.cover_end(&agent, &reason, d) {
+                    Some(end) => {
+                        let key = self.set_timer(
+                            end,
+                            Timer::ApprovalCover {
+                                agent: agent.clone(),
+                                episode,
+                            },
+                        );
+                        if let Some(p) = self.agents.get_mut(&agent).and_then(|a| a.pause.as_mut())
+                        {
+                            p.timers.push(key);
+                        }
+                    }
+                    None => {
+                        let id = self.raise(
+                            Kind::ApprovalExpired,
+                            &agent,
+                            None,
+                            Some(reason),
+                            d,
+                            now,
+                            started_by,
+                            d.since(start),
+                            format!("approval ended at {d}"),
+                            d.since(start),
+                            out,
+                        );
+                        self.note_pause_violation(&agent, id);
+                    }
+                }
+            }
+            Timer::AcwWithoutCall { agent, episode } => {
+                let Some(w) = self.acw_of(&agent, episode) else {
+                    return;
+                };
+                if w.linked {
+                    return;
+                }
+                let (start, started_by) = (w.start, w.started_by.clone());
+                let link = self.rules.unauthorized_pause.acw_link;
+                let id = self.raise(
+                    Kind::AcwWithoutCall,
+                    &agent,
+                    None,
+                    None,
+                    d,
+                    now,
+                    started_by,
+                    link,
+                    format!(
+                        "no call.ended within {} before wrap-up",
+                        format_duration(link)
+                    ),
+                    d.since(start),
+                    out,
+                );
+                self.note_acw_violation(&agent, id);
+            }
+            Timer::AcwOverrun { agent, episode } => {
+                let Some(w) = self.acw_of(&agent, episode) else {
+                    return;
+                };
+                let (start, started_by) = (w.start, w.started_by.clone());
+                let max = self.rules.unauthorized_pause.acw_max;
+                let id = self.raise(
+                    Kind::AcwOverrun,
+                    &agent,
+                    None,
+                    None,
+                    d,
+                    now,
+                    started_by,
+                    max,
+                    format!("wrap-up max {}", format_duration(max)),
+                    d.since(start),
+                    out,
+                );
+                self.note_acw_violation(&agent, id);
+            }
+        }
+    }
+
+    fn pause_of(&self, agent: &Id, episode: u64) -> Option<&PauseEpisode> {
+        self.agents
+            .get(agent)
+            .and_then(|a| a.pause.as_ref())
+            .filter(|p| p.id == episode)
+    }
+
+    fn acw_of(&self, agent: &Id, episode: u64) -> Option<&AcwEpisode> {
+        self.agents
+            .get(agent)
+            .and_then(|a| a.acw.as_ref())
+            .filter(|w| w.id == episode)
+    }
+
+    fn note_pause_violation(&mut self, agent: &Id, id: u64) {
+        if let Some(p) = self.agents.get_mut(agent).and_then(|a| a.pause.as_mut()) {
+            p.violations.push(id);
+        }
+    }
+
+    fn note_acw_violation(&mut self, agent: &Id, id: u64) {
+        if let Some(w) = self.agents.get_mut(agent).and_then(|a| a.acw.as_mut()) {
+            w.violations.push(id);
+        }
+    }
+
+    /// The latest end among approvals for (agent, reason) active at `t` (`[from, until)`).
+    fn cover_end(&self, agent: &Id, reason: &Id, t: Timestamp) -> Option<Timestamp> {
+        self.agents
+            .get(agent)?
+            .approvals
+            .iter()
+            .filter(|a| a.reason == *reason && a.from <= t && t < a.until)
+            .map(|a| a.until)
+            .max()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn raise(
+        &mut self,
+        kind: Kind,
+        agent: &Id,
+        call: Option<Id>,
+        reason: Option<Id>,
+        at: Timestamp,
+        detected_at: Timestamp,
+        started_by: EventRef,
+        limit_ms: Millis,
+        limit: String,
+        measured_ms: Millis,
+        out: &mut Vec<Effect>,
+    ) -> u64 {
+        let rule = kind.rule();
+        let points = match rule {
+            Rule::RingAnswer => self.rules.ring_answer.points,
+            Rule::BreakOverrun => self.rules.break_overrun.points,
+            Rule::UnauthorizedPause => self.rules.unauthorized_pause.points,
+        };
+        let id = self.next_violation;
+        self.next_violation += 1;
+        let v = Violation {
+            id,
+            rule,
+            kind,
+            agent: agent.clone(),
+            team: self.team_of(agent),
+            call,
+            reason,
+            at,
+            points,
+            detected_at,
+            evidence: Evidence {
+                started_by,
+                ended_by: None,
+                limit_ms,
+                limit,
+                measured_ms,
+            },
+        };
+        let date = self.cal.day(at).date;
+        if let Some(k) = self.kpis.entry(date, agent) {
+            k.violations[rule_index(rule)] += 1;
+            k.points += u64::from(points);
+        }
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.open_violations += 1;
+        }
+        self.open.insert(id, v.clone());
+        out.push(Effect::Violation(Box::new(v)));
+        id
+    }
+
+    fn clear(&mut self, ids: &[u64], at: Timestamp, out: &mut Vec<Effect>) {
+        for &id in ids {
+            if let Some(v) = self.open.remove(&id) {
+                if let Some(a) = self.agents.get_mut(&v.agent) {
+                    a.open_violations = a.open_violations.saturating_sub(1);
+                }
+                out.push(Effect::Cleared {
+                    id,
+                    at,
+                    ended_by: self.current.clone(),
+                });
+            }
+        }
+    }
+
+    // ---- applying events ----
+
+    fn agent_mut(&mut self, id: &Id, t: Timestamp) -> &mut Agent {
+        self.agents
+            .entry(id.clone())
+            .or_insert_with(|| Agent::new(id.clone(), t))
+    }
+
+    fn apply(&mut self, t: Timestamp, body: &Body, out: &mut Vec<Effect>) {
+        match body {
+            Body::AgentLogin {
+                agent,
+                team,
+                name,
+                state,
+                reason,
+                ..
+            } => {
+                let a = self.agent_mut(agent, t);
+                if team.is_some() {
+                    a.team_seen.clone_from(team);
+                }
+                if name.is_some() {
+                    a.name.clone_from(name);
+                }
+                let st = state.unwrap_or(PresenceState::Ready);
+                self.set_presence(agent, st, reason, t, t, out);
+                self.touch(agent, t, out);
+            }
+            Body::AgentLogout { agent } => {
+                self.end_rings_of_agent(agent, t, out);
+                if self.agents.get(agent).is_some_and(|a| a.logged_in) {
+                    self.end_presence(agent, t, out);
+                    if let Some(a) = self.agents.get_mut(agent) {
+                        a.logged_in = false;
+                        a.presence = None;
+                        a.reason = Id::default();
+                        a.presence_since = t;
+                    }
+                }
+                self.touch(agent, t, out);
+            }
+            Body::AgentState {
+                agent,
+                state,
+                reason,
+                team,
+                ..
+            } => {
+                let a = self.agent_mut(agent, t);
+                if team.is_some() {
+                    a.team_seen.clone_from(team);
+                }
+                self.set_presence(agent, *state, reason, t, t, out);
+                self.touch(agent, t, out);
+            }
+            Body::CallQueued { call, queue } => {
+                let c = self.calls.entry(call.clone()).or_default();
+                if c.waiting_since.is_some() {
+                    return;
+                }
+                c.queue = Some(queue.clone());
+                c.waiting_since = Some(t);
+                self.queue_offered(queue, call, t, t, out);
+            }
+            Body::CallRinging { call, agent, queue } => {
+                {
+                    let c = self.calls.entry(call.clone()).or_default();
+                    if c.queue.is_none() {
+                        c.queue.clone_from(queue);
+                    }
+                    if c.rings.iter().any(|r| r.agent == *agent) {
+                        return;
+                    }
+                }
+                self.end_rings_of_call(call, Some(agent), None, t, out);
+                self.start_ring(call, agent, t, out);
+            }
+            Body::CallAnswered { call, agent } => {
+                self.calls.entry(call.clone()).or_default();
+                self.end_rings_of_call(call, None, Some(agent), t, out);
+                self.queue_answered(call, t, out);
+                self.open_leg(call, agent, t);
+                self.touch(agent, t, out);
+            }
+            Body::CallNoAnswer { call, agent } => {
+                let Some(c) = self.calls.get_mut(call) else {
+                    return;
+                };
+                let Some(i) = c.rings.iter().position(|r| r.agent == *agent) else {
+                    return;
+                };
+                let ep = c.rings.remove(i);
+                let limit = self.ring_limit;
+                self.ring_ended(call, ep.clone(), t, out);
+                if ep.late.is_none() {
+                    let id = self.raise(
+                        Kind::Missed,
+                        agent,
+                        Some(call.clone()),
+                        None,
+                        t,
+                        t,
+                        ep.started_by,
+                        limit,
+                        format!("ring-no-answer within {}", format_duration(limit)),
+                        t.since(ep.start),
+                        out,
+                    );
+                    self.clear(&[id], t, out);
+                }
+                self.forget_call_if_idle(call);
+            }
+            Body::CallAbandoned { call } => {
+                if !self.calls.contains_key(call) {
+                    return;
+                }
+                self.end_rings_of_call(call, None, None, t, out);
+                self.queue_abandoned(call, t, out);
+                self.forget_call_if_idle(call);
+            }
+            Body::CallDialing { call, queue, .. } => {
+                let c = self.calls.entry(call.clone()).or_default();
+                if c.queue.is_none() {
+                    c.queue.clone_from(queue);
+                }
+            }
+            Body::CallEnded { call, agent } => {
+                if !self.calls.contains_key(call) {
+                    if let Some(a) = agent {
+                        self.note_call_end(a, t);
+                    }
+                    return;
+                }
+                self.end_rings_of_call(call, None, None, t, out);
+                self.queue_left(call);
+                let closed = self.close_legs(call, agent.as_ref(), t);
+                if let Some(a) = agent {
+                    self.note_call_end(a, t);
+                }
+                for a in closed {
+                    if agent.is_none() {
+                        self.note_call_end(&a, t);
+                    }
+                    self.touch(&a, t, out);
+                }
+                self.forget_call_if_idle(call);
+            }
+            Body::ApprovalGranted {
+                agent,
+                reason,
+                duration_ms,
+                ..
+            } => {
+                let a = self.agent_mut(agent, t);
+                a.approvals.retain(|x| x.until.plus(APPROVAL_KEEP) > t);
+                if a.approvals.len() >= MAX_APPROVALS {
+                    a.approvals.remove(0);
+                }
+                a.approvals.push(Approval {
+                    reason: reason.clone(),
+                    from: t,
+                    until: t.plus(*duration_ms),
+                });
+            }
+            Body::Snapshot { agents, calls } => self.apply_snapshot(t, agents, calls, out),
+        }
+    }
+
+    /// Recomputes the agent's effective state and reports the change.
+    fn touch(&mut self, agent: &Id, t: Timestamp, out: &mut Vec<Effect>) {
+        if let Some(a) = self.agents.get_mut(agent) {
+            let eff = effective_state(a);
+            if eff != a.last_effective {
+                a.last_effective = eff;
+                a.effective_since = t;
+            }
+            out.push(Effect::AgentChanged {
+                agent: agent.clone(),
+            });
+        }
+    }
+
+    // ---- presence, pause and wrap-up episodes ----
+
+    /// Sets the presence of `agent` at `t`. A new episode starts at `start` (≤ `t`; earlier
+    /// only for snapshots).
+    fn set_presence(
+        &mut self,
+        agent: &Id,
+        st: PresenceState,
+        reason: &Id,
+        t: Timestamp,
+        start: Timestamp,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(a) = self.agents.get(agent) else {
+            return;
+        };
+        let reason = if st == PresenceState::NotReady {
+            reason.clone()
+        } else {
+            Id::default()
+        };
+        if a.logged_in && a.presence == Some(st) && a.reason == reason {
+            return;
+        }
+        self.end_presence(agent, t, out);
+        let Some(a) = self.agents.get_mut(agent) else {
+            return;
+        };
+        a.logged_in = true;
+        a.presence = Some(st);
+        a.reason = reason.clone();
+        a.presence_since = start;
+        match st {
+            PresenceState::NotReady => self.start_pause(agent, reason, start),
+            PresenceState::Acw => self.start_acw(agent, start, false),
+            PresenceState::Ready => {}
+        }
+    }
+
+    /// Ends the agent's pause or wrap-up episode at `t`, if one is open.
+    fn end_presence(&mut self, agent: &Id, t: Timestamp, out: &mut Vec<Effect>) {
+        let Some(a) = self.agents.get_mut(agent) else {
+            return;
+        };
+        if let Some(p) = a.pause.take() {
+            let dur = t.since(p.start).max(0);
+            if p.allowance {
+                let day = self.cal.day(t);
+                if a.allowance_day != Some(day.date) {
+                    a.allowance_day = Some(day.date);
+                    a.allowance_used = 0;
+                }
+                a.allowance_used += t.since(p.start.max(day.start)).max(0);
+            }
+            let start_day = self.cal.day(p.start).date;
+            if let Some(k) = self.kpis.entry(start_day, agent) {
+                k.pause_ms += dur;
+                if p.allowance {
+                    k.break_ms += dur;
+                }
+            }
+            self.cancel(&p.timers);
+            self.clear(&p.violations, t, out);
+        }
+        let Some(a) = self.agents.get_mut(agent) else {
+            return;
+        };
+        if let Some(w) = a.acw.take() {
+            let dur = t.since(w.start).max(0);
+            let start_day = self.cal.day(w.start).date;
+            if let Some(k) = self.kpis.entry(start_day, agent) {
+                k.acw_ms += dur;
+            }
+            self.cancel(&w.timers);
+            self.clear(&w.violations, t, out);
+        }
+    }
+
+    fn start_pause(&mut self, agent: &Id, reason: Id, s: Timestamp) {
+        self.episode_ids += 1;
+        let episode = self.episode_ids;
+        let rule = if reason.is_empty() {
+            None
+        } else {
+            self.rules.reasons.get(reason.as_str()).cloned()
+        };
+        let allowance = rule.as_ref().is_some_and(|r| r.allowance);
+        let started_by = self.current.clone();
+        let date = self.cal.day(s).date;
+        self.kpis.entry(date, agent);
+        let mut timers = Vec::new();
+        // Deadlines set by one event are set in the order the rules page lists the kinds.
+        if let Some(max) = rule.as_ref().and_then(|r| r.max) {
+            timers.push(self.set_timer(
+                s.plus(max),
+                Timer::PerBreak {
+                    agent: agent.clone(),
+                    episode,
+                },
+            ));
+        }
+        let needs_check = match &rule {
+            None => true,
+            Some(r) => r.approval,
+        };
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.pause = Some(PauseEpisode {
+                id: episode,
+                reason,
+                start: s,
+                started_by,
+                allowance,
+                timers: Vec::new(),
+                violations: Vec::new(),
+            });
+        }
+        if allowance {
+            if let Some(key) = self.allowance_deadline(agent, s).map(|(d, day)| {
+                self.set_timer(
+                    d,
+                    Timer::DailyAllowance {
+                        agent: agent.clone(),
+                        episode,
+                        day,
+                    },
+                )
+            }) {
+                timers.push(key);
+            }
+        }
+        if needs_check {
+            let grace = self.rules.unauthorized_pause.grace;
+            timers.push(self.set_timer(
+                s.plus(grace),
+                Timer::PauseGrace {
+                    agent: agent.clone(),
+                    episode,
+                },
+            ));
+        }
+        if let Some(p) = self.agents.get_mut(agent).and_then(|a| a.pause.as_mut()) {
+            p.timers = timers;
+        }
+    }
+
+    /// The instant the agent's daily allowance is reached by an allowance episode that is
+    /// open from `from` on, and the local day it belongs to. A day already violated is
+    /// skipped; a total that reaches the allowance exactly at midnight has not exceeded it.
+    fn allowance_deadline(
+        &mut self,
+        agent: &Id,
+        from: Timestamp,
+    ) -> Option<(Timestamp, jiff::civil::Date)> {
+        let allowance = self.rules.break_overrun.daily_allowance;
+        let a = self.agents.get(agent)?;
+        let (used_day, used, violated) = (a.allowance_day, a.allowance_used, a.allowance_violated);
+        let mut x = from;
+        // An episode crosses at most a few midnights before a deadline is found.
+        for _ in 0..4 {
+            let day = self.cal.day(x);
+            if violated != Some(day.date) {
+                let used = if used_day == Some(day.date) { used } else { 0 };
+                let d = x.plus((allowance - used).max(0));
+                if d < day.end {
+                    return Some((d, day.date));
+                }
+            }
+            x = day.end;
+        }
+        None
+    }
+
+    fn set_allowance_timer(&mut self, agent: &Id, episode: u64, from: Timestamp) {
+        if let Some((d, day)) = self.allowance_deadline(agent, from) {
+            let key = self.set_timer(
+                d,
+                Timer::DailyAllowance {
+                    agent: agent.clone(),
+                    episode,
+                    day,
+                },
+            );
+            if let Some(p) = self.agents.get_mut(agent).and_then(|a| a.pause.as_mut()) {
+                p.timers.push(key);
+            }
+        }
+    }
+
+    fn start_acw(&mut self, agent: &Id, s: Timestamp, from_snapshot: bool) {
+        self.episode_ids += 1;
+        let episode = self.episode_ids;
+        let link = self.rules.unauthorized_pause.acw_link;
+        let grace = self.rules.unauthorized_pause.grace;
+        let acw_max = self.rules.unauthorized_pause.acw_max;
+        let started_by = self.current.clone();
+        let date = self.cal.day(s).date;
+        self.kpis.entry(date, agent);
+        let linked = from_snapshot
+            || self
+                .agents
+                .get(agent)
+                .and_then(|a| a.last_call_end)
+                .is_some_and(|e| e >= s.plus(-link) && e <= s);
+        let mut timers = Vec::new();
+        if !linked {
+            timers.push(self.set_timer(
+                s.plus(grace),
+                Timer::AcwWithoutCall {
+                    agent: agent.clone(),
+                    episode,
+                },
+            ));
+        }
+        timers.push(self.set_timer(
+            s.plus(acw_max),
+            Timer::AcwOverrun {
+                agent: agent.clone(),
+                episode,
+            },
+        ));
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.acw = Some(AcwEpisode {
+                id: episode,
+                start: s,
+                started_by,
+                linked,
+                timers,
+                violations: Vec::new(),
+            });
+        }
+    }
+
+    /// Records a `call.ended` that names the agent or closes one of its legs.
+    fn note_call_end(&mut self, agent: &Id, t: Timestamp) {
+        let Some(a) = self.agents.get_mut(agent) else {
+            return;
+        };
+        a.last_call_end = Some(t);
+        // A call.ended at the very instant wrap-up started (applied after it) still links it.
+        if let Some(w) = a.acw.as_mut() {
+            if t <= w.start && !w.linked {
+                w.linked = true;
+                let timers = &mut self.timers;
+                w.timers.retain(|k| {
+                    let moot = matches!(timers.get(k), Some(Timer::AcwWithoutCall { .. }));
+                    if moot {
+                        timers.remove(k);
+                    }
+                    !moot
+                });
+            }
+        }
+    }
+
+    // ---- ring episodes and legs ----
+
+    fn start_ring(&mut self, call: &Id, agent: &Id, t: Timestamp, out: &mut Vec<Effect>) {
+        let limit = self.ring_limit;
+        let key = self.set_timer(
+            t.plus(limit),
+            Timer::RingLate {
+                call: call.clone(),
+                agent: agent.clone(),
+            },
+        );
+        let ep = RingEpisode {
+            agent: agent.clone(),
+            start: t,
+            started_by: self.current.clone(),
+            timer: key,
+            late: None,
+        };
+        if let Some(c) = self.calls.get_mut(call) {
+            c.rings.push(ep);
+        }
+        let date = self.cal.day(t).date;
+        if let Some(k) = self.kpis.entry(date, agent) {
+            k.ring_episodes += 1;
+        }
+        let a = self.agent_mut(agent, t);
+        a.ringing.push(call.clone());
+        self.touch(agent, t, out);
+    }
+
+    /// Bookkeeping for a ring episode that has just been removed from its call.
+    fn ring_ended(&mut self, call: &Id, ep: RingEpisode, t: Timestamp, out: &mut Vec<Effect>) {
+        self.timers.remove(&ep.timer);
+        if let Some(id) = ep.late {
+            self.clear(&[id], t, out);
+        }
+        if let Some(a) = self.agents.get_mut(&ep.agent) {
+            a.ringing.retain(|c| c != call);
+        }
+        out.push(Effect::RingEnded {
+            team: self.team_of(&ep.agent),
+            agent: ep.agent.clone(),
+            ring: t.since(ep.start),
+        });
+        self.touch(&ep.agent, t, out);
+    }
+
+    /// Ends the ring episodes of `call` at `t`, except the one at agent `keep`. An answer
+    /// by the ringing agent within the limit is counted here.
+    fn end_rings_of_call(
+        &mut self,
+        call: &Id,
+        keep: Option<&Id>,
+        answered_by: Option<&Id>,
+        t: Timestamp,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(c) = self.calls.get_mut(call) else {
+            return;
+        };
+        if c.rings.is_empty() {
+            return;
+        }
+        let mut ended = Vec::new();
+        c.rings.retain(|r| {
+            if Some(&r.agent) == keep {
+                true
+            } else {
+                ended.push(r.clone());
+                false
+            }
+        });
+        for ep in ended {
+            if answered_by == Some(&ep.agent) && t.since(ep.start) <= self.ring_limit {
+                let date = self.cal.day(ep.start).date;
+                if let Some(k) = self.kpis.entry(date, &ep.agent) {
+                    k.answered_within_rings += 1;
+                }
+            }
+            self.ring_ended(call, ep, t, out);
+        }
+    }
+
+    fn end_rings_of_agent(&mut self, agent: &Id, t: Timestamp, out: &mut Vec<Effect>) {
+        let calls: Vec<Id> = self
+            .agents
+            .get(agent)
+            .map(|a| a.ringing.clone())
+            .unwrap_or_default();
+        for call in calls {
+            let ep = self.calls.get_mut(&call).and_then(|c| {
+                let i = c.rings.iter().position(|r| r.agent == *agent)?;
+                Some(c.rings.remove(i))
+            });
+            if let Some(ep) = ep {
+                self.ring_ended(&call, ep, t, out);
+            }
+            self.forget_call_if_idle(&call);
+        }
+    }
+
+    fn open_leg(&mut self, call: &Id, agent: &Id, t: Timestamp) {
+        let Some(c) = self.calls.get_mut(call) else {
+            return;
+        };
+        if c.legs.iter().any(|l| l.agent == *agent) {
+            return;
+        }
+        c.legs.push(Leg {
+            agent: agent.clone(),
+            open: t,
+        });
+        let date = self.cal.day(t).date;
+        if let Some(k) = self.kpis.entry(date, agent) {
+            k.calls_answered += 1;
+        }
+        self.agent_mut(agent, t).legs.push(call.clone());
+    }
+
+    /// Closes the legs of `call` that `agent` names (all legs when `None`); returns the
+    /// agents whose legs closed.
+    fn close_legs(&mut self, call: &Id, agent: Option<&Id>, t: Timestamp) -> Vec<Id> {
+        let Some(c) = self.calls.get_mut(call) else {
+            return Vec::new();
+        };
+        let mut closed = Vec::new();
+        c.legs.retain(|l| {
+            if agent.is_none_or(|a| *a == l.agent) {
+                closed.push(l.clone());
+                false
+            } else {
+                true
+            }
+        });
+        let mut agents = Vec::new();
+        for leg in closed {
+            let date = self.cal.day(leg.open).date;
+            if let Some(k) = self.kpis.entry(date, &leg.agent) {
+                k.talk_ms += t.since(leg.open).max(0);
+            }
+            if let Some(a) = self.agents.get_mut(&leg.agent) {
+                a.legs.retain(|x| x != call);
+            }
+            agents.push(leg.agent);
+        }
+        agents
+    }
+
+    fn forget_call_if_idle(&mut self, call: &Id) {
+        if self.calls.get(call).is_some_and(|c| c.is_idle()) {
+            self.calls.remove(call);
+        }
+    }
+
+    // ---- queues ----
+
+    fn queue_mut(&mut self, queue: &Id) -> &mut Queue {
+        self.queues.entry(queue.clone()).or_default()
+    }
+
+    fn count(&mut self, queue: &Id, t: Timestamp, delta: QueueCounts) {
+        let today = self.cal.day(t).date;
+        let q = self.queue_mut(queue);
+        match &mut q.today {
+            Some((d, c)) if *d == today => c.add(&delta),
+            _ => q.today = Some((today, delta.clone())),
+        }
+        while q.window.front().is_some_and(|e| e.at <= t.plus(-WINDOW)) {
+            q.window.pop_front();
+        }
+        q.window.push_back(WindowEntry {
+            at: t,
+            counts: delta,
+        });
+    }
+
+    fn queue_offered(
+        &mut self,
+        queue: &Id,
+        call: &Id,
+        since: Timestamp,
+        t: Timestamp,
+        out: &mut Vec<Effect>,
+    ) {
+        self.queue_mut(queue).waiting.insert((since, call.clone()));
+        self.count(
+            queue,
+            t,
+            QueueCounts {
+                offered: 1,
+                ..QueueCounts::default()
+            },
+        );
+        out.push(Effect::Queue {
+            queue: queue.clone(),
+            outcome: QueueOutcome::Offered,
+        });
+    }
+
+    /// Takes the call out of its queue's waiting set; returns (queue, wait).
+    fn leave_queue(&mut self, call: &Id, t: Timestamp) -> Option<(Id, Millis)> {
+        let c = self.calls.get_mut(call)?;
+        let since = c.waiting_since.take()?;
+        let queue = c.queue.clone()?;
+        self.queue_mut(&queue)
+            .waiting
+            .remove(&(since, call.clone()));
+        Some((queue, t.since(since).max(0)))
+    }
+
+    fn queue_answered(&mut self, call: &Id, t: Timestamp, out: &mut Vec<Effect>) {
+        if let Some((queue, wait)) = self.leave_queue(call, t) {
+            let within = wait <= self.rules.service_level.threshold;
+            self.count(
+                &queue,
+                t,
+                QueueCounts {
+                    answered: 1,
+                    answered_in_threshold: u64::from(within),
+                    answer_wait_sum: wait,
+                    ..QueueCounts::default()
+                },
+            );
+            out.push(Effect::Queue {
+                queue,
+                outcome: QueueOutcome::Answered { wait },
+            });
+        }
+    }
+
+    fn queue_abandoned(&mut self, call: &Id, t: Timestamp, out: &mut Vec<Effect>) {
+        if let Some((queue, wait)) = self.leave_queue(call, t) {
+            let short = wait < self.rules.service_level.short_abandon;
+            self.count(
+                &queue,
+                t,
+                QueueCounts {
+                    abandoned: 1,
+                    short_abandons: u64::from(short),
+                    ..QueueCounts::default()
+                },
+            );
+            out.push(Effect::Queue {
+                queue,
+                outcome: QueueOutcome::Abandoned { wait },
+            });
+        }
+    }
+
+    fn queue_left(&mut self, call: &Id) {
+        if let Some(since) = self.calls.get(call).and_then(|c| c.waiting_since) {
+            self.leave_queue(call, since);
+        }
+    }
+
+    // ---- snapshots ----
+
+    /// A snapshot replaces the live view. Episodes that the snapshot confirms continue;
+    /// new ones start at their `since` (never later than the snapshot), so deadlines that
+    /// `since` implies fire; nothing else is judged for the time the daemon did not observe.
+    fn apply_snapshot(
+        &mut self,
+        t: Timestamp,
+        agents: &[SnapshotAgent],
+        calls: &[SnapshotCall],
+        out: &mut Vec<Effect>,
+    ) {
+        let listed: std::collections::HashSet<&str> =
+            agents.iter().map(|a| a.agent.as_str()).collect();
+        let mut absent: Vec<Id> = self
+            .agents
+            .values()
+            .filter(|a| a.logged_in && !listed.contains(a.id.as_str()))
+            .map(|a| a.id.clone())
+            .collect();
+        absent.sort();
+        for id in absent {
+            self.end_rings_of_agent(&id, t, out);
+            self.end_presence(&id, t, out);
+            if let Some(a) = self.agents.get_mut(&id) {
+                a.logged_in = false;
+                a.presence = None;
+                a.reason = Id::default();
+                a.presence_since = t;
+            }
+            self.touch(&id, t, out);
+        }
+        for sa in agents {
+            let since = sa.since.min(t);
+            let a = self.agent_mut(&sa.agent, t);
+            if sa.team.is_some() {
+                a.team_seen.clone_from(&sa.team);
+            }
+            let same = a.logged_in && a.presence == Some(sa.presence) && a.reason == sa.reason;
+            if !same {
+                self.end_presence(&sa.agent, t, out);
+                if let Some(a) = self.agents.get_mut(&sa.agent) {
+                    a.logged_in = true;
+                    a.presence = Some(sa.presence);
+                    a.reason = sa.reason.clone();
+                    a.presence_since = since;
+                }
+                match sa.presence {
+                    PresenceState::NotReady => {
+                        self.start_pause(&sa.agent, sa.reason.clone(), since)
+                    }
+                    PresenceState::Acw => self.start_acw(&sa.agent, since, true),
+                    PresenceState::Ready => {}
+                }
+            }
+            self.touch(&sa.agent, t, out);
+        }
+
+        let listed_calls: std::collections::HashSet<&str> =
+            calls.iter().map(|c| c.call.as_str()).collect();
+        let mut gone: Vec<Id> = self
+            .calls
+            .keys()
+            .filter(|c| !listed_calls.contains(c.as_str()))
+            .cloned()
+            .collect();
+        gone.sort();
+        for call in gone {
+            self.end_rings_of_call(&call, None, None, t, out);
+            self.queue_left(&call);
+            for a in self.close_legs(&call, None, t) {
+                self.touch(&a, t, out);
+            }
+            self.calls.remove(&call);
+        }
+        for sc in calls {
+            let since = sc.since.min(t);
+            {
+                let c = self.calls.entry(sc.call.clone()).or_default();
+                if c.queue.is_none() {
+                    c.queue.clone_from(&sc.queue);
+                }
+            }
+            match sc.state {
+                SnapshotCallState::Queued => {
+                    let c = self.calls.entry(sc.call.clone()).or_default();
+                    if c.waiting_since.is_none() {
+                        if let Some(q) = c.queue.clone() {
+                            c.waiting_since = Some(since);
+                            self.queue_offered(&q, &sc.call, since, t, out);
+                        }
+                    }
+                }
+                SnapshotCallState::Ringing => {
+                    let Some(agent) = &sc.agent else { continue };
+                    let ringing_here = self
+                        .calls
+                        .get(&sc.call)
+                        .is_some_and(|c| c.rings.iter().any(|r| r.agent == *agent));
+                    if !ringing_here {
+                        self.end_rings_of_call(&sc.call, Some(agent), None, t, out);
+                        self.start_ring(&sc.call, agent, since, out);
+                    }
+                }
+                SnapshotCallState::Talking => {
+                    let Some(agent) = &sc.agent else { continue };
+                    self.end_rings_of_call(&sc.call, None, None, t, out);
+                    self.queue_left(&sc.call);
+                    self.open_leg(&sc.call, agent, since);
+                    self.touch(agent, t, out);
+                }
+            }
+        }
     }
 }
+
+/// Effective state of a logged-in agent: talking, ringing, then presence.
+fn effective_state(a: &Agent) -> Option<EffectiveState> {
+    if !a.logged_in {
+        return None;
+    }
+    Some(if !a.legs.is_empty() {
+        EffectiveState::Talking
+    } else if !a.ringing.is_empty() {
+        EffectiveState::Ringing
+    } else {
+        match a.presence {
+            Some(PresenceState::Acw) => EffectiveState::Acw,
+            Some(PresenceState::NotReady) => EffectiveState::NotReady,
+            _ => EffectiveState::Ready,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;

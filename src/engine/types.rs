@@ -15,7 +15,11 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 3] = [Rule::RingAnswer, Rule::BreakOverrun, Rule::UnauthorizedPause];
+    pub const ALL: [Rule; 3] = [
+        Rule::RingAnswer,
+        Rule::BreakOverrun,
+        Rule::UnauthorizedPause,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -173,9 +177,14 @@ pub enum QueueOutcome {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
     /// A violation was raised.
-    Violation(Violation),
-    /// The condition of violation `id` cleared (ring ended, pause ended, ...).
-    Cleared { id: u64, at: Timestamp },
+    Violation(Box<Violation>),
+    /// The condition of violation `id` cleared (ring ended, pause ended, ...) at `at`, by
+    /// the event `ended_by`.
+    Cleared {
+        id: u64,
+        at: Timestamp,
+        ended_by: EventRef,
+    },
     /// Something in this agent's view changed; read it with `Engine::agent_view`.
     AgentChanged { agent: Id },
     /// A queue call moved on.

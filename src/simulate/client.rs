@@ -151,7 +151,7 @@ where
                     Some(Ok(_)) => {}
                 },
                 _ = tick.tick() => {
-                    let sim_now = origin.add((started.elapsed().as_secs_f64() * speed * 1000.0) as i64);
+                    let sim_now = origin.plus((started.elapsed().as_secs_f64() * speed * 1000.0) as i64);
                     out.pull_due(&mut events, sim_now, &mut stats);
                     match out.send_after(&mut ws, &mut sent_upto, &mut stats).await {
                         Ok(()) => {}

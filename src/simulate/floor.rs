@@ -340,7 +340,7 @@ impl Generator {
         let aht_ms = 230.0 * SEC as f64;
         let rate_per_ms = cfg.occupancy.max(0.01) * (cfg.agents.max(1) as f64) * 0.85 / aht_ms;
         let arrival_mean = QUEUES.iter().map(|(_, w)| 1.0 / (rate_per_ms * w)).collect();
-        let end = cfg.duration.map(|d| start.add(d));
+        let end = cfg.duration.map(|d| start.plus(d));
         let mut g = Generator {
             cfg,
             rng,
@@ -384,21 +384,21 @@ impl Generator {
             self.agenda.insert((end, 1, 0), Action::End);
             for i in 0..self.agents.len() {
                 let back = self.rng.random_range(0..=10 * MIN).min(end.since(t0));
-                self.at(end.add(-back), Action::LogoutDue(i));
+                self.at(end.plus(-back), Action::LogoutDue(i));
             }
         }
         match self.cfg.opening.clone() {
             Opening::Staggered { over } => {
                 for i in 0..self.agents.len() {
                     let d = self.rng.random_range(0..=over.max(0));
-                    self.at(t0.add(d), Action::Login(i));
+                    self.at(t0.plus(d), Action::Login(i));
                 }
             }
             Opening::Showcase => self.stage_showcase(t0),
         }
         for q in 0..QUEUES.len() {
             let d = self.exp(self.arrival_mean[q]);
-            self.at(t0.add(d), Action::Arrival(q));
+            self.at(t0.plus(d), Action::Arrival(q));
         }
     }
 
@@ -418,11 +418,11 @@ impl Generator {
                 approval: None,
                 lead_in: None,
             };
-            self.at(t0.add(SEC), Action::StagedPause(0, plan));
+            self.at(t0.plus(SEC), Action::StagedPause(0, plan));
         }
         if n >= 2 {
             let dur = self.rng.random_range(70 * SEC..=100 * SEC);
-            self.at(t0.add(SEC), Action::StagedAcw { agent: 1, dur });
+            self.at(t0.plus(SEC), Action::StagedAcw { agent: 1, dur });
         }
         if n >= 3 {
             let dur = self.rng.random_range(4 * MIN..=8 * MIN);
@@ -432,7 +432,7 @@ impl Generator {
                 approval: None,
                 lead_in: None,
             };
-            self.at(t0.add(SEC), Action::StagedPause(2, plan));
+            self.at(t0.plus(SEC), Action::StagedPause(2, plan));
         }
         if n >= 4 {
             self.stage_call(t0, Some(3), Some(19 * SEC), None);
@@ -443,11 +443,11 @@ impl Generator {
         }
         for _ in 0..(n / 4).max(1) {
             let d = self.rng.random_range(0..=3 * SEC);
-            self.stage_call(t0.add(d), None, None, None);
+            self.stage_call(t0.plus(d), None, None, None);
         }
         // Dispatch after the staged pauses so the staged agents are not handed calls first.
         self.dispatch_pending = true;
-        self.at(t0.add(1_500), Action::Dispatch);
+        self.at(t0.plus(1_500), Action::Dispatch);
     }
 
     fn stage_call(&mut self, t: Timestamp, prefer: Option<usize>, ring: Option<Millis>, talk: Option<Millis>) {
@@ -558,7 +558,7 @@ impl Generator {
         self.push(ev);
         self.waiting.push(key);
         if let Some(p) = patience {
-            self.at(t.add(p), Action::Abandon(key));
+            self.at(t.plus(p), Action::Abandon(key));
         }
     }
 
@@ -566,7 +566,7 @@ impl Generator {
         if !self.dispatch_pending {
             self.dispatch_pending = true;
             let d = self.rng.random_range(300..=1_500);
-            self.at(t.add(d), Action::Dispatch);
+            self.at(t.plus(d), Action::Dispatch);
         }
     }
 
@@ -636,7 +636,7 @@ impl Generator {
         let mut ev = self.agent_event("agent.login", t, i);
         ev.team = Some(Self::team_id(self.agents[i].team));
         self.push(ev);
-        self.agents[i].next_meal = t.add(3 * HOUR + 30 * MIN);
+        self.agents[i].next_meal = t.plus(3 * HOUR + 30 * MIN);
         self.schedule_next_pause(t, i);
         self.become_idle(t, i);
     }
@@ -666,17 +666,17 @@ impl Generator {
         let epoch = self.agents[i].epoch;
         self.schedule_dispatch(t);
         let d = self.exp(12.0 * MIN as f64);
-        self.at(t.add(d), Action::Outbound { agent: i, epoch });
+        self.at(t.plus(d), Action::Outbound { agent: i, epoch });
         if self.agents[i].unruly && self.chance(self.cfg.misconduct.acw_without_call) {
             let d = self.rng.random_range(15 * SEC..=90 * SEC);
-            self.at(t.add(d), Action::Mischief { agent: i, epoch });
+            self.at(t.plus(d), Action::Mischief { agent: i, epoch });
         }
     }
 
     fn arrival(&mut self, t: Timestamp, q: usize) {
         if let Some(end) = self.end {
             // The lines close ten minutes before the shift ends.
-            if t >= end.add(-10 * MIN) {
+            if t >= end.plus(-10 * MIN) {
                 return;
             }
         }
@@ -685,7 +685,7 @@ impl Generator {
         self.emit_queued(t, key, Some(patience));
         self.schedule_dispatch(t);
         let d = self.exp(self.arrival_mean[q]);
-        self.at(t.add(d.max(1)), Action::Arrival(q));
+        self.at(t.plus(d.max(1)), Action::Arrival(q));
     }
 
     fn dispatch(&mut self, t: Timestamp) {
@@ -738,14 +738,14 @@ impl Generator {
             Some(1_500 + self.lognormal(3_000.0, 0.5, 500, 10 * SEC))
         };
         match answer_in {
-            Some(d) => self.at(t.add(d), Action::Answer { agent: i, epoch, call: key }),
+            Some(d) => self.at(t.plus(d), Action::Answer { agent: i, epoch, call: key }),
             None => {
                 let d = if self.chance(0.5) {
                     self.rng.random_range(3 * SEC..=12 * SEC)
                 } else {
                     RONA
                 };
-                self.at(t.add(d), Action::NoAnswer { agent: i, epoch, call: key });
+                self.at(t.plus(d), Action::NoAnswer { agent: i, epoch, call: key });
             }
         }
     }
@@ -768,7 +768,7 @@ impl Generator {
             Some(d) => d,
             None => self.lognormal(170.0 * SEC as f64, 0.7, 15 * SEC, 40 * MIN),
         };
-        self.at(t.add(talk), Action::HangUp(key));
+        self.at(t.plus(talk), Action::HangUp(key));
     }
 
     fn no_answer(&mut self, t: Timestamp, i: usize, epoch: u64, key: u64) {
@@ -832,7 +832,7 @@ impl Generator {
                 self.emit_state(t, i, "acw", None, Some(key));
                 self.set_act(i, Activity::Acw);
                 let epoch = self.agents[i].epoch;
-                self.at(t.add(d), Action::WrapUpDone { agent: i, epoch });
+                self.at(t.plus(d), Action::WrapUpDone { agent: i, epoch });
             }
             None => self.become_idle(t, i),
         }
@@ -860,7 +860,7 @@ impl Generator {
         self.emit_state(t, i, "acw", None, None);
         self.set_act(i, Activity::Acw);
         let epoch = self.agents[i].epoch;
-        self.at(t.add(dur), Action::WrapUpDone { agent: i, epoch });
+        self.at(t.plus(dur), Action::WrapUpDone { agent: i, epoch });
     }
 
     fn outbound(&mut self, t: Timestamp, i: usize, epoch: u64) {
@@ -879,7 +879,7 @@ impl Generator {
         self.push(ev);
         self.set_act(i, Activity::Dialing(key));
         let d = self.rng.random_range(4 * SEC..=25 * SEC);
-        self.at(t.add(d), Action::FarEnd(key));
+        self.at(t.plus(d), Action::FarEnd(key));
     }
 
     fn far_end(&mut self, t: Timestamp, key: u64) {
@@ -894,7 +894,7 @@ impl Generator {
             self.push(ev);
             self.set_act(i, Activity::Talking(key));
             let talk = self.lognormal(120.0 * SEC as f64, 0.7, 10 * SEC, 30 * MIN);
-            self.at(t.add(talk), Action::HangUp(key));
+            self.at(t.plus(talk), Action::HangUp(key));
         } else {
             self.abandon(t, key);
         }
@@ -908,7 +908,7 @@ impl Generator {
         } else {
             self.rng.random_range(45 * MIN..=110 * MIN)
         };
-        self.at(t.add(gap), Action::PauseDue { agent: i, token });
+        self.at(t.plus(gap), Action::PauseDue { agent: i, token });
     }
 
     fn pause_due(&mut self, t: Timestamp, i: usize, token: u64) {
@@ -963,7 +963,7 @@ impl Generator {
         let overrun = unruly && self.chance(m.break_overrun);
         plan.dur = match reason {
             "meal" => {
-                self.agents[i].next_meal = t.add(8 * HOUR);
+                self.agents[i].next_meal = t.plus(8 * HOUR);
                 if overrun {
                     self.rng.random_range(31 * MIN..=40 * MIN)
                 } else {
@@ -1035,7 +1035,7 @@ impl Generator {
                 self.set_act(i, Activity::Paused);
                 let epoch = self.agents[i].epoch;
                 let reason = r.clone();
-                self.at(t.add(lead), Action::PauseReason { agent: i, epoch, reason });
+                self.at(t.plus(lead), Action::PauseReason { agent: i, epoch, reason });
             }
             (r, _) => {
                 self.emit_state(t, i, "not_ready", r.clone(), None);
@@ -1045,11 +1045,11 @@ impl Generator {
         if let Some((delay, minutes)) = plan.approval {
             if delay > 0 {
                 let reason = plan.reason.clone().unwrap_or_default();
-                self.at(t.add(lead + delay), Action::Approval { agent: i, reason, minutes });
+                self.at(t.plus(lead + delay), Action::Approval { agent: i, reason, minutes });
             }
         }
         let epoch = self.agents[i].epoch;
-        self.at(t.add(lead + plan.dur), Action::PauseOver { agent: i, epoch });
+        self.at(t.plus(lead + plan.dur), Action::PauseOver { agent: i, epoch });
     }
 
     fn end_pause(&mut self, t: Timestamp, i: usize) {

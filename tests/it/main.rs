@@ -1,2 +1,5 @@
+//! One integration-test binary (keeps link time down); each module is one area.
 
+mod engine_props;
+mod examples;
 mod simulate;

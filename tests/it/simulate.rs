@@ -84,7 +84,7 @@ fn every_line_decodes_with_seq_increasing_and_ts_non_decreasing() {
         }
         assert_eq!(events[0].seq, Some(1));
         assert!(events[0].ts >= START);
-        let end = START.add(8 * HOUR);
+        let end = START.plus(8 * HOUR);
         assert!(events.iter().all(|e| e.ts <= end), "nothing after the end of the run");
     }
 }

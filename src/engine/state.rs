@@ -1,0 +1,185 @@
+//! The floor's state as the engine keeps it: agents with their presence and episodes,
+//! calls with their ring episodes and legs, queues with their waiting calls and counters,
+//! and the timer wheel. Plain data; the rules live in `mod.rs`.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use jiff::civil::Date;
+
+use super::types::{EventRef, QueueCounts};
+use crate::event::{Id, PresenceState};
+use crate::time::{Millis, Timestamp};
+
+/// A key of the timer wheel: deadline, then the order timers were set.
+pub type TimerKey = (Timestamp, u64);
+
+/// What a timer checks when it fires. Episode ids make a stale timer harmless.
+#[derive(Clone, Debug)]
+pub enum Timer {
+    RingLate {
+        call: Id,
+        agent: Id,
+    },
+    PerBreak {
+        agent: Id,
+        episode: u64,
+    },
+    DailyAllowance {
+        agent: Id,
+        episode: u64,
+        day: Date,
+    },
+    PauseGrace {
+        agent: Id,
+        episode: u64,
+    },
+    /// The end of the approvals covering a pause episode.
+    ApprovalCover {
+        agent: Id,
+        episode: u64,
+    },
+    AcwWithoutCall {
+        agent: Id,
+        episode: u64,
+    },
+    AcwOverrun {
+        agent: Id,
+        episode: u64,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct PauseEpisode {
+    pub id: u64,
+    pub reason: Id,
+    pub start: Timestamp,
+    pub started_by: EventRef,
+    /// Counts toward the daily break allowance.
+    pub allowance: bool,
+    pub timers: Vec<TimerKey>,
+    /// Violations raised for this episode and not yet cleared.
+    pub violations: Vec<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AcwEpisode {
+    pub id: u64,
+    pub start: Timestamp,
+    pub started_by: EventRef,
+    /// A `call.ended` of the agent lies in `[start - acw_link, start]` (or the episode came
+    /// from a snapshot, which the daemon did not observe the start of).
+    pub linked: bool,
+    pub timers: Vec<TimerKey>,
+    pub violations: Vec<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Approval {
+    pub reason: Id,
+    pub from: Timestamp,
+    pub until: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub struct Agent {
+    pub id: Id,
+    pub team_seen: Option<Id>,
+    pub name: Option<Id>,
+    pub logged_in: bool,
+    pub presence: Option<PresenceState>,
+    pub reason: Id,
+    pub presence_since: Timestamp,
+    pub pause: Option<PauseEpisode>,
+    pub acw: Option<AcwEpisode>,
+    /// Calls ringing at this agent (open ring episodes).
+    pub ringing: Vec<Id>,
+    /// Calls with an open leg of this agent.
+    pub legs: Vec<Id>,
+    /// The latest `call.ended` that names the agent or closes one of its legs.
+    pub last_call_end: Option<Timestamp>,
+    /// Allowance time of closed episodes within `allowance_day` (the day of the clock when
+    /// it was last updated; earlier days no longer matter).
+    pub allowance_day: Option<Date>,
+    pub allowance_used: Millis,
+    /// The last local day that already has a `daily_allowance` violation.
+    pub allowance_violated: Option<Date>,
+    pub approvals: Vec<Approval>,
+    pub effective_since: Timestamp,
+    pub last_effective: Option<super::types::EffectiveState>,
+    pub open_violations: u32,
+}
+
+impl Agent {
+    pub fn new(id: Id, now: Timestamp) -> Agent {
+        Agent {
+            id,
+            team_seen: None,
+            name: None,
+            logged_in: false,
+            presence: None,
+            reason: Id::default(),
+            presence_since: now,
+            pause: None,
+            acw: None,
+            ringing: Vec::new(),
+            legs: Vec::new(),
+            last_call_end: None,
+            allowance_day: None,
+            allowance_used: 0,
+            allowance_violated: None,
+            approvals: Vec::new(),
+            effective_since: now,
+            last_effective: None,
+            open_violations: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RingEpisode {
+    pub agent: Id,
+    pub start: Timestamp,
+    pub started_by: EventRef,
+    pub timer: TimerKey,
+    /// The `late` violation, once raised (cleared when the episode ends).
+    pub late: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Leg {
+    pub agent: Id,
+    pub open: Timestamp,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Call {
+    pub queue: Option<Id>,
+    /// When it entered its queue, while it waits there.
+    pub waiting_since: Option<Timestamp>,
+    pub rings: Vec<RingEpisode>,
+    pub legs: Vec<Leg>,
+}
+
+impl Call {
+    pub fn is_idle(&self) -> bool {
+        self.waiting_since.is_none() && self.rings.is_empty() && self.legs.is_empty()
+    }
+}
+
+/// One entry of a queue's sliding 15-minute window.
+#[derive(Clone, Debug)]
+pub struct WindowEntry {
+    pub at: Timestamp,
+    pub counts: QueueCounts,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Queue {
+    /// Waiting calls by the time they entered the queue.
+    pub waiting: BTreeSet<(Timestamp, Id)>,
+    pub today: Option<(Date, QueueCounts)>,
+    pub window: VecDeque<WindowEntry>,
+}
+
+/// How long the sliding window of floor KPIs is.
+pub const WINDOW: Millis = 15 * 60_000;
