@@ -3,3 +3,4 @@
 mod engine_props;
 mod examples;
 mod simulate;
+mod demo;
