@@ -87,7 +87,11 @@ where
     F: Future<Output = ()>,
 {
     let request = build_request(url, token)?;
-    let speed = if speed.is_finite() && speed > 0.0 { speed } else { 1.0 };
+    let speed = if speed.is_finite() && speed > 0.0 {
+        speed
+    } else {
+        1.0
+    };
     let mut events = events.peekable();
     let origin = events.peek().map(|e| e.ts).unwrap_or_default();
     let started = Instant::now();
@@ -242,7 +246,12 @@ impl Outbox {
     }
 
     /// Sends every buffered event with `seq` above `sent_upto`, in batches.
-    async fn send_after(&mut self, ws: &mut Ws, sent_upto: &mut u64, stats: &mut DriveStats) -> Result<(), WsError> {
+    async fn send_after(
+        &mut self,
+        ws: &mut Ws,
+        sent_upto: &mut u64,
+        stats: &mut DriveStats,
+    ) -> Result<(), WsError> {
         let start = self.buf.partition_point(|(s, _)| *s <= *sent_upto);
         if start == self.buf.len() {
             return Ok(());
@@ -252,7 +261,9 @@ impl Outbox {
             let frame = if let [(_, one)] = chunk {
                 one.clone()
             } else {
-                let mut s = String::with_capacity(chunk.iter().map(|(_, j)| j.len() + 1).sum::<usize>() + 2);
+                let mut s = String::with_capacity(
+                    chunk.iter().map(|(_, j)| j.len() + 1).sum::<usize>() + 2,
+                );
                 s.push('[');
                 for (k, (_, j)) in chunk.iter().enumerate() {
                     if k > 0 {
@@ -279,7 +290,8 @@ fn build_request(url: &str, token: Option<&str>) -> Result<Request, DriveError> 
         reason: e.to_string(),
     })?;
     if let Some(t) = token {
-        let v = HeaderValue::from_str(&format!("Bearer {t}")).map_err(|e| DriveError::BadToken(e.to_string()))?;
+        let v = HeaderValue::from_str(&format!("Bearer {t}"))
+            .map_err(|e| DriveError::BadToken(e.to_string()))?;
         req.headers_mut().insert("authorization", v);
     }
     Ok(req)
@@ -314,8 +326,8 @@ async fn connect(request: &Request) -> Result<(Ws, Option<u64>), ConnectError> {
     .await
     .map_err(|_| ConnectError::Other("no hello from the daemon".into()))?
     .map_err(ConnectError::Other)?;
-    let v: serde_json::Value =
-        serde_json::from_str(&hello).map_err(|e| ConnectError::Other(format!("bad hello {hello:?}: {e}")))?;
+    let v: serde_json::Value = serde_json::from_str(&hello)
+        .map_err(|e| ConnectError::Other(format!("bad hello {hello:?}: {e}")))?;
     if v.get("type").and_then(|t| t.as_str()) != Some("hello") {
         return Err(ConnectError::Other(format!("expected hello, got {hello}")));
     }

@@ -272,20 +272,54 @@ enum Action {
     Login(usize),
     Arrival(usize),
     Dispatch,
-    Answer { agent: usize, epoch: u64, call: u64 },
-    NoAnswer { agent: usize, epoch: u64, call: u64 },
+    Answer {
+        agent: usize,
+        epoch: u64,
+        call: u64,
+    },
+    NoAnswer {
+        agent: usize,
+        epoch: u64,
+        call: u64,
+    },
     Abandon(u64),
     HangUp(u64),
     FarEnd(u64),
-    WrapUpDone { agent: usize, epoch: u64 },
-    PauseDue { agent: usize, token: u64 },
+    WrapUpDone {
+        agent: usize,
+        epoch: u64,
+    },
+    PauseDue {
+        agent: usize,
+        token: u64,
+    },
     StagedPause(usize, PausePlan),
-    StagedAcw { agent: usize, dur: Millis },
-    PauseReason { agent: usize, epoch: u64, reason: String },
-    PauseOver { agent: usize, epoch: u64 },
-    Approval { agent: usize, reason: String, minutes: u32 },
-    Outbound { agent: usize, epoch: u64 },
-    Mischief { agent: usize, epoch: u64 },
+    StagedAcw {
+        agent: usize,
+        dur: Millis,
+    },
+    PauseReason {
+        agent: usize,
+        epoch: u64,
+        reason: String,
+    },
+    PauseOver {
+        agent: usize,
+        epoch: u64,
+    },
+    Approval {
+        agent: usize,
+        reason: String,
+        minutes: u32,
+    },
+    Outbound {
+        agent: usize,
+        epoch: u64,
+    },
+    Mischief {
+        agent: usize,
+        epoch: u64,
+    },
     LogoutDue(usize),
     End,
 }
@@ -339,7 +373,10 @@ impl Generator {
         // Inbound load: occupancy × agents available (net of pauses) / handle time.
         let aht_ms = 230.0 * SEC as f64;
         let rate_per_ms = cfg.occupancy.max(0.01) * (cfg.agents.max(1) as f64) * 0.85 / aht_ms;
-        let arrival_mean = QUEUES.iter().map(|(_, w)| 1.0 / (rate_per_ms * w)).collect();
+        let arrival_mean = QUEUES
+            .iter()
+            .map(|(_, w)| 1.0 / (rate_per_ms * w))
+            .collect();
         let end = cfg.duration.map(|d| start.plus(d));
         let mut g = Generator {
             cfg,
@@ -450,7 +487,13 @@ impl Generator {
         self.at(t0.plus(1_500), Action::Dispatch);
     }
 
-    fn stage_call(&mut self, t: Timestamp, prefer: Option<usize>, ring: Option<Millis>, talk: Option<Millis>) {
+    fn stage_call(
+        &mut self,
+        t: Timestamp,
+        prefer: Option<usize>,
+        ring: Option<Millis>,
+        talk: Option<Millis>,
+    ) {
         let q = self.pick_queue();
         let key = self.new_call(t, Some(q));
         if let Some(c) = self.calls.get_mut(&key) {
@@ -510,14 +553,27 @@ impl Generator {
         ev
     }
 
-    fn call_event(&self, kind: &'static str, t: Timestamp, call: u64, agent: Option<usize>) -> SimEvent {
+    fn call_event(
+        &self,
+        kind: &'static str,
+        t: Timestamp,
+        call: u64,
+        agent: Option<usize>,
+    ) -> SimEvent {
         let mut ev = SimEvent::new(kind, t);
         ev.call = self.calls.get(&call).map(|c| c.id.clone());
         ev.agent = agent.map(|i| self.agents[i].id.clone());
         ev
     }
 
-    fn emit_state(&mut self, t: Timestamp, i: usize, state: &'static str, reason: Option<String>, call: Option<u64>) {
+    fn emit_state(
+        &mut self,
+        t: Timestamp,
+        i: usize,
+        state: &'static str,
+        reason: Option<String>,
+        call: Option<u64>,
+    ) {
         let mut ev = self.agent_event("agent.state", t, i);
         ev.state = Some(state);
         ev.reason = reason;
@@ -596,7 +652,11 @@ impl Generator {
                     self.acw_without_call(t, agent, dur);
                 }
             }
-            Action::PauseReason { agent, epoch, reason } => {
+            Action::PauseReason {
+                agent,
+                epoch,
+                reason,
+            } => {
                 if self.agents[agent].act == Activity::Paused && self.agents[agent].epoch == epoch {
                     self.emit_state(t, agent, "not_ready", Some(reason), None);
                 }
@@ -606,7 +666,11 @@ impl Generator {
                     self.end_pause(t, agent);
                 }
             }
-            Action::Approval { agent, reason, minutes } => {
+            Action::Approval {
+                agent,
+                reason,
+                minutes,
+            } => {
                 if self.agents[agent].act != Activity::Out {
                     let mut ev = self.agent_event("approval.granted", t, agent);
                     ev.reason = Some(reason);
@@ -696,7 +760,9 @@ impl Generator {
             let Some(call) = self.calls.get(&key) else {
                 continue;
             };
-            let prefer = call.prefer.filter(|&p| self.agents[p].act == Activity::Idle);
+            let prefer = call
+                .prefer
+                .filter(|&p| self.agents[p].act == Activity::Idle);
             let pick = prefer.or_else(|| {
                 self.agents
                     .iter()
@@ -738,14 +804,28 @@ impl Generator {
             Some(1_500 + self.lognormal(3_000.0, 0.5, 500, 10 * SEC))
         };
         match answer_in {
-            Some(d) => self.at(t.plus(d), Action::Answer { agent: i, epoch, call: key }),
+            Some(d) => self.at(
+                t.plus(d),
+                Action::Answer {
+                    agent: i,
+                    epoch,
+                    call: key,
+                },
+            ),
             None => {
                 let d = if self.chance(0.5) {
                     self.rng.random_range(3 * SEC..=12 * SEC)
                 } else {
                     RONA
                 };
-                self.at(t.plus(d), Action::NoAnswer { agent: i, epoch, call: key });
+                self.at(
+                    t.plus(d),
+                    Action::NoAnswer {
+                        agent: i,
+                        epoch,
+                        call: key,
+                    },
+                );
             }
         }
     }
@@ -1027,7 +1107,14 @@ impl Generator {
         if let Some((0, minutes)) = plan.approval {
             // The lead approved before the agent left: the grant comes first.
             let reason = plan.reason.clone().unwrap_or_default();
-            self.handle(t, Action::Approval { agent: i, reason, minutes });
+            self.handle(
+                t,
+                Action::Approval {
+                    agent: i,
+                    reason,
+                    minutes,
+                },
+            );
         }
         match (&plan.reason, plan.lead_in) {
             (Some(r), Some(_)) => {
@@ -1035,7 +1122,14 @@ impl Generator {
                 self.set_act(i, Activity::Paused);
                 let epoch = self.agents[i].epoch;
                 let reason = r.clone();
-                self.at(t.plus(lead), Action::PauseReason { agent: i, epoch, reason });
+                self.at(
+                    t.plus(lead),
+                    Action::PauseReason {
+                        agent: i,
+                        epoch,
+                        reason,
+                    },
+                );
             }
             (r, _) => {
                 self.emit_state(t, i, "not_ready", r.clone(), None);
@@ -1045,11 +1139,21 @@ impl Generator {
         if let Some((delay, minutes)) = plan.approval {
             if delay > 0 {
                 let reason = plan.reason.clone().unwrap_or_default();
-                self.at(t.plus(lead + delay), Action::Approval { agent: i, reason, minutes });
+                self.at(
+                    t.plus(lead + delay),
+                    Action::Approval {
+                        agent: i,
+                        reason,
+                        minutes,
+                    },
+                );
             }
         }
         let epoch = self.agents[i].epoch;
-        self.at(t.plus(lead + plan.dur), Action::PauseOver { agent: i, epoch });
+        self.at(
+            t.plus(lead + plan.dur),
+            Action::PauseOver { agent: i, epoch },
+        );
     }
 
     fn end_pause(&mut self, t: Timestamp, i: usize) {

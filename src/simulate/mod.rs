@@ -33,7 +33,11 @@ const BATCH_SHARE: f64 = 0.6;
 /// timestamps are sometimes written as one batch array line. The choice is drawn from
 /// `seed`, so the output is byte-identical for the same events and seed. Returns the number
 /// of events written.
-pub fn write_ndjson<W: Write>(events: impl Iterator<Item = SimEvent>, seed: u64, mut w: W) -> io::Result<u64> {
+pub fn write_ndjson<W: Write>(
+    events: impl Iterator<Item = SimEvent>,
+    seed: u64,
+    mut w: W,
+) -> io::Result<u64> {
     // A separate stream of randomness: framing never changes the events themselves.
     let mut rng = StdRng::seed_from_u64(seed ^ 0x6261_7463_6865_7321);
     let mut group: Vec<SimEvent> = Vec::new();
@@ -100,10 +104,14 @@ pub fn main(args: SimulateArgs) -> anyhow::Result<()> {
     let generator = Generator::new(cfg, start);
 
     if let Some(path) = &args.out {
-        let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
         let n = write_ndjson(generator, args.seed, io::BufWriter::new(file))
             .with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("floorwatch simulate: wrote {n} events to {}", path.display());
+        eprintln!(
+            "floorwatch simulate: wrote {n} events to {}",
+            path.display()
+        );
         return Ok(());
     }
 

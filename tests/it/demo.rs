@@ -55,7 +55,11 @@ fn demo_shows_every_agent_state_and_violations_within_20_seconds() {
     for (agents, seed) in [(24, 1), (24, 2), (8, 3), (5, 4)] {
         let o = opening(agents, seed);
         for s in ["ready", "not_ready", "acw", "ringing", "talking"] {
-            assert!(o.states.contains(s), "{agents} agents, seed {seed}: never {s}: {:?}", o.states);
+            assert!(
+                o.states.contains(s),
+                "{agents} agents, seed {seed}: never {s}: {:?}",
+                o.states
+            );
         }
         // The staged incidents: a pause without reason, wrap-up without a call, a late answer.
         for k in ["no_reason", "acw_without_call", "late"] {
@@ -73,8 +77,15 @@ fn demo_shows_every_agent_state_and_violations_within_20_seconds() {
 fn demo_opening_works_for_tiny_floors() {
     for agents in 1..=4 {
         let o = opening(agents, 1);
-        assert!(o.states.contains("ready") || o.states.contains("not_ready"), "{agents}: {:?}", o.states);
-        assert!(!o.violations.is_empty(), "{agents} agents: no violation in the first 20 s");
+        assert!(
+            o.states.contains("ready") || o.states.contains("not_ready"),
+            "{agents}: {:?}",
+            o.states
+        );
+        assert!(
+            !o.violations.is_empty(),
+            "{agents} agents: no violation in the first 20 s"
+        );
     }
 }
 

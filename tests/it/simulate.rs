@@ -36,7 +36,12 @@ pub fn decode_all(text: &str) -> Vec<Event> {
     let mut events = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let frame = decode_frame(line);
-        assert!(frame.rejected.is_empty(), "line {}: {:?}\n{line}", n + 1, frame.rejected);
+        assert!(
+            frame.rejected.is_empty(),
+            "line {}: {:?}\n{line}",
+            n + 1,
+            frame.rejected
+        );
         events.extend(frame.events.into_iter().map(|(_, e)| e));
     }
     events
@@ -66,7 +71,10 @@ fn same_seed_gives_identical_bytes_and_another_seed_does_not() {
     let a = ndjson(eight_hours(20, 7, Misconduct::modest()));
     let b = ndjson(eight_hours(20, 7, Misconduct::modest()));
     let c = ndjson(eight_hours(20, 8, Misconduct::modest()));
-    assert!(a.len() > 100_000, "an 8 h floor of 20 agents is a busy stream");
+    assert!(
+        a.len() > 100_000,
+        "an 8 h floor of 20 agents is a busy stream"
+    );
     assert_eq!(a, b);
     assert_ne!(a, c);
 }
@@ -76,8 +84,14 @@ fn every_line_decodes_with_seq_increasing_and_ts_non_decreasing() {
     for (seed, m) in [(1, Misconduct::modest()), (2, Misconduct::unruly())] {
         let text = ndjson(eight_hours(20, seed, m));
         let events = decode_all(&text);
-        assert!(text.lines().any(|l| l.starts_with('[')), "some lines are batches");
-        assert!(text.lines().any(|l| l.starts_with('{')), "some lines are single events");
+        assert!(
+            text.lines().any(|l| l.starts_with('[')),
+            "some lines are batches"
+        );
+        assert!(
+            text.lines().any(|l| l.starts_with('{')),
+            "some lines are single events"
+        );
         for (k, w) in events.windows(2).enumerate() {
             assert_eq!(w[1].seq, w[0].seq.map(|s| s + 1), "seq at event {k}");
             assert!(w[1].ts >= w[0].ts, "ts goes back at event {k}");
@@ -85,7 +99,10 @@ fn every_line_decodes_with_seq_increasing_and_ts_non_decreasing() {
         assert_eq!(events[0].seq, Some(1));
         assert!(events[0].ts >= START);
         let end = START.plus(8 * HOUR);
-        assert!(events.iter().all(|e| e.ts <= end), "nothing after the end of the run");
+        assert!(
+            events.iter().all(|e| e.ts <= end),
+            "nothing after the end of the run"
+        );
     }
 }
 
@@ -98,8 +115,14 @@ fn eight_hour_floor_contains_every_event_type_but_snapshot() {
             assert!(seen.contains(t), "no {t} in {seen:?}");
         }
     }
-    let logins = events.iter().filter(|e| e.body.type_name() == "agent.login").count();
-    let logouts = events.iter().filter(|e| e.body.type_name() == "agent.logout").count();
+    let logins = events
+        .iter()
+        .filter(|e| e.body.type_name() == "agent.login")
+        .count();
+    let logouts = events
+        .iter()
+        .filter(|e| e.body.type_name() == "agent.logout")
+        .count();
     assert_eq!((logins, logouts), (20, 20));
 }
 
@@ -116,15 +139,25 @@ fn demo_mix_raises_every_kind_of_violation() {
         let events = decode_all(&ndjson(eight_hours(20, seed, Misconduct::unruly())));
         let kinds = replay_kinds(&events, None);
         for k in Kind::ALL {
-            assert!(kinds.contains_key(k.as_str()), "seed {seed}: no {} in {kinds:?}", k.as_str());
+            assert!(
+                kinds.contains_key(k.as_str()),
+                "seed {seed}: no {} in {kinds:?}",
+                k.as_str()
+            );
         }
     }
 }
 
 #[test]
 fn modest_mix_raises_some_violations_but_fewer() {
-    let modest = replay_kinds(&decode_all(&ndjson(eight_hours(20, 4, Misconduct::modest()))), None);
-    let unruly = replay_kinds(&decode_all(&ndjson(eight_hours(20, 4, Misconduct::unruly()))), None);
+    let modest = replay_kinds(
+        &decode_all(&ndjson(eight_hours(20, 4, Misconduct::modest()))),
+        None,
+    );
+    let unruly = replay_kinds(
+        &decode_all(&ndjson(eight_hours(20, 4, Misconduct::unruly()))),
+        None,
+    );
     let total = |m: &BTreeMap<&str, usize>| m.values().sum::<usize>();
     assert!(total(&modest) > 0);
     assert!(total(&modest) < total(&unruly), "{modest:?} vs {unruly:?}");
@@ -151,12 +184,17 @@ type ServerWs = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 async fn accept(listener: &TcpListener) -> ServerWs {
     let (tcp, _) = listener.accept().await.expect("accept");
-    tokio_tungstenite::accept_async(tcp).await.expect("handshake")
+    tokio_tungstenite::accept_async(tcp)
+        .await
+        .expect("handshake")
 }
 
 async fn hello(ws: &mut ServerWs, resume_after: Option<u64>) {
-    let v = serde_json::json!({"type":"hello","protocol":"floorwatch.v1","resume_after":resume_after});
-    ws.send(Message::text(v.to_string())).await.expect("send hello");
+    let v =
+        serde_json::json!({"type":"hello","protocol":"floorwatch.v1","resume_after":resume_after});
+    ws.send(Message::text(v.to_string()))
+        .await
+        .expect("send hello");
 }
 
 async fn ack(ws: &mut ServerWs, seq: u64) {
@@ -169,7 +207,10 @@ async fn ack(ws: &mut ServerWs, seq: u64) {
 async fn client_resends_everything_after_resume_point_exactly_once() {
     const N: usize = 400;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("ws://{}/ingest?source=sim", listener.local_addr().expect("addr"));
+    let url = format!(
+        "ws://{}/ingest?source=sim",
+        listener.local_addr().expect("addr")
+    );
     let server = tokio::spawn(async move {
         // First connection: ack 120, take a few more, then drop the TCP connection.
         let mut ws = accept(&listener).await;
@@ -211,7 +252,13 @@ async fn client_resends_everything_after_resume_point_exactly_once() {
     let events = small_stream(N);
     let stats = tokio::time::timeout(
         Duration::from_secs(30),
-        drive(&url, Some("t0k3n"), events.into_iter(), 2_000.0, std::future::pending()),
+        drive(
+            &url,
+            Some("t0k3n"),
+            events.into_iter(),
+            2_000.0,
+            std::future::pending(),
+        ),
     )
     .await
     .expect("drive finishes")
@@ -233,7 +280,10 @@ async fn client_resends_everything_after_resume_point_exactly_once() {
 #[tokio::test]
 async fn client_continues_the_seq_of_a_known_source() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("ws://{}/ingest?source=demo", listener.local_addr().expect("addr"));
+    let url = format!(
+        "ws://{}/ingest?source=demo",
+        listener.local_addr().expect("addr")
+    );
     let server = tokio::spawn(async move {
         let mut ws = accept(&listener).await;
         // The daemon already holds seq 1..=5000 of this source from an earlier run.
@@ -249,9 +299,15 @@ async fn client_continues_the_seq_of_a_known_source() {
         while let Some(Ok(_)) = ws.next().await {}
         got
     });
-    let stats = drive(&url, None, small_stream(50).into_iter(), 1e9, std::future::pending())
-        .await
-        .expect("drive");
+    let stats = drive(
+        &url,
+        None,
+        small_stream(50).into_iter(),
+        1e9,
+        std::future::pending(),
+    )
+    .await
+    .expect("drive");
     let got = server.await.expect("server");
     assert_eq!(got, (5_001..=5_050).collect::<Vec<u64>>());
     assert_eq!(stats.acked, Some(5_050));
