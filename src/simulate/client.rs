@@ -67,10 +67,24 @@ pub struct DriveStats {
     pub errors: u64,
 }
 
-/// Sends `events` to the daemon at `url` (`ws://` or `wss://`, e.g.
-/// `ws://127.0.0.1:8080/ingest?source=sim`), paced so that simulated time runs `speed`
-/// times as fast as the wall clock from the first event's `ts`. Reconnects with back-off
-/// until `shutdown` completes or every event has been acknowledged.
+/// How simulated time maps to the wall clock: it starts at `start` when [`drive`] starts and
+/// runs `speed` times as fast. At speed 1 with `start` = now, simulated time is wall time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pace {
+    pub start: Timestamp,
+    pub speed: f64,
+}
+
+impl Pace {
+    pub fn new(start: Timestamp, speed: f64) -> Pace {
+        Pace { start, speed }
+    }
+}
+
+/// Sends `events` (in `ts` order) to the daemon at `url` (`ws://` or `wss://`, e.g.
+/// `ws://127.0.0.1:8080/ingest?source=sim`): each event once simulated time (`pace`) reaches
+/// its `ts`, what is due at each tick in one batch frame. Reconnects with back-off until
+/// `shutdown` completes or every event has been acknowledged.
 ///
 /// `seq` numbers are the generator's plus the `resume_after` of the first `hello`, so that
 /// a source name the daemon already knows continues where it was instead of being ignored
@@ -79,7 +93,7 @@ pub async fn drive<I, F>(
     url: &str,
     token: Option<&str>,
     events: I,
-    speed: f64,
+    pace: Pace,
     shutdown: F,
 ) -> Result<DriveStats, DriveError>
 where
@@ -87,13 +101,13 @@ where
     F: Future<Output = ()>,
 {
     let request = build_request(url, token)?;
-    let speed = if speed.is_finite() && speed > 0.0 {
-        speed
+    let speed = if pace.speed.is_finite() && pace.speed > 0.0 {
+        pace.speed
     } else {
         1.0
     };
     let mut events = events.peekable();
-    let origin = events.peek().map(|e| e.ts).unwrap_or_default();
+    let origin = pace.start;
     let started = Instant::now();
     let mut jitter = StdRng::from_os_rng();
     let mut out = Outbox::default();

@@ -1206,3 +1206,137 @@ impl Iterator for Generator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    const T0: Timestamp = Timestamp(1_795_827_600_000);
+
+    fn run(cfg: SimConfig) -> Vec<SimEvent> {
+        Generator::new(cfg, T0).collect()
+    }
+
+    fn floor(misconduct: Misconduct, seed: u64) -> SimConfig {
+        let mut cfg = SimConfig::new(20, 3, seed);
+        cfg.duration = Some(8 * HOUR);
+        cfg.misconduct = misconduct;
+        cfg
+    }
+
+    #[test]
+    fn seq_is_consecutive_and_time_never_goes_back() {
+        let evs = run(floor(Misconduct::modest(), 1));
+        for (k, e) in evs.iter().enumerate() {
+            assert_eq!(e.seq, k as u64 + 1);
+        }
+        assert!(evs.windows(2).all(|w| w[0].ts <= w[1].ts));
+    }
+
+    #[test]
+    fn compliant_agents_answer_within_rings_and_wrap_up_within_a_minute() {
+        let evs = run(floor(Misconduct::none(), 2));
+        let mut ringing: BTreeMap<(String, String), Timestamp> = BTreeMap::new();
+        let mut acw: BTreeMap<String, Timestamp> = BTreeMap::new();
+        let (mut rings, mut wraps) = (0, 0);
+        for e in &evs {
+            let agent = e.agent.clone().unwrap_or_default();
+            match e.kind {
+                "call.ringing" => {
+                    ringing.insert((e.call.clone().unwrap_or_default(), agent), e.ts);
+                }
+                "call.answered" => {
+                    if let Some(s) = ringing.remove(&(e.call.clone().unwrap_or_default(), agent)) {
+                        assert!(e.ts.since(s) <= 12 * SEC, "ring of {:?}", e);
+                        rings += 1;
+                    }
+                }
+                "call.no_answer" => panic!("a compliant agent let a call ring out: {e:?}"),
+                "agent.state" => {
+                    if let Some(s) = acw.remove(&agent) {
+                        assert!(e.ts.since(s) <= 50 * SEC, "wrap-up before {e:?}");
+                        wraps += 1;
+                    }
+                    if e.state == Some("acw") {
+                        assert!(e.call.is_some(), "wrap-up without a call: {e:?}");
+                        acw.insert(agent, e.ts);
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert!(
+            rings > 500 && wraps > 500,
+            "{rings} rings, {wraps} wrap-ups"
+        );
+    }
+
+    #[test]
+    fn ring_no_answer_moves_the_call_to_another_agent() {
+        let evs = run(floor(Misconduct::unruly(), 3));
+        let mut moved = 0;
+        for (k, e) in evs.iter().enumerate() {
+            if e.kind != "call.no_answer" {
+                continue;
+            }
+            let next = evs[k + 1..]
+                .iter()
+                .find(|n| n.call == e.call && n.kind != "call.queued");
+            match next {
+                Some(n) if n.kind == "call.ringing" => {
+                    assert_ne!(n.agent, e.agent, "rang the same agent again");
+                    moved += 1;
+                }
+                Some(n) => assert_eq!(n.kind, "call.abandoned", "after {e:?}: {n:?}"),
+                None => {}
+            }
+        }
+        assert!(moved > 0, "no call moved on after a ring-no-answer");
+    }
+
+    #[test]
+    fn meetings_are_approved_by_the_team_lead_within_the_grace() {
+        let evs = run(floor(Misconduct::none(), 4));
+        let meetings: Vec<&SimEvent> = evs
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("meeting") && e.kind == "agent.state")
+            .collect();
+        assert!(!meetings.is_empty());
+        for m in meetings {
+            let grant = evs.iter().find(|g| {
+                g.kind == "approval.granted"
+                    && g.agent == m.agent
+                    && g.ts >= m.ts.plus(-4 * SEC)
+                    && g.ts <= m.ts.plus(4 * SEC)
+            });
+            let g = grant.unwrap_or_else(|| panic!("no approval for {m:?}"));
+            assert!(g
+                .by
+                .as_deref()
+                .is_some_and(|b| b.starts_with("lead-hotline-")));
+        }
+    }
+
+    #[test]
+    fn the_run_ends_with_everyone_logged_out() {
+        let evs = run(floor(Misconduct::modest(), 5));
+        let end = T0.plus(8 * HOUR);
+        let last = evs.last().map(|e| e.ts);
+        assert!(last.is_some_and(|t| t <= end));
+        let mut logged_in = std::collections::BTreeSet::new();
+        for e in &evs {
+            match e.kind {
+                "agent.login" => {
+                    logged_in.insert(e.agent.clone());
+                }
+                "agent.logout" => {
+                    logged_in.remove(&e.agent);
+                }
+                _ => {}
+            }
+        }
+        assert!(logged_in.is_empty(), "still logged in: {logged_in:?}");
+    }
+}

@@ -17,7 +17,7 @@ use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-pub use client::{drive, DriveError, DriveStats};
+pub use client::{drive, DriveError, DriveStats, Pace};
 pub use floor::{Generator, Misconduct, Opening, SimConfig, SimEvent};
 
 use crate::cli::SimulateArgs;
@@ -102,6 +102,7 @@ pub fn main(args: SimulateArgs) -> anyhow::Result<()> {
     let mut cfg = SimConfig::new(args.agents, args.teams, args.seed);
     cfg.duration = duration;
     let generator = Generator::new(cfg, start);
+    let pace = Pace::new(start, args.speed);
 
     if let Some(path) = &args.out {
         let file = std::fs::File::create(path)
@@ -128,7 +129,7 @@ pub fn main(args: SimulateArgs) -> anyhow::Result<()> {
         let ctrl_c = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        drive(url, args.token.as_deref(), generator, args.speed, ctrl_c).await
+        drive(url, args.token.as_deref(), generator, pace, ctrl_c).await
     })?;
     eprintln!(
         "floorwatch simulate: {} events generated, {} sent, acknowledged up to {}",

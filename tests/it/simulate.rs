@@ -7,7 +7,7 @@ use std::time::Duration;
 use floorwatch::config::RulesConfig;
 use floorwatch::engine::{Effect, Engine, Kind};
 use floorwatch::event::{decode_frame, Event};
-use floorwatch::simulate::{drive, write_ndjson, Generator, Misconduct, SimConfig, SimEvent};
+use floorwatch::simulate::{drive, write_ndjson, Generator, Misconduct, Pace, SimConfig, SimEvent};
 use floorwatch::time::Timestamp;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
@@ -256,7 +256,7 @@ async fn client_resends_everything_after_resume_point_exactly_once() {
             &url,
             Some("t0k3n"),
             events.into_iter(),
-            2_000.0,
+            Pace::new(START, 2_000.0),
             std::future::pending(),
         ),
     )
@@ -303,7 +303,7 @@ async fn client_continues_the_seq_of_a_known_source() {
         &url,
         None,
         small_stream(50).into_iter(),
-        1e9,
+        Pace::new(START, 1e9),
         std::future::pending(),
     )
     .await
@@ -323,10 +323,33 @@ async fn client_stops_on_shutdown_while_the_daemon_is_down() {
     let shutdown = tokio::time::sleep(Duration::from_millis(700));
     let stats = tokio::time::timeout(
         Duration::from_secs(10),
-        drive(&url, None, small_stream(10).into_iter(), 1.0, shutdown),
+        drive(
+            &url,
+            None,
+            small_stream(10).into_iter(),
+            Pace::new(START, 1.0),
+            shutdown,
+        ),
     )
     .await
     .expect("stops promptly")
     .expect("no error");
     assert_eq!(stats.connections, 0);
+}
+
+#[test]
+fn compliant_floor_runs_for_days_without_violation() {
+    // No --duration: the floor never closes; agents work around the clock, so the daily
+    // break allowance is tested across several local midnights.
+    let mut cfg = SimConfig::new(12, 2, 11);
+    cfg.misconduct = Misconduct::none();
+    let end = START.plus(72 * HOUR);
+    let events: Vec<Event> = Generator::new(cfg, START)
+        .take_while(|e| e.ts <= end)
+        .flat_map(|e| decode_frame(&e.to_json()).events)
+        .map(|(_, e)| e)
+        .collect();
+    assert!(events.last().is_some_and(|e| e.ts > START.plus(71 * HOUR)));
+    let kinds = replay_kinds(&events, Some(end));
+    assert!(kinds.is_empty(), "compliant agents broke rules: {kinds:?}");
 }
