@@ -294,6 +294,11 @@ enum Action {
         token: u64,
     },
     StagedPause(usize, PausePlan),
+    StagedCall {
+        prefer: Option<usize>,
+        ring: Option<Millis>,
+        talk: Option<Millis>,
+    },
     StagedAcw {
         agent: usize,
         dur: Millis,
@@ -494,6 +499,16 @@ impl Generator {
         ring: Option<Millis>,
         talk: Option<Millis>,
     ) {
+        self.at(t, Action::StagedCall { prefer, ring, talk });
+    }
+
+    fn staged_call(
+        &mut self,
+        t: Timestamp,
+        prefer: Option<usize>,
+        ring: Option<Millis>,
+        talk: Option<Millis>,
+    ) {
         let q = self.pick_queue();
         let key = self.new_call(t, Some(q));
         if let Some(c) = self.calls.get_mut(&key) {
@@ -542,6 +557,10 @@ impl Generator {
     }
 
     fn push(&mut self, mut ev: SimEvent) {
+        debug_assert!(
+            self.out.back().is_none_or(|b| b.ts <= ev.ts),
+            "event out of time order: {ev:?}"
+        );
         self.seq += 1;
         ev.seq = self.seq;
         self.out.push_back(ev);
@@ -647,6 +666,7 @@ impl Generator {
                     self.start_pause(t, i, plan);
                 }
             }
+            Action::StagedCall { prefer, ring, talk } => self.staged_call(t, prefer, ring, talk),
             Action::StagedAcw { agent, dur } => {
                 if self.agents[agent].act == Activity::Idle {
                     self.acw_without_call(t, agent, dur);

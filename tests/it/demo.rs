@@ -90,6 +90,27 @@ fn demo_opening_works_for_tiny_floors() {
 }
 
 #[test]
+fn demo_stream_is_in_time_order_with_consecutive_seq() {
+    let evs: Vec<_> = Generator::new(SimConfig::demo(24, 1), T0)
+        .take(5_000)
+        .collect();
+    assert!(evs[0].ts >= T0);
+    for (k, w) in evs.windows(2).enumerate() {
+        assert_eq!(w[1].seq, w[0].seq + 1, "at {k}");
+        assert!(
+            w[1].ts >= w[0].ts,
+            "time goes back at {k}: {:?} then {:?}",
+            w[0],
+            w[1]
+        );
+    }
+    // Everyone is logged in before anything else happens.
+    assert!(evs[..24]
+        .iter()
+        .all(|e| e.kind == "agent.login" && e.ts == T0));
+}
+
+#[test]
 fn demo_stream_is_deterministic_for_a_start_and_seed() {
     let take = |seed| -> Vec<String> {
         Generator::new(SimConfig::demo(24, seed), T0)
