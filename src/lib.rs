@@ -21,3 +21,8 @@ pub mod event;
 pub mod replay;
 pub mod simulate;
 pub mod time;
+pub mod clock;
+pub mod floor;
+pub mod http;
+pub mod ingest;
+pub mod metrics;

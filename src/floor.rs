@@ -1,0 +1,358 @@
+//! The published read side of the floor: what HTTP handlers, the wallboard and metrics read.
+//!
+//! Owns: copies of the engine's views (agents, queues, engine clock), a bounded in-memory log
+//! of violations with their status, and today's HDR histograms of ring times (per team) and
+//! queue waits (per queue).
+//!
+//! Only the engine owner task (`daemon`) writes here, after it has applied events or
+//! timeouts; readers never touch the engine. Locks are held for a copy or a short scan, never
+//! across an `.await`. Must not: compute rule outcomes (that is the engine's job) or do I/O.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use dashmap::DashMap;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::engine::{AgentView, EventRef, QueueView, Rule, Violation};
+use crate::event::Id;
+use crate::time::{Calendar, Millis, Timestamp};
+
+/// How many violations the in-memory log keeps; when full, the oldest record is dropped.
+pub const VIOLATION_LOG_CAPACITY: usize = 100_000;
+
+/// Status of a violation record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Open,
+    Closed,
+}
+
+impl Status {
+    pub fn parse(s: &str) -> Option<Status> {
+        match s {
+            "open" => Some(Status::Open),
+            "closed" => Some(Status::Closed),
+            _ => None,
+        }
+    }
+}
+
+/// A violation as the API shows it: the surface record's keys plus `id`, `status`,
+/// `detected_at`, `cleared_at` and `evidence`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ViolationRecord {
+    #[serde(flatten)]
+    pub violation: Violation,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cleared_at: Option<Timestamp>,
+}
+
+/// Which records `Floor::violations` returns; `None` fields match everything.
+#[derive(Clone, Debug, Default)]
+pub struct ViolationFilter {
+    /// `at >= from`.
+    pub from: Option<Timestamp>,
+    /// `at < to`.
+    pub to: Option<Timestamp>,
+    pub agent: Option<String>,
+    pub team: Option<String>,
+    pub rule: Option<Rule>,
+    pub status: Option<Status>,
+}
+
+impl ViolationFilter {
+    fn matches(&self, r: &ViolationRecord) -> bool {
+        let v = &r.violation;
+        self.from.is_none_or(|f| v.at >= f)
+            && self.to.is_none_or(|t| v.at < t)
+            && self.agent.as_deref().is_none_or(|a| v.agent == a)
+            && self.team.as_deref().is_none_or(|t| v.team == t)
+            && self.rule.is_none_or(|r| v.rule == r)
+            && self.status.is_none_or(|s| r.status == s)
+    }
+}
+
+/// p50, p90 and p99 of one histogram, in seconds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+}
+
+/// The read side. Shared as `Arc<Floor>`.
+pub struct Floor {
+    agents: DashMap<Id, AgentView>,
+    queues: RwLock<Arc<Vec<QueueView>>>,
+    violations: RwLock<ViolationLog>,
+    today: Mutex<TodayHistograms>,
+    /// Engine clock in ms; `i64::MIN` while the engine has seen nothing.
+    engine_clock: AtomicI64,
+    sources_connected: AtomicUsize,
+}
+
+impl Floor {
+    pub fn new(calendar: Calendar) -> Floor {
+        Floor::with_capacity(calendar, VIOLATION_LOG_CAPACITY)
+    }
+
+    pub fn with_capacity(calendar: Calendar, violation_capacity: usize) -> Floor {
+        Floor {
+            agents: DashMap::new(),
+            queues: RwLock::new(Arc::new(Vec::new())),
+            violations: RwLock::new(ViolationLog::new(violation_capacity)),
+            today: Mutex::new(TodayHistograms::new(calendar)),
+            engine_clock: AtomicI64::new(i64::MIN),
+            sources_connected: AtomicUsize::new(0),
+        }
+    }
+
+    // ---- readers ----
+
+    /// Every known agent (logged in or not), sorted by id.
+    pub fn agents(&self) -> Vec<AgentView> {
+        let mut v: Vec<AgentView> = self.agents.iter().map(|e| e.value().clone()).collect();
+        v.sort_by(|a, b| a.agent.cmp(&b.agent));
+        v
+    }
+
+    pub fn agent(&self, agent: &str) -> Option<AgentView> {
+        self.agents.get(agent).map(|e| e.value().clone())
+    }
+
+    /// Every known queue, sorted by id, as of the last publish.
+    pub fn queues(&self) -> Arc<Vec<QueueView>> {
+        self.queues
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The engine clock as last published.
+    pub fn engine_clock(&self) -> Option<Timestamp> {
+        match self.engine_clock.load(Ordering::Acquire) {
+            i64::MIN => None,
+            ms => Some(Timestamp(ms)),
+        }
+    }
+
+    /// How many ingest connections are open now.
+    pub fn sources_connected(&self) -> usize {
+        self.sources_connected.load(Ordering::Acquire)
+    }
+
+    /// Matching records in the order raised, at most `limit` (the newest ones).
+    pub fn violations(&self, filter: &ViolationFilter, limit: usize) -> Vec<ViolationRecord> {
+        let log = self.violations.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<ViolationRecord> = log
+            .records
+            .iter()
+            .rev()
+            .filter(|r| filter.matches(r))
+            .take(limit)
+            .cloned()
+            .collect();
+        out.reverse();
+        out
+    }
+
+    /// Open records in the order raised.
+    pub fn open_violations(&self) -> Vec<ViolationRecord> {
+        let filter = ViolationFilter {
+            status: Some(Status::Open),
+            ..ViolationFilter::default()
+        };
+        self.violations(&filter, usize::MAX)
+    }
+
+    /// Today's ring-time percentiles per team.
+    pub fn ring_percentiles(&self) -> BTreeMap<Id, Percentiles> {
+        let t = self.today.lock().unwrap_or_else(|e| e.into_inner());
+        percentiles_of(&t.ring_by_team)
+    }
+
+    /// Today's queue-wait percentiles (answered calls) per queue.
+    pub fn wait_percentiles(&self) -> BTreeMap<Id, Percentiles> {
+        let t = self.today.lock().unwrap_or_else(|e| e.into_inner());
+        percentiles_of(&t.wait_by_queue)
+    }
+
+    // ---- writers: the engine owner task only ----
+
+    pub(crate) fn put_agent(&self, view: AgentView) {
+        self.agents.insert(view.agent.clone(), view);
+    }
+
+    pub(crate) fn set_queues(&self, queues: Vec<QueueView>) {
+        *self.queues.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(queues);
+    }
+
+    pub(crate) fn set_engine_clock(&self, now: Option<Timestamp>) {
+        self.engine_clock
+            .store(now.map_or(i64::MIN, |t| t.0), Ordering::Release);
+    }
+
+    pub(crate) fn set_sources_connected(&self, n: usize) {
+        self.sources_connected.store(n, Ordering::Release);
+    }
+
+    pub(crate) fn push_violation(&self, v: Violation) {
+        self.violations
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(v);
+    }
+
+    /// Marks violation `id` closed at `at`; returns its rule and team if it was open.
+    pub(crate) fn close_violation(
+        &self,
+        id: u64,
+        at: Timestamp,
+        ended_by: EventRef,
+    ) -> Option<(Rule, Id)> {
+        self.violations
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .close(id, at, ended_by)
+    }
+
+    /// Starts a new local day when `now` has left the current one; returns whether it did.
+    pub(crate) fn roll_day(&self, now: Timestamp) -> bool {
+        self.today
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .roll(now)
+    }
+
+    pub(crate) fn record_ring(&self, now: Timestamp, team: &Id, ring: Millis) {
+        let mut t = self.today.lock().unwrap_or_else(|e| e.into_inner());
+        t.roll(now);
+        TodayHistograms::record(&mut t.ring_by_team, team, ring);
+    }
+
+    pub(crate) fn record_wait(&self, now: Timestamp, queue: &Id, wait: Millis) {
+        let mut t = self.today.lock().unwrap_or_else(|e| e.into_inner());
+        t.roll(now);
+        TodayHistograms::record(&mut t.wait_by_queue, queue, wait);
+    }
+}
+
+/// Violations in the order raised (ids increase), bounded.
+struct ViolationLog {
+    records: VecDeque<ViolationRecord>,
+    capacity: usize,
+}
+
+impl ViolationLog {
+    fn new(capacity: usize) -> ViolationLog {
+        ViolationLog {
+            records: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn push(&mut self, v: Violation) {
+        if self.records.len() >= self.capacity {
+            self.records.pop_front();
+        }
+        self.records.push_back(ViolationRecord {
+            violation: v,
+            status: Status::Open,
+            cleared_at: None,
+        });
+    }
+
+    fn close(&mut self, id: u64, at: Timestamp, ended_by: EventRef) -> Option<(Rule, Id)> {
+        // Ids are raised in increasing order, so the log is sorted by id.
+        let i = self
+            .records
+            .binary_search_by_key(&id, |r| r.violation.id)
+            .ok()?;
+        let r = self.records.get_mut(i)?;
+        if r.status != Status::Open {
+            return None;
+        }
+        r.status = Status::Closed;
+        r.cleared_at = Some(at);
+        if r.violation.evidence.ended_by.is_none() {
+            r.violation.evidence.ended_by = Some(ended_by);
+        }
+        Some((r.violation.rule, r.violation.team.clone()))
+    }
+}
+
+/// Ring times and queue waits of the current local day, in milliseconds.
+struct TodayHistograms {
+    calendar: Calendar,
+    /// End of the current day; `None` before the first record.
+    day_end: Option<Timestamp>,
+    ring_by_team: BTreeMap<Id, Histogram<u64>>,
+    wait_by_queue: BTreeMap<Id, Histogram<u64>>,
+}
+
+/// Values are clamped to [1 ms, 1 day]; 3 significant digits.
+const HIST_MAX_MS: u64 = 24 * 3_600_000;
+
+impl TodayHistograms {
+    fn new(calendar: Calendar) -> TodayHistograms {
+        TodayHistograms {
+            calendar,
+            day_end: None,
+            ring_by_team: BTreeMap::new(),
+            wait_by_queue: BTreeMap::new(),
+        }
+    }
+
+    fn roll(&mut self, now: Timestamp) -> bool {
+        match self.day_end {
+            Some(end) if now < end => false,
+            _ => {
+                let day = self.calendar.day(now);
+                let rolled = self.day_end.is_some();
+                self.day_end = Some(day.end);
+                if rolled {
+                    self.ring_by_team.clear();
+                    self.wait_by_queue.clear();
+                }
+                rolled
+            }
+        }
+    }
+
+    fn record(map: &mut BTreeMap<Id, Histogram<u64>>, key: &Id, ms: Millis) {
+        if !map.contains_key(key) {
+            match Histogram::<u64>::new_with_bounds(1, HIST_MAX_MS, 3) {
+                Ok(h) => {
+                    map.insert(key.clone(), h);
+                }
+                Err(_) => return,
+            }
+        }
+        if let Some(h) = map.get_mut(key) {
+            h.saturating_record((ms.max(0) as u64).clamp(1, HIST_MAX_MS));
+        }
+    }
+}
+
+fn percentiles_of(map: &BTreeMap<Id, Histogram<u64>>) -> BTreeMap<Id, Percentiles> {
+    map.iter()
+        .map(|(k, h)| {
+            let q = |x: f64| h.value_at_quantile(x) as f64 / 1000.0;
+            (
+                k.clone(),
+                Percentiles {
+                    count: h.len(),
+                    p50: q(0.5),
+                    p90: q(0.9),
+                    p99: q(0.99),
+                },
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,427 @@
+//! WebSocket ingest of the protocol page (`floorwatch.v1`), in both directions: sources that
+//! connect to `GET /ingest?source=NAME` (listen mode) and the daemon dialing `source.url`
+//! (connect mode, redialing forever with capped exponential back-off and jitter).
+//!
+//! Owns: the per-connection session: hello, frame decoding, error replies, acks, the frame
+//! size limit (close code 1009), bearer-token checks on `/ingest`.
+//! Must not: touch the engine other than through [`EngineClient`], or block the engine task:
+//! a connection waits for its own batch's reply, and waits when the engine channel is full
+//! (back-pressure on that source only); writes to a peer that does not read time out after
+//! [`WRITE_TIMEOUT`] and drop that connection.
+//!
+//! # Acks
+//!
+//! The daemon has no durable store yet, so `ack` (and the hello's `resume_after`) mean
+//! "applied to the engine in this process": the highest `seq` applied or ignored as a
+//! duplicate from the source name. After a daemon restart `resume_after` is `null` again.
+//! One ack is sent after every frame that held at least one valid event with a `seq`
+//! behind it, which is more often than the protocol's "at least every second".
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use rand::Rng;
+use serde::Deserialize;
+use tokio_tungstenite::tungstenite;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::daemon::{ConnId, EngineClient};
+use crate::event::{decode_frame, Id, MAX_ID_LEN};
+use crate::http::{bearer_ok, ApiError, AppState};
+use crate::metrics::{Metrics, REJECT_BINARY};
+
+/// The protocol name sent in the hello.
+pub const PROTOCOL: &str = "floorwatch.v1";
+
+/// Close code for a frame over `source.max_frame` (RFC 6455 "message too big").
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code when the daemon shuts down ("going away").
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// A write to a source that takes longer than this drops the connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connect mode back-off: first delay, doubled per failed attempt up to the cap.
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// After a close the daemon lingers this long before dropping the socket, so that the peer
+/// reads the close frame before the TCP connection is reset.
+const CLOSE_LINGER: Duration = Duration::from_millis(250);
+
+/// Everything a session needs. Cheap to clone.
+#[derive(Clone)]
+pub struct Ingest {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<Config>,
+    clock: Clock,
+    engine: EngineClient,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+}
+
+/// What a transport received, reduced to what a session acts on.
+enum Incoming {
+    Text(String),
+    Binary,
+    /// A frame or message over the size limit.
+    TooBig,
+    /// Ping, pong: handled by the WebSocket layer.
+    Control,
+    Closed,
+}
+
+/// The two WebSocket stacks (axum's server side, tokio-tungstenite's client side) seen the
+/// same way by a session.
+trait Transport: Send {
+    async fn next_incoming(&mut self) -> Incoming;
+    /// Queues every text and flushes; false when the connection is gone.
+    async fn send_texts(&mut self, texts: Vec<String>) -> bool;
+    async fn close_with(&mut self, code: u16, reason: &str);
+}
+
+fn too_big(e: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        e.downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(_))
+    )
+}
+
+impl Transport for WebSocket {
+    async fn next_incoming(&mut self) -> Incoming {
+        match self.recv().await {
+            None => Incoming::Closed,
+            Some(Ok(ws::Message::Text(t))) => Incoming::Text(t.as_str().to_owned()),
+            Some(Ok(ws::Message::Binary(_))) => Incoming::Binary,
+            Some(Ok(ws::Message::Close(_))) => Incoming::Closed,
+            Some(Ok(_)) => Incoming::Control,
+            Some(Err(e)) => {
+                let inner = e.into_inner();
+                if too_big(inner.as_ref()) {
+                    Incoming::TooBig
+                } else {
+                    tracing::debug!(error = %inner, "ingest read failed");
+                    Incoming::Closed
+                }
+            }
+        }
+    }
+
+    async fn send_texts(&mut self, texts: Vec<String>) -> bool {
+        let send = async {
+            for t in texts {
+                self.feed(ws::Message::Text(t.into())).await?;
+            }
+            self.flush().await
+        };
+        matches!(tokio::time::timeout(WRITE_TIMEOUT, send).await, Ok(Ok(())))
+    }
+
+    async fn close_with(&mut self, code: u16, reason: &str) {
+        let frame = ws::CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ =
+            tokio::time::timeout(WRITE_TIMEOUT, self.send(ws::Message::Close(Some(frame)))).await;
+    }
+}
+
+type ClientStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl Transport for ClientStream {
+    async fn next_incoming(&mut self) -> Incoming {
+        match self.next().await {
+            None => Incoming::Closed,
+            Some(Ok(tungstenite::Message::Text(t))) => Incoming::Text(t.as_str().to_owned()),
+            Some(Ok(tungstenite::Message::Binary(_))) => Incoming::Binary,
+            Some(Ok(tungstenite::Message::Close(_))) => Incoming::Closed,
+            Some(Ok(_)) => Incoming::Control,
+            Some(Err(tungstenite::Error::Capacity(_))) => Incoming::TooBig,
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "ingest read failed");
+                Incoming::Closed
+            }
+        }
+    }
+
+    async fn send_texts(&mut self, texts: Vec<String>) -> bool {
+        let send = async {
+            for t in texts {
+                self.feed(tungstenite::Message::text(t)).await?;
+            }
+            self.flush().await
+        };
+        matches!(tokio::time::timeout(WRITE_TIMEOUT, send).await, Ok(Ok(())))
+    }
+
+    async fn close_with(&mut self, code: u16, reason: &str) {
+        let frame = tungstenite::protocol::CloseFrame {
+            code: code.into(),
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, self.close(Some(frame))).await;
+    }
+}
+
+#[derive(Deserialize)]
+pub struct IngestQuery {
+    source: Option<String>,
+}
+
+/// `GET /ingest?source=NAME`: checks the bearer token (401 before the upgrade), then serves
+/// the WebSocket session.
+pub async fn handle_upgrade(
+    State(state): State<AppState>,
+    Query(query): Query<IngestQuery>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let ingest = state.ingest;
+    let config = &ingest.inner.config;
+    if !bearer_ok(&headers, &config.server.tokens.ingest) {
+        return ApiError::Unauthorized.into_response();
+    }
+    let source = query.source.unwrap_or_else(|| "default".to_string());
+    if source.is_empty() || source.len() > MAX_ID_LEN {
+        return ApiError::BadRequest(format!(
+            "source must be a non-empty name of at most {MAX_ID_LEN} bytes"
+        ))
+        .into_response();
+    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let max = config.source.max_frame;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |mut socket| async move {
+            ingest.serve(&mut socket, Id::from(source)).await;
+        })
+}
+
+impl Ingest {
+    pub fn new(
+        config: Arc<Config>,
+        clock: Clock,
+        engine: EngineClient,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Ingest {
+        Ingest {
+            inner: Arc::new(Inner {
+                config,
+                clock,
+                engine,
+                metrics,
+                shutdown,
+            }),
+        }
+    }
+
+    /// Connect mode: dials `source.url` and serves it, redialing forever with capped
+    /// exponential back-off and jitter, until shutdown.
+    pub async fn run_dialer(&self) {
+        let cfg = &self.inner.config.source;
+        let Some(url) = cfg.url.clone() else {
+            tracing::error!("connect mode without source.url");
+            return;
+        };
+        let source = Id::from(cfg.name.as_str());
+        let ws_config = tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(cfg.max_frame))
+            .max_frame_size(Some(cfg.max_frame));
+        let mut failures: u32 = 0;
+        let mut first = true;
+        loop {
+            if !first {
+                self.inner.metrics.source_reconnects.inc();
+                let delay = backoff(failures);
+                tracing::info!(url = %url, delay_ms = delay.as_millis() as u64, "redialing source");
+                tokio::select! {
+                    _ = self.inner.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            first = false;
+            let request = match client_request(&url, &cfg.headers) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(url = %url, error = %e, "bad source request");
+                    failures = failures.saturating_add(1);
+                    continue;
+                }
+            };
+            let dial = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+            let result = tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                r = dial => r,
+            };
+            match result {
+                Ok((mut stream, _response)) => {
+                    tracing::info!(url = %url, source = %source, "connected to source");
+                    failures = 0;
+                    self.serve(&mut stream, source.clone()).await;
+                    tracing::warn!(url = %url, source = %source, "source connection ended");
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(url = %url, error = %e, attempt = failures, "cannot connect to source");
+                }
+            }
+            if self.inner.shutdown.is_cancelled() {
+                return;
+            }
+        }
+    }
+
+    /// One connection, from hello to close. Tells the engine task when it starts and ends.
+    async fn serve<T: Transport>(&self, t: &mut T, source: Id) {
+        let engine = &self.inner.engine;
+        let Ok((conn, resume)) = engine.connect(&source).await else {
+            t.close_with(CLOSE_GOING_AWAY, "daemon shutting down").await;
+            return;
+        };
+        self.session(t, &source, conn, resume).await;
+        engine.disconnect(conn).await;
+    }
+
+    async fn session<T: Transport>(
+        &self,
+        t: &mut T,
+        source: &Id,
+        conn: ConnId,
+        resume: Option<u64>,
+    ) {
+        let inner = &*self.inner;
+        let hello =
+            serde_json::json!({"type": "hello", "protocol": PROTOCOL, "resume_after": resume});
+        if !t.send_texts(vec![hello.to_string()]).await {
+            return;
+        }
+        loop {
+            let incoming = tokio::select! {
+                _ = inner.shutdown.cancelled() => {
+                    t.close_with(CLOSE_GOING_AWAY, "daemon shutting down").await;
+                    return;
+                }
+                m = t.next_incoming() => m,
+            };
+            let replies = match incoming {
+                Incoming::Text(text) => match self.handle_text(conn, &text).await {
+                    Some(r) => r,
+                    None => {
+                        t.close_with(CLOSE_GOING_AWAY, "daemon shutting down").await;
+                        return;
+                    }
+                },
+                Incoming::Binary => {
+                    inner.metrics.observe_rejected(REJECT_BINARY);
+                    vec![error_json(
+                        None,
+                        None,
+                        "binary frames are not accepted: send JSON text frames",
+                    )]
+                }
+                Incoming::TooBig => {
+                    let max = inner.config.source.max_frame;
+                    tracing::warn!(source = %source, max_frame = max, "frame too large, closing");
+                    t.close_with(CLOSE_TOO_BIG, &format!("frame larger than {max} bytes"))
+                        .await;
+                    tokio::time::sleep(CLOSE_LINGER).await;
+                    return;
+                }
+                Incoming::Control => continue,
+                Incoming::Closed => return,
+            };
+            if !replies.is_empty() && !t.send_texts(replies).await {
+                tracing::warn!(source = %source, "source does not read replies, dropping connection");
+                return;
+            }
+        }
+    }
+
+    /// Decodes a frame, applies its valid events; returns the replies (errors, then the ack),
+    /// or `None` when the engine task has stopped.
+    async fn handle_text(&self, conn: ConnId, text: &str) -> Option<Vec<String>> {
+        let inner = &*self.inner;
+        let received = inner.clock.now();
+        let frame = decode_frame(text);
+        let mut replies = Vec::with_capacity(frame.rejected.len() + 1);
+        for r in &frame.rejected {
+            inner.metrics.observe_rejected(r.error.reason_label());
+            replies.push(error_json(r.seq, r.index, &r.error.to_string()));
+        }
+        if !frame.events.is_empty() {
+            let events = frame.events.into_iter().map(|(_, e)| e).collect();
+            let reply = inner.engine.apply(conn, received, events).await.ok()?;
+            if let Some(seq) = reply.ack {
+                replies.push(serde_json::json!({"type": "ack", "seq": seq}).to_string());
+            }
+        }
+        Some(replies)
+    }
+}
+
+fn error_json(seq: Option<u64>, index: Option<usize>, reason: &str) -> String {
+    serde_json::json!({"type": "error", "seq": seq, "index": index, "reason": reason}).to_string()
+}
+
+/// Delay before redial number `failures + 1`: base × 2^failures, capped, times a random
+/// factor in [0.5, 1).
+fn backoff(failures: u32) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32.checked_shl(failures.min(16)).unwrap_or(u32::MAX));
+    let capped = exp.min(BACKOFF_CAP);
+    capped.mul_f64(rand::rng().random_range(0.5..1.0))
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RequestError {
+    #[error("invalid source.url: {0}")]
+    Url(tungstenite::Error),
+    #[error("invalid header {0:?} in source.headers")]
+    Header(String),
+}
+
+fn client_request(
+    url: &str,
+    headers: &[(String, String)],
+) -> Result<tungstenite::handshake::client::Request, RequestError> {
+    use tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().map_err(RequestError::Url)?;
+    for (k, v) in headers {
+        let name = axum::http::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| RequestError::Header(k.clone()))?;
+        let value =
+            axum::http::HeaderValue::from_str(v).map_err(|_| RequestError::Header(k.clone()))?;
+        req.headers_mut().insert(name, value);
+    }
+    Ok(req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_with_jitter() {
+        for f in 0..40 {
+            let d = backoff(f);
+            assert!(d <= BACKOFF_CAP, "{f}: {d:?}");
+            assert!(d >= BACKOFF_BASE / 2, "{f}: {d:?}");
+        }
+        assert!(backoff(30) >= BACKOFF_CAP / 2);
+    }
+}

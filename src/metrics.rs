@@ -1,0 +1,349 @@
+//! Prometheus metrics: the families of the surface page, in the daemon's own [`Registry`].
+//!
+//! Owns: the registry, every `floorwatch_*` family, and the bookkeeping that keeps label
+//! cardinality bounded. The engine owner task updates the floor families from engine effects
+//! and published views; ingest connections update the ingest counters; `/metrics` encodes.
+//! Must not: read the engine or the wall clock.
+//!
+//! # Cardinality
+//!
+//! - `floorwatch_agent_state{agent,team,state}` has one series per logged-in agent (value 1
+//!   for its current effective state); the series is removed when the agent logs out, and the
+//!   old one when its state or team changes.
+//! - Per-agent counters (`floorwatch_violations_total{rule,kind,team,agent}`,
+//!   `floorwatch_demerit_points_total{team,agent}`) are retired at the first local day
+//!   rollover (engine clock, `appraisal.timezone`) at which the agent is not logged in. An agent
+//!   who logs back in later starts new series from zero, which `rate()`/`increase()` treat as
+//!   a counter reset. So the per-agent series are bounded by the agents active on a day.
+//! - Everything else is labelled by team, queue, rule, kind, event type or rejection reason.
+//! - `floorwatch_source_connected` is the number of open ingest connections (0 or 1 in connect
+//!   mode).
+//! - `floorwatch_event_lag_seconds` observes receive time minus `ts`; negative lags (source
+//!   clock ahead) are observed as 0.
+
+use std::collections::{HashMap, HashSet};
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::engine::{AgentView, EffectiveState, QueueView, Violation};
+use crate::event::{DecodeError, Id, EVENT_TYPES};
+use crate::time::{Millis, Timestamp};
+
+/// Content type of the text exposition (Prometheus 3 refuses anything else by default).
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Rejection label for binary WebSocket frames (the protocol is text frames only).
+pub const REJECT_BINARY: &str = "binary_frame";
+
+/// Every family of the surface page, plus `floorwatch_source_reconnects_total`.
+pub struct Metrics {
+    registry: Registry,
+    pub agents: IntGaugeVec,
+    pub agent_state: IntGaugeVec,
+    pub calls_waiting: IntGaugeVec,
+    pub longest_wait_seconds: prometheus::GaugeVec,
+    pub calls_offered: IntCounterVec,
+    pub calls_answered: IntCounterVec,
+    pub calls_abandoned: IntCounterVec,
+    pub answer_wait_seconds: HistogramVec,
+    pub ring_seconds: HistogramVec,
+    pub violations: IntCounterVec,
+    pub active_violations: IntGaugeVec,
+    pub demerit_points: IntCounterVec,
+    pub events: IntCounterVec,
+    pub events_rejected: IntCounterVec,
+    pub events_late: IntCounter,
+    pub events_duplicate: IntCounter,
+    pub event_lag_seconds: Histogram,
+    pub source_connected: IntGauge,
+    pub source_reconnects: IntCounter,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot register metric family: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels)
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels)
+        };
+        let m = Metrics {
+            agents: gauge_vec(
+                "floorwatch_agents",
+                "Logged-in agents by team and effective state",
+                &["team", "state"],
+            )?,
+            agent_state: gauge_vec(
+                "floorwatch_agent_state",
+                "1 for each logged-in agent's current effective state",
+                &["agent", "team", "state"],
+            )?,
+            calls_waiting: gauge_vec(
+                "floorwatch_calls_waiting",
+                "Calls waiting in the queue now",
+                &["queue"],
+            )?,
+            longest_wait_seconds: prometheus::GaugeVec::new(
+                Opts::new(
+                    "floorwatch_longest_wait_seconds",
+                    "Wait of the longest-waiting call in the queue (engine clock)",
+                ),
+                &["queue"],
+            )?,
+            calls_offered: counter_vec(
+                "floorwatch_calls_offered_total",
+                "Calls offered to the queue (call.queued)",
+                &["queue"],
+            )?,
+            calls_answered: counter_vec(
+                "floorwatch_calls_answered_total",
+                "Queue calls answered",
+                &["queue"],
+            )?,
+            calls_abandoned: counter_vec(
+                "floorwatch_calls_abandoned_total",
+                "Queue calls abandoned by the caller",
+                &["queue"],
+            )?,
+            answer_wait_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "floorwatch_answer_wait_seconds",
+                    "Queue wait of answered calls",
+                )
+                .buckets(vec![
+                    1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 300.0,
+                ]),
+                &["queue"],
+            )?,
+            ring_seconds: HistogramVec::new(
+                HistogramOpts::new("floorwatch_ring_seconds", "Length of ended ring episodes")
+                    .buckets(vec![1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0]),
+                &["team"],
+            )?,
+            violations: counter_vec(
+                "floorwatch_violations_total",
+                "Violations raised",
+                &["rule", "kind", "team", "agent"],
+            )?,
+            active_violations: gauge_vec(
+                "floorwatch_active_violations",
+                "Violations whose condition has not cleared",
+                &["rule", "team"],
+            )?,
+            demerit_points: counter_vec(
+                "floorwatch_demerit_points_total",
+                "Demerit points of raised violations",
+                &["team", "agent"],
+            )?,
+            events: counter_vec(
+                "floorwatch_events_total",
+                "Events applied to the engine (duplicates excluded)",
+                &["type"],
+            )?,
+            events_rejected: counter_vec(
+                "floorwatch_events_rejected_total",
+                "Events rejected at decoding",
+                &["reason"],
+            )?,
+            events_late: IntCounter::new(
+                "floorwatch_events_late_total",
+                "Events older than the engine clock, applied at the clock's time",
+            )?,
+            events_duplicate: IntCounter::new(
+                "floorwatch_events_duplicate_total",
+                "Events ignored because their seq was already processed",
+            )?,
+            event_lag_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "floorwatch_event_lag_seconds",
+                    "Receive time minus event ts (source to daemon lag)",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    300.0,
+                ]),
+            )?,
+            source_connected: IntGauge::new(
+                "floorwatch_source_connected",
+                "Open ingest connections",
+            )?,
+            source_reconnects: IntCounter::new(
+                "floorwatch_source_reconnects_total",
+                "Connect mode: redials after a dropped or failed connection",
+            )?,
+            registry,
+        };
+        m.register()?;
+        for t in EVENT_TYPES {
+            m.events.with_label_values(&[t]);
+        }
+        for r in DecodeError::LABELS.iter().copied().chain([REJECT_BINARY]) {
+            m.events_rejected.with_label_values(&[r]);
+        }
+        Ok(m)
+    }
+
+    fn register(&self) -> Result<(), prometheus::Error> {
+        let r = &self.registry;
+        r.register(Box::new(self.agents.clone()))?;
+        r.register(Box::new(self.agent_state.clone()))?;
+        r.register(Box::new(self.calls_waiting.clone()))?;
+        r.register(Box::new(self.longest_wait_seconds.clone()))?;
+        r.register(Box::new(self.calls_offered.clone()))?;
+        r.register(Box::new(self.calls_answered.clone()))?;
+        r.register(Box::new(self.calls_abandoned.clone()))?;
+        r.register(Box::new(self.answer_wait_seconds.clone()))?;
+        r.register(Box::new(self.ring_seconds.clone()))?;
+        r.register(Box::new(self.violations.clone()))?;
+        r.register(Box::new(self.active_violations.clone()))?;
+        r.register(Box::new(self.demerit_points.clone()))?;
+        r.register(Box::new(self.events.clone()))?;
+        r.register(Box::new(self.events_rejected.clone()))?;
+        r.register(Box::new(self.events_late.clone()))?;
+        r.register(Box::new(self.events_duplicate.clone()))?;
+        r.register(Box::new(self.event_lag_seconds.clone()))?;
+        r.register(Box::new(self.source_connected.clone()))?;
+        r.register(Box::new(self.source_reconnects.clone()))?;
+        Ok(())
+    }
+
+    /// The text exposition of every family.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        buf
+    }
+
+    pub fn observe_rejected(&self, reason: &'static str) {
+        self.events_rejected.with_label_values(&[reason]).inc();
+    }
+
+    pub fn observe_lag(&self, lag: Millis) {
+        self.event_lag_seconds.observe(lag.max(0) as f64 / 1000.0);
+    }
+}
+
+/// What the owner task remembers about the series it has set, to keep cardinality bounded.
+#[derive(Default)]
+pub(crate) struct SeriesBook {
+    /// Logged-in agent → (team, effective state) of its `floorwatch_agent_state` series.
+    agent_state: HashMap<Id, (Id, EffectiveState)>,
+    /// Agent → label sets of its per-agent counters: (rule, kind, team) and team.
+    agent_counters: HashMap<Id, AgentCounters>,
+    /// Queues whose gauges were set.
+    queues: HashSet<Id>,
+}
+
+#[derive(Default)]
+struct AgentCounters {
+    violations: HashSet<(&'static str, &'static str, Id)>,
+    points: HashSet<Id>,
+}
+
+impl SeriesBook {
+    pub(crate) fn agent_changed(&mut self, m: &Metrics, view: &AgentView) {
+        let now = match (view.logged_in, view.effective) {
+            (true, Some(s)) => Some((view.team.clone(), s)),
+            _ => None,
+        };
+        let before = self.agent_state.get(&view.agent).cloned();
+        if before == now {
+            return;
+        }
+        if let Some((team, s)) = &before {
+            let _ = m
+                .agent_state
+                .remove_label_values(&[&view.agent, team, s.as_str()]);
+            m.agents.with_label_values(&[team, s.as_str()]).dec();
+        }
+        match now {
+            Some((team, s)) => {
+                m.agent_state
+                    .with_label_values(&[&view.agent, &team, s.as_str()])
+                    .set(1);
+                m.agents.with_label_values(&[&team, s.as_str()]).inc();
+                self.agent_state.insert(view.agent.clone(), (team, s));
+            }
+            None => {
+                self.agent_state.remove(&view.agent);
+            }
+        }
+    }
+
+    pub(crate) fn violation(&mut self, m: &Metrics, v: &Violation) {
+        let (rule, kind) = (v.rule.as_str(), v.kind.as_str());
+        m.violations
+            .with_label_values(&[rule, kind, &v.team, &v.agent])
+            .inc();
+        m.demerit_points
+            .with_label_values(&[&v.team, &v.agent])
+            .inc_by(u64::from(v.points));
+        m.active_violations
+            .with_label_values(&[rule, &v.team])
+            .inc();
+        let c = self.agent_counters.entry(v.agent.clone()).or_default();
+        c.violations.insert((rule, kind, v.team.clone()));
+        c.points.insert(v.team.clone());
+    }
+
+    pub(crate) fn cleared(&mut self, m: &Metrics, rule: &'static str, team: &Id) {
+        m.active_violations.with_label_values(&[rule, team]).dec();
+    }
+
+    /// Retires the per-agent counters of agents not logged in now (at a day rollover).
+    pub(crate) fn retire_logged_out(&mut self, m: &Metrics) {
+        let gone: Vec<Id> = self
+            .agent_counters
+            .keys()
+            .filter(|a| !self.agent_state.contains_key(*a))
+            .cloned()
+            .collect();
+        for agent in gone {
+            if let Some(c) = self.agent_counters.remove(&agent) {
+                for (rule, kind, team) in c.violations {
+                    let _ = m
+                        .violations
+                        .remove_label_values(&[rule, kind, &team, &agent]);
+                }
+                for team in c.points {
+                    let _ = m.demerit_points.remove_label_values(&[&team, &agent]);
+                }
+            }
+        }
+    }
+
+    /// Sets the queue gauges from published views; `now` is the engine clock.
+    pub(crate) fn queues(&mut self, m: &Metrics, queues: &[QueueView], now: Option<Timestamp>) {
+        for q in queues {
+            m.calls_waiting
+                .with_label_values(&[&q.queue])
+                .set(i64::try_from(q.waiting).unwrap_or(i64::MAX));
+            let longest = match (q.oldest_since, now) {
+                (Some(since), Some(now)) if q.waiting > 0 => {
+                    now.since(since).max(0) as f64 / 1000.0
+                }
+                _ => 0.0,
+            };
+            m.longest_wait_seconds
+                .with_label_values(&[&q.queue])
+                .set(longest);
+            if !self.queues.contains(&q.queue) {
+                self.queues.insert(q.queue.clone());
+                // Make the counters and histogram visible at zero as soon as a queue is known.
+                m.calls_offered.with_label_values(&[&q.queue]);
+                m.calls_answered.with_label_values(&[&q.queue]);
+                m.calls_abandoned.with_label_values(&[&q.queue]);
+            }
+        }
+    }
+}
