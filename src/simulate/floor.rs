@@ -25,6 +25,9 @@ const HOUR: Millis = 3_600_000;
 /// (ring-no-answer). Longer than the 15 s rule, as on most ACDs, so a ring-out is `late`.
 const RONA: Millis = 30 * SEC;
 
+/// When the showcase opening stages its first incidents, after the logins at the start.
+const STAGE: Millis = 500;
+
 /// Queues and their share of inbound traffic.
 const QUEUES: [(&str, f64); 3] = [("sales", 0.45), ("service", 0.40), ("billing", 0.15)];
 
@@ -444,9 +447,10 @@ impl Generator {
         }
     }
 
-    /// Everyone in at once, then: a pause with no reason (`no_reason` at +6 s), wrap-up
-    /// without a call (`acw_without_call` at +7 s), a legitimate break, a call left ringing
-    /// 19 s (`late` at about +17 s), a short call that ends in wrap-up, and calls queued at once.
+    /// Everyone in at once, then at +0.5 s: a pause with no reason (`no_reason` at +5.5 s),
+    /// wrap-up without a call (`acw_without_call` at +5.5 s), a legitimate break; calls
+    /// queued at once and rung from +0.7 s, one of them left ringing 19 s (`late` at +15.7 s),
+    /// one short call that ends in wrap-up at about +11 s.
     fn stage_showcase(&mut self, t0: Timestamp) {
         let n = self.agents.len();
         for i in 0..n {
@@ -460,11 +464,11 @@ impl Generator {
                 approval: None,
                 lead_in: None,
             };
-            self.at(t0.plus(SEC), Action::StagedPause(0, plan));
+            self.at(t0.plus(STAGE), Action::StagedPause(0, plan));
         }
         if n >= 2 {
             let dur = self.rng.random_range(70 * SEC..=100 * SEC);
-            self.at(t0.plus(SEC), Action::StagedAcw { agent: 1, dur });
+            self.at(t0.plus(STAGE), Action::StagedAcw { agent: 1, dur });
         }
         if n >= 3 {
             let dur = self.rng.random_range(4 * MIN..=8 * MIN);
@@ -474,7 +478,7 @@ impl Generator {
                 approval: None,
                 lead_in: None,
             };
-            self.at(t0.plus(SEC), Action::StagedPause(2, plan));
+            self.at(t0.plus(STAGE), Action::StagedPause(2, plan));
         }
         if n >= 4 {
             self.stage_call(t0, Some(3), Some(19 * SEC), None);
@@ -489,7 +493,7 @@ impl Generator {
         }
         // Dispatch after the staged pauses so the staged agents are not handed calls first.
         self.dispatch_pending = true;
-        self.at(t0.plus(1_500), Action::Dispatch);
+        self.at(t0.plus(STAGE + 200), Action::Dispatch);
     }
 
     fn stage_call(

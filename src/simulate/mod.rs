@@ -6,7 +6,8 @@
 //!   the daemon's `/ingest`, with ack-driven buffering and resume.
 //! - this module: the command itself, and [`write_ndjson`] for `--out`.
 //!
-//! The wall clock is read once, here, to anchor simulated time when `--start` is not given.
+//! The wall clock is read once (through [`crate::clock`]), here, to anchor simulated time
+//! when `--start` is not given.
 
 pub mod client;
 pub mod floor;
@@ -78,7 +79,7 @@ pub(crate) fn init_logging() {
 
 /// The current wall-clock time, to anchor a simulation that should run "now".
 pub(crate) fn wall_now() -> Timestamp {
-    Timestamp(jiff::Timestamp::now().as_millisecond())
+    crate::clock::Clock::system().now()
 }
 
 /// `floorwatch simulate`.
