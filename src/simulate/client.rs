@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::floor::SimEvent;
+use super::model::SimEvent;
 use crate::time::Timestamp;
 
 /// Events kept for re-sending until acknowledged. When full, the simulation waits for acks

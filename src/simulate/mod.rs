@@ -1,6 +1,6 @@
 //! `floorwatch simulate`: a simulated phone system.
 //!
-//! - [`floor`]: the pure, deterministic floor model ([`Generator`]) that yields protocol
+//! - [`model`]: the pure, deterministic floor model ([`Generator`]) that yields protocol
 //!   events for a seed. No I/O, no clock.
 //! - [`client`]: [`drive`], the WebSocket client that paces those events in real time into
 //!   the daemon's `/ingest`, with ack-driven buffering and resume.
@@ -10,7 +10,7 @@
 //! when `--start` is not given.
 
 pub mod client;
-pub mod floor;
+pub mod model;
 
 use std::io::{self, Write};
 
@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 pub use client::{drive, DriveError, DriveStats, Pace};
-pub use floor::{Generator, Misconduct, Opening, SimConfig, SimEvent};
+pub use model::{Generator, Misconduct, Opening, SimConfig, SimEvent};
 
 use crate::cli::SimulateArgs;
 use crate::time::{parse_duration, Timestamp};
