@@ -34,6 +34,8 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A connection that lasted this long resets the back-off.
+const STABLE: Duration = Duration::from_secs(10);
 /// After the last event is sent, how long to wait for the daemon to acknowledge the rest.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -135,7 +137,7 @@ where
                 continue;
             }
         };
-        backoff = BACKOFF_MIN;
+        let connected_at = Instant::now();
         stats.connections += 1;
         if out.offset.is_none() {
             out.offset = Some(resume_after.unwrap_or(0));
@@ -201,6 +203,17 @@ where
                 }
             }
         }
+        // A connection that held resets the back-off; one dropped at once does not, so a
+        // daemon that keeps closing on us is not hammered.
+        if connected_at.elapsed() >= STABLE {
+            backoff = BACKOFF_MIN;
+        }
+        let wait = backoff.mul_f64(jitter.random_range(0.5..=1.0));
+        tokio::select! {
+            _ = &mut shutdown => return Ok(stats),
+            _ = tokio::time::sleep(wait) => {}
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }
 

@@ -353,3 +353,48 @@ fn compliant_floor_runs_for_days_without_violation() {
     let kinds = replay_kinds(&events, Some(end));
     assert!(kinds.is_empty(), "compliant agents broke rules: {kinds:?}");
 }
+
+#[tokio::test]
+async fn client_sends_the_bearer_token_and_gives_up_when_it_is_refused() {
+    use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+    use tokio_tungstenite::tungstenite::http::StatusCode;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("ws://{}/ingest", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let mut seen = None;
+        let check = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+            seen = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let mut refused = ErrorResponse::new(None);
+            *refused.status_mut() = StatusCode::UNAUTHORIZED;
+            Err(refused)
+        };
+        let _ = tokio_tungstenite::accept_hdr_async(tcp, check).await;
+        seen
+    });
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        drive(
+            &url,
+            Some("wrong"),
+            small_stream(10).into_iter(),
+            Pace::new(START, 1.0),
+            std::future::pending(),
+        ),
+    )
+    .await
+    .expect("gives up at once");
+    assert!(
+        matches!(r, Err(floorwatch::simulate::DriveError::Refused(401))),
+        "{r:?}"
+    );
+    assert_eq!(
+        server.await.expect("server").as_deref(),
+        Some("Bearer wrong")
+    );
+}
