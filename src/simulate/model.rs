@@ -1101,6 +1101,8 @@ impl Generator {
             }
         }
         if reason == "break" {
+            // Only the last 24 hours matter: keep the list short on a run that never ends.
+            self.agents[i].breaks.retain(|(s, _)| t.since(*s) < 24 * HOUR);
             self.agents[i].breaks.push((t, plan.dur));
         }
         if reason == "meeting" && !(unruly && self.chance(m.unapproved)) {
