@@ -52,6 +52,9 @@ pub struct Misconduct {
     pub no_reason: f64,
     /// Per pause: type a reason the reasons table does not know (`BREAK`, `smoke`, ...).
     pub unknown_reason: f64,
+    /// Per pause (other than a meal): it is a meeting, the occasion for the next two.
+    /// Compliant agents' share is 0.2.
+    pub meeting_share: f64,
     /// Per meeting: go to the meeting without a lead's approval.
     pub unapproved: f64,
     /// Per approved meeting: stay paused 3–10 minutes after the approval ran out.
@@ -73,6 +76,7 @@ impl Misconduct {
             break_hog: 0.3,
             no_reason: 0.08,
             unknown_reason: 0.08,
+            meeting_share: 0.2,
             unapproved: 0.3,
             approval_overstay: 0.3,
             acw_overrun: 0.08,
@@ -90,8 +94,9 @@ impl Misconduct {
             break_hog: 0.5,
             no_reason: 0.15,
             unknown_reason: 0.15,
-            unapproved: 0.4,
-            approval_overstay: 0.5,
+            meeting_share: 0.45,
+            unapproved: 0.5,
+            approval_overstay: 0.6,
             acw_overrun: 0.2,
             acw_without_call: 0.06,
         }
@@ -1009,6 +1014,8 @@ impl Generator {
         let token = self.agents[i].pause_token;
         let gap = if self.agents[i].hog {
             self.rng.random_range(25 * MIN..=50 * MIN)
+        } else if self.agents[i].unruly {
+            self.rng.random_range(30 * MIN..=80 * MIN)
         } else {
             self.rng.random_range(45 * MIN..=110 * MIN)
         };
@@ -1053,14 +1060,16 @@ impl Generator {
         let meal_due = t >= self.agents[i].next_meal;
         let reason = if meal_due {
             "meal"
-        } else if self.agents[i].hog {
+        } else if self.agents[i].hog && self.chance(0.7) {
             "break"
         } else {
+            let meeting = if unruly { m.meeting_share } else { 0.2 };
             let x: f64 = self.rng.random();
+            let rest = (1.0 - meeting).max(0.0);
             match x {
-                x if x < 0.6 => "break",
-                x if x < 0.75 => "meeting",
-                x if x < 0.85 => "training",
+                x if x < meeting => "meeting",
+                x if x < meeting + rest * 0.7 => "break",
+                x if x < meeting + rest * 0.85 => "training",
                 _ => "technical",
             }
         };
@@ -1102,7 +1111,9 @@ impl Generator {
         }
         if reason == "break" {
             // Only the last 24 hours matter: keep the list short on a run that never ends.
-            self.agents[i].breaks.retain(|(s, _)| t.since(*s) < 24 * HOUR);
+            self.agents[i]
+                .breaks
+                .retain(|(s, _)| t.since(*s) < 24 * HOUR);
             self.agents[i].breaks.push((t, plan.dur));
         }
         if reason == "meeting" && !(unruly && self.chance(m.unapproved)) {

@@ -135,7 +135,7 @@ fn compliant_floor_raises_no_violation() {
 
 #[test]
 fn demo_mix_raises_every_kind_of_violation() {
-    for seed in [1, 2] {
+    for seed in 1..=4 {
         let events = decode_all(&ndjson(eight_hours(20, seed, Misconduct::unruly())));
         let kinds = replay_kinds(&events, None);
         for k in Kind::ALL {
