@@ -1,7 +1,160 @@
-//! `floorwatch demo`: the daemon plus the simulator in one process.
-use crate::cli::DemoArgs;
+//! `floorwatch demo`: the daemon and the simulated phone system in one process, joined by a
+//! real loopback WebSocket (`/ingest?source=demo`), so a live call floor is one command away.
+//!
+//! It owns only the wiring: start the daemon from the config as given (the rules are never
+//! changed for the demo), start the simulator with the demo's unruly mix and showcase opening
+//! at the current time, print where to look, and shut both down on Ctrl-C.
 
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::DemoArgs;
+use crate::config::Config;
+use crate::daemon::DaemonHandle;
+use crate::simulate::{drive, DriveError, DriveStats, Generator, Pace, SimConfig};
+
+/// The ingest source name the demo's simulator uses.
+pub const SOURCE: &str = "demo";
+
+/// A running demo: the daemon and the simulator task feeding it.
+pub struct DemoHandle {
+    daemon: DaemonHandle,
+    simulator: Option<JoinHandle<Result<DriveStats, DriveError>>>,
+    /// The simulator's outcome, once it stopped on its own.
+    outcome: Option<anyhow::Result<DriveStats>>,
+    stop: CancellationToken,
+}
+
+impl DemoHandle {
+    /// Where the daemon listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.daemon.local_addr()
+    }
+
+    /// Completes when the simulator stops on its own, which it only does on an error such
+    /// as a refused token; never completes otherwise.
+    pub async fn simulator_stopped(&mut self) {
+        match self.simulator.as_mut() {
+            Some(task) => {
+                let r = task.await;
+                self.simulator = None;
+                self.outcome = Some(joined(r));
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Stops the simulator, then the daemon; returns what the simulator did.
+    pub async fn shutdown(mut self) -> anyhow::Result<DriveStats> {
+        self.stop.cancel();
+        let outcome = match self.simulator.take() {
+            Some(task) => joined(task.await),
+            None => self
+                .outcome
+                .take()
+                .unwrap_or_else(|| Ok(DriveStats::default())),
+        };
+        self.daemon.shutdown().await;
+        outcome
+    }
+}
+
+fn joined(
+    r: Result<Result<DriveStats, DriveError>, tokio::task::JoinError>,
+) -> anyhow::Result<DriveStats> {
+    match r {
+        Ok(r) => r.context("simulator"),
+        Err(e) => Err(anyhow::anyhow!("simulator task failed: {e}")),
+    }
+}
+
+/// Starts the daemon with `config` and the simulator with `agents` agents from `seed`,
+/// simulated time = wall time from now.
+pub async fn start(config: Config, agents: usize, seed: u64) -> anyhow::Result<DemoHandle> {
+    anyhow::ensure!(agents > 0, "--agents must be at least 1");
+    // Speak to the daemon the way any phone system would: with the ingest token if one is set.
+    let token = config.server.tokens.ingest.first().cloned();
+    let daemon = crate::daemon::start(config).await?;
+    let addr = daemon.local_addr();
+    let url = format!("ws://{}/ingest?source={SOURCE}", loopback(addr));
+    let now = crate::simulate::wall_now();
+    let mut sim = SimConfig::demo(agents, seed);
+    // Call ids unique per run: a daemon restarted on the same store may still hold calls of
+    // an earlier demo that never ended.
+    sim.call_prefix = format!("c{}-", now.ms() / 1000);
+    let generator = Generator::new(sim, now);
+    let stop = CancellationToken::new();
+    let cancelled = stop.clone();
+    let simulator = tokio::spawn(async move {
+        drive(
+            &url,
+            token.as_deref(),
+            generator,
+            Pace::new(now, 1.0),
+            cancelled.cancelled_owned(),
+        )
+        .await
+    });
+    Ok(DemoHandle {
+        daemon,
+        simulator: Some(simulator),
+        outcome: None,
+        stop,
+    })
+}
+
+/// A wildcard listen address is reached on loopback.
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    let mut a = addr;
+    if a.ip().is_unspecified() {
+        a.set_ip(match a {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    a
+}
+
+/// `floorwatch demo`.
 pub fn main(args: DemoArgs) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("not yet")
+    anyhow::ensure!(args.agents > 0, "--agents must be at least 1");
+    let mut config = crate::config::load(args.config.as_deref())?;
+    config.server.listen = args.listen;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::simulate::init_logging();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let mut demo = start(config, args.agents, args.seed).await?;
+        let addr = loopback(demo.local_addr());
+        println!(
+            "floorwatch demo: {} simulated agents on a live floor",
+            args.agents
+        );
+        println!("  wallboard   http://{addr}/");
+        println!("  floor       http://{addr}/api/v1/floor");
+        println!("  violations  http://{addr}/api/v1/violations");
+        println!("  metrics     http://{addr}/metrics");
+        println!("Ctrl-C to stop.");
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "cannot listen for ctrl-c");
+                }
+            }
+            _ = demo.simulator_stopped() => {}
+        }
+        let stats = demo.shutdown().await?;
+        eprintln!(
+            "floorwatch demo: stopped after {} events (acknowledged up to {})",
+            stats.generated,
+            stats.acked.map_or("none".to_string(), |a| a.to_string())
+        );
+        Ok(())
+    })
 }
