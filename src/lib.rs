@@ -17,6 +17,10 @@
 //! - [`floor`]: the published read side (agents, queues, violation log, today's histograms).
 //! - [`http`]: the axum router: API, `/metrics`, health, the built-in wallboard.
 //! - [`metrics`]: the Prometheus registry and every `floorwatch_*` family.
+//! - [`simulate`]: the phone-system simulator: a deterministic floor generator and a
+//!   WebSocket client with hello/ack/resume.
+//! - [`demo`]: the daemon plus the simulator in one process.
+//! - [`cli`]: command-line arguments (clap); `main.rs` wires each command to its module.
 
 pub mod cli;
 pub mod clock;
