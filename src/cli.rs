@@ -83,6 +83,20 @@ pub struct SimulateArgs {
     /// Simulated start time (RFC 3339); default: now.
     #[arg(long)]
     pub start: Option<String>,
+    /// How often simulated agents break the rules.
+    #[arg(long, value_enum, default_value_t = MisconductLevel::Modest)]
+    pub misconduct: MisconductLevel,
+}
+
+/// Preset shares of rule-breaking agents for the simulator.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MisconductLevel {
+    /// Every agent keeps every rule.
+    None,
+    /// A fifth of the agents break rules now and then.
+    Modest,
+    /// Half the agents break rules often (the demo's floor).
+    Unruly,
 }
 
 #[derive(Args, Debug)]

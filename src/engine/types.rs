@@ -130,7 +130,10 @@ pub struct Violation {
     pub reason: Option<Id>,
     pub at: Timestamp,
     pub points: u32,
-    /// The engine clock when it was raised (`at` for deadlines, the event time otherwise).
+    /// The engine clock when it was raised: for deadline kinds the time the clock passed the
+    /// deadline (in replay the next event's time, live the daemon's time minus
+    /// `source.delay`), else the causing event's time. The only field that may differ between
+    /// live and replay; `at` never does.
     pub detected_at: Timestamp,
     pub evidence: Evidence,
 }

@@ -21,7 +21,7 @@ use rand::{Rng, SeedableRng};
 pub use client::{drive, DriveError, DriveStats, Pace};
 pub use model::{Generator, Misconduct, Opening, SimConfig, SimEvent};
 
-use crate::cli::SimulateArgs;
+use crate::cli::{MisconductLevel, SimulateArgs};
 use crate::time::{parse_duration, Timestamp};
 
 /// `--duration` when writing a file and none is given.
@@ -102,6 +102,11 @@ pub fn main(args: SimulateArgs) -> anyhow::Result<()> {
     };
     let mut cfg = SimConfig::new(args.agents, args.teams, args.seed);
     cfg.duration = duration;
+    cfg.misconduct = match args.misconduct {
+        MisconductLevel::None => Misconduct::none(),
+        MisconductLevel::Modest => Misconduct::modest(),
+        MisconductLevel::Unruly => Misconduct::unruly(),
+    };
     let generator = Generator::new(cfg, start);
     let pace = Pace::new(start, args.speed);
 
