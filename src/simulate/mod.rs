@@ -67,16 +67,6 @@ pub fn write_ndjson<W: Write>(
     Ok(n)
 }
 
-/// Installs a stderr log subscriber unless one is already installed.
-pub(crate) fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .try_init();
-}
-
 /// The current wall-clock time, to anchor a simulation that should run "now".
 pub(crate) fn wall_now() -> Timestamp {
     crate::clock::Clock::system().now()
@@ -125,7 +115,7 @@ pub fn main(args: SimulateArgs) -> anyhow::Result<()> {
     let Some(url) = args.url.as_deref() else {
         anyhow::bail!("give --url to send the stream, or --out to write it");
     };
-    init_logging();
+    crate::daemon::init_tracing();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
