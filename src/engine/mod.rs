@@ -133,13 +133,14 @@ impl Engine {
                 }
             }
         }
-        self.current = EventRef {
-            at: t,
-            source: Some(Id::from(source)),
-            seq: ev.seq,
-            id: ev.id.clone(),
-            event_type: ev.body.type_name(),
-        };
+        // The source name rarely changes between events; keep its copy.
+        if self.current.source.as_deref() != Some(source) {
+            self.current.source = Some(Id::from(source));
+        }
+        self.current.at = t;
+        self.current.seq = ev.seq;
+        self.current.id.clone_from(&ev.id);
+        self.current.event_type = ev.body.type_name();
         self.apply(t, &ev.body, out);
         Applied::Applied { at: t, late }
     }
