@@ -346,7 +346,6 @@ impl Engine {
     fn fire(&mut self, d: Timestamp, now: Timestamp, timer: Timer, out: &mut Vec<Effect>) {
         match timer {
             Timer::RingLate { call, agent } => {
-                let limit = self.ring_limit;
                 let Some(ep) = self
                     .calls
                     .get(&call)
@@ -357,28 +356,23 @@ impl Engine {
                 if ep.late.is_some() {
                     return;
                 }
-                let started_by = ep.started_by.clone();
-                let start = ep.start;
                 let rc = &self.rules.ring_answer;
-                let limit_text = format!(
+                let limit = format!(
                     "{} rings x {} = {}",
                     rc.rings,
                     format_duration(rc.ring_cycle),
-                    format_duration(limit)
+                    format_duration(self.ring_limit)
                 );
-                let id = self.raise(
-                    Kind::Late,
-                    &agent,
-                    Some(call.clone()),
-                    None,
-                    d,
-                    now,
-                    started_by,
+                let f = Finding {
+                    kind: Kind::Late,
+                    call: Some(call.clone()),
+                    reason: None,
+                    start: ep.start,
+                    started_by: ep.started_by.clone(),
+                    limit_ms: self.ring_limit,
                     limit,
-                    limit_text,
-                    d.since(start),
-                    out,
-                );
+                };
+                let id = self.raise(&agent, f, d, now, Holder::Ring, out);
                 if let Some(ep) = self
                     .calls
                     .get_mut(&call)
@@ -391,22 +385,10 @@ impl Engine {
                 let Some(p) = self.pause_of(&agent, episode) else {
                     return;
                 };
-                let (reason, start, started_by) = (p.reason.clone(), p.start, p.started_by.clone());
-                let max = d.since(start);
-                let id = self.raise(
-                    Kind::PerBreak,
-                    &agent,
-                    None,
-                    Some(reason.clone()),
-                    d,
-                    now,
-                    started_by,
-                    max,
-                    format!("{reason} max {}", format_duration(max)),
-                    max,
-                    out,
-                );
-                self.note_pause_violation(&agent, id);
+                let max = d.since(p.start);
+                let limit = format!("{} max {}", p.reason, format_duration(max));
+                let f = Finding::pause(p, Kind::PerBreak, max, limit);
+                self.raise(&agent, f, d, now, Holder::Pause, out);
             }
             Timer::DailyAllowance {
                 agent,
@@ -416,22 +398,10 @@ impl Engine {
                 let Some(p) = self.pause_of(&agent, episode) else {
                     return;
                 };
-                let (reason, start, started_by) = (p.reason.clone(), p.start, p.started_by.clone());
                 let allowance = self.rules.break_overrun.daily_allowance;
-                let id = self.raise(
-                    Kind::DailyAllowance,
-                    &agent,
-                    None,
-                    Some(reason),
-                    d,
-                    now,
-                    started_by,
-                    allowance,
-                    format!("daily break allowance {}", format_duration(allowance)),
-                    d.since(start),
-                    out,
-                );
-                self.note_pause_violation(&agent, id);
+                let limit = format!("daily break allowance {}", format_duration(allowance));
+                let f = Finding::pause(p, Kind::DailyAllowance, allowance, limit);
+                self.raise(&agent, f, d, now, Holder::Pause, out);
                 if let Some(a) = self.agents.get_mut(&agent) {
                     a.allowance_violated = Some(day);
                 }
@@ -443,92 +413,44 @@ impl Engine {
                 let Some(p) = self.pause_of(&agent, episode) else {
                     return;
                 };
-                let (reason, start, started_by) = (p.reason.clone(), p.start, p.started_by.clone());
                 let grace = self.rules.unauthorized_pause.grace;
-                let grace_text = format!("reason within grace {}", format_duration(grace));
-                let kind = if reason.is_empty() {
-                    Some(Kind::NoReason)
+                let kind = if p.reason.is_empty() {
+                    Kind::NoReason
                 } else {
-                    match self.rules.reasons.get(reason.as_str()) {
-                        None => Some(Kind::UnknownReason),
-                        Some(r) if r.approval => match self.cover_end(&agent, &reason, d) {
-                            None => Some(Kind::Unapproved),
+                    match self.rules.reasons.get(p.reason.as_str()) {
+                        None => Kind::UnknownReason,
+                        Some(r) if r.approval => match self.cover_end(&agent, &p.reason, d) {
+                            None => Kind::Unapproved,
                             Some(end) => {
-                                let key = self.set_timer(
-                                    end,
-                                    Timer::ApprovalCover {
-                                        agent: agent.clone(),
-                                        episode,
-                                    },
-                                );
-                                if let Some(p) =
-                                    self.agents.get_mut(&agent).and_then(|a| a.pause.as_mut())
-                                {
-                                    p.timers.push(key);
-                                }
-                                None
+                                self.set_cover_timer(&agent, episode, end);
+                                return;
                             }
                         },
-                        Some(_) => None,
+                        Some(_) => return,
                     }
                 };
-                if let Some(kind) = kind {
-                    let reason = (!reason.is_empty()).then_some(reason);
-                    let limit_text = if kind == Kind::Unapproved {
-                        format!("approval needed within grace {}", format_duration(grace))
-                    } else {
-                        grace_text
-                    };
-                    let id = self.raise(
-                        kind,
-                        &agent,
-                        None,
-                        reason,
-                        d,
-                        now,
-                        started_by,
-                        grace,
-                        limit_text,
-                        d.since(start),
-                        out,
-                    );
-                    self.note_pause_violation(&agent, id);
-                }
+                let limit = if kind == Kind::Unapproved {
+                    format!("approval needed within grace {}", format_duration(grace))
+                } else {
+                    format!("reason within grace {}", format_duration(grace))
+                };
+                let f = Finding::pause(p, kind, grace, limit);
+                self.raise(&agent, f, d, now, Holder::Pause, out);
             }
             Timer::ApprovalCover { agent, episode } => {
                 let Some(p) = self.pause_of(&agent, episode) else {
                     return;
                 };
-                let (reason, start, started_by) = (p.reason.clone(), p.start, p.started_by.clone());
-                match self.cover_end(&agent, &reason, d) {
-                    Some(end) => {
-                        let key = self.set_timer(
-                            end,
-                            Timer::ApprovalCover {
-                                agent: agent.clone(),
-                                episode,
-                            },
-                        );
-                        if let Some(p) = self.agents.get_mut(&agent).and_then(|a| a.pause.as_mut())
-                        {
-                            p.timers.push(key);
-                        }
-                    }
+                match self.cover_end(&agent, &p.reason, d) {
+                    Some(end) => self.set_cover_timer(&agent, episode, end),
                     None => {
-                        let id = self.raise(
+                        let f = Finding::pause(
+                            p,
                             Kind::ApprovalExpired,
-                            &agent,
-                            None,
-                            Some(reason),
-                            d,
-                            now,
-                            started_by,
-                            d.since(start),
+                            d.since(p.start),
                             format!("approval ended at {d}"),
-                            d.since(start),
-                            out,
                         );
-                        self.note_pause_violation(&agent, id);
+                        self.raise(&agent, f, d, now, Holder::Pause, out);
                     }
                 }
             }
@@ -539,47 +461,37 @@ impl Engine {
                 if w.linked {
                     return;
                 }
-                let (start, started_by) = (w.start, w.started_by.clone());
                 let link = self.rules.unauthorized_pause.acw_link;
-                let id = self.raise(
-                    Kind::AcwWithoutCall,
-                    &agent,
-                    None,
-                    None,
-                    d,
-                    now,
-                    started_by,
-                    link,
-                    format!(
-                        "no call.ended within {} before wrap-up",
-                        format_duration(link)
-                    ),
-                    d.since(start),
-                    out,
+                let limit = format!(
+                    "no call.ended within {} before wrap-up",
+                    format_duration(link)
                 );
-                self.note_acw_violation(&agent, id);
+                let f = Finding::acw(w, Kind::AcwWithoutCall, link, limit);
+                self.raise(&agent, f, d, now, Holder::Acw, out);
             }
             Timer::AcwOverrun { agent, episode } => {
                 let Some(w) = self.acw_of(&agent, episode) else {
                     return;
                 };
-                let (start, started_by) = (w.start, w.started_by.clone());
                 let max = self.rules.unauthorized_pause.acw_max;
-                let id = self.raise(
-                    Kind::AcwOverrun,
-                    &agent,
-                    None,
-                    None,
-                    d,
-                    now,
-                    started_by,
-                    max,
-                    format!("wrap-up max {}", format_duration(max)),
-                    d.since(start),
-                    out,
-                );
-                self.note_acw_violation(&agent, id);
+                let limit = format!("wrap-up max {}", format_duration(max));
+                let f = Finding::acw(w, Kind::AcwOverrun, max, limit);
+                self.raise(&agent, f, d, now, Holder::Acw, out);
             }
+        }
+    }
+
+    /// Checks the approvals of the agent's pause episode again at `end`.
+    fn set_cover_timer(&mut self, agent: &Id, episode: u64, end: Timestamp) {
+        let key = self.set_timer(
+            end,
+            Timer::ApprovalCover {
+                agent: agent.clone(),
+                episode,
+            },
+        );
+        if let Some(p) = self.agents.get_mut(agent).and_then(|a| a.pause.as_mut()) {
+            p.timers.push(key);
         }
     }
 
@@ -597,18 +509,6 @@ impl Engine {
             .filter(|w| w.id == episode)
     }
 
-    fn note_pause_violation(&mut self, agent: &Id, id: u64) {
-        if let Some(p) = self.agents.get_mut(agent).and_then(|a| a.pause.as_mut()) {
-            p.violations.push(id);
-        }
-    }
-
-    fn note_acw_violation(&mut self, agent: &Id, id: u64) {
-        if let Some(w) = self.agents.get_mut(agent).and_then(|a| a.acw.as_mut()) {
-            w.violations.push(id);
-        }
-    }
-
     /// The latest end among approvals for (agent, reason) active at `t` (`[from, until)`).
     fn cover_end(&self, agent: &Id, reason: &Id, t: Timestamp) -> Option<Timestamp> {
         self.agents
@@ -620,22 +520,18 @@ impl Engine {
             .max()
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Raises a violation at `at` and files it with the episode that holds it, so it is
+    /// cleared when that episode ends.
     fn raise(
         &mut self,
-        kind: Kind,
         agent: &Id,
-        call: Option<Id>,
-        reason: Option<Id>,
+        f: Finding,
         at: Timestamp,
         detected_at: Timestamp,
-        started_by: EventRef,
-        limit_ms: Millis,
-        limit: String,
-        measured_ms: Millis,
+        holder: Holder,
         out: &mut Vec<Effect>,
     ) -> u64 {
-        let rule = kind.rule();
+        let rule = f.kind.rule();
         let points = match rule {
             Rule::RingAnswer => self.rules.ring_answer.points,
             Rule::BreakOverrun => self.rules.break_overrun.points,
@@ -646,20 +542,20 @@ impl Engine {
         let v = Violation {
             id,
             rule,
-            kind,
+            kind: f.kind,
             agent: agent.clone(),
             team: self.team_of(agent),
-            call,
-            reason,
+            call: f.call,
+            reason: f.reason,
             at,
             points,
             detected_at,
             evidence: Evidence {
-                started_by,
+                started_by: f.started_by,
                 ended_by: None,
-                limit_ms,
-                limit,
-                measured_ms,
+                limit_ms: f.limit_ms,
+                limit: f.limit,
+                measured_ms: at.since(f.start),
             },
         };
         let date = self.cal.day(at).date;
@@ -669,6 +565,11 @@ impl Engine {
         }
         if let Some(a) = self.agents.get_mut(agent) {
             a.open_violations += 1;
+            match holder {
+                Holder::Pause => a.pause.iter_mut().for_each(|p| p.violations.push(id)),
+                Holder::Acw => a.acw.iter_mut().for_each(|w| w.violations.push(id)),
+                Holder::Ring => {}
+            }
         }
         self.open.insert(id, v.clone());
         out.push(Effect::Violation(Box::new(v)));
@@ -786,19 +687,17 @@ impl Engine {
                 let limit = self.ring_limit;
                 self.ring_ended(call, ep.clone(), t, out);
                 if ep.late.is_none() {
-                    let id = self.raise(
-                        Kind::Missed,
-                        agent,
-                        Some(call.clone()),
-                        None,
-                        t,
-                        t,
-                        ep.started_by,
-                        limit,
-                        format!("ring-no-answer within {}", format_duration(limit)),
-                        t.since(ep.start),
-                        out,
-                    );
+                    let f = Finding {
+                        kind: Kind::Missed,
+                        call: Some(call.clone()),
+                        reason: None,
+                        start: ep.start,
+                        started_by: ep.started_by,
+                        limit_ms: limit,
+                        limit: format!("ring-no-answer within {}", format_duration(limit)),
+                    };
+                    // One-shot: the ring episode has already ended.
+                    let id = self.raise(agent, f, t, t, Holder::Ring, out);
                     self.clear(&[id], t, out);
                 }
                 self.forget_call_if_idle(call);
@@ -1496,6 +1395,53 @@ impl Engine {
             }
         }
     }
+}
+
+/// What a deadline or event found wrong, before it becomes a [`Violation`].
+struct Finding {
+    kind: Kind,
+    call: Option<Id>,
+    reason: Option<Id>,
+    /// When the episode started; the evidence measures from here.
+    start: Timestamp,
+    started_by: EventRef,
+    limit_ms: Millis,
+    limit: String,
+}
+
+impl Finding {
+    /// A finding on a pause episode; its reason is reported unless it is empty.
+    fn pause(p: &PauseEpisode, kind: Kind, limit_ms: Millis, limit: String) -> Finding {
+        Finding {
+            kind,
+            call: None,
+            reason: (!p.reason.is_empty()).then(|| p.reason.clone()),
+            start: p.start,
+            started_by: p.started_by.clone(),
+            limit_ms,
+            limit,
+        }
+    }
+
+    fn acw(w: &AcwEpisode, kind: Kind, limit_ms: Millis, limit: String) -> Finding {
+        Finding {
+            kind,
+            call: None,
+            reason: None,
+            start: w.start,
+            started_by: w.started_by.clone(),
+            limit_ms,
+            limit,
+        }
+    }
+}
+
+/// The episode a violation belongs to (cleared when it ends).
+#[derive(Clone, Copy)]
+enum Holder {
+    Ring,
+    Pause,
+    Acw,
 }
 
 /// Effective state of a logged-in agent: talking, ringing, then presence.
