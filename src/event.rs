@@ -185,6 +185,127 @@ pub struct Event {
     pub body: Body,
 }
 
+impl Event {
+    /// The event as protocol JSON (`ts` as epoch milliseconds). `decode_event` of the result
+    /// gives back an equal event: this is how the journal and `export` write events.
+    pub fn to_json(&self) -> String {
+        use serde_json::{json, Map, Value};
+        fn put(m: &mut Map<String, Value>, k: &str, v: Option<&Id>) {
+            if let Some(v) = v {
+                m.insert(k.to_string(), Value::String(v.to_string()));
+            }
+        }
+        fn reason(m: &mut Map<String, Value>, r: &Id) {
+            if !r.is_empty() {
+                m.insert("reason".into(), Value::String(r.to_string()));
+            }
+        }
+        let mut m = Map::new();
+        m.insert("type".into(), json!(self.body.type_name()));
+        m.insert("ts".into(), json!(self.ts.0));
+        if let Some(seq) = self.seq {
+            m.insert("seq".into(), json!(seq));
+        }
+        put(&mut m, "id", self.id.as_ref());
+        match &self.body {
+            Body::AgentLogin {
+                agent,
+                team,
+                name,
+                extension,
+                state,
+                reason: r,
+            } => {
+                put(&mut m, "agent", Some(agent));
+                put(&mut m, "team", team.as_ref());
+                put(&mut m, "name", name.as_ref());
+                put(&mut m, "extension", extension.as_ref());
+                if let Some(st) = state {
+                    m.insert("state".into(), json!(st.as_str()));
+                }
+                reason(&mut m, r);
+            }
+            Body::AgentLogout { agent } => put(&mut m, "agent", Some(agent)),
+            Body::AgentState {
+                agent,
+                state,
+                reason: r,
+                call,
+                team,
+            } => {
+                put(&mut m, "agent", Some(agent));
+                m.insert("state".into(), json!(state.as_str()));
+                reason(&mut m, r);
+                put(&mut m, "call", call.as_ref());
+                put(&mut m, "team", team.as_ref());
+            }
+            Body::CallQueued { call, queue } => {
+                put(&mut m, "call", Some(call));
+                put(&mut m, "queue", Some(queue));
+            }
+            Body::CallRinging { call, agent, queue } | Body::CallDialing { call, agent, queue } => {
+                put(&mut m, "call", Some(call));
+                put(&mut m, "agent", Some(agent));
+                put(&mut m, "queue", queue.as_ref());
+            }
+            Body::CallAnswered { call, agent } | Body::CallNoAnswer { call, agent } => {
+                put(&mut m, "call", Some(call));
+                put(&mut m, "agent", Some(agent));
+            }
+            Body::CallAbandoned { call } => put(&mut m, "call", Some(call)),
+            Body::CallEnded { call, agent } => {
+                put(&mut m, "call", Some(call));
+                put(&mut m, "agent", agent.as_ref());
+            }
+            Body::ApprovalGranted {
+                agent,
+                reason: r,
+                duration_ms,
+                by,
+            } => {
+                put(&mut m, "agent", Some(agent));
+                m.insert("reason".into(), Value::String(r.to_string()));
+                m.insert("minutes".into(), json!(*duration_ms as f64 / 60_000.0));
+                put(&mut m, "by", Some(by));
+            }
+            Body::Snapshot { agents, calls } => {
+                let agents: Vec<Value> = agents
+                    .iter()
+                    .map(|a| {
+                        let mut o = Map::new();
+                        put(&mut o, "agent", Some(&a.agent));
+                        put(&mut o, "team", a.team.as_ref());
+                        o.insert("presence".into(), json!(a.presence.as_str()));
+                        reason(&mut o, &a.reason);
+                        o.insert("since".into(), json!(a.since.0));
+                        Value::Object(o)
+                    })
+                    .collect();
+                let calls: Vec<Value> = calls
+                    .iter()
+                    .map(|c| {
+                        let mut o = Map::new();
+                        put(&mut o, "call", Some(&c.call));
+                        put(&mut o, "queue", c.queue.as_ref());
+                        let st = match c.state {
+                            SnapshotCallState::Queued => "queued",
+                            SnapshotCallState::Ringing => "ringing",
+                            SnapshotCallState::Talking => "talking",
+                        };
+                        o.insert("state".into(), json!(st));
+                        put(&mut o, "agent", c.agent.as_ref());
+                        o.insert("since".into(), json!(c.since.0));
+                        Value::Object(o)
+                    })
+                    .collect();
+                m.insert("agents".into(), Value::Array(agents));
+                m.insert("calls".into(), Value::Array(calls));
+            }
+        }
+        Value::Object(m).to_string()
+    }
+}
+
 /// Why an event was rejected. [`DecodeError::reason_label`] is the bounded label of
 /// `floorwatch_events_rejected_total{reason}`; `Display` is the message sent back.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -902,6 +1023,31 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn to_json_round_trips_every_type() {
+        let lines = [
+            r#"{"type":"agent.login","ts":1,"seq":1,"id":"e1","agent":"a","team":"t","name":"Li Na","extension":"801","state":"not_ready","reason":"break"}"#,
+            r#"{"type":"agent.logout","ts":2,"agent":"a"}"#,
+            r#"{"type":"agent.state","ts":3,"agent":"a","state":"acw","call":"c","team":"t"}"#,
+            r#"{"type":"agent.state","ts":3,"agent":"a","state":"not_ready"}"#,
+            r#"{"type":"call.queued","ts":4,"call":"c","queue":"q"}"#,
+            r#"{"type":"call.ringing","ts":5,"call":"c","agent":"a","queue":"q"}"#,
+            r#"{"type":"call.answered","ts":6,"call":"c","agent":"a"}"#,
+            r#"{"type":"call.no_answer","ts":7,"call":"c","agent":"a"}"#,
+            r#"{"type":"call.abandoned","ts":8,"call":"c"}"#,
+            r#"{"type":"call.dialing","ts":9,"call":"c","agent":"a"}"#,
+            r#"{"type":"call.ended","ts":10,"call":"c"}"#,
+            r#"{"type":"approval.granted","ts":11,"agent":"a","reason":"meeting","minutes":12.345,"by":"lead"}"#,
+            r#"{"type":"approval.granted","ts":11,"agent":"a","reason":"","minutes":1,"by":"lead"}"#,
+            r#"{"type":"snapshot","ts":12,"agents":[{"agent":"a","team":"t","presence":"not_ready","reason":"x","since":5}],"calls":[{"call":"c","queue":"q","state":"talking","agent":"a","since":6},{"call":"d","state":"queued","since":7}]}"#,
+        ];
+        for l in lines {
+            let e = one(l).unwrap();
+            let again = one(&e.to_json()).unwrap_or_else(|err| panic!("{}: {err}", e.to_json()));
+            assert_eq!(e, again, "{l}");
+        }
     }
 
     #[test]

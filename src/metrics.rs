@@ -391,7 +391,7 @@ mod tests {
                     source: None,
                     seq: None,
                     id: None,
-                    event_type: "call.ringing",
+                    event_type: crate::engine::TypeName("call.ringing"),
                 },
                 ended_by: None,
                 limit_ms: 15_000,

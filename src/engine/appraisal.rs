@@ -24,7 +24,7 @@ pub enum KpiRetention {
 }
 
 /// The items of one agent on one local day.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DayKpi {
     pub ring_episodes: u64,
     pub answered_within_rings: u64,
@@ -94,6 +94,30 @@ impl Kpis {
             day.insert(agent.clone(), DayKpi::default());
         }
         day.get_mut(agent)
+    }
+
+    /// Every kept day with its accumulators, oldest first (for checkpoints).
+    pub fn days(&self) -> Vec<(Date, Vec<(Id, DayKpi)>)> {
+        self.days
+            .iter()
+            .map(|(d, m)| {
+                let mut v: Vec<(Id, DayKpi)> =
+                    m.iter().map(|(a, k)| (a.clone(), k.clone())).collect();
+                v.sort_by(|a, b| a.0.cmp(&b.0));
+                (*d, v)
+            })
+            .collect()
+    }
+
+    /// Accumulators restored from [`Kpis::days`].
+    pub fn from_days(retention: KpiRetention, days: Vec<(Date, Vec<(Id, DayKpi)>)>) -> Kpis {
+        Kpis {
+            retention,
+            days: days
+                .into_iter()
+                .map(|(d, v)| (d, v.into_iter().collect()))
+                .collect(),
+        }
     }
 
     /// Drops days older than the retention allows, given the engine clock's `today`.

@@ -19,10 +19,12 @@
 //! never produced by iterating a hash map.
 
 mod appraisal;
+mod checkpoint;
 mod state;
 mod types;
 
 pub use appraisal::KpiRetention;
+pub use checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_VERSION};
 pub use types::*;
 
 use std::collections::{BTreeMap, HashMap};
@@ -98,7 +100,7 @@ impl Engine {
                 source: None,
                 seq: None,
                 id: None,
-                event_type: "",
+                event_type: TypeName(""),
             },
         }
     }
@@ -140,7 +142,7 @@ impl Engine {
         self.current.at = t;
         self.current.seq = ev.seq;
         self.current.id.clone_from(&ev.id);
-        self.current.event_type = ev.body.type_name();
+        self.current.event_type = TypeName(ev.body.type_name());
         self.apply(t, &ev.body, out);
         Applied::Applied { at: t, late }
     }

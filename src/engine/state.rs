@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use jiff::civil::Date;
+use serde::{Deserialize, Serialize};
 
 use super::types::{EventRef, QueueCounts};
 use crate::event::{Id, PresenceState};
@@ -14,7 +15,7 @@ use crate::time::{Millis, Timestamp};
 pub type TimerKey = (Timestamp, u64);
 
 /// What a timer checks when it fires. Episode ids make a stale timer harmless.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Timer {
     RingLate {
         call: Id,
@@ -48,7 +49,7 @@ pub enum Timer {
     },
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PauseEpisode {
     pub id: u64,
     pub reason: Id,
@@ -61,7 +62,7 @@ pub struct PauseEpisode {
     pub violations: Vec<u64>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AcwEpisode {
     pub id: u64,
     pub start: Timestamp,
@@ -73,14 +74,14 @@ pub struct AcwEpisode {
     pub violations: Vec<u64>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Approval {
     pub reason: Id,
     pub from: Timestamp,
     pub until: Timestamp,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Agent {
     pub id: Id,
     pub team_seen: Option<Id>,
@@ -135,7 +136,7 @@ impl Agent {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RingEpisode {
     pub agent: Id,
     pub start: Timestamp,
@@ -145,13 +146,13 @@ pub struct RingEpisode {
     pub late: Option<u64>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Leg {
     pub agent: Id,
     pub open: Timestamp,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Call {
     pub queue: Option<Id>,
     /// When it entered its queue, while it waits there.
@@ -167,13 +168,13 @@ impl Call {
 }
 
 /// One entry of a queue's sliding 15-minute window.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WindowEntry {
     pub at: Timestamp,
     pub counts: QueueCounts,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Queue {
     /// Waiting calls by the time they entered the queue.
     pub waiting: BTreeSet<(Timestamp, Id)>,

@@ -1,12 +1,12 @@
 //! The engine's outputs and read-side views: violations, effects, agent and queue views,
 //! appraisal rows. Plain data, serializable, no behaviour beyond formatting.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::event::{Id, PresenceState};
 use crate::time::{Millis, Timestamp};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     RingAnswer,
@@ -30,7 +30,7 @@ impl Rule {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Late,
@@ -83,8 +83,39 @@ impl Kind {
     }
 }
 
+/// A protocol event type name (`call.ringing`, ...), one of [`crate::event::EVENT_TYPES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TypeName(pub &'static str);
+
+impl std::ops::Deref for TypeName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.0
+    }
+}
+
+impl Serialize for TypeName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for TypeName {
+    /// An unknown name (from a newer build) reads as the empty name.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TypeName, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(TypeName(
+            crate::event::EVENT_TYPES
+                .iter()
+                .find(|t| **t == s)
+                .copied()
+                .unwrap_or(""),
+        ))
+    }
+}
+
 /// The event an episode started or ended with, for the evidence of a violation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRef {
     /// The time the engine applied it (after clamping).
     pub at: Timestamp,
@@ -95,11 +126,11 @@ pub struct EventRef {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<Id>,
     #[serde(rename = "type")]
-    pub event_type: &'static str,
+    pub event_type: TypeName,
 }
 
 /// Why a violation was raised: which episode, which limit.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
     /// The event that started the episode (ring, pause, wrap-up).
     pub started_by: EventRef,
@@ -116,7 +147,7 @@ pub struct Evidence {
 }
 
 /// A violation as the engine raises it. `to_record_json` gives the surface page's record.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Violation {
     /// Engine-wide sequence number, in the order raised (identical live and in replay).
     pub id: u64,
@@ -197,7 +228,7 @@ pub enum Effect {
 }
 
 /// Effective state of a logged-in agent: first that holds of talking, ringing, presence.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EffectiveState {
     Talking,
@@ -228,7 +259,7 @@ impl EffectiveState {
 }
 
 /// One agent as the floor sees it now.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AgentView {
     pub agent: Id,
     pub team: Id,
@@ -253,7 +284,7 @@ pub struct AgentView {
 }
 
 /// Counters of queue calls over some window.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct QueueCounts {
     pub offered: u64,
     pub answered: u64,
@@ -294,7 +325,7 @@ impl QueueCounts {
 }
 
 /// One queue as the floor sees it now.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QueueView {
     pub queue: Id,
     pub waiting: u64,
@@ -308,7 +339,7 @@ pub struct QueueView {
 }
 
 /// One row of the appraisal (rules page, "Agent appraisal KPIs").
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AppraisalRow {
     pub agent: String,
     pub team: String,
