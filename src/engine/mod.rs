@@ -247,6 +247,30 @@ impl Engine {
             .collect()
     }
 
+    /// Approvals active at the engine clock, by agent, then start.
+    pub fn active_approvals(&self) -> Vec<ApprovalView> {
+        let Some(now) = self.clock else {
+            return Vec::new();
+        };
+        let mut v: Vec<ApprovalView> = self
+            .agents
+            .values()
+            .flat_map(|a| {
+                a.approvals
+                    .iter()
+                    .filter(|x| x.from <= now && now < x.until)
+                    .map(|x| ApprovalView {
+                        agent: a.id.clone(),
+                        reason: x.reason.clone(),
+                        from: x.from,
+                        until: x.until,
+                    })
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.agent, a.from).cmp(&(&b.agent, b.from)));
+        v
+    }
+
     /// Currently open violations, in the order raised.
     pub fn open_violations(&self) -> Vec<Violation> {
         self.open.values().cloned().collect()

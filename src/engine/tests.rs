@@ -783,3 +783,19 @@ fn every_timer_fires_or_is_cancelled() {
     assert_eq!(s.engine.poll_timeout(), None);
     assert!(s.engine.open_violations().is_empty());
 }
+
+#[test]
+fn active_approvals_are_listed_on_their_half_open_window() {
+    let mut s = Sim::new();
+    s.login(0, "a");
+    s.approve(0, "a", "meeting", 1.0);
+    s.approve(0, "a", "training", 2.0);
+    assert_eq!(s.engine.active_approvals().len(), 2);
+    s.advance(M);
+    let v = s.engine.active_approvals();
+    assert_eq!(v.len(), 1);
+    assert_eq!(
+        (v[0].reason.as_str(), v[0].until),
+        ("training", Timestamp(T0 + 2 * M))
+    );
+}

@@ -410,3 +410,13 @@ impl AppraisalRow {
         )
     }
 }
+
+/// An approval (`approval.granted`) as the API lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalView {
+    pub agent: Id,
+    pub reason: Id,
+    /// Active on `[from, until)`.
+    pub from: Timestamp,
+    pub until: Timestamp,
+}
