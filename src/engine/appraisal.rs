@@ -2,7 +2,10 @@
 //! page's appraisal columns need. Week and month rows are sums of day rows, which is exact
 //! because every item is attributed to the one day that contains its start.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+// A fast hash with per-process random seeds: ids come from outside, so keep it keyed.
+use foldhash::HashMap;
 
 use jiff::civil::Date;
 

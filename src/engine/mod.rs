@@ -27,7 +27,10 @@ pub use appraisal::KpiRetention;
 pub use checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_VERSION};
 pub use types::*;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+// A fast hash with per-process random seeds: ids come from outside, so keep it keyed.
+use foldhash::HashMap;
 
 use crate::config::RulesConfig;
 use crate::event::{
@@ -85,9 +88,9 @@ impl Engine {
             rules,
             cal,
             clock: None,
-            seqs: HashMap::new(),
-            agents: HashMap::new(),
-            calls: HashMap::new(),
+            seqs: HashMap::default(),
+            agents: HashMap::default(),
+            calls: HashMap::default(),
             queues: BTreeMap::new(),
             timers: BTreeMap::new(),
             timer_order: 0,
