@@ -11,6 +11,8 @@
 //!   (violations raised and cleared, views changed). No tokio, no clock, no I/O.
 //! - [`replay`]: runs NDJSON files through the engine in event time (the audit tool) and
 //!   writes violations and the appraisal CSV.
+//! - [`journal`]: the append-only, checksummed segment log of accepted events (opaque
+//!   records); its durability contract and crash recovery.
 //! - [`clock`]: the daemon's wall clock, the only place that reads wall time.
 //! - [`daemon`]: wires everything; the one task that owns the engine and publishes views.
 //! - [`ingest`]: WebSocket ingest of the protocol (listen and connect modes).
@@ -32,6 +34,7 @@ pub mod event;
 pub mod floor;
 pub mod http;
 pub mod ingest;
+pub mod journal;
 pub mod metrics;
 pub mod replay;
 pub mod simulate;

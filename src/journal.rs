@@ -1,0 +1,822 @@
+//! The journal: an append-only, checksummed log of opaque records in numbered segment files.
+//!
+//! Owns the files of one directory: segments named by a zero-padded segment number
+//! (`00000000000000000001.log`) and the quarantine files that recovery leaves beside them
+//! (`<segment>.log.tail-<offset>`). It knows nothing of what a record means; the daemon stores
+//! one JSON object per accepted event.
+//!
+//! # On-disk format
+//!
+//! A segment starts with the 8-byte header [`SEGMENT_MAGIC`] (`fwjrnl` + format version 1),
+//! followed by records, each
+//!
+//! ```text
+//! [u32 len, little-endian][u32 crc, little-endian][len bytes of payload]
+//! ```
+//!
+//! where `crc` is CRC-32 (IEEE, as `crc32fast`) over the four length bytes and the payload, so
+//! a zero-filled region never passes as an empty record. A payload is at most
+//! [`MAX_RECORD_BYTES`]. A [`Position`] is a byte offset in a segment file: the start of a
+//! record, or the end of the log. A batch is one positioned write into one segment; a new
+//! segment starts between batches when the batch would push the current one past
+//! `segment_bytes` (a single batch may make a segment longer than that).
+//!
+//! # Durability
+//!
+//! Under [`FsyncPolicy::EveryBatch`], a batch for which [`Journal::append_batch`] returned `Ok`
+//! survives power loss: its bytes are `fdatasync`ed before the call returns, and the directory
+//! is `fsync`ed whenever a segment is created or removed. Under [`FsyncPolicy::Never`] the
+//! kernel decides; a crash may lose any suffix of the log, never a middle part.
+//!
+//! On [`Journal::open`] only the last segment is scanned: a torn or corrupt tail (short
+//! write, bad length, bad checksum, garbage) is copied to a quarantine file, then truncated to
+//! the last good record. Older segments are verified when read; corruption there is an error.
+//!
+//! # What it must not do
+//!
+//! It never drops a record silently: bytes cut off at open are kept in a quarantine file and
+//! reported in [`Recovery`]. It reads no clock and spawns no task; callers on an async runtime
+//! run it on a blocking thread. One [`Journal`] per directory at a time (not enforced by a
+//! lock: the daemon must not start twice on the same directory).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The first bytes of every segment: `fwjrnl`, then the format version (`0`, `1`).
+pub const SEGMENT_MAGIC: [u8; 8] = *b"fwjrnl\x00\x01";
+/// Largest payload accepted by [`Journal::append_batch`]; longer lengths on disk are corruption.
+pub const MAX_RECORD_BYTES: usize = 16 << 20;
+
+const HEADER: u64 = SEGMENT_MAGIC.len() as u64;
+const FRAME: usize = 8;
+
+/// When appended bytes are forced to stable storage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// `fdatasync` after every [`Journal::append_batch`]; `Ok` means durable.
+    #[default]
+    EveryBatch,
+    /// Never `fdatasync` appends (the kernel writes back when it likes); for tests and benches.
+    Never,
+}
+
+/// How a journal is written.
+#[derive(Clone, Debug)]
+pub struct JournalOptions {
+    pub fsync: FsyncPolicy,
+    /// A new segment starts before a batch that would take the current one past this size.
+    pub segment_bytes: u64,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        Self {
+            fsync: FsyncPolicy::EveryBatch,
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A byte position in the log: the start of a record, or the end of the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Position {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+/// What [`Journal::open`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    /// Segment files in the directory.
+    pub segments: usize,
+    /// Whole records in the last segment (older segments are not scanned at open).
+    pub records: u64,
+    /// Bytes cut off the tail of the last segment (kept in a quarantine file).
+    pub truncated_bytes: u64,
+    /// The end of the log: where the next batch goes.
+    pub end: Position,
+}
+
+/// A journal failure. Messages name the file, the offset and what went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal i/o: {op} {}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("corrupt journal segment {} at offset {offset}: {reason}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("journal record of {len} bytes is larger than the limit of {max} bytes")]
+    RecordTooLarge { len: usize, max: usize },
+    #[error("journal position {}:{} in {}: {reason}", position.segment, position.offset, dir.display())]
+    BadPosition {
+        dir: PathBuf,
+        position: Position,
+        reason: &'static str,
+    },
+}
+
+impl JournalError {
+    fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> JournalError + 'a {
+        move |source| JournalError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> JournalError {
+        JournalError::Corrupt {
+            path: path.to_path_buf(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The writer of one journal directory.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    opts: JournalOptions,
+    /// Oldest segment still on disk.
+    first: u64,
+    active: File,
+    active_path: PathBuf,
+    end: Position,
+    /// A failed append could not be cut back; bytes past `end` may be on disk.
+    dirty_tail: bool,
+    #[cfg(test)]
+    fault: Option<Fault>,
+}
+
+/// A failure injected into the next append (unit tests only).
+#[cfg(test)]
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Write this many bytes of the batch, then fail as a full disk does.
+    ShortWrite(usize),
+    /// Write the batch, then fail the `fdatasync`.
+    Sync,
+}
+
+impl Journal {
+    /// Opens (creating) the journal in `dir`. Scans the last segment: a torn or corrupt tail
+    /// (bad length, bad checksum, short write) is quarantined and truncated to the last good
+    /// record, as reported in [`Recovery`]. A missing segment between others, or a segment
+    /// that does not start with [`SEGMENT_MAGIC`], is an error.
+    pub fn open(dir: &Path, opts: JournalOptions) -> Result<(Journal, Recovery), JournalError> {
+        fs::create_dir_all(dir).map_err(JournalError::io("create directory", dir))?;
+        let segments = list_segments(dir)?;
+        let Some((&first, &last)) = segments.first().zip(segments.last()) else {
+            let path = segment_path(dir, 1);
+            let active = create_segment(dir, &path)?;
+            let journal = Journal {
+                dir: dir.to_path_buf(),
+                opts,
+                first: 1,
+                active,
+                active_path: path,
+                end: Position {
+                    segment: 1,
+                    offset: HEADER,
+                },
+                dirty_tail: false,
+                #[cfg(test)]
+                fault: None,
+            };
+            let recovery = Recovery {
+                segments: 1,
+                records: 0,
+                truncated_bytes: 0,
+                end: journal.end,
+            };
+            return Ok((journal, recovery));
+        };
+        let path = segment_path(dir, last);
+        let active = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(JournalError::io("open segment", &path))?;
+        let (records, good, truncated_bytes) = recover_tail(&active, &path)?;
+        let journal = Journal {
+            dir: dir.to_path_buf(),
+            opts,
+            first,
+            active,
+            active_path: path,
+            end: Position {
+                segment: last,
+                offset: good,
+            },
+            dirty_tail: false,
+            #[cfg(test)]
+            fault: None,
+        };
+        let recovery = Recovery {
+            segments: segments.len(),
+            records,
+            truncated_bytes,
+            end: journal.end,
+        };
+        Ok((journal, recovery))
+    }
+
+    /// Appends all records of a batch with one write (into one segment) and, under
+    /// [`FsyncPolicy::EveryBatch`], one `fdatasync`; returns the end position after the batch.
+    /// An empty batch writes nothing. Records longer than [`MAX_RECORD_BYTES`] refuse the
+    /// whole batch before anything is written.
+    ///
+    /// On an error the partial write is cut back (best effort; retried by the next call), so
+    /// the log stays valid, the journal stays usable, and the caller may retry the same batch
+    /// later (e.g. once a full disk has space again). Nothing appended earlier is touched.
+    pub fn append_batch(&mut self, records: &[&[u8]]) -> Result<Position, JournalError> {
+        let mut bytes = 0usize;
+        for record in records {
+            if record.len() > MAX_RECORD_BYTES {
+                return Err(JournalError::RecordTooLarge {
+                    len: record.len(),
+                    max: MAX_RECORD_BYTES,
+                });
+            }
+            bytes += FRAME + record.len();
+        }
+        if records.is_empty() {
+            return Ok(self.end);
+        }
+        if self.dirty_tail {
+            self.cut_back()?;
+        }
+        if self.end.offset > HEADER
+            && self.end.offset.saturating_add(bytes as u64) > self.opts.segment_bytes
+        {
+            self.rotate()?;
+        }
+        let mut buf = Vec::with_capacity(bytes);
+        for record in records {
+            encode(&mut buf, record);
+        }
+        if let Err(source) = self.write_at_end(&buf) {
+            // Cut back so the tail is whole records only; if that fails too, the next call
+            // retries it before writing.
+            self.dirty_tail = self.cut_back().is_err();
+            return Err(source);
+        }
+        self.end.offset += buf.len() as u64;
+        Ok(self.end)
+    }
+
+    /// The end of the log: where the next batch goes.
+    pub fn end(&self) -> Position {
+        self.end
+    }
+
+    /// The directory this journal owns.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads records from `from` (a position returned by [`Journal::append_batch`],
+    /// [`Journal::end`], [`Recovery`] or a reader) to the end of the log at the time of the
+    /// call, across segments. Verifies every checksum; an error ends the iteration.
+    pub fn reader(dir: &Path, from: Position) -> Result<JournalReader, JournalError> {
+        let bad = |reason| JournalError::BadPosition {
+            dir: dir.to_path_buf(),
+            position: from,
+            reason,
+        };
+        let segments = list_segments(dir)?;
+        let (Some(&first), Some(&last)) = (segments.first(), segments.last()) else {
+            return Err(bad("the journal has no segments"));
+        };
+        if from.segment < first {
+            return Err(bad("the segment was removed by retention"));
+        }
+        if from.segment > last {
+            return Err(bad("the segment does not exist yet"));
+        }
+        let mut pending = Vec::new();
+        for &segment in segments.iter().filter(|&&s| s >= from.segment) {
+            let path = segment_path(dir, segment);
+            let len = fs::metadata(&path)
+                .map_err(JournalError::io("stat segment", &path))?
+                .len();
+            pending.push((segment, path, len));
+        }
+        if from.offset < HEADER || from.offset > pending[0].2 {
+            return Err(bad("the offset is outside the segment"));
+        }
+        pending.reverse();
+        Ok(JournalReader {
+            pending,
+            current: None,
+            start: from.offset,
+            failed: false,
+        })
+    }
+
+    /// Deletes whole segments that end at or before `before` (retention), oldest first;
+    /// never the active segment. Returns the bytes freed.
+    pub fn remove_segments_before(&mut self, before: Position) -> Result<u64, JournalError> {
+        let mut freed = 0;
+        while self.first < self.end.segment {
+            let path = segment_path(&self.dir, self.first);
+            let len = fs::metadata(&path)
+                .map_err(JournalError::io("stat segment", &path))?
+                .len();
+            let ends_before = Position {
+                segment: self.first,
+                offset: len,
+            } <= before;
+            if !ends_before {
+                break;
+            }
+            fs::remove_file(&path).map_err(JournalError::io("remove segment", &path))?;
+            freed += len;
+            self.first += 1;
+        }
+        if freed > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(freed)
+    }
+
+    fn write_at_end(&mut self, buf: &[u8]) -> Result<(), JournalError> {
+        let path = &self.active_path;
+        #[cfg(test)]
+        match self.fault.take() {
+            Some(Fault::ShortWrite(n)) => {
+                let n = n.min(buf.len());
+                self.active
+                    .write_all_at(&buf[..n], self.end.offset)
+                    .map_err(JournalError::io("write segment", path))?;
+                return Err(JournalError::Io {
+                    op: "write segment",
+                    path: path.clone(),
+                    source: io::Error::from(io::ErrorKind::StorageFull),
+                });
+            }
+            Some(Fault::Sync) => {
+                self.active
+                    .write_all_at(buf, self.end.offset)
+                    .map_err(JournalError::io("write segment", path))?;
+                return Err(JournalError::Io {
+                    op: "fdatasync segment",
+                    path: path.clone(),
+                    source: io::Error::other("injected fdatasync failure"),
+                });
+            }
+            None => {}
+        }
+        self.active
+            .write_all_at(buf, self.end.offset)
+            .map_err(JournalError::io("write segment", path))?;
+        if self.opts.fsync == FsyncPolicy::EveryBatch {
+            self.active
+                .sync_data()
+                .map_err(JournalError::io("fdatasync segment", path))?;
+        }
+        Ok(())
+    }
+
+    /// Truncates the active segment to `end`, dropping bytes of a failed append.
+    fn cut_back(&mut self) -> Result<(), JournalError> {
+        self.active
+            .set_len(self.end.offset)
+            .map_err(JournalError::io("truncate segment", &self.active_path))?;
+        self.dirty_tail = false;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> Result<(), JournalError> {
+        let segment = self.end.segment + 1;
+        let path = segment_path(&self.dir, segment);
+        self.active = create_segment(&self.dir, &path)?;
+        self.active_path = path;
+        self.end = Position {
+            segment,
+            offset: HEADER,
+        };
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn inject(&mut self, fault: Fault) {
+        self.fault = Some(fault);
+    }
+}
+
+/// Iterates the records of a journal from a position; see [`Journal::reader`].
+#[derive(Debug)]
+pub struct JournalReader {
+    /// Segments still to read, last one first: number, path, length at the time of the call.
+    pending: Vec<(u64, PathBuf, u64)>,
+    current: Option<Cursor>,
+    /// Offset to start at in the first segment opened.
+    start: u64,
+    failed: bool,
+}
+
+#[derive(Debug)]
+struct Cursor {
+    segment: u64,
+    path: PathBuf,
+    file: BufReader<File>,
+    offset: u64,
+    len: u64,
+    last: bool,
+}
+
+impl JournalReader {
+    fn open_next(&mut self) -> Result<bool, JournalError> {
+        let Some((segment, path, len)) = self.pending.pop() else {
+            return Ok(false);
+        };
+        let file = File::open(&path).map_err(JournalError::io("open segment", &path))?;
+        let mut file = BufReader::with_capacity(256 << 10, file);
+        let mut magic = [0u8; HEADER as usize];
+        file.read_exact(&mut magic)
+            .map_err(|_| JournalError::corrupt(&path, 0, "segment header is short"))?;
+        if magic != SEGMENT_MAGIC {
+            return Err(JournalError::corrupt(&path, 0, "not a journal segment"));
+        }
+        let offset = std::mem::replace(&mut self.start, HEADER).max(HEADER);
+        if offset > HEADER {
+            io::copy(&mut (&mut file).take(offset - HEADER), &mut io::sink())
+                .map_err(JournalError::io("read segment", &path))?;
+        }
+        self.current = Some(Cursor {
+            segment,
+            path,
+            file,
+            offset,
+            len,
+            last: self.pending.is_empty(),
+        });
+        Ok(true)
+    }
+
+    fn next_record(&mut self) -> Result<Option<(Position, Vec<u8>)>, JournalError> {
+        loop {
+            if self.current.is_none() && !self.open_next()? {
+                return Ok(None);
+            }
+            let Some(cur) = self.current.as_mut() else {
+                return Ok(None);
+            };
+            if cur.offset == cur.len {
+                self.current = None;
+                continue;
+            }
+            let at = cur.offset;
+            let rest = cur.len - at;
+            // A short record at the end of the last segment is an append still in progress
+            // (or one being cut back): the log ends before it.
+            if rest < FRAME as u64 {
+                if cur.last {
+                    return Ok(None);
+                }
+                return Err(JournalError::corrupt(
+                    &cur.path,
+                    at,
+                    "record header is cut short",
+                ));
+            }
+            let mut frame = [0u8; FRAME];
+            cur.file
+                .read_exact(&mut frame)
+                .map_err(JournalError::io("read segment", &cur.path))?;
+            let (len, crc) = split_frame(frame);
+            if len > MAX_RECORD_BYTES as u64 {
+                return Err(JournalError::corrupt(
+                    &cur.path,
+                    at,
+                    format!("record length {len} is over the limit"),
+                ));
+            }
+            if FRAME as u64 + len > rest {
+                if cur.last {
+                    return Ok(None);
+                }
+                return Err(JournalError::corrupt(
+                    &cur.path,
+                    at,
+                    format!("record of {len} bytes runs past the end of the segment"),
+                ));
+            }
+            let mut payload = vec![0u8; len as usize];
+            cur.file
+                .read_exact(&mut payload)
+                .map_err(JournalError::io("read segment", &cur.path))?;
+            if checksum(&frame[..4], &payload) != crc {
+                return Err(JournalError::corrupt(&cur.path, at, "checksum mismatch"));
+            }
+            cur.offset = at + FRAME as u64 + len;
+            let position = Position {
+                segment: cur.segment,
+                offset: at,
+            };
+            return Ok(Some((position, payload)));
+        }
+    }
+}
+
+impl Iterator for JournalReader {
+    type Item = Result<(Position, Vec<u8>), JournalError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        match self.next_record() {
+            Ok(item) => item.map(Ok),
+            Err(err) => {
+                self.failed = true;
+                Some(Err(err))
+            }
+        }
+    }
+}
+
+fn segment_path(dir: &Path, segment: u64) -> PathBuf {
+    dir.join(format!("{segment:020}.log"))
+}
+
+/// Segment numbers in `dir`, ascending; a gap between them is corruption.
+fn list_segments(dir: &Path) -> Result<Vec<u64>, JournalError> {
+    let mut segments = Vec::new();
+    let entries = fs::read_dir(dir).map_err(JournalError::io("list directory", dir))?;
+    for entry in entries {
+        let entry = entry.map_err(JournalError::io("list directory", dir))?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
+            continue;
+        };
+        if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(n) = stem.parse::<u64>() {
+                segments.push(n);
+            }
+        }
+    }
+    segments.sort_unstable();
+    for pair in segments.windows(2) {
+        if pair[1] != pair[0] + 1 {
+            return Err(JournalError::corrupt(
+                &segment_path(dir, pair[0] + 1),
+                0,
+                format!("segment is missing between {} and {}", pair[0], pair[1]),
+            ));
+        }
+    }
+    Ok(segments)
+}
+
+/// Creates a segment with its header, durably (file and directory).
+fn create_segment(dir: &Path, path: &Path) -> Result<File, JournalError> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(JournalError::io("create segment", path))?;
+    let made = file
+        .write_all(&SEGMENT_MAGIC)
+        .and_then(|()| file.sync_data())
+        .map_err(JournalError::io("write segment header", path));
+    if let Err(err) = made {
+        // A half-made segment would become the active one at the next open; leave none.
+        let _ = fs::remove_file(path);
+        return Err(err);
+    }
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(JournalError::io("fsync directory", dir))
+}
+
+fn encode(buf: &mut Vec<u8>, record: &[u8]) {
+    let len = (record.len() as u32).to_le_bytes();
+    buf.extend_from_slice(&len);
+    buf.extend_from_slice(&checksum(&len, record).to_le_bytes());
+    buf.extend_from_slice(record);
+}
+
+fn checksum(len: &[u8], payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(len);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+fn split_frame(frame: [u8; FRAME]) -> (u64, u32) {
+    let [a, b, c, d, e, f, g, h] = frame;
+    (
+        u64::from(u32::from_le_bytes([a, b, c, d])),
+        u32::from_le_bytes([e, f, g, h]),
+    )
+}
+
+/// The end of the whole record starting at `at` in `bytes`, if one is there.
+fn record_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let frame: [u8; FRAME] = bytes.get(at..at + FRAME)?.try_into().ok()?;
+    let (len, crc) = split_frame(frame);
+    if len > MAX_RECORD_BYTES as u64 {
+        return None;
+    }
+    let end = at + FRAME + len as usize;
+    let payload = bytes.get(at + FRAME..end)?;
+    (checksum(&frame[..4], payload) == crc).then_some(end)
+}
+
+/// Scans the last segment, quarantines and cuts off a bad tail. Returns the whole records
+/// found, the good length and the bytes cut off.
+fn recover_tail(file: &File, path: &Path) -> Result<(u64, u64, u64), JournalError> {
+    let mut bytes = Vec::new();
+    (&*file)
+        .read_to_end(&mut bytes)
+        .map_err(JournalError::io("read segment", path))?;
+    let header = HEADER as usize;
+    if bytes.len() < header {
+        // A crash while the segment was being created: only a prefix of the header can be
+        // there. Anything else is not ours.
+        if SEGMENT_MAGIC[..bytes.len()] != bytes[..] {
+            return Err(JournalError::corrupt(path, 0, "not a journal segment"));
+        }
+        file.write_all_at(&SEGMENT_MAGIC[bytes.len()..], bytes.len() as u64)
+            .and_then(|()| file.sync_data())
+            .map_err(JournalError::io("write segment header", path))?;
+        return Ok((0, HEADER, 0));
+    }
+    if bytes[..header] != SEGMENT_MAGIC {
+        return Err(JournalError::corrupt(path, 0, "not a journal segment"));
+    }
+    let mut at = header;
+    let mut records = 0;
+    while let Some(end) = record_end(&bytes, at) {
+        at = end;
+        records += 1;
+    }
+    let cut = (bytes.len() - at) as u64;
+    if cut > 0 {
+        let followed = (at + 1..bytes.len()).any(|k| record_end(&bytes, k).is_some());
+        let quarantine = PathBuf::from(format!("{}.tail-{at}", path.display()));
+        fs::write(&quarantine, &bytes[at..])
+            .and_then(|()| File::open(&quarantine)?.sync_all())
+            .map_err(JournalError::io("write quarantine", &quarantine))?;
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+        file.set_len(at as u64)
+            .and_then(|()| file.sync_data())
+            .map_err(JournalError::io("truncate segment", path))?;
+        if followed {
+            tracing::error!(
+                segment = %path.display(), offset = at, bytes = cut, quarantine = %quarantine.display(),
+                "journal: bad record in the last segment is followed by good ones; the tail was cut off and kept"
+            );
+        } else {
+            tracing::warn!(
+                segment = %path.display(), offset = at, bytes = cut, quarantine = %quarantine.display(),
+                "journal: torn tail cut off and kept"
+            );
+        }
+    }
+    Ok((records, at as u64, cut))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> JournalOptions {
+        JournalOptions {
+            fsync: FsyncPolicy::Never,
+            segment_bytes: 1024,
+        }
+    }
+
+    fn read_all(dir: &Path) -> Vec<Vec<u8>> {
+        Journal::reader(
+            dir,
+            Position {
+                segment: 1,
+                offset: HEADER,
+            },
+        )
+        .and_then(|r| r.map(|item| item.map(|(_, p)| p)).collect())
+        .unwrap_or_else(|e| panic!("read: {e}"))
+    }
+
+    #[test]
+    fn encoded_record_reads_back_and_zeros_do_not() {
+        let mut buf = Vec::new();
+        encode(&mut buf, b"hello");
+        assert_eq!(record_end(&buf, 0), Some(buf.len()));
+        assert_eq!(record_end(&[0u8; 8], 0), None);
+        buf[9] ^= 1;
+        assert_eq!(record_end(&buf, 0), None);
+    }
+
+    #[test]
+    fn short_write_is_cut_back_and_the_batch_retried() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(tmp.path(), opts()).unwrap();
+        let before = j.append_batch(&[b"one", b"two"]).unwrap();
+        j.inject(Fault::ShortWrite(13));
+        let err = j.append_batch(&[b"three", b"four"]).unwrap_err();
+        assert!(
+            matches!(&err, JournalError::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull)
+        );
+        assert_eq!(j.end(), before);
+        let len = fs::metadata(segment_path(tmp.path(), 1)).unwrap().len();
+        assert_eq!(len, before.offset, "the partial write is cut back");
+        assert_eq!(read_all(tmp.path()), [b"one".to_vec(), b"two".to_vec()]);
+        j.append_batch(&[b"three", b"four"]).unwrap();
+        drop(j);
+        let (_, rec) = Journal::open(tmp.path(), opts()).unwrap();
+        assert_eq!(rec.truncated_bytes, 0);
+        assert_eq!(rec.records, 4);
+        assert_eq!(read_all(tmp.path()).len(), 4);
+    }
+
+    #[test]
+    fn failed_fdatasync_drops_the_batch_not_the_log() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(tmp.path(), opts()).unwrap();
+        let before = j.append_batch(&[b"kept"]).unwrap();
+        j.inject(Fault::Sync);
+        assert!(j.append_batch(&[b"unsynced"]).is_err());
+        assert_eq!(j.end(), before);
+        j.append_batch(&[b"unsynced"]).unwrap();
+        assert_eq!(
+            read_all(tmp.path()),
+            [b"kept".to_vec(), b"unsynced".to_vec()]
+        );
+    }
+
+    #[test]
+    fn oversized_record_refuses_the_whole_batch() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(tmp.path(), opts()).unwrap();
+        let big = vec![0u8; MAX_RECORD_BYTES + 1];
+        let err = j.append_batch(&[b"small", &big]).unwrap_err();
+        assert!(matches!(err, JournalError::RecordTooLarge { .. }));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "journal record of {} bytes is larger than the limit of {MAX_RECORD_BYTES} bytes",
+                MAX_RECORD_BYTES + 1
+            )
+        );
+        assert!(read_all(tmp.path()).is_empty());
+    }
+
+    #[test]
+    fn torn_segment_header_is_completed() {
+        let tmp = tempfile::tempdir().unwrap();
+        drop(Journal::open(tmp.path(), opts()).unwrap());
+        fs::write(segment_path(tmp.path(), 2), &SEGMENT_MAGIC[..3]).unwrap();
+        let (mut j, rec) = Journal::open(tmp.path(), opts()).unwrap();
+        assert_eq!(
+            rec.end,
+            Position {
+                segment: 2,
+                offset: HEADER
+            }
+        );
+        j.append_batch(&[b"x"]).unwrap();
+        assert_eq!(read_all(tmp.path()), [b"x".to_vec()]);
+    }
+
+    #[test]
+    fn missing_middle_segment_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(tmp.path(), opts()).unwrap();
+        for _ in 0..3 {
+            j.append_batch(&[&[7u8; 900]]).unwrap();
+        }
+        drop(j);
+        fs::remove_file(segment_path(tmp.path(), 2)).unwrap();
+        let err = Journal::open(tmp.path(), opts()).unwrap_err();
+        assert!(
+            err.to_string().contains("00000000000000000002.log"),
+            "{err}"
+        );
+    }
+}
