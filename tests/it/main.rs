@@ -10,5 +10,6 @@ mod examples;
 mod http;
 mod ingest;
 mod ingest_connect;
+mod journal;
 mod metrics;
 mod simulate;
