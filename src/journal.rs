@@ -26,7 +26,8 @@
 //! Under [`FsyncPolicy::EveryBatch`], a batch for which [`Journal::append_batch`] returned `Ok`
 //! survives power loss: its bytes are `fdatasync`ed before the call returns, and the directory
 //! is `fsync`ed whenever a segment is created or removed. Under [`FsyncPolicy::Never`] the
-//! kernel decides; a crash may lose any suffix of the log, never a middle part.
+//! kernel decides; a crash may lose any suffix of the log, never a middle part (a segment is
+//! `fdatasync`ed before the next one is created, under either policy).
 //!
 //! On [`Journal::open`] only the last segment is scanned: a torn or corrupt tail (short
 //! write, bad length, bad checksum, garbage) is copied to a quarantine file, then truncated to
@@ -401,6 +402,11 @@ impl Journal {
     }
 
     fn rotate(&mut self) -> Result<(), JournalError> {
+        // Even under `Never`: once a newer segment exists, a crash must not leave a torn tail
+        // in an older one, where it would read as corruption rather than a lost suffix.
+        self.active
+            .sync_data()
+            .map_err(JournalError::io("fdatasync segment", &self.active_path))?;
         let segment = self.end.segment + 1;
         let path = segment_path(&self.dir, segment);
         self.active = create_segment(&self.dir, &path)?;
