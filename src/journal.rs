@@ -316,7 +316,8 @@ impl Journal {
                 .len();
             pending.push((segment, path, len));
         }
-        if from.offset < HEADER || from.offset > pending[0].2 {
+        let first_len = pending.first().map_or(HEADER, |p| p.2);
+        if from.offset < HEADER || from.offset > first_len {
             return Err(bad("the offset is outside the segment"));
         }
         pending.reverse();
@@ -409,6 +410,11 @@ impl Journal {
             .map_err(JournalError::io("fdatasync segment", &self.active_path))?;
         let segment = self.end.segment + 1;
         let path = segment_path(&self.dir, segment);
+        // A segment left half-made by an earlier failed rotation (its removal failed too)
+        // holds no record; without this, every later rotation would fail on it.
+        if fs::metadata(&path).is_ok_and(|m| m.len() <= HEADER) {
+            fs::remove_file(&path).map_err(JournalError::io("remove half-made segment", &path))?;
+        }
         self.active = create_segment(&self.dir, &path)?;
         self.active_path = path;
         self.end = Position {
@@ -808,6 +814,37 @@ mod tests {
         );
         j.append_batch(&[b"x"]).unwrap();
         assert_eq!(read_all(tmp.path()), [b"x".to_vec()]);
+    }
+
+    #[test]
+    fn bad_record_followed_by_good_ones_in_the_last_segment_is_kept_in_quarantine() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(tmp.path(), opts()).unwrap();
+        // Ends "first", starts "second", whose payload gets the flipped bit.
+        let second = j.append_batch(&[b"first"]).unwrap();
+        j.append_batch(&[b"second", b"third"]).unwrap();
+        drop(j);
+        let path = segment_path(tmp.path(), 1);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[second.offset as usize + FRAME] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        let (_, rec) = Journal::open(tmp.path(), opts()).unwrap();
+        assert_eq!(rec.end, second);
+        assert_eq!(rec.truncated_bytes, bytes.len() as u64 - second.offset);
+        let kept = fs::read(format!("{}.tail-{}", path.display(), second.offset)).unwrap();
+        assert_eq!(kept, bytes[second.offset as usize..]);
+        assert_eq!(record_end(&kept, FRAME + 6), Some(2 * FRAME + 6 + 5));
+    }
+
+    #[test]
+    fn half_made_next_segment_does_not_block_rotation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(tmp.path(), opts()).unwrap();
+        j.append_batch(&[&[1u8; 900]]).unwrap();
+        fs::write(segment_path(tmp.path(), 2), &SEGMENT_MAGIC[..5]).unwrap();
+        j.append_batch(&[&[2u8; 900]]).unwrap();
+        assert_eq!(j.end().segment, 2);
+        assert_eq!(read_all(tmp.path()), [vec![1u8; 900], vec![2u8; 900]]);
     }
 
     #[test]
