@@ -5,6 +5,17 @@
 //! The journal lives under `CARGO_TARGET_TMPDIR` (the target directory's file system, not a
 //! tmpfs), so `fdatasync` reaches the disk. Old segments are removed as the bench goes so it
 //! does not fill the disk. Run with `cargo bench --bench journal`.
+//!
+//! Measured 2026-11-28 on a shared 2-vCPU VM (Intel Xeon, ext4 on a virtio disk, Linux 6.18),
+//! records/s (criterion mean):
+//!
+//! | batch | Never      | EveryBatch | EveryBatch / Never |
+//! |-------|------------|------------|--------------------|
+//! | 1     | 2.29 M     | 5.1 k      | 0.0022             |
+//! | 10    | 6.15 M     | 49 k       | 0.0080             |
+//! | 100   | 9.59 M     | 413 k      | 0.043              |
+//!
+//! One `fdatasync` costs about 0.2 ms here and dominates; batching is what buys throughput.
 
 use std::time::Duration;
 
