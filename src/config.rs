@@ -79,6 +79,10 @@ pub struct SourceConfig {
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
     pub dir: PathBuf,
+    /// How often the engine's state is checkpointed (`store.checkpoint_every`, default 1m).
+    pub checkpoint_every: Millis,
+    /// How long journal segments and checkpoints are kept (`store.retention`, default 400d).
+    pub retention: Millis,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -241,6 +245,8 @@ impl Default for Config {
             },
             store: StoreConfig {
                 dir: PathBuf::from("data"),
+                checkpoint_every: 60_000,
+                retention: 400 * 86_400_000,
             },
             rules: RulesConfig::default(),
             teams: Vec::new(),
@@ -484,6 +490,8 @@ struct RawSource {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     dir: Option<Spanned<String>>,
+    checkpoint_every: Option<Spanned<Duration>>,
+    retention: Option<Spanned<Duration>>,
 }
 
 #[derive(Deserialize)]
@@ -689,11 +697,19 @@ impl Check<'_> {
         if let Some(source) = raw.source {
             self.source(source, &mut config.source)?;
         }
-        if let Some(dir) = raw.store.and_then(|s| s.dir) {
-            if dir.get_ref().trim().is_empty() {
-                return self.err(dir.span(), "must not be empty");
+        if let Some(store) = raw.store {
+            if let Some(dir) = store.dir {
+                if dir.get_ref().trim().is_empty() {
+                    return self.err(dir.span(), "must not be empty");
+                }
+                config.store.dir = PathBuf::from(dir.into_inner());
             }
-            config.store.dir = PathBuf::from(dir.into_inner());
+            if let Some(d) = store.checkpoint_every {
+                config.store.checkpoint_every = self.positive(d)?;
+            }
+            if let Some(d) = store.retention {
+                config.store.retention = self.positive(d)?;
+            }
         }
         if let Some(rules) = raw.rules {
             self.rules(rules, &mut config.rules)?;

@@ -17,8 +17,20 @@
 //! counts from its connect time). It wakes at `poll_timeout() + delay` and at least every
 //! [`TICK`] so that waits move. With no source connected the engine clock stands still.
 //!
-//! Must not: read wall time other than through [`Clock`], block on I/O, or hold a lock of the
-//! read side across an `.await`.
+//! Durability (protocol page, "ack = durably stored"): with a store, every applied event is
+//! encoded as a journal record and appended, one write and one `fdatasync` per batch, before
+//! the reply; the ack is the highest `seq` per source that is in the journal, tracked apart
+//! from the engine's de-duplication point. The owner task does this file I/O itself, blocking
+//! for one `fdatasync` per batch: it keeps the order of journal and engine trivially equal.
+//! When an append fails, the records stay in a bounded pending queue (arrival order), acks
+//! stop, `/readyz` says why, and every tick retries; once the queue holds
+//! [`PENDING_CAPACITY`] records the task stops taking commands (sources wait: back-pressure,
+//! nothing is dropped). Violation changes go to SQLite after the records that caused them are
+//! journaled. Every `store.checkpoint_every` (with nothing pending) the engine's state is
+//! checkpointed with the journal end; a restart restores it and replays the journal after it.
+//!
+//! Must not: read wall time other than through [`Clock`], block on anything but the store's
+//! per-batch writes, or hold a lock of the read side across an `.await`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -34,10 +46,11 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::RunArgs;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, SourceClock, SourceConfig, SourceMode};
-use crate::engine::{Applied, Effect, Engine, QueueOutcome};
+use crate::engine::{Applied, Checkpoint, Effect, Engine, KpiRetention, QueueOutcome};
 use crate::event::{Event, Id};
 use crate::floor::Floor;
 use crate::metrics::{Metrics, SeriesBook};
+use crate::store::{encode_record, read_records, Store, ViolationOp};
 use crate::time::{Calendar, Millis, Timestamp};
 
 /// How often the owner task wakes even without deadlines, so that waits and gauges move.
@@ -46,6 +59,13 @@ pub const TICK: Millis = 250;
 /// Capacity of the engine command channel. When it is full, the connection that wants to
 /// send waits (back-pressure on that source); the owner task never waits on a connection.
 pub const COMMAND_CAPACITY: usize = 1024;
+
+/// Journal records accepted but not yet stored that make the owner task stop taking
+/// commands (a batch may take it past this; nothing is ever dropped).
+pub const PENDING_CAPACITY: usize = 100_000;
+
+/// Days of appraisal accumulators the daemon's engine keeps.
+pub const KPI_DAYS: u32 = 62;
 
 /// How long shutdown waits for the tasks to finish before it warns and moves on.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -151,16 +171,49 @@ pub struct EngineTask {
 
 impl EngineTask {
     /// Spawns the owner task on the current runtime. It stops when `shutdown` is cancelled.
+    ///
+    /// Without a store: acks mean "processed", and nothing survives a restart (tests).
     pub fn spawn(
         config: &Config,
         clock: Clock,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> EngineTask {
+        EngineTask::spawn_with(
+            config,
+            clock,
+            metrics,
+            shutdown,
+            Engine::new(config.rules.clone()),
+            None,
+        )
+    }
+
+    /// Spawns the owner task with a restored engine and, if given, the store it journals to.
+    pub fn spawn_with(
+        config: &Config,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+        engine: Engine,
+        store: Option<Store>,
+    ) -> EngineTask {
         let floor = Arc::new(Floor::new(Calendar::new(config.rules.timezone.clone())));
         let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
-        let owner = Owner {
-            engine: Engine::new(config.rules.clone()),
+        let durable = store.map(|store| Durable {
+            acked: engine.sources().into_iter().collect(),
+            store,
+            records: Vec::new(),
+            seqs: Vec::new(),
+            ops: Vec::new(),
+            fault: None,
+            checkpoint_every: config.store.checkpoint_every,
+            next_checkpoint: clock.now().plus(config.store.checkpoint_every),
+            checkpointed: None,
+        });
+        let mut owner = Owner {
+            engine,
+            durable,
             clock,
             source: config.source.clone(),
             conns: HashMap::new(),
@@ -172,6 +225,7 @@ impl EngineTask {
             calendar: Calendar::new(config.rules.timezone.clone()),
             day_end: None,
         };
+        owner.publish_restored();
         let join = tokio::spawn(owner.run(rx, shutdown));
         EngineTask {
             client: EngineClient { tx },
@@ -209,8 +263,28 @@ struct ConnState {
     lag_ok: bool,
 }
 
+/// The store side of the owner task.
+struct Durable {
+    store: Store,
+    /// Encoded journal records of applied events not yet stored, in arrival order.
+    records: Vec<Vec<u8>>,
+    /// Source and `seq` of each of `records`.
+    seqs: Vec<(Id, Option<u64>)>,
+    /// Violation changes not yet in the database (after the records that caused them).
+    ops: Vec<ViolationOp>,
+    /// Highest `seq` per source that is in the journal: the ack and `resume_after`.
+    acked: HashMap<Id, u64>,
+    /// Why the last store write failed, while it keeps failing.
+    fault: Option<String>,
+    checkpoint_every: Millis,
+    next_checkpoint: Timestamp,
+    /// Journal end and engine clock of the last checkpoint taken.
+    checkpointed: Option<(crate::journal::Position, Option<Timestamp>)>,
+}
+
 struct Owner {
     engine: Engine,
+    durable: Option<Durable>,
     clock: Clock,
     source: SourceConfig,
     conns: HashMap<ConnId, ConnState>,
@@ -229,15 +303,25 @@ impl Owner {
         tracing::debug!("engine task started");
         loop {
             let wake = self.next_wake();
+            let full = self
+                .durable
+                .as_ref()
+                .is_some_and(|d| d.records.len() >= PENDING_CAPACITY);
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                cmd = rx.recv() => match cmd {
+                // While the pending queue is full, commands wait in the channel and senders
+                // wait on it: back-pressure on every source.
+                cmd = rx.recv(), if !full => match cmd {
                     Some(cmd) => self.handle_command(cmd),
                     None => break,
                 },
                 _ = tokio::time::sleep_until(self.clock.instant_at(wake)) => self.handle_tick(),
             }
+        }
+        if self.durable.is_some() {
+            self.flush();
+            self.checkpoint();
         }
         tracing::debug!("engine task stopped");
     }
@@ -267,7 +351,7 @@ impl Owner {
             Command::Connect { source, reply } => {
                 let conn = ConnId(self.next_conn);
                 self.next_conn += 1;
-                let resume = self.engine.highest_seq(&source);
+                let resume = self.acked(&source);
                 tracing::info!(source = %source, conn = conn.0, resume_after = ?resume, "source connected");
                 self.conns.insert(
                     conn,
@@ -327,11 +411,18 @@ impl Owner {
             let lag = received.since(ev.ts);
             self.metrics.observe_lag(lag);
             last_ts = Some(ev.ts);
+            let ts = ev.ts;
             if self.source.clock == SourceClock::Receipt {
                 ev.ts = received;
             }
             let outcome = match self.engine.handle_event(&source, &ev, &mut self.effects) {
                 Applied::Applied { at, late } => {
+                    if let Some(d) = self.durable.as_mut() {
+                        // The journal keeps the event as sent and the time it was applied at.
+                        ev.ts = ts;
+                        d.records.push(encode_record(at, &source, &ev));
+                        d.seqs.push((source.clone(), ev.seq));
+                    }
                     self.metrics
                         .events
                         .with_label_values(&[ev.body.type_name()])
@@ -360,10 +451,120 @@ impl Owner {
             .any(|o| matches!(o, Outcome::Applied { .. }));
         // Any applied event may move a queue (snapshots replace them without Queue effects).
         self.after_apply(queue_changed || applied, applied);
+        if self.durable.is_some() {
+            self.flush();
+        }
         BatchReply {
             outcomes,
-            ack: self.engine.highest_seq(&source),
+            ack: self.acked(&source),
         }
+    }
+
+    /// The highest `seq` of `source` that may be acknowledged: stored, with a store.
+    fn acked(&self, source: &str) -> Option<u64> {
+        match &self.durable {
+            Some(d) => d.acked.get(source).copied(),
+            None => self.engine.highest_seq(source),
+        }
+    }
+
+    /// Journals the pending records (one write, one `fdatasync`), then writes the pending
+    /// violation changes. On failure everything stays pending for the next try; the first
+    /// failure is logged and published for `/readyz`, and so is the recovery.
+    fn flush(&mut self) {
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        let result = (|| {
+            if !d.records.is_empty() {
+                d.store
+                    .append(&d.records)
+                    .map_err(|e| format!("journal append failed: {e}"))?;
+                d.records.clear();
+                for (source, seq) in d.seqs.drain(..) {
+                    if let Some(seq) = seq {
+                        let h = d.acked.entry(source).or_insert(seq);
+                        *h = (*h).max(seq);
+                    }
+                }
+            }
+            if !d.ops.is_empty() {
+                d.store
+                    .write_violations(&d.ops)
+                    .map_err(|e| format!("database write failed: {e}"))?;
+                d.ops.clear();
+            }
+            Ok::<(), String>(())
+        })();
+        match result {
+            Ok(()) => {
+                if let Some(was) = d.fault.take() {
+                    tracing::info!(was = %was, "store recovered; acknowledging again");
+                    self.floor.set_store_fault(None);
+                }
+            }
+            Err(e) => {
+                if d.fault.is_none() {
+                    tracing::error!(
+                        error = %e,
+                        pending = d.records.len(),
+                        "store write failed; not acknowledging, retrying every tick"
+                    );
+                    self.floor.set_store_fault(Some(e.clone()));
+                }
+                d.fault = Some(e);
+            }
+        }
+    }
+
+    /// Stores the engine's checkpoint with the journal end, if nothing is pending and the
+    /// engine moved since the last one.
+    fn checkpoint(&mut self) {
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        if !d.records.is_empty() || !d.ops.is_empty() {
+            return;
+        }
+        let end = d.store.end();
+        let clock = self.engine.now();
+        if d.checkpointed == Some((end, clock)) {
+            return;
+        }
+        let json = match serde_json::to_string(&self.engine.checkpoint()) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode the engine checkpoint");
+                return;
+            }
+        };
+        let day = clock
+            .map(|c| self.calendar.day_of(c).date.to_string())
+            .unwrap_or_default();
+        match d.store.save_checkpoint(clock, end, &day, &json) {
+            Ok(()) => {
+                d.checkpointed = Some((end, clock));
+                tracing::debug!(
+                    bytes = json.len(),
+                    segment = end.segment,
+                    offset = end.offset,
+                    "checkpoint stored"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot store a checkpoint; will retry"),
+        }
+    }
+
+    /// Publishes the state of a restored engine to the read side.
+    fn publish_restored(&mut self) {
+        for view in self.engine.agent_views() {
+            self.book.agent_changed(&self.metrics, &view);
+            self.floor.put_agent(view);
+        }
+        for v in self.engine.open_violations() {
+            self.floor.push_violation(v);
+        }
+        self.after_apply(true, true);
     }
 
     fn handle_tick(&mut self) {
@@ -379,6 +580,20 @@ impl Owner {
         }
         // Queue views (waits, the 15-minute window) move only with the engine clock.
         self.after_apply(moved, moved);
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        let retry = d.fault.is_some() || !d.ops.is_empty() || !d.records.is_empty();
+        let due = now >= d.next_checkpoint;
+        if due {
+            d.next_checkpoint = now.plus(d.checkpoint_every);
+        }
+        if retry {
+            self.flush();
+        }
+        if due {
+            self.checkpoint();
+        }
     }
 
     /// Publishes what changed after events or a timeout.
@@ -440,6 +655,9 @@ impl Owner {
                         "violation"
                     );
                     self.book.violation(metrics, &v);
+                    if let Some(d) = self.durable.as_mut() {
+                        d.ops.push(ViolationOp::Raised(v.clone()));
+                    }
                     let agent = v.agent.clone();
                     self.floor.push_violation(*v);
                     // The agent's open-violation count changed; the engine says so only
@@ -447,6 +665,13 @@ impl Owner {
                     self.refresh_agent(&agent);
                 }
                 Effect::Cleared { id, at, ended_by } => {
+                    if let Some(d) = self.durable.as_mut() {
+                        d.ops.push(ViolationOp::Cleared {
+                            id,
+                            at,
+                            ended_by: ended_by.clone(),
+                        });
+                    }
                     if let Some((rule, team, agent)) = self.floor.close_violation(id, at, ended_by)
                     {
                         self.book.cleared(metrics, rule.as_str(), &team);
@@ -568,6 +793,95 @@ impl DaemonHandle {
     }
 }
 
+/// A store opened and an engine brought up to its journal's end.
+pub struct Restored {
+    pub store: Store,
+    pub engine: Engine,
+    /// Journal records replayed after the checkpoint.
+    pub replayed: u64,
+    /// Whether a checkpoint was restored.
+    pub from_checkpoint: bool,
+}
+
+/// Opens the store in `store.dir` (a torn journal tail is truncated and logged), restores the
+/// newest checkpoint (or starts a fresh engine) and replays the journal after it, upserting
+/// the violations raised. Blocks on file I/O; runs before anything is served.
+pub fn restore(config: &Config) -> anyhow::Result<Restored> {
+    let started = std::time::Instant::now();
+    let dir = &config.store.dir;
+    let (mut store, recovery) =
+        Store::open(dir).with_context(|| format!("cannot open the store in {}", dir.display()))?;
+    if recovery.truncated_bytes > 0 {
+        tracing::warn!(
+            bytes = recovery.truncated_bytes,
+            segment = recovery.end.segment,
+            offset = recovery.end.offset,
+            "journal had a torn tail; truncated to the last good record (the cut bytes are kept in a quarantine file)"
+        );
+    }
+    let retention = KpiRetention::LastDays(KPI_DAYS);
+    let checkpoint = store
+        .latest_checkpoint()
+        .context("cannot read checkpoints")?;
+    let from_checkpoint = checkpoint.is_some();
+    let (mut engine, from) = match checkpoint {
+        Some(cp) => {
+            let parsed: Checkpoint = serde_json::from_str(&cp.json)
+                .with_context(|| format!("checkpoint {} does not decode", cp.id))?;
+            let engine = Engine::restore(config.rules.clone(), retention, parsed)
+                .with_context(|| format!("checkpoint {}", cp.id))?;
+            (engine, Some(cp.position))
+        }
+        None => (
+            Engine::with_retention(config.rules.clone(), retention),
+            None,
+        ),
+    };
+    let mut effects = Vec::new();
+    let mut ops = Vec::new();
+    let mut replayed = 0u64;
+    let reader = store
+        .read_journal(from)
+        .context("cannot read the journal")?;
+    for r in read_records(reader) {
+        let (_, rec) = r.context("cannot replay the journal")?;
+        engine.handle_event(&rec.source, &rec.applied_event(), &mut effects);
+        replayed += 1;
+        for e in effects.drain(..) {
+            match e {
+                Effect::Violation(v) => ops.push(ViolationOp::Raised(v)),
+                Effect::Cleared { id, at, ended_by } => {
+                    ops.push(ViolationOp::Cleared { id, at, ended_by })
+                }
+                _ => {}
+            }
+        }
+        if ops.len() >= 10_000 {
+            store
+                .write_violations(&ops)
+                .context("cannot store violations")?;
+            ops.clear();
+        }
+    }
+    store
+        .write_violations(&ops)
+        .context("cannot store violations")?;
+    tracing::info!(
+        dir = %dir.display(),
+        from_checkpoint,
+        replayed,
+        engine_clock = ?engine.now(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "store restored"
+    );
+    Ok(Restored {
+        store,
+        engine,
+        replayed,
+        from_checkpoint,
+    })
+}
+
 /// Validates `config`, binds the HTTP port (port 0 allowed), spawns the engine task, the
 /// server and (in connect mode) the dialer, with the system clock.
 pub async fn start(config: Config) -> anyhow::Result<DaemonHandle> {
@@ -585,7 +899,19 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         .context("cannot read the bound address")?;
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::new()?);
-    let engine = EngineTask::spawn(&config, clock, metrics.clone(), shutdown.clone());
+    let restored = restore(&config)?;
+    let reader = restored
+        .store
+        .reader()
+        .context("cannot open the store for reading")?;
+    let engine = EngineTask::spawn_with(
+        &config,
+        clock,
+        metrics.clone(),
+        shutdown.clone(),
+        restored.engine,
+        Some(restored.store),
+    );
     let config = Arc::new(config);
     let ingest = crate::ingest::Ingest::new(
         config.clone(),
@@ -603,6 +929,8 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         floor: engine.floor(),
         metrics: metrics.clone(),
         ingest,
+        store: Some(reader),
+        engine: engine.client(),
         shutdown: shutdown.clone(),
     });
     let token = shutdown.clone();

@@ -34,11 +34,19 @@ pub const VIOLATION_LOG_CAPACITY: usize = 100_000;
 pub enum Status {
     Open,
     Closed,
-    /// On record but counting for nothing. Not produced yet: waivers come with the store.
+    /// On record but counting for nothing (`POST /api/v1/violations/{id}/waive`).
     Waived,
 }
 
 impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Closed => "closed",
+            Status::Waived => "waived",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Status> {
         match s {
             "open" => Some(Status::Open),
@@ -58,6 +66,17 @@ pub struct ViolationRecord {
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cleared_at: Option<Timestamp>,
+    /// Who waived it, why and when (status `waived`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiver: Option<Waiver>,
+}
+
+/// A lead's decision that a violation counts for nothing. Kept forever with the violation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Waiver {
+    pub by: String,
+    pub reason: String,
+    pub at: Timestamp,
 }
 
 /// Which records `Floor::violations` returns; `None` fields match everything.
@@ -103,6 +122,8 @@ pub struct Floor {
     /// Engine clock in ms; `i64::MIN` while the engine has seen nothing.
     engine_clock: AtomicI64,
     sources_connected: AtomicUsize,
+    /// Why the store cannot take events now (journal append failing), for `/readyz`.
+    store_fault: RwLock<Option<String>>,
     /// Bumped after every publish that changed something; `/ws/floor` waits on it. A watch
     /// holds one value, so a slow subscriber skips versions instead of queueing them.
     version: watch::Sender<u64>,
@@ -118,6 +139,7 @@ impl Floor {
             agents: DashMap::new(),
             queues: RwLock::new(Arc::new(Vec::new())),
             violations: RwLock::new(ViolationLog::new(violation_capacity)),
+            store_fault: RwLock::new(None),
             today: Mutex::new(TodayHistograms::new(calendar)),
             engine_clock: AtomicI64::new(i64::MIN),
             sources_connected: AtomicUsize::new(0),
@@ -219,6 +241,18 @@ impl Floor {
             .store(now.map_or(i64::MIN, |t| t.0), Ordering::Release);
     }
 
+    /// Why the store is failing, if it is.
+    pub fn store_fault(&self) -> Option<String> {
+        self.store_fault
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_store_fault(&self, fault: Option<String>) {
+        *self.store_fault.write().unwrap_or_else(|e| e.into_inner()) = fault;
+    }
+
     pub(crate) fn set_sources_connected(&self, n: usize) {
         self.sources_connected.store(n, Ordering::Release);
     }
@@ -286,6 +320,7 @@ impl ViolationLog {
             violation: v,
             status: Status::Open,
             cleared_at: None,
+            waiver: None,
         });
     }
 

@@ -33,11 +33,13 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, SourceMode};
+use crate::daemon::EngineClient;
 use crate::engine::{AgentView, QueueCounts, Rule};
 use crate::event::Id;
 use crate::floor::{Floor, Percentiles, Status, ViolationFilter, ViolationRecord};
 use crate::ingest::Ingest;
 use crate::metrics::{Metrics, CONTENT_TYPE};
+use crate::store::StoreReader;
 use crate::time::Timestamp;
 
 /// The most records one `/api/v1/violations` answer holds (the newest matching ones).
@@ -52,6 +54,11 @@ pub struct AppState {
     pub floor: Arc<Floor>,
     pub metrics: Arc<Metrics>,
     pub ingest: Ingest,
+    /// The store's read side; `None` for a daemon without a store (violations then come from
+    /// the in-memory log).
+    pub store: Option<StoreReader>,
+    /// For events made by the API (approvals).
+    pub engine: EngineClient,
     /// Cancelled when the daemon shuts down (ends `/ws/floor` streams).
     pub shutdown: CancellationToken,
 }
@@ -69,6 +76,11 @@ pub enum ApiError {
     NotFound,
     #[error("{0}")]
     Unavailable(&'static str),
+    /// Not ready, with the reason (`/readyz`).
+    #[error("{0}")]
+    NotReady(String),
+    #[error("internal error")]
+    Internal,
 }
 
 impl IntoResponse for ApiError {
@@ -78,7 +90,8 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::LoopbackOnly(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut resp =
             (status, Json(serde_json::json!({"error": self.to_string()}))).into_response();
@@ -201,6 +214,11 @@ async fn healthz() -> Json<serde_json::Value> {
 async fn readyz(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     if s.config.source.mode == SourceMode::Connect && s.floor.sources_connected() == 0 {
         return Err(ApiError::Unavailable("source not connected"));
+    }
+    if let Some(fault) = s.floor.store_fault() {
+        return Err(ApiError::NotReady(format!(
+            "store failing, not acknowledging: {fault}"
+        )));
     }
     Ok(Json(serde_json::json!({"status": "ready"})))
 }
@@ -414,8 +432,30 @@ async fn violations(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let filter = q.filter()?;
-    let records = s.floor.violations(&filter, MAX_VIOLATIONS_PER_QUERY);
+    let records = match s.store.clone() {
+        Some(store) => {
+            blocking(move || store.violations(&filter, MAX_VIOLATIONS_PER_QUERY)).await?
+        }
+        None => s.floor.violations(&filter, MAX_VIOLATIONS_PER_QUERY),
+    };
     Ok(Json(serde_json::json!({ "violations": records })))
+}
+
+/// Runs a store query on a blocking thread; a store error is logged here and answered 500.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "store query failed");
+            Err(ApiError::Internal)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "store query task failed");
+            Err(ApiError::Internal)
+        }
+    }
 }
 
 #[cfg(test)]

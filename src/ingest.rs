@@ -12,11 +12,12 @@
 //!
 //! # Acks
 //!
-//! The daemon has no durable store yet, so `ack` (and the hello's `resume_after`) mean
-//! "applied to the engine in this process": the highest `seq` applied or ignored as a
-//! duplicate from the source name. After a daemon restart `resume_after` is `null` again.
-//! One ack is sent after every frame that held at least one valid event with a `seq`
-//! behind it, which is more often than the protocol's "at least every second".
+//! `ack` (and the hello's `resume_after`) mean "durably stored": the highest `seq` of the
+//! source name that is in the journal (`fdatasync`ed), as the engine task reports it; it
+//! survives restarts. One ack is sent after every frame that held at least one valid event
+//! with a `seq` behind it, which is more often than the protocol's "at least every second".
+//! While the store is failing the reply carries the last stored `seq` (the ack stands
+//! still); a daemon without a store (tests) acks what it applied.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

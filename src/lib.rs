@@ -38,4 +38,5 @@ pub mod journal;
 pub mod metrics;
 pub mod replay;
 pub mod simulate;
+pub mod store;
 pub mod time;

@@ -338,6 +338,7 @@ fn replay(config: &Config, events: &[Event], end: Timestamp) -> Vec<ViolationRec
                 violation: *v,
                 status: Status::Open,
                 cleared_at: None,
+                waiver: None,
             }),
             Effect::Cleared { id, at, ended_by } => {
                 if let Some(r) = records.iter_mut().find(|r| r.violation.id == id) {

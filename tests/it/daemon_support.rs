@@ -22,6 +22,9 @@ pub fn config() -> Config {
     // Tests send fixed timestamps of the past: a source that lags that much must never count
     // as caught up by idling, or the daemon's clock would move the engine clock to today.
     c.source.idle = 3_600_000;
+    // Every daemon gets a store of its own; the directory outlives the test (the OS cleans
+    // its temp dir), since a daemon may still write while the test ends.
+    c.store.dir = tempfile::tempdir().expect("tempdir").keep();
     c
 }
 

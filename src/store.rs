@@ -1,0 +1,638 @@
+//! The durable record: the journal of accepted events and the SQLite database beside it.
+//!
+//! Owns the files under `store.dir`: `journal/` (the [`Journal`] of accepted events, one JSON
+//! record per event: `{"at":<applied ms>,"source":"<name>","event":<protocol JSON>}`) and
+//! `floorwatch.db` (SQLite in WAL mode, `synchronous=NORMAL`) with the tables `violations`,
+//! `checkpoints` and `meta`.
+//!
+//! Durability: the journal is the record. A journaled batch is `fdatasync`ed before
+//! [`Store::append`] returns, and only then may the daemon acknowledge it. The database is
+//! derived from the journal (violations are re-upserted by their deterministic engine id when
+//! the journal is replayed after a crash), except waivers, which live only in the database
+//! and are written with `synchronous=FULL` semantics (a committed waiver is synced).
+//!
+//! Must not: apply events to the engine or read a clock. Its calls block on file I/O: the
+//! engine owner task calls the writer directly (one `fdatasync` per batch), HTTP handlers use
+//! a [`StoreReader`] on a blocking thread.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::engine::{EventRef, Evidence, Kind, Rule, Violation};
+use crate::event::{decode_event, Event, Id};
+use crate::floor::{Status, ViolationFilter, ViolationRecord, Waiver};
+use crate::journal::{
+    FsyncPolicy, Journal, JournalError, JournalOptions, JournalReader, Position, Recovery,
+    SEGMENT_MAGIC,
+};
+use crate::time::{Millis, Timestamp};
+
+/// How many checkpoints are kept besides one per day: the newest ones.
+pub const KEEP_CHECKPOINTS: i64 = 5;
+
+/// A store failure. Messages say what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("database {op}: {source}")]
+    Db {
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot create {}: {source}", path.display())]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bad journal record at {}:{}: {reason}", position.segment, position.offset)]
+    BadRecord { position: Position, reason: String },
+    #[error("bad checkpoint {id}: {reason}")]
+    BadCheckpoint { id: i64, reason: String },
+    #[error("no such violation: {0}")]
+    NoSuchViolation(u64),
+}
+
+fn db(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Db { op, source }
+}
+
+/// One accepted event as the journal keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// The time the engine applied it (after clamping, or the receive time).
+    pub at: Timestamp,
+    pub source: Id,
+    /// The event as received (its own `ts`, `seq`, `id`).
+    pub event: Event,
+}
+
+#[derive(Deserialize)]
+struct RecordIn<'a> {
+    at: i64,
+    source: String,
+    #[serde(borrow)]
+    event: &'a RawValue,
+}
+
+impl Record {
+    /// The journal bytes of this record.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_record(self.at, &self.source, &self.event)
+    }
+
+    /// Decodes journal bytes written by [`Record::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Record, String> {
+        let r: RecordIn<'_> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let event = decode_event(r.event.get()).map_err(|(_, e)| e.to_string())?;
+        Ok(Record {
+            at: Timestamp(r.at),
+            source: Id::from(r.source),
+            event,
+        })
+    }
+
+    /// The event as the engine applied it: `ts` is the applied time.
+    pub fn applied_event(&self) -> Event {
+        let mut ev = self.event.clone();
+        ev.ts = self.at;
+        ev
+    }
+}
+
+/// The journal bytes of the event `event` from `source`, applied at `at`.
+pub fn encode_record(at: Timestamp, source: &str, event: &Event) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"at\":");
+    out.extend_from_slice(at.0.to_string().as_bytes());
+    out.extend_from_slice(b",\"source\":");
+    // Serializing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, source);
+    out.extend_from_slice(b",\"event\":");
+    out.extend_from_slice(event.to_json().as_bytes());
+    out.push(b'}');
+    out
+}
+
+/// A change to the violations table, derived from the engine's effects.
+#[derive(Clone, Debug)]
+pub enum ViolationOp {
+    /// A violation was raised: insert it as `open` (nothing happens if its id exists).
+    Raised(Box<Violation>),
+    /// Its condition cleared: `closed` (a waived one stays waived), `cleared_at`, `ended_by`.
+    Cleared {
+        id: u64,
+        at: Timestamp,
+        ended_by: EventRef,
+    },
+}
+
+/// A stored checkpoint.
+#[derive(Clone, Debug)]
+pub struct StoredCheckpoint {
+    pub id: i64,
+    pub clock: Option<Timestamp>,
+    /// The journal end when it was taken: replay continues from here.
+    pub position: Position,
+    pub json: String,
+}
+
+/// The writer: the journal and the database connection of the engine owner task.
+pub struct Store {
+    dir: PathBuf,
+    journal: Journal,
+    db: Connection,
+    /// The first record position of the oldest segment (replay from the beginning).
+    start: Position,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS violations (
+    id INTEGER PRIMARY KEY,
+    rule TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    team TEXT NOT NULL,
+    call TEXT,
+    reason TEXT,
+    at INTEGER NOT NULL,
+    points INTEGER NOT NULL,
+    detected_at INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    cleared_at INTEGER,
+    evidence TEXT NOT NULL,
+    waived_by TEXT,
+    waiver_reason TEXT,
+    waived_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS violations_at ON violations(at);
+CREATE INDEX IF NOT EXISTS violations_agent ON violations(agent, at);
+CREATE INDEX IF NOT EXISTS violations_team ON violations(team, at);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    clock INTEGER,
+    segment INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    day TEXT NOT NULL,
+    checkpoint TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+/// Opens the database at `path` with the store's pragmas and schema.
+fn open_db(path: &Path) -> Result<Connection, StoreError> {
+    let c = Connection::open(path).map_err(db("open"))?;
+    c.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(db("set busy timeout"))?;
+    c.pragma_update(None, "journal_mode", "WAL")
+        .map_err(db("set WAL mode"))?;
+    c.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(db("set synchronous"))?;
+    c.execute_batch(SCHEMA).map_err(db("create schema"))?;
+    c.execute(
+        "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1')",
+        [],
+    )
+    .map_err(db("write meta"))?;
+    Ok(c)
+}
+
+impl Store {
+    /// Opens (creating) the store in `dir`: the journal (a torn tail is truncated, see
+    /// [`Recovery`]) and the database.
+    pub fn open(dir: &Path) -> Result<(Store, Recovery), StoreError> {
+        Store::open_with(dir, FsyncPolicy::EveryBatch)
+    }
+
+    pub fn open_with(dir: &Path, fsync: FsyncPolicy) -> Result<(Store, Recovery), StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let (journal, recovery) = Journal::open(
+            &dir.join("journal"),
+            JournalOptions {
+                fsync,
+                ..JournalOptions::default()
+            },
+        )?;
+        let db = open_db(&dir.join("floorwatch.db"))?;
+        // Segments are contiguous (open refuses a gap), so the oldest is this one.
+        let first = recovery
+            .end
+            .segment
+            .saturating_sub(recovery.segments.saturating_sub(1) as u64);
+        let start = Position {
+            segment: first,
+            offset: SEGMENT_MAGIC.len() as u64,
+        };
+        Ok((
+            Store {
+                dir: dir.to_path_buf(),
+                journal,
+                db,
+                start,
+            },
+            recovery,
+        ))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A reader for HTTP handlers (its own connection).
+    pub fn reader(&self) -> Result<StoreReader, StoreError> {
+        StoreReader::open(&self.dir)
+    }
+
+    /// Appends one batch of encoded records with one write and one `fdatasync`. On error
+    /// nothing of the batch counts as stored, and the same batch may be appended again.
+    pub fn append(&mut self, records: &[Vec<u8>]) -> Result<Position, StoreError> {
+        let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+        Ok(self.journal.append_batch(&refs)?)
+    }
+
+    /// The end of the journal.
+    pub fn end(&self) -> Position {
+        self.journal.end()
+    }
+
+    /// Reads the journal from `from` (or from its beginning) to its end.
+    pub fn read_journal(&self, from: Option<Position>) -> Result<JournalReader, StoreError> {
+        Ok(Journal::reader(
+            &self.dir.join("journal"),
+            from.unwrap_or(self.start),
+        )?)
+    }
+
+    /// Applies violation changes in one transaction.
+    pub fn write_violations(&mut self, ops: &[ViolationOp]) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.transaction().map_err(db("begin"))?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO violations (id, rule, kind, agent, team, call, reason, at, \
+                     points, detected_at, status, evidence) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'open', ?11) \
+                     ON CONFLICT(id) DO NOTHING",
+                )
+                .map_err(db("prepare insert"))?;
+            let mut clear = tx
+                .prepare_cached(
+                    "UPDATE violations SET \
+                     status = CASE status WHEN 'open' THEN 'closed' ELSE status END, \
+                     cleared_at = ?2, \
+                     evidence = json_set(evidence, '$.ended_by', json(?3)) \
+                     WHERE id = ?1",
+                )
+                .map_err(db("prepare clear"))?;
+            for op in ops {
+                match op {
+                    ViolationOp::Raised(v) => {
+                        let evidence =
+                            serde_json::to_string(&v.evidence).unwrap_or_else(|_| "{}".into());
+                        insert
+                            .execute(params![
+                                v.id as i64,
+                                v.rule.as_str(),
+                                v.kind.as_str(),
+                                v.agent.as_str(),
+                                v.team.as_str(),
+                                v.call.as_deref(),
+                                v.reason.as_deref(),
+                                v.at.0,
+                                v.points,
+                                v.detected_at.0,
+                                evidence,
+                            ])
+                            .map_err(db("insert violation"))?;
+                    }
+                    ViolationOp::Cleared { id, at, ended_by } => {
+                        let ended = serde_json::to_string(ended_by).unwrap_or_else(|_| "{}".into());
+                        clear
+                            .execute(params![*id as i64, at.0, ended])
+                            .map_err(db("close violation"))?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(db("commit violations"))
+    }
+
+    /// Stores a checkpoint taken when the journal ended at `position`; keeps the newest
+    /// [`KEEP_CHECKPOINTS`] and the newest of every `day` (the caller's local date).
+    pub fn save_checkpoint(
+        &mut self,
+        clock: Option<Timestamp>,
+        position: Position,
+        day: &str,
+        json: &str,
+    ) -> Result<(), StoreError> {
+        let tx = self.db.transaction().map_err(db("begin"))?;
+        tx.execute(
+            "INSERT INTO checkpoints (clock, segment, offset, day, checkpoint) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                clock.map(|c| c.0),
+                position.segment as i64,
+                position.offset as i64,
+                day,
+                json
+            ],
+        )
+        .map_err(db("insert checkpoint"))?;
+        tx.execute(
+            "DELETE FROM checkpoints WHERE id NOT IN \
+             (SELECT id FROM checkpoints ORDER BY id DESC LIMIT ?1) \
+             AND id NOT IN (SELECT MAX(id) FROM checkpoints GROUP BY day)",
+            params![KEEP_CHECKPOINTS],
+        )
+        .map_err(db("prune checkpoints"))?;
+        tx.commit().map_err(db("commit checkpoint"))
+    }
+
+    /// The newest checkpoint, if any.
+    pub fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.db
+            .query_row(
+                "SELECT id, clock, segment, offset, checkpoint FROM checkpoints \
+                 ORDER BY id DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(StoredCheckpoint {
+                        id: r.get(0)?,
+                        clock: r.get::<_, Option<i64>>(1)?.map(Timestamp),
+                        position: Position {
+                            segment: r.get::<_, i64>(2)? as u64,
+                            offset: r.get::<_, i64>(3)? as u64,
+                        },
+                        json: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(db("read checkpoint"))
+    }
+
+    /// Deletes journal segments and checkpoints older than `keep` before `now` (wall or
+    /// engine time), never the newest checkpoint nor the segments it needs. Returns bytes
+    /// freed in the journal.
+    pub fn apply_retention(&mut self, now: Timestamp, keep: Millis) -> Result<u64, StoreError> {
+        let cutoff = now.plus(-keep).0;
+        // The oldest checkpoint we keep decides how much journal is still needed.
+        self.db
+            .execute(
+                "DELETE FROM checkpoints WHERE clock < ?1 AND id <> (SELECT MAX(id) FROM checkpoints)",
+                params![cutoff],
+            )
+            .map_err(db("expire checkpoints"))?;
+        let oldest: Option<(i64, i64)> = self
+            .db
+            .query_row(
+                "SELECT segment, offset FROM checkpoints ORDER BY id ASC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db("read checkpoint"))?;
+        let Some((segment, offset)) = oldest else {
+            return Ok(0);
+        };
+        let before = Position {
+            segment: segment as u64,
+            offset: offset as u64,
+        };
+        let freed = self.journal.remove_segments_before(before)?;
+        if freed > 0 {
+            self.start = Position {
+                segment: before.segment,
+                offset: SEGMENT_MAGIC.len() as u64,
+            };
+        }
+        Ok(freed)
+    }
+}
+
+/// A read connection for the HTTP side and the report commands. Cheap to clone; queries run
+/// one at a time on its connection.
+#[derive(Clone)]
+pub struct StoreReader {
+    db: Arc<Mutex<Connection>>,
+}
+
+/// A waiver request.
+#[derive(Clone, Debug, Deserialize)]
+pub struct WaiverRequest {
+    pub by: String,
+    pub reason: String,
+}
+
+impl StoreReader {
+    pub fn open(dir: &Path) -> Result<StoreReader, StoreError> {
+        let c = open_db(&dir.join("floorwatch.db"))?;
+        Ok(StoreReader {
+            db: Arc::new(Mutex::new(c)),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The newest `limit` records matching `filter`, in the order raised.
+    pub fn violations(
+        &self,
+        filter: &ViolationFilter,
+        limit: usize,
+    ) -> Result<Vec<ViolationRecord>, StoreError> {
+        let mut sql = String::from("SELECT * FROM (SELECT * FROM violations WHERE 1=1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        use rusqlite::types::Value as V;
+        if let Some(f) = filter.from {
+            sql.push_str(" AND at >= ?");
+            args.push(V::Integer(f.0));
+        }
+        if let Some(t) = filter.to {
+            sql.push_str(" AND at < ?");
+            args.push(V::Integer(t.0));
+        }
+        if let Some(a) = &filter.agent {
+            sql.push_str(" AND agent = ?");
+            args.push(V::Text(a.clone()));
+        }
+        if let Some(t) = &filter.team {
+            sql.push_str(" AND team = ?");
+            args.push(V::Text(t.clone()));
+        }
+        if let Some(r) = filter.rule {
+            sql.push_str(" AND rule = ?");
+            args.push(V::Text(r.as_str().into()));
+        }
+        if let Some(s) = filter.status {
+            sql.push_str(" AND status = ?");
+            args.push(V::Text(s.as_str().into()));
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?) ORDER BY id ASC");
+        args.push(V::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        let c = self.conn();
+        let mut st = c.prepare(&sql).map_err(db("prepare query"))?;
+        let rows = st
+            .query_map(rusqlite::params_from_iter(args), row_to_record)
+            .map_err(db("query violations"))?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r.map_err(db("read violation"))?);
+        }
+        Ok(out)
+    }
+
+    /// One record by id.
+    pub fn violation(&self, id: u64) -> Result<Option<ViolationRecord>, StoreError> {
+        let c = self.conn();
+        c.query_row(
+            "SELECT * FROM violations WHERE id = ?1",
+            params![id as i64],
+            row_to_record,
+        )
+        .optional()
+        .map_err(db("read violation"))
+    }
+
+    /// Every waived violation whose `at` lies in `[from, to)`.
+    pub fn waived(&self, from: Timestamp, to: Timestamp) -> Result<Vec<Violation>, StoreError> {
+        let filter = ViolationFilter {
+            from: Some(from),
+            to: Some(to),
+            status: Some(Status::Waived),
+            ..ViolationFilter::default()
+        };
+        Ok(self
+            .violations(&filter, usize::MAX >> 1)?
+            .into_iter()
+            .map(|r| r.violation)
+            .collect())
+    }
+
+    /// Waives violation `id` (kept forever, status `waived`); a second waiver replaces the
+    /// first. The commit is synced before this returns.
+    pub fn waive(
+        &self,
+        id: u64,
+        w: &WaiverRequest,
+        at: Timestamp,
+    ) -> Result<ViolationRecord, StoreError> {
+        {
+            let c = self.conn();
+            let n = c
+                .execute(
+                    "UPDATE violations SET status = 'waived', waived_by = ?2, \
+                     waiver_reason = ?3, waived_at = ?4 WHERE id = ?1",
+                    params![id as i64, w.by, w.reason, at.0],
+                )
+                .map_err(db("waive"))?;
+            if n == 0 {
+                return Err(StoreError::NoSuchViolation(id));
+            }
+            // A waiver is not derived from the journal: make it durable now.
+            c.pragma_update(None, "wal_checkpoint", "FULL")
+                .map_err(db("sync waiver"))?;
+        }
+        self.violation(id)?.ok_or(StoreError::NoSuchViolation(id))
+    }
+}
+
+fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ViolationRecord> {
+    let conv = |i: usize, e: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    };
+    let rule: String = r.get("rule")?;
+    let kind: String = r.get("kind")?;
+    let rule: Rule = serde_json::from_value(serde_json::Value::String(rule))
+        .map_err(|e| conv(1, e.to_string()))?;
+    let kind: Kind = serde_json::from_value(serde_json::Value::String(kind))
+        .map_err(|e| conv(2, e.to_string()))?;
+    let evidence: String = r.get("evidence")?;
+    let evidence: Evidence =
+        serde_json::from_str(&evidence).map_err(|e| conv(12, e.to_string()))?;
+    let status: String = r.get("status")?;
+    let status = Status::parse(&status).ok_or_else(|| conv(10, status))?;
+    let waiver = match r.get::<_, Option<String>>("waived_by")? {
+        Some(by) => Some(Waiver {
+            by,
+            reason: r
+                .get::<_, Option<String>>("waiver_reason")?
+                .unwrap_or_default(),
+            at: Timestamp(r.get::<_, Option<i64>>("waived_at")?.unwrap_or_default()),
+        }),
+        None => None,
+    };
+    Ok(ViolationRecord {
+        violation: Violation {
+            id: r.get::<_, i64>("id")? as u64,
+            rule,
+            kind,
+            agent: Id::from(r.get::<_, String>("agent")?),
+            team: Id::from(r.get::<_, String>("team")?),
+            call: r.get::<_, Option<String>>("call")?.map(Id::from),
+            reason: r.get::<_, Option<String>>("reason")?.map(Id::from),
+            at: Timestamp(r.get("at")?),
+            points: r.get("points")?,
+            detected_at: Timestamp(r.get("detected_at")?),
+            evidence,
+        },
+        status,
+        cleared_at: r.get::<_, Option<i64>>("cleared_at")?.map(Timestamp),
+        waiver,
+    })
+}
+
+/// Reads every record of the journal in `dir` from `from` (or its beginning); bad records
+/// are errors.
+pub fn read_records(
+    reader: JournalReader,
+) -> impl Iterator<Item = Result<(Position, Record), StoreError>> {
+    reader.map(|r| {
+        let (pos, bytes) = r?;
+        let rec = Record::decode(&bytes).map_err(|reason| StoreError::BadRecord {
+            position: pos,
+            reason,
+        })?;
+        Ok((pos, rec))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Body;
+
+    #[test]
+    fn record_round_trips() {
+        let ev = decode_event(
+            r#"{"type":"agent.state","ts":1000,"seq":7,"agent":"a-1","state":"not_ready","reason":"break"}"#,
+        )
+        .expect("valid");
+        let rec = Record {
+            at: Timestamp(2000),
+            source: Id::from("pbx \"1\""),
+            event: ev,
+        };
+        let back = Record::decode(&rec.encode()).expect("decodes");
+        assert_eq!(back, rec);
+        assert_eq!(back.applied_event().ts, Timestamp(2000));
+        assert!(matches!(back.event.body, Body::AgentState { .. }));
+    }
+}
