@@ -491,7 +491,8 @@ struct RawSource {
 struct RawStore {
     dir: Option<Spanned<String>>,
     checkpoint_every: Option<Spanned<Duration>>,
-    retention: Option<Spanned<Duration>>,
+    /// A duration, or whole days as `"400d"`.
+    retention: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -708,7 +709,21 @@ impl Check<'_> {
                 config.store.checkpoint_every = self.positive(d)?;
             }
             if let Some(d) = store.retention {
-                config.store.retention = self.positive(d)?;
+                let text = d.get_ref().trim();
+                let ms = match text.strip_suffix('d').map(str::parse::<u32>) {
+                    Some(Ok(days)) => Some(i64::from(days) * 86_400_000),
+                    _ => parse_duration(text).ok(),
+                };
+                match ms {
+                    Some(ms) if ms > 0 => config.store.retention = ms,
+                    _ => {
+                        return self.err_key(
+                            d.span(),
+                            "store.retention",
+                            format!("not a retention: {text:?} (want e.g. \"400d\" or \"720h\")"),
+                        )
+                    }
+                }
             }
         }
         if let Some(rules) = raw.rules {

@@ -13,3 +13,4 @@ mod ingest_connect;
 mod journal;
 mod metrics;
 mod simulate;
+mod store;
