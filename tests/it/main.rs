@@ -1,6 +1,7 @@
 //! One integration-test binary (keeps link time down); each module is one area.
 
 mod cli;
+mod crash;
 mod daemon_live;
 mod daemon_support;
 mod demo;

@@ -1,0 +1,165 @@
+//! Crash safety with the real binary: a simulated floor streams into `floorwatch run` with
+//! ack/resume while the daemon is killed (SIGKILL) at random points and restarted on the same
+//! directory; after catching up, its violations equal a replay of the whole stream.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use floorwatch::config::RulesConfig;
+use floorwatch::replay::{Replay, ReplayOptions};
+use floorwatch::simulate::{drive, Generator, Misconduct, Pace, SimConfig};
+use floorwatch::time::Timestamp;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+
+use crate::daemon_support::get_json;
+
+/// 2026-11-02T01:00:00Z: simulated time far from the wall clock, so the daemon's clock never
+/// counts the source as caught up and the engine clock follows event time only.
+const START: Timestamp = Timestamp(1_793_581_200_000);
+
+fn floor() -> SimConfig {
+    let mut cfg = SimConfig::new(120, 6, 11);
+    cfg.misconduct = Misconduct::unruly();
+    cfg.duration = Some(3 * 3_600_000);
+    cfg
+}
+
+fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+fn spawn_daemon(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_floorwatch"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn floorwatch run")
+}
+
+async fn wait_ready(addr: SocketAddr) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("daemon did not listen on {addr}");
+}
+
+/// The fields the replay's record and the API's record share.
+fn comparable(v: &Value) -> Value {
+    let mut o = serde_json::Map::new();
+    for k in [
+        "id", "rule", "kind", "agent", "team", "call", "reason", "at", "points",
+    ] {
+        if let Some(x) = v.get(k) {
+            o.insert(k.to_string(), x.clone());
+        }
+    }
+    Value::Object(o)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_points_loses_no_acked_event_and_duplicates_no_violation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr = free_port();
+    let config = dir.path().join("floorwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"{addr}\"\n[source]\nidle = \"1h\"\n\
+             [store]\ndir = \"{}\"\ncheckpoint_every = \"300ms\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("write config");
+
+    let seed: u64 = rand::rngs::StdRng::from_os_rng().random();
+    eprintln!("crash test kill seed {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+
+    let mut child = spawn_daemon(&config);
+    wait_ready(addr).await;
+    let url = format!("ws://{addr}/ingest?source=sim");
+    // Three simulated hours in about five seconds.
+    let client = tokio::spawn(async move {
+        drive(
+            &url,
+            None,
+            Generator::new(floor(), START),
+            Pace::new(START, 2_000.0),
+            std::future::pending::<()>(),
+        )
+        .await
+    });
+    let kills: u32 = rng.random_range(2..=3);
+    for _ in 0..kills {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(600..2_000))).await;
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
+        child = spawn_daemon(&config);
+        wait_ready(addr).await;
+    }
+    let stats = tokio::time::timeout(Duration::from_secs(120), client)
+        .await
+        .expect("the stream finishes")
+        .expect("client task")
+        .expect("every event acknowledged");
+    assert!(stats.connections > u64::from(kills), "{stats:?}");
+
+    let (_, floor_json) = get_json(addr, "/api/v1/floor").await;
+    let end = Timestamp::parse_flexible(floor_json["engine_clock"].as_str().expect("clock"))
+        .expect("engine clock");
+    let (status, body) = get_json(addr, "/api/v1/violations").await;
+    assert_eq!(status, 200);
+    let live: Vec<Value> = body["violations"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(comparable)
+        .collect();
+    child.kill().ok();
+    child.wait().ok();
+
+    let mut replay = Replay::new(
+        RulesConfig::default(),
+        ReplayOptions {
+            until: Some(end),
+            appraisal: None,
+        },
+    );
+    let mut expected = Vec::new();
+    for ev in Generator::new(floor(), START) {
+        replay.line(
+            "sim",
+            &ev.to_json(),
+            |v| expected.push((v.id, v.to_record_json())),
+            |e| panic!("rejected: {e}"),
+        );
+    }
+    replay.finish(|v| expected.push((v.id, v.to_record_json())));
+    let expected: Vec<Value> = expected
+        .into_iter()
+        .map(|(id, s)| {
+            let mut v: Value = serde_json::from_str(&s).expect("json");
+            v["id"] = Value::from(id);
+            comparable(&v)
+        })
+        .collect();
+    eprintln!(
+        "crash test: {kills} kills, {stats:?}, {} violations",
+        live.len()
+    );
+    assert!(expected.len() > 20, "an unruly floor breaks rules");
+    assert_eq!(live.len(), expected.len(), "kill seed {seed}");
+    assert_eq!(live, expected, "kill seed {seed}");
+}
