@@ -105,6 +105,27 @@ enum Command {
     Disconnect {
         conn: ConnId,
     },
+    /// An event made by the HTTP API (approvals), from source [`API_SOURCE`].
+    Api {
+        event: Event,
+        reply: oneshot::Sender<ApiReply>,
+    },
+    /// The approvals active at the engine clock.
+    Approvals {
+        reply: oneshot::Sender<Vec<crate::engine::ApprovalView>>,
+    },
+}
+
+/// The source name of events made by the HTTP API.
+pub const API_SOURCE: &str = "api";
+
+/// What happened to an API event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiReply {
+    /// The time the engine applied it at.
+    pub at: Timestamp,
+    /// Whether it is in the journal already (else pending: the store is failing).
+    pub stored: bool,
 }
 
 /// A handle for sending commands to the engine owner task. Cheap to clone.
@@ -149,6 +170,26 @@ impl EngineClient {
                 events,
                 reply,
             })
+            .await
+            .map_err(|_| EngineStopped)?;
+        rx.await.map_err(|_| EngineStopped)
+    }
+
+    /// Applies an event made by the API (source [`API_SOURCE`]), journaled like any other.
+    pub async fn apply_api(&self, event: Event) -> Result<ApiReply, EngineStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Api { event, reply })
+            .await
+            .map_err(|_| EngineStopped)?;
+        rx.await.map_err(|_| EngineStopped)
+    }
+
+    /// The approvals active at the engine clock, by agent, then start.
+    pub async fn approvals(&self) -> Result<Vec<crate::engine::ApprovalView>, EngineStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Approvals { reply })
             .await
             .map_err(|_| EngineStopped)?;
         rx.await.map_err(|_| EngineStopped)
@@ -380,6 +421,13 @@ impl Owner {
                 let r = self.handle_batch(conn, received, events);
                 let _ = reply.send(r);
             }
+            Command::Api { event, reply } => {
+                let r = self.handle_api(event);
+                let _ = reply.send(r);
+            }
+            Command::Approvals { reply } => {
+                let _ = reply.send(self.engine.active_approvals());
+            }
         }
     }
 
@@ -457,6 +505,33 @@ impl Owner {
         BatchReply {
             outcomes,
             ack: self.acked(&source),
+        }
+    }
+
+    /// Applies one API event (no `seq`: never a duplicate) and stores it.
+    fn handle_api(&mut self, event: Event) -> ApiReply {
+        let at = match self
+            .engine
+            .handle_event(API_SOURCE, &event, &mut self.effects)
+        {
+            Applied::Applied { at, .. } => at,
+            // Without a seq an event is never a duplicate; keep the engine's time anyway.
+            Applied::Duplicate => self.engine.now().unwrap_or(event.ts),
+        };
+        self.metrics
+            .events
+            .with_label_values(&[event.body.type_name()])
+            .inc();
+        if let Some(d) = self.durable.as_mut() {
+            d.records.push(encode_record(at, API_SOURCE, &event));
+            d.seqs.push((Id::const_new(API_SOURCE), None));
+        }
+        let queue_changed = self.drain_effects();
+        self.after_apply(queue_changed, true);
+        self.flush();
+        ApiReply {
+            at,
+            stored: self.durable.as_ref().is_none_or(|d| d.records.is_empty()),
         }
     }
 
@@ -931,6 +1006,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         ingest,
         store: Some(reader),
         engine: engine.client(),
+        clock,
         shutdown: shutdown.clone(),
     });
     let token = shutdown.clone();

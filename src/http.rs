@@ -4,17 +4,22 @@
 //!
 //! Owns: the axum [`router`], the JSON shapes of the API, and [`ApiError`] (every error is
 //! JSON `{"error": "..."}`; 4xx say what the caller did wrong, 5xx say nothing internal).
-//! Must not: touch the engine. Handlers read the published [`Floor`] and [`Metrics`] only.
+//! Must not: touch the engine. Handlers read the published [`Floor`] and [`Metrics`], query
+//! the store's read side on a blocking thread, and send API events (approvals) and queries
+//! (active approvals) to the engine task through its [`EngineClient`].
 //!
 //! Shapes: `/api/v1/floor` is one object (`engine_clock`, `sources_connected`, `agents`,
 //! `queues` with today's and the last 15 minutes' KPIs and wait percentiles, `floor` KPIs,
 //! `ring_percentiles` per team, `open_violations`); `/api/v1/violations` is
 //! `{"violations": [record, ...]}` in the order raised, at most
-//! [`MAX_VIOLATIONS_PER_QUERY`] (the newest), where `from` ≤ `at` < `to`.
+//! [`MAX_VIOLATIONS_PER_QUERY`] (the newest), where `from` ≤ `at` < `to`, read from the
+//! store (SQLite). `POST /api/v1/violations/{id}/waive` and `POST /api/v1/approvals` are the
+//! lead's; `GET /api/v1/approvals` lists the approvals active at the engine clock.
 //!
 //! Access (`[server.tokens]`): `/ingest` takes ingest tokens; the wallboard, `/ws/floor` and
 //! `GET /api` take viewer or lead tokens (header, or `?token=` for the wallboard on a TV); a surface
-//! without tokens is open to loopback peers only (403 otherwise). `/metrics`, `/healthz` and
+//! without tokens is open to loopback peers only (403 otherwise). The two `POST`s take lead
+//! tokens only (header). `/metrics`, `/healthz` and
 //! `/readyz` are open.
 
 use std::collections::BTreeMap;
@@ -23,15 +28,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::config::{Config, SourceMode};
 use crate::daemon::EngineClient;
 use crate::engine::{AgentView, QueueCounts, Rule};
@@ -59,6 +65,8 @@ pub struct AppState {
     pub store: Option<StoreReader>,
     /// For events made by the API (approvals).
     pub engine: EngineClient,
+    /// Wall time of waivers and approvals.
+    pub clock: Clock,
     /// Cancelled when the daemon shuts down (ends `/ws/floor` streams).
     pub shutdown: CancellationToken,
 }
@@ -75,6 +83,8 @@ pub enum ApiError {
     #[error("no such path")]
     NotFound,
     #[error("{0}")]
+    NoSuch(String),
+    #[error("{0}")]
     Unavailable(&'static str),
     /// Not ready, with the reason (`/readyz`).
     #[error("{0}")]
@@ -89,7 +99,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::LoopbackOnly(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::NoSuch(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -171,6 +181,20 @@ async fn viewer_guard(State(s): State<AppState>, req: Request, next: Next) -> Re
     }
 }
 
+/// Guards the lead surfaces (waivers, approvals): lead tokens only.
+async fn lead_guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    match authorize(
+        "lead",
+        &[&s.config.server.tokens.lead],
+        req.headers(),
+        None,
+        peer_of(req.extensions()),
+    ) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
@@ -188,9 +212,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/floor", get(floor))
         .route("/api/v1/violations", get(violations))
         .route("/ws/floor", get(floor_stream))
+        .route("/api/v1/approvals", get(approvals))
         .route_layer(middleware::from_fn_with_state(state.clone(), viewer_guard));
+    let lead = Router::new()
+        .route("/api/v1/violations/{id}/waive", post(waive))
+        .route("/api/v1/approvals", post(grant_approval))
+        .route_layer(middleware::from_fn_with_state(state.clone(), lead_guard));
     Router::new()
         .merge(viewer)
+        .merge(lead)
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -439,6 +469,111 @@ async fn violations(
         None => s.floor.violations(&filter, MAX_VIOLATIONS_PER_QUERY),
     };
     Ok(Json(serde_json::json!({ "violations": records })))
+}
+
+/// `POST /api/v1/violations/{id}/waive` (lead): `{"by","reason"}`, both non-empty. The
+/// violation keeps its record with status `waived` and the waiver, forever; the appraisal
+/// leaves it out. `floorwatch_demerit_points_total` is a counter and is not decreased.
+async fn waive(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<crate::store::WaiverRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<ViolationRecord>, ApiError> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("violation id must be a number, not {id:?}")))?;
+    let Json(w) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if w.by.trim().is_empty() || w.reason.trim().is_empty() {
+        return Err(ApiError::BadRequest(
+            "`by` and `reason` must not be empty".into(),
+        ));
+    }
+    let Some(store) = s.store.clone() else {
+        return Err(ApiError::Unavailable("this daemon has no store"));
+    };
+    let at = s.clock.now();
+    match tokio::task::spawn_blocking(move || store.waive(id, &w, at)).await {
+        Ok(Ok(r)) => {
+            tracing::info!(id, by = %r.waiver.as_ref().map_or("", |w| w.by.as_str()), "violation waived");
+            Ok(Json(r))
+        }
+        Ok(Err(crate::store::StoreError::NoSuchViolation(id))) => {
+            Err(ApiError::NoSuch(format!("no violation {id} on record")))
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot store a waiver");
+            Err(ApiError::Internal)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "waiver task failed");
+            Err(ApiError::Internal)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ApprovalRequest {
+    agent: String,
+    reason: String,
+    minutes: f64,
+    by: String,
+}
+
+/// `POST /api/v1/approvals` (lead): `{"agent","reason","minutes","by"}` becomes an
+/// `approval.granted` event at the daemon's time from source `api`, validated, journaled and
+/// applied like any other event. 201 with the approval once stored; 202 when it is applied
+/// but the store is failing (it stays pending and is stored when the store recovers).
+async fn grant_approval(
+    State(s): State<AppState>,
+    body: Result<Json<ApprovalRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(a) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let now = s.clock.now();
+    let text = serde_json::json!({
+        "type": "approval.granted",
+        "ts": now.0,
+        "agent": a.agent,
+        "reason": a.reason,
+        "minutes": a.minutes,
+        "by": a.by,
+    })
+    .to_string();
+    let event =
+        crate::event::decode_event(&text).map_err(|(_, e)| ApiError::BadRequest(e.to_string()))?;
+    let duration_ms = match &event.body {
+        crate::event::Body::ApprovalGranted { duration_ms, .. } => *duration_ms,
+        _ => 0,
+    };
+    let reply = s
+        .engine
+        .apply_api(event)
+        .await
+        .map_err(|_| ApiError::Unavailable("shutting down"))?;
+    let status = if reply.stored {
+        StatusCode::CREATED
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let body = serde_json::json!({
+        "agent": a.agent,
+        "reason": a.reason,
+        "by": a.by,
+        "from": reply.at,
+        "until": reply.at.plus(duration_ms),
+        "stored": reply.stored,
+    });
+    Ok((status, Json(body)).into_response())
+}
+
+/// `GET /api/v1/approvals`: `{"approvals": [{agent, reason, from, until}, ...]}` active at
+/// the engine clock.
+async fn approvals(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let list = s
+        .engine
+        .approvals()
+        .await
+        .map_err(|_| ApiError::Unavailable("shutting down"))?;
+    Ok(Json(serde_json::json!({ "approvals": list })))
 }
 
 /// Runs a store query on a blocking thread; a store error is logged here and answered 500.

@@ -142,3 +142,103 @@ fn store_durations_parse() {
     assert_eq!(c.store.retention, 400 * 86_400_000);
     assert!(Config::from_toml_str("[store]\ncheckpoint_every = \"0s\"\n").is_err());
 }
+
+/// A minimal HTTP/1.1 POST of a JSON body: status and JSON answer.
+async fn post_json(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.expect("read");
+    let text = String::from_utf8(buf).expect("utf-8");
+    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_waiver_is_kept_with_the_violation_across_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = start(config_in(dir.path())).await;
+    let (mut s, _) = Source::connect_hello(d.local_addr(), "pbx").await;
+    s.send(first_batch()).await;
+    assert_eq!(s.until_ack().await.1, 3);
+    let v = violations(d.local_addr()).await;
+    let id = v[0]["id"].as_u64().expect("id");
+    let waive = format!("/api/v1/violations/{id}/waive");
+    let (status, _) = post_json(d.local_addr(), &waive, r#"{"by":"","reason":"x"}"#).await;
+    assert_eq!(status, 400);
+    let (status, _) = post_json(
+        d.local_addr(),
+        "/api/v1/violations/999/waive",
+        r#"{"by":"zhang.wei","reason":"outage"}"#,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, r) = post_json(
+        d.local_addr(),
+        &waive,
+        r#"{"by":"zhang.wei","reason":"phone system outage"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["status"], "waived");
+    assert_eq!(r["waiver"]["by"], "zhang.wei");
+    drop(s);
+    d.shutdown().await;
+
+    let d = start(config_in(dir.path())).await;
+    let (mut s, _) = Source::connect_hello(d.local_addr(), "pbx").await;
+    // The pause ends: the waived violation stays waived, with its end on record.
+    let end = format!(
+        r#"{{"type":"agent.state","ts":{},"seq":4,"agent":"a-1","state":"ready"}}"#,
+        T0 + 120_000
+    );
+    s.send(end).await;
+    assert_eq!(s.until_ack().await.1, 4);
+    let (_, body) = get_json(d.local_addr(), "/api/v1/violations?status=waived").await;
+    let waived = body["violations"].as_array().cloned().unwrap_or_default();
+    assert_eq!(waived.len(), 1, "{body}");
+    assert_eq!(waived[0]["waiver"]["reason"], "phone system outage");
+    assert_eq!(waived[0]["evidence"]["ended_by"]["seq"], 4);
+    drop(s);
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_approval_is_a_journaled_event_listed_while_active() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = start(config_in(dir.path())).await;
+    let (status, _) = post_json(
+        d.local_addr(),
+        "/api/v1/approvals",
+        r#"{"agent":"a-1","reason":"meeting","minutes":0,"by":"zhang.wei"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "minutes must be > 0");
+    let (status, r) = post_json(
+        d.local_addr(),
+        "/api/v1/approvals",
+        r#"{"agent":"a-1","reason":"meeting","minutes":30,"by":"zhang.wei"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{r}");
+    assert_eq!(r["stored"], true);
+    let (_, list) = get_json(d.local_addr(), "/api/v1/approvals").await;
+    assert_eq!(list["approvals"][0]["agent"], "a-1", "{list}");
+    d.shutdown().await;
+
+    let d = start(config_in(dir.path())).await;
+    let (_, list) = get_json(d.local_addr(), "/api/v1/approvals").await;
+    assert_eq!(list["approvals"][0]["reason"], "meeting", "{list}");
+    d.shutdown().await;
+}
