@@ -32,6 +32,45 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Validate a config file.
     CheckConfig(CheckConfigArgs),
+    /// The appraisal of a month, week or day from a daemon's data directory.
+    Report(ReportArgs),
+    /// Write the stored events of a period as protocol NDJSON (for `replay`).
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Month, e.g. 2026-11.
+    #[arg(long)]
+    pub month: Option<String>,
+    /// ISO week, e.g. 2026-W48.
+    #[arg(long)]
+    pub week: Option<String>,
+    /// Local day, e.g. 2026-11-28.
+    #[arg(long)]
+    pub day: Option<String>,
+    /// Only this team's rows.
+    #[arg(long)]
+    pub team: Option<String>,
+    /// csv or json.
+    #[arg(long, default_value = "csv")]
+    pub format: String,
+    /// Config file (TOML): the data directory (`store.dir`), rules, time zone, teams.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// First applied time (RFC 3339 or epoch ms), inclusive; default: the beginning.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Applied time (RFC 3339 or epoch ms) to stop before; default: the end.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Config file (TOML): the data directory (`store.dir`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -110,6 +110,10 @@ enum Command {
         event: Event,
         reply: oneshot::Sender<ApiReply>,
     },
+    /// The end of the stored journal (`None` without a store).
+    JournalEnd {
+        reply: oneshot::Sender<Option<crate::journal::Position>>,
+    },
     /// The approvals active at the engine clock.
     Approvals {
         reply: oneshot::Sender<Vec<crate::engine::ApprovalView>>,
@@ -190,6 +194,16 @@ impl EngineClient {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Approvals { reply })
+            .await
+            .map_err(|_| EngineStopped)?;
+        rx.await.map_err(|_| EngineStopped)
+    }
+
+    /// The end of what the journal holds durably: readers beside the daemon read up to it.
+    pub async fn journal_end(&self) -> Result<Option<crate::journal::Position>, EngineStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::JournalEnd { reply })
             .await
             .map_err(|_| EngineStopped)?;
         rx.await.map_err(|_| EngineStopped)
@@ -424,6 +438,9 @@ impl Owner {
             Command::Api { event, reply } => {
                 let r = self.handle_api(event);
                 let _ = reply.send(r);
+            }
+            Command::JournalEnd { reply } => {
+                let _ = reply.send(self.durable.as_ref().map(|d| d.store.end()));
             }
             Command::Approvals { reply } => {
                 let _ = reply.send(self.engine.active_approvals());

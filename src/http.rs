@@ -213,6 +213,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/violations", get(violations))
         .route("/ws/floor", get(floor_stream))
         .route("/api/v1/approvals", get(approvals))
+        .route("/api/v1/appraisal", get(appraisal))
         .route_layer(middleware::from_fn_with_state(state.clone(), viewer_guard));
     let lead = Router::new()
         .route("/api/v1/violations/{id}/waive", post(waive))
@@ -574,6 +575,79 @@ async fn approvals(State(s): State<AppState>) -> Result<Json<serde_json::Value>,
         .await
         .map_err(|_| ApiError::Unavailable("shutting down"))?;
     Ok(Json(serde_json::json!({ "approvals": list })))
+}
+
+#[derive(Deserialize)]
+struct AppraisalQuery {
+    month: Option<String>,
+    team: Option<String>,
+    format: Option<String>,
+}
+
+/// `GET /api/v1/appraisal?month=YYYY-MM&team=T&format=csv|json`: the month's appraisal as
+/// `floorwatch report` computes it (the journal up to its stored end, minus waived
+/// violations). JSON is `{"appraisal": [row, ...]}`; CSV has the rules page's columns.
+async fn appraisal(
+    State(s): State<AppState>,
+    query: Result<Query<AppraisalQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let month = q
+        .month
+        .ok_or_else(|| ApiError::BadRequest("month: required, e.g. month=2026-11".into()))?;
+    let period = match crate::time::Period::parse(&month) {
+        Some(p @ crate::time::Period::Month(..)) => p,
+        _ => {
+            return Err(ApiError::BadRequest(format!(
+                "month: want YYYY-MM, not {month:?}"
+            )))
+        }
+    };
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(f) => {
+            return Err(ApiError::BadRequest(format!(
+                "format: want csv or json, not {f:?}"
+            )))
+        }
+    };
+    let Some(store) = s.store.clone() else {
+        return Err(ApiError::Unavailable("this daemon has no store"));
+    };
+    let end = s
+        .engine
+        .journal_end()
+        .await
+        .map_err(|_| ApiError::Unavailable("shutting down"))?;
+    let dir = s.config.store.dir.clone();
+    let rules = s.config.rules.clone();
+    let team = q.team;
+    let rows = tokio::task::spawn_blocking(move || {
+        let waived = store.waived(Timestamp::MIN, Timestamp(i64::MAX))?;
+        crate::report::appraisal(&dir, end, rules, period, team.as_deref(), &waived)
+    })
+    .await;
+    let rows = match rows {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(e)) => {
+            tracing::error!(error = %format!("{e:#}"), "cannot compute the appraisal");
+            return Err(ApiError::Internal);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "appraisal task failed");
+            return Err(ApiError::Internal);
+        }
+    };
+    if csv {
+        Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            crate::report::to_csv(&rows),
+        )
+            .into_response())
+    } else {
+        Ok(Json(serde_json::json!({ "appraisal": rows })).into_response())
+    }
 }
 
 /// Runs a store query on a blocking thread; a store error is logged here and answered 500.

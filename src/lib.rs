@@ -13,6 +13,10 @@
 //!   writes violations and the appraisal CSV.
 //! - [`journal`]: the append-only, checksummed segment log of accepted events (opaque
 //!   records); its durability contract and crash recovery.
+//! - [`store`]: the durable record under `store.dir`: the journal of accepted events and the
+//!   SQLite database (violations with status and waivers, engine checkpoints).
+//! - [`report`]: the stored appraisal (`floorwatch report`, the appraisal API) and the audit
+//!   export (`floorwatch export`), both defined by the journal.
 //! - [`clock`]: the daemon's wall clock, the only place that reads wall time.
 //! - [`daemon`]: wires everything; the one task that owns the engine and publishes views.
 //! - [`ingest`]: WebSocket ingest of the protocol (listen and connect modes).
@@ -37,6 +41,7 @@ pub mod ingest;
 pub mod journal;
 pub mod metrics;
 pub mod replay;
+pub mod report;
 pub mod simulate;
 pub mod store;
 pub mod time;

@@ -10,6 +10,8 @@ fn main() {
         Command::Run(a) => floorwatch::daemon::run_main(a),
         Command::Demo(a) => floorwatch::demo::main(a),
         Command::Simulate(a) => floorwatch::simulate::main(a),
+        Command::Report(a) => floorwatch::report::report_main(a),
+        Command::Export(a) => floorwatch::report::export_main(a),
     };
     if let Err(e) = result {
         eprintln!("floorwatch: {e:#}");

@@ -20,7 +20,7 @@ use crate::daemon_support::get_json;
 
 /// 2026-11-02T01:00:00Z: simulated time far from the wall clock, so the daemon's clock never
 /// counts the source as caught up and the engine clock follows event time only.
-const START: Timestamp = Timestamp(1_793_581_200_000);
+pub const START: Timestamp = Timestamp(1_793_581_200_000);
 
 fn floor() -> SimConfig {
     let mut cfg = SimConfig::new(120, 6, 11);
@@ -38,7 +38,7 @@ const WINDOW: usize = 3_000;
 /// = index + 1) as fast as the window allows, and after every lost connection redials and
 /// resends everything after the hello's `resume_after`. Returns how many events it sent,
 /// counting re-sends.
-async fn stream_with_resume(addr: SocketAddr, events: Vec<String>) -> u64 {
+pub async fn stream_with_resume(addr: SocketAddr, events: Vec<String>) -> u64 {
     let url = format!("ws://{addr}/ingest?source=sim");
     let n = events.len() as u64;
     let mut sent = 0u64;

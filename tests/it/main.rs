@@ -13,5 +13,6 @@ mod ingest;
 mod ingest_connect;
 mod journal;
 mod metrics;
+mod report;
 mod simulate;
 mod store;

@@ -144,7 +144,7 @@ fn store_durations_parse() {
 }
 
 /// A minimal HTTP/1.1 POST of a JSON body: status and JSON answer.
-async fn post_json(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, Value) {
+pub async fn post_json(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let req = format!(

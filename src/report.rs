@@ -1,0 +1,228 @@
+//! Reports and audit export from a data directory: `floorwatch report` (and the appraisal
+//! API) and `floorwatch export`.
+//!
+//! Owns the definition of the stored appraisal: the journal's records, in order, run
+//! through a fresh engine with each event at its applied time (exactly what `floorwatch
+//! replay --appraisal` does with the output of `export`), ended at the last applied time,
+//! minus the waived violations of the store. Nothing here writes to the data directory, so
+//! it may run beside a live daemon: it reads the journal up to a given end (the daemon's
+//! stored end) or, without one, up to the first unreadable record at the tail.
+//!
+//! Must not: open the journal for writing (that would truncate a live daemon's tail).
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::cli::{ExportArgs, ReportArgs};
+use crate::config::{self, RulesConfig};
+use crate::engine::{AppraisalRow, Engine, KpiRetention, Violation};
+use crate::journal::{Journal, Position, SEGMENT_MAGIC};
+use crate::store::{Record, StoreReader};
+use crate::time::{Period, Timestamp};
+
+/// Calls `f` with every journal record of `dir` in order, from the oldest segment, stopping
+/// before `end` when given. Without `end`, an unreadable record in the last segment ends the
+/// reading (a live daemon may be writing it); anywhere else it is an error.
+pub fn for_each_record(
+    dir: &Path,
+    end: Option<Position>,
+    mut f: impl FnMut(Record),
+) -> anyhow::Result<u64> {
+    let journal = dir.join("journal");
+    let mut segments: Vec<u64> = std::fs::read_dir(&journal)
+        .with_context(|| format!("cannot read {}", journal.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_suffix(".log")?.parse().ok()
+        })
+        .collect();
+    segments.sort_unstable();
+    let (Some(&first), Some(&last)) = (segments.first(), segments.last()) else {
+        return Ok(0);
+    };
+    let from = Position {
+        segment: first,
+        offset: SEGMENT_MAGIC.len() as u64,
+    };
+    let mut n = 0;
+    for r in Journal::reader(&journal, from)? {
+        let (pos, bytes) = match r {
+            Ok(x) => x,
+            Err(e) => {
+                if end.is_none()
+                    && matches!(&e, crate::journal::JournalError::Corrupt { path, .. } if path.ends_with(format!("{last:020}.log")))
+                {
+                    tracing::warn!(error = %e, "stopping at an unreadable journal tail");
+                    break;
+                }
+                return Err(e.into());
+            }
+        };
+        if end.is_some_and(|end| pos >= end) {
+            break;
+        }
+        let rec = Record::decode(&bytes).map_err(|reason| {
+            anyhow::anyhow!(
+                "bad journal record at {}:{}: {reason}",
+                pos.segment,
+                pos.offset
+            )
+        })?;
+        f(rec);
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The appraisal of `period` from the journal in `dir` (see the module doc), leaving out
+/// `waived`; rows of `team` only when given.
+pub fn appraisal(
+    dir: &Path,
+    end: Option<Position>,
+    rules: RulesConfig,
+    period: Period,
+    team: Option<&str>,
+    waived: &[Violation],
+) -> anyhow::Result<Vec<AppraisalRow>> {
+    let mut engine = Engine::with_retention(rules, KpiRetention::Only(period));
+    let mut effects = Vec::new();
+    let mut last = None;
+    for_each_record(dir, end, |rec| {
+        effects.clear();
+        if let crate::engine::Applied::Applied { at, .. } =
+            engine.handle_event(&rec.source, &rec.applied_event(), &mut effects)
+        {
+            last = Some(at);
+        }
+    })?;
+    let end = last.unwrap_or_default();
+    if last.is_some() {
+        engine.finish(end, &mut effects);
+    }
+    let mut rows = engine.appraisal(period, end, waived);
+    if let Some(team) = team {
+        rows.retain(|r| r.team == team);
+    }
+    Ok(rows)
+}
+
+/// Every waived violation on record in `dir`.
+pub fn waived(dir: &Path) -> anyhow::Result<Vec<Violation>> {
+    let store = StoreReader::open(dir).context("cannot open the store")?;
+    Ok(store.waived(Timestamp::MIN, Timestamp(i64::MAX))?)
+}
+
+/// The appraisal as CSV (header and one line per row).
+pub fn to_csv(rows: &[AppraisalRow]) -> String {
+    let mut out = String::from(AppraisalRow::CSV_HEADER);
+    out.push('\n');
+    for r in rows {
+        out.push_str(&r.to_csv());
+        out.push('\n');
+    }
+    out
+}
+
+/// Parses `--month`, `--week` or `--day` (exactly one).
+fn period_of(args: &ReportArgs) -> anyhow::Result<Period> {
+    let given: Vec<&str> = [&args.month, &args.week, &args.day]
+        .into_iter()
+        .filter_map(|x| x.as_deref())
+        .collect();
+    let [p] = given.as_slice() else {
+        anyhow::bail!("give exactly one of --month YYYY-MM, --week YYYY-Www, --day YYYY-MM-DD");
+    };
+    let period = Period::parse(p).with_context(|| format!("not a period: {p:?}"))?;
+    let ok = match period {
+        Period::Month(..) => args.month.is_some(),
+        Period::Week(..) => args.week.is_some(),
+        Period::Day(..) => args.day.is_some(),
+    };
+    anyhow::ensure!(
+        ok,
+        "{p:?} does not fit its flag (--month 2026-11, --week 2026-W48, --day 2026-11-28)"
+    );
+    Ok(period)
+}
+
+/// `floorwatch report`.
+pub fn report_main(args: ReportArgs) -> anyhow::Result<()> {
+    let cfg = config::load(args.config.as_deref())?;
+    let period = period_of(&args)?;
+    let dir = &cfg.store.dir;
+    let waived = waived(dir)?;
+    let rows = appraisal(dir, None, cfg.rules, period, args.team.as_deref(), &waived)?;
+    let text = match args.format.as_str() {
+        "csv" => to_csv(&rows),
+        "json" => serde_json::to_string_pretty(&rows)? + "\n",
+        other => anyhow::bail!("--format must be csv or json, not {other:?}"),
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .context("writing the report")
+}
+
+/// Writes the journal records applied in `[from, to)` as protocol NDJSON: `ts` is the applied
+/// time, the event's `seq` becomes `source_seq` and its source `source`, so that `floorwatch
+/// replay` of the file (one source, no `seq`) applies every event as the daemon did.
+pub fn export(
+    dir: &Path,
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+    out: &mut impl Write,
+) -> anyhow::Result<u64> {
+    let mut n = 0;
+    let mut err = None;
+    for_each_record(dir, None, |rec| {
+        if err.is_some() || from.is_some_and(|f| rec.at < f) || to.is_some_and(|t| rec.at >= t) {
+            return;
+        }
+        let mut v: serde_json::Value = match serde_json::from_str(&rec.event.to_json()) {
+            Ok(v) => v,
+            Err(e) => {
+                err = Some(anyhow::Error::from(e));
+                return;
+            }
+        };
+        if let Some(o) = v.as_object_mut() {
+            if let Some(seq) = o.remove("seq") {
+                o.insert("source_seq".into(), seq);
+            }
+            o.insert("ts".into(), serde_json::Value::from(rec.at.0));
+            o.insert(
+                "source".into(),
+                serde_json::Value::from(rec.source.as_str()),
+            );
+        }
+        if let Err(e) = writeln!(out, "{v}") {
+            err = Some(e.into());
+        }
+        n += 1;
+    })?;
+    if let Some(e) = err {
+        return Err(e).context("writing the export");
+    }
+    out.flush().context("writing the export")?;
+    Ok(n)
+}
+
+/// `floorwatch export`.
+pub fn export_main(args: ExportArgs) -> anyhow::Result<()> {
+    let cfg = config::load(args.config.as_deref())?;
+    let time = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(Timestamp::parse_flexible)
+            .transpose()
+            .with_context(|| format!("{flag}: want RFC 3339 with offset or epoch milliseconds"))
+    };
+    let from = time("--from", &args.from)?;
+    let to = time("--to", &args.to)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    export(&cfg.store.dir, from, to, &mut out)?;
+    Ok(())
+}
