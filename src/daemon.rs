@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -93,7 +93,7 @@ pub struct BatchReply {
 enum Command {
     Connect {
         source: Id,
-        reply: oneshot::Sender<(ConnId, Option<u64>)>,
+        reply: oneshot::Sender<(ConnId, Option<u64>, watch::Receiver<Option<u64>>)>,
     },
     Batch {
         conn: ConnId,
@@ -147,6 +147,17 @@ impl EngineClient {
     /// Registers a new connection of `source`; returns its id and the resume point
     /// (`resume_after` of the hello).
     pub async fn connect(&self, source: &str) -> Result<(ConnId, Option<u64>), EngineStopped> {
+        let (conn, resume, _) = self.connect_with_acks(source).await?;
+        Ok((conn, resume))
+    }
+
+    /// [`EngineClient::connect`], plus a watch of the connection's ack (the highest stored
+    /// `seq` of its source). It changes whenever a store write advances it, also when that
+    /// happens on a retry after a storage fault, with no frame to reply to.
+    pub async fn connect_with_acks(
+        &self,
+        source: &str,
+    ) -> Result<(ConnId, Option<u64>, watch::Receiver<Option<u64>>), EngineStopped> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Connect {
@@ -316,6 +327,8 @@ struct ConnState {
     last_activity: Timestamp,
     /// Whether the latest event arrived within `max_lag` of its `ts`.
     lag_ok: bool,
+    /// The source's ack, for the session to send when it moves without a reply.
+    ack: watch::Sender<Option<u64>>,
 }
 
 /// The store side of the owner task.
@@ -408,17 +421,19 @@ impl Owner {
                 self.next_conn += 1;
                 let resume = self.acked(&source);
                 tracing::info!(source = %source, conn = conn.0, resume_after = ?resume, "source connected");
+                let (ack, acks) = watch::channel(resume);
                 self.conns.insert(
                     conn,
                     ConnState {
                         source,
                         last_activity: self.clock.now(),
                         lag_ok: false,
+                        ack,
                     },
                 );
                 self.publish_connections();
                 // The connection may have gone already; then there is nobody to tell.
-                let _ = reply.send((conn, resume));
+                let _ = reply.send((conn, resume, acks));
             }
             Command::Disconnect { conn } => {
                 if let Some(c) = self.conns.remove(&conn) {
@@ -578,6 +593,14 @@ impl Owner {
                         let h = d.acked.entry(source).or_insert(seq);
                         *h = (*h).max(seq);
                     }
+                }
+                for c in self.conns.values() {
+                    let now = d.acked.get(&c.source).copied();
+                    c.ack.send_if_modified(|v| {
+                        let moved = *v != now;
+                        *v = now;
+                        moved
+                    });
                 }
             }
             if !d.ops.is_empty() {

@@ -315,11 +315,11 @@ impl Ingest {
     /// One connection, from hello to close. Tells the engine task when it starts and ends.
     async fn serve<T: Transport>(&self, t: &mut T, source: Id) {
         let engine = &self.inner.engine;
-        let Ok((conn, resume)) = engine.connect(&source).await else {
+        let Ok((conn, resume, acks)) = engine.connect_with_acks(&source).await else {
             t.close_with(CLOSE_GOING_AWAY, "daemon shutting down").await;
             return;
         };
-        self.session(t, &source, conn, resume).await;
+        self.session(t, &source, conn, resume, acks).await;
         engine.disconnect(conn).await;
     }
 
@@ -329,6 +329,7 @@ impl Ingest {
         source: &Id,
         conn: ConnId,
         resume: Option<u64>,
+        mut acks: tokio::sync::watch::Receiver<Option<u64>>,
     ) {
         let inner = &*self.inner;
         let hello =
@@ -342,11 +343,29 @@ impl Ingest {
                     t.close_with(CLOSE_GOING_AWAY, "daemon shutting down").await;
                     return;
                 }
-                m = t.next_incoming() => m,
+                m = t.next_incoming() => Some(m),
+                // The ack moved without a frame to reply to (a store retry succeeded).
+                changed = acks.changed() => match changed {
+                    Ok(()) => None,
+                    Err(_) => return,
+                },
+            };
+            let Some(incoming) = incoming else {
+                let ack = *acks.borrow_and_update();
+                let Some(seq) = ack else { continue };
+                let ack = serde_json::json!({"type": "ack", "seq": seq}).to_string();
+                if !t.send_texts(vec![ack]).await {
+                    return;
+                }
+                continue;
             };
             let replies = match incoming {
                 Incoming::Text(text) => match self.handle_text(conn, &text).await {
-                    Some(r) => r,
+                    Some(r) => {
+                        // The reply carries the ack already.
+                        acks.borrow_and_update();
+                        r
+                    }
                     None => {
                         t.close_with(CLOSE_GOING_AWAY, "daemon shutting down").await;
                         return;

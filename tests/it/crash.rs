@@ -115,6 +115,51 @@ async fn wait_ready(addr: SocketAddr) {
     panic!("daemon did not listen on {addr}");
 }
 
+/// The violations of the daemon at `addr` (comparable fields) and its engine clock.
+pub async fn live_violations(addr: SocketAddr) -> (Vec<Value>, Timestamp) {
+    let (_, floor_json) = get_json(addr, "/api/v1/floor").await;
+    let end = Timestamp::parse_flexible(floor_json["engine_clock"].as_str().expect("clock"))
+        .expect("engine clock");
+    let (status, body) = get_json(addr, "/api/v1/violations").await;
+    assert_eq!(status, 200);
+    let live = body["violations"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(comparable)
+        .collect();
+    (live, end)
+}
+
+/// The violations (comparable fields) of a replay of `events` as one source, ended at `end`.
+pub fn replayed_violations(events: &[String], end: Timestamp) -> Vec<Value> {
+    let mut replay = Replay::new(
+        RulesConfig::default(),
+        ReplayOptions {
+            until: Some(end),
+            appraisal: None,
+        },
+    );
+    let mut expected = Vec::new();
+    for ev in events {
+        replay.line(
+            "sim",
+            ev,
+            |v| expected.push((v.id, v.to_record_json())),
+            |e| panic!("rejected: {e}"),
+        );
+    }
+    replay.finish(|v| expected.push((v.id, v.to_record_json())));
+    expected
+        .into_iter()
+        .map(|(id, s)| {
+            let mut v: Value = serde_json::from_str(&s).expect("json");
+            v["id"] = Value::from(id);
+            comparable(&v)
+        })
+        .collect()
+}
+
 /// The fields the replay's record and the API's record share.
 fn comparable(v: &Value) -> Value {
     let mut o = serde_json::Map::new();
@@ -153,7 +198,7 @@ async fn sigkill_at_random_points_loses_no_acked_event_and_duplicates_no_violati
         .map(|e| e.to_json())
         .collect();
     let total = events.len() as u64;
-    let client = tokio::spawn(stream_with_resume(addr, events));
+    let client = tokio::spawn(stream_with_resume(addr, events.clone()));
     let kills: u32 = rng.random_range(2..=3);
     for _ in 0..kills {
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..700))).await;
@@ -168,45 +213,10 @@ async fn sigkill_at_random_points_loses_no_acked_event_and_duplicates_no_violati
         .expect("every event acknowledged in time")
         .expect("client task");
 
-    let (_, floor_json) = get_json(addr, "/api/v1/floor").await;
-    let end = Timestamp::parse_flexible(floor_json["engine_clock"].as_str().expect("clock"))
-        .expect("engine clock");
-    let (status, body) = get_json(addr, "/api/v1/violations").await;
-    assert_eq!(status, 200);
-    let live: Vec<Value> = body["violations"]
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(comparable)
-        .collect();
+    let (live, end) = live_violations(addr).await;
     child.kill().ok();
     child.wait().ok();
-
-    let mut replay = Replay::new(
-        RulesConfig::default(),
-        ReplayOptions {
-            until: Some(end),
-            appraisal: None,
-        },
-    );
-    let mut expected = Vec::new();
-    for ev in Generator::new(floor(), START) {
-        replay.line(
-            "sim",
-            &ev.to_json(),
-            |v| expected.push((v.id, v.to_record_json())),
-            |e| panic!("rejected: {e}"),
-        );
-    }
-    replay.finish(|v| expected.push((v.id, v.to_record_json())));
-    let expected: Vec<Value> = expected
-        .into_iter()
-        .map(|(id, s)| {
-            let mut v: Value = serde_json::from_str(&s).expect("json");
-            v["id"] = Value::from(id);
-            comparable(&v)
-        })
-        .collect();
+    let expected = replayed_violations(&events, end);
     eprintln!(
         "crash test: {kills} kills, {total} events, {} re-sent, {} violations",
         sent - total,

@@ -8,6 +8,7 @@ mod demo;
 mod demo_live;
 mod engine_props;
 mod examples;
+mod fault;
 mod http;
 mod ingest;
 mod ingest_connect;
