@@ -64,6 +64,9 @@ pub const COMMAND_CAPACITY: usize = 1024;
 /// commands (a batch may take it past this; nothing is ever dropped).
 pub const PENDING_CAPACITY: usize = 100_000;
 
+/// How often retention runs (and once at start).
+pub const RETENTION_EVERY: Millis = 3_600_000;
+
 /// Days of appraisal accumulators the daemon's engine keeps.
 pub const KPI_DAYS: u32 = 62;
 
@@ -275,6 +278,8 @@ impl EngineTask {
             fault: None,
             checkpoint_every: config.store.checkpoint_every,
             next_checkpoint: clock.now().plus(config.store.checkpoint_every),
+            retention: config.store.retention,
+            next_retention: clock.now(),
             checkpointed: None,
         });
         let mut owner = Owner {
@@ -346,6 +351,9 @@ struct Durable {
     fault: Option<String>,
     checkpoint_every: Millis,
     next_checkpoint: Timestamp,
+    /// `store.retention`, applied at start and then every [`RETENTION_EVERY`].
+    retention: Millis,
+    next_retention: Timestamp,
     /// Journal end and engine clock of the last checkpoint taken.
     checkpointed: Option<(crate::journal::Position, Option<Timestamp>)>,
 }
@@ -703,11 +711,31 @@ impl Owner {
         if due {
             d.next_checkpoint = now.plus(d.checkpoint_every);
         }
+        let expire = now >= d.next_retention;
+        if expire {
+            d.next_retention = now.plus(RETENTION_EVERY);
+        }
         if retry {
             self.flush();
         }
         if due {
             self.checkpoint();
+        }
+        if expire {
+            self.expire(now);
+        }
+    }
+
+    /// Deletes checkpoints and journal segments older than `store.retention` (wall time).
+    /// Removing whole files is quick; it runs on the tick, between batches.
+    fn expire(&mut self, now: Timestamp) {
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        match d.store.apply_retention(now, d.retention) {
+            Ok(0) => {}
+            Ok(bytes) => tracing::info!(bytes, "retention removed old journal segments"),
+            Err(e) => tracing::warn!(error = %e, "retention failed; will retry"),
         }
     }
 

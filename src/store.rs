@@ -26,8 +26,7 @@ use crate::engine::{EventRef, Evidence, Kind, Rule, Violation};
 use crate::event::{decode_event, Event, Id};
 use crate::floor::{Status, ViolationFilter, ViolationRecord, Waiver};
 use crate::journal::{
-    FsyncPolicy, Journal, JournalError, JournalOptions, JournalReader, Position, Recovery,
-    SEGMENT_MAGIC,
+    Journal, JournalError, JournalOptions, JournalReader, Position, Recovery, SEGMENT_MAGIC,
 };
 use crate::time::{Millis, Timestamp};
 
@@ -210,21 +209,16 @@ impl Store {
     /// Opens (creating) the store in `dir`: the journal (a torn tail is truncated, see
     /// [`Recovery`]) and the database.
     pub fn open(dir: &Path) -> Result<(Store, Recovery), StoreError> {
-        Store::open_with(dir, FsyncPolicy::EveryBatch)
+        Store::open_with(dir, JournalOptions::default())
     }
 
-    pub fn open_with(dir: &Path, fsync: FsyncPolicy) -> Result<(Store, Recovery), StoreError> {
+    /// [`Store::open`] with journal options (tests and benchmarks).
+    pub fn open_with(dir: &Path, opts: JournalOptions) -> Result<(Store, Recovery), StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
             path: dir.to_path_buf(),
             source,
         })?;
-        let (journal, recovery) = Journal::open(
-            &dir.join("journal"),
-            JournalOptions {
-                fsync,
-                ..JournalOptions::default()
-            },
-        )?;
+        let (journal, recovery) = Journal::open(&dir.join("journal"), opts)?;
         let db = open_db(&dir.join("floorwatch.db"))?;
         // Segments are contiguous (open refuses a gap), so the oldest is this one.
         let first = recovery
@@ -387,9 +381,10 @@ impl Store {
             .map_err(db("read checkpoint"))
     }
 
-    /// Deletes journal segments and checkpoints older than `keep` before `now` (wall or
-    /// engine time), never the newest checkpoint nor the segments it needs. Returns bytes
-    /// freed in the journal.
+    /// Retention: deletes checkpoints whose engine clock is older than `keep` before `now`
+    /// (never the newest), then the journal segments that end before the oldest checkpoint
+    /// left (never the active one). Returns the journal bytes freed. Reports and exports see
+    /// only what is left.
     pub fn apply_retention(&mut self, now: Timestamp, keep: Millis) -> Result<u64, StoreError> {
         let cutoff = now.plus(-keep).0;
         // The oldest checkpoint we keep decides how much journal is still needed.
@@ -618,6 +613,51 @@ pub fn read_records(
 mod tests {
     use super::*;
     use crate::event::Body;
+
+    #[test]
+    fn retention_removes_old_checkpoints_and_the_segments_before_the_oldest_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = JournalOptions {
+            segment_bytes: 1024,
+            ..JournalOptions::default()
+        };
+        let (mut store, _) = Store::open_with(dir.path(), opts).expect("opens");
+        let day = 86_400_000;
+        let record = vec![b'x'; 300];
+        for d in 0..10i64 {
+            for _ in 0..4 {
+                store.append(&[record.clone()]).expect("append");
+            }
+            let end = store.end();
+            store
+                .save_checkpoint(Some(Timestamp(d * day)), end, &format!("day-{d}"), "{}")
+                .expect("checkpoint");
+        }
+        let segments = |dir: &Path| {
+            std::fs::read_dir(dir.join("journal"))
+                .expect("dir")
+                .filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                })
+                .count()
+        };
+        let before = segments(dir.path());
+        let freed = store
+            .apply_retention(Timestamp(9 * day), 3 * day)
+            .expect("retention");
+        assert!(freed > 0);
+        assert!(segments(dir.path()) < before);
+        let oldest: i64 = store
+            .db
+            .query_row("SELECT MIN(clock) FROM checkpoints", [], |r| r.get(0))
+            .expect("min");
+        assert_eq!(oldest, 6 * day);
+        let newest = store.latest_checkpoint().expect("read").expect("one");
+        // What a restart needs is still readable, and so is everything after the oldest kept.
+        assert!(store.read_journal(Some(newest.position)).is_ok());
+        assert!(store.read_journal(None).expect("reader").all(|r| r.is_ok()));
+    }
 
     #[test]
     fn record_round_trips() {
