@@ -626,7 +626,7 @@ mod tests {
         let record = vec![b'x'; 300];
         for d in 0..10i64 {
             for _ in 0..4 {
-                store.append(&[record.clone()]).expect("append");
+                store.append(std::slice::from_ref(&record)).expect("append");
             }
             let end = store.end();
             store
