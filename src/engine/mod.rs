@@ -1304,10 +1304,10 @@ impl Engine {
         }
     }
 
+    /// Takes the call out of its queue without counting it answered or abandoned.
     fn queue_left(&mut self, call: &Id) {
-        if let Some(since) = self.calls.get(call).and_then(|c| c.waiting_since) {
-            self.leave_queue(call, since);
-        }
+        let now = self.clock.unwrap_or_default();
+        self.leave_queue(call, now);
     }
 
     // ---- snapshots ----
