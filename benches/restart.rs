@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use floorwatch::config::Config;
-use floorwatch::engine::{Effect, Engine, KpiRetention};
+use floorwatch::engine::{Engine, KpiRetention};
 use floorwatch::journal::{FsyncPolicy, JournalOptions};
 use floorwatch::simulate::{Generator, Misconduct, SimConfig};
 use floorwatch::store::{encode_record, Store, ViolationOp};
@@ -77,15 +77,7 @@ fn main() {
             batch.push(encode_record(at, "pbx", &ev));
             n += 1;
         }
-        for e in effects.drain(..) {
-            match e {
-                Effect::Violation(v) => ops.push(ViolationOp::Raised(v)),
-                Effect::Cleared { id, at, ended_by } => {
-                    ops.push(ViolationOp::Cleared { id, at, ended_by })
-                }
-                _ => {}
-            }
-        }
+        ops.extend(effects.drain(..).filter_map(ViolationOp::from_effect));
         if batch.len() >= 1000 {
             store.append(&batch).expect("append");
             batch.clear();

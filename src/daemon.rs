@@ -990,15 +990,7 @@ pub fn restore(config: &Config) -> anyhow::Result<Restored> {
         let (_, rec) = r.context("cannot replay the journal")?;
         engine.handle_event(&rec.source, &rec.applied_event(), &mut effects);
         replayed += 1;
-        for e in effects.drain(..) {
-            match e {
-                Effect::Violation(v) => ops.push(ViolationOp::Raised(v)),
-                Effect::Cleared { id, at, ended_by } => {
-                    ops.push(ViolationOp::Cleared { id, at, ended_by })
-                }
-                _ => {}
-            }
-        }
+        ops.extend(effects.drain(..).filter_map(ViolationOp::from_effect));
         if ops.len() >= 10_000 {
             store
                 .write_violations(&ops)

@@ -22,7 +22,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::engine::{EventRef, Evidence, Kind, Rule, Violation};
+use crate::engine::{Effect, EventRef, Evidence, Kind, Rule, Violation};
 use crate::event::{decode_event, Event, Id};
 use crate::floor::{Status, ViolationFilter, ViolationRecord, Waiver};
 use crate::journal::{
@@ -130,6 +130,17 @@ pub enum ViolationOp {
         at: Timestamp,
         ended_by: EventRef,
     },
+}
+
+impl ViolationOp {
+    /// The store's part of an engine effect, if it has one.
+    pub fn from_effect(e: Effect) -> Option<ViolationOp> {
+        match e {
+            Effect::Violation(v) => Some(ViolationOp::Raised(v)),
+            Effect::Cleared { id, at, ended_by } => Some(ViolationOp::Cleared { id, at, ended_by }),
+            _ => None,
+        }
+    }
 }
 
 /// A stored checkpoint.
