@@ -744,17 +744,8 @@ impl Generator {
     fn become_idle(&mut self, t: Timestamp, i: usize) {
         self.set_act(i, Activity::Idle);
         self.agents[i].idle_since = t;
-        if self.agents[i].pending_logout {
-            self.logout(t, i);
+        if self.run_pending(t, i) {
             return;
-        }
-        if self.agents[i].pending_pause {
-            self.agents[i].pending_pause = false;
-            if let Some(plan) = self.plan_pause(t, i) {
-                self.start_pause(t, i, plan);
-                return;
-            }
-            self.schedule_next_pause(t, i);
         }
         let epoch = self.agents[i].epoch;
         self.schedule_dispatch(t);
@@ -948,18 +939,27 @@ impl Generator {
         self.calls.remove(&key);
     }
 
-    fn leave_acw(&mut self, t: Timestamp, i: usize) {
+    /// Carries out a logout or pause the agent asked for while busy. True when the agent
+    /// has left the floor or gone on a pause.
+    fn run_pending(&mut self, t: Timestamp, i: usize) -> bool {
         if self.agents[i].pending_logout {
             self.logout(t, i);
-            return;
+            return true;
         }
         if self.agents[i].pending_pause {
             self.agents[i].pending_pause = false;
             if let Some(plan) = self.plan_pause(t, i) {
                 self.start_pause(t, i, plan);
-                return;
+                return true;
             }
             self.schedule_next_pause(t, i);
+        }
+        false
+    }
+
+    fn leave_acw(&mut self, t: Timestamp, i: usize) {
+        if self.run_pending(t, i) {
+            return;
         }
         self.emit_state(t, i, "ready", None, None);
         self.become_idle(t, i);
