@@ -134,6 +134,34 @@ impl Replay {
     }
 }
 
+/// Writes violation records, keeping the first write error so a callback can report it
+/// after the engine call returns.
+struct RecordWriter<'a, W: Write> {
+    out: &'a mut W,
+    error: Option<io::Error>,
+}
+
+impl<'a, W: Write> RecordWriter<'a, W> {
+    fn new(out: &'a mut W) -> Self {
+        RecordWriter { out, error: None }
+    }
+
+    fn write(&mut self, v: &Violation) {
+        if self.error.is_none() {
+            if let Err(e) = writeln!(self.out, "{}", v.to_record_json()) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    fn check(&mut self) -> anyhow::Result<()> {
+        match self.error.take() {
+            Some(e) => Err(e).context("writing violations"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Replays `reader` as source `source` into `replay`, reporting rejections with line numbers.
 fn feed(
     replay: &mut Replay,
@@ -146,7 +174,7 @@ fn feed(
     let mut reader = reader;
     let mut buf = Vec::with_capacity(4096);
     let mut lineno = 0u64;
-    let mut write_err: Option<io::Error> = None;
+    let mut records = RecordWriter::new(out);
     loop {
         buf.clear();
         let n = reader
@@ -166,20 +194,12 @@ fn feed(
         replay.line(
             source,
             line,
-            |v| {
-                if write_err.is_none() {
-                    if let Err(e) = writeln!(out, "{}", v.to_record_json()) {
-                        write_err = Some(e);
-                    }
-                }
-            },
+            |v| records.write(v),
             |msg| {
                 let _ = writeln!(err, "{name}:{lineno}: {msg}; skipped");
             },
         );
-        if let Some(e) = write_err.take() {
-            return Err(e).context("writing violations");
-        }
+        records.check()?;
     }
     Ok(())
 }
@@ -230,17 +250,9 @@ pub fn main(args: ReplayArgs) -> anyhow::Result<()> {
             )?;
         }
     }
-    let mut write_err = None;
-    let summary = replay.finish(|v| {
-        if write_err.is_none() {
-            if let Err(e) = writeln!(out, "{}", v.to_record_json()) {
-                write_err = Some(e);
-            }
-        }
-    });
-    if let Some(e) = write_err {
-        return Err(e).context("writing violations");
-    }
+    let mut records = RecordWriter::new(&mut out);
+    let summary = replay.finish(|v| records.write(v));
+    records.check()?;
     out.flush().context("writing violations")?;
     if let Some(path) = &args.appraisal {
         write_appraisal(path, &summary.appraisal)?;
