@@ -214,9 +214,62 @@ pub struct TeamConfig {
     pub members: Vec<String>,
 }
 
-#[derive(Clone, Debug, Default)]
+/// `[alerts]`: where violation alerts go and when they escalate and resolve.
+#[derive(Clone, Debug, PartialEq)]
 pub struct AlertsConfig {
-    pub alertmanager_url: Option<String>,
+    /// Alertmanager base URLs (`alerts.alertmanager.url` and `.urls`); each one receives every
+    /// alert, as Prometheus does with an HA pair. Empty = no Alertmanager.
+    pub alertmanager: Vec<String>,
+    /// `[alerts.webhook]`: a direct JSON POST target, signed when a secret is set.
+    pub webhook: Option<WebhookConfig>,
+    /// A violation still open this long after its `at` is re-sent as `severity="critical"`
+    /// to the team's supervisor (`alerts.escalate_after`, default 5m).
+    pub escalate_after: Millis,
+    /// How long the alert of a one-shot kind (raised as its condition ends, e.g. `missed`)
+    /// stays firing before it is resolved (`alerts.resolve_hold`, default 1m).
+    pub resolve_hold: Millis,
+    /// How often open alerts are re-sent to Alertmanager (`alerts.resend_every`, default 1m);
+    /// each send is valid for four of these.
+    pub resend_every: Millis,
+    /// Most alerts held in the outbox (`alerts.max_pending`, default 10000).
+    pub max_pending: usize,
+    /// Per-request timeout (`alerts.timeout`, default 5s).
+    pub timeout: Millis,
+    /// Cap of the retry back-off (`alerts.retry_max`, default 30s).
+    pub retry_max: Millis,
+    /// Base of `generatorURL` (`alerts.external_url`); default `http://` + `server.listen`.
+    pub external_url: Option<String>,
+}
+
+/// `[alerts.webhook]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// HMAC-SHA256 key for the `X-Floorwatch-Signature` header; `None` = unsigned.
+    pub secret: Option<String>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> AlertsConfig {
+        AlertsConfig {
+            alertmanager: Vec::new(),
+            webhook: None,
+            escalate_after: 300_000,
+            resolve_hold: 60_000,
+            resend_every: 60_000,
+            max_pending: 10_000,
+            timeout: 5_000,
+            retry_max: 30_000,
+            external_url: None,
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// Whether any alert target is configured.
+    pub fn enabled(&self) -> bool {
+        !self.alertmanager.is_empty() || self.webhook.is_some()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -563,12 +616,28 @@ struct RawTeam {
 #[serde(deny_unknown_fields)]
 struct RawAlerts {
     alertmanager: Option<RawAlertmanager>,
+    webhook: Option<RawWebhook>,
+    escalate_after: Option<Spanned<Duration>>,
+    resolve_hold: Option<Spanned<Duration>>,
+    resend_every: Option<Spanned<Duration>>,
+    max_pending: Option<Spanned<i64>>,
+    timeout: Option<Spanned<Duration>>,
+    retry_max: Option<Spanned<Duration>>,
+    external_url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAlertmanager {
     url: Option<Spanned<String>>,
+    urls: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: Spanned<String>,
+    secret: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -675,6 +744,81 @@ impl Check<'_> {
         }
     }
 
+    /// An `http://` or `https://` URL with a host.
+    fn http_url(&self, url: Spanned<String>, example: &str) -> Result<String, ConfigError> {
+        let u = url.get_ref();
+        let ok = u.parse::<axum::http::Uri>().is_ok_and(|p| {
+            matches!(p.scheme_str(), Some("http" | "https"))
+                && p.host().is_some_and(|h| !h.is_empty())
+        });
+        if ok
+            && u.parse::<axum::http::Uri>()
+                .is_ok_and(|p| p.authority().is_some_and(|a| a.as_str().contains('@')))
+        {
+            return self.err(
+                url.span(),
+                "credentials in the URL are not supported (put an authenticating proxy in front)",
+            );
+        }
+        if !ok {
+            return self.err(
+                url.span(),
+                format!("not an http:// or https:// url: {u:?} (want e.g. {example:?})"),
+            );
+        }
+        Ok(url.into_inner())
+    }
+
+    fn alerts(&self, raw: RawAlerts, target: &mut AlertsConfig) -> Result<(), ConfigError> {
+        if let Some(am) = raw.alertmanager {
+            for url in am.url.into_iter().chain(am.urls.into_iter().flatten()) {
+                let url = self.http_url(url, "http://127.0.0.1:9093")?;
+                if !target.alertmanager.contains(&url) {
+                    target.alertmanager.push(url);
+                }
+            }
+        }
+        if let Some(w) = raw.webhook {
+            let url = self.http_url(w.url, "https://hooks.example.com/floorwatch")?;
+            let secret = match w.secret {
+                Some(s) if s.get_ref().is_empty() => {
+                    return self.err(
+                        s.span(),
+                        "must not be empty (leave it out for no signature)",
+                    )
+                }
+                s => s.map(Spanned::into_inner),
+            };
+            target.webhook = Some(WebhookConfig { url, secret });
+        }
+        if let Some(d) = raw.escalate_after {
+            target.escalate_after = self.positive(d)?;
+        }
+        if let Some(d) = raw.resolve_hold {
+            target.resolve_hold = self.positive(d)?;
+        }
+        if let Some(d) = raw.resend_every {
+            target.resend_every = self.positive(d)?;
+        }
+        if let Some(d) = raw.timeout {
+            target.timeout = self.positive(d)?;
+        }
+        if let Some(d) = raw.retry_max {
+            target.retry_max = self.positive(d)?;
+        }
+        if let Some(n) = raw.max_pending {
+            match usize::try_from(*n.get_ref()) {
+                Ok(v) if (1..=1_000_000).contains(&v) => target.max_pending = v,
+                _ => return self.err(n.span(), "must be between 1 and 1000000"),
+            }
+        }
+        if let Some(u) = raw.external_url {
+            let u = self.http_url(u, "http://floor.example.com:8080")?;
+            target.external_url = Some(u.trim_end_matches('/').to_string());
+        }
+        Ok(())
+    }
+
     /// A non-empty id of at most [`MAX_ID_BYTES`] bytes.
     fn id(&self, s: Spanned<String>, what: &str) -> Result<Spanned<String>, ConfigError> {
         let v = s.get_ref();
@@ -747,18 +891,8 @@ impl Check<'_> {
         if let Some(teams) = raw.teams {
             config.teams = self.teams(teams, &mut config.rules.team_of)?;
         }
-        if let Some(url) = raw.alerts.and_then(|a| a.alertmanager).and_then(|a| a.url) {
-            let u = url.get_ref();
-            let rest = u
-                .strip_prefix("http://")
-                .or_else(|| u.strip_prefix("https://"));
-            if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
-                return self.err(
-                    url.span(),
-                    format!("not an http:// or https:// url: {u:?} (want e.g. \"http://127.0.0.1:9093\")"),
-                );
-            }
-            config.alerts.alertmanager_url = Some(url.into_inner());
+        if let Some(alerts) = raw.alerts {
+            self.alerts(alerts, &mut config.alerts)?;
         }
         if let Some(language) = raw.ui.and_then(|u| u.language) {
             match language.get_ref().as_str() {
@@ -1143,7 +1277,7 @@ mod tests {
         assert_same_server(&c.server, &d.server);
         assert_eq!(c.store.dir, d.store.dir);
         assert_eq!(c.teams, d.teams);
-        assert_eq!(c.alerts.alertmanager_url, d.alerts.alertmanager_url);
+        assert_eq!(c.alerts, d.alerts);
         assert_eq!(c.ui.language, "zh-CN");
     }
 
@@ -1267,6 +1401,48 @@ mod tests {
     fn bad_alertmanager_url_names_key() {
         let e = err("[alerts.alertmanager]\nurl = \"127.0.0.1:9093\"\n");
         assert_at(&e, "alerts.alertmanager.url", 2, 7);
+    }
+
+    #[test]
+    fn alerts_section_parses_every_key() {
+        let c = Config::from_toml_str(
+            "[alerts]\nescalate_after = \"2m\"\nresolve_hold = \"30s\"\nresend_every = \"20s\"\n\
+             max_pending = 50\ntimeout = \"2s\"\nretry_max = \"10s\"\n\
+             external_url = \"https://floor.example.com/\"\n\
+             [alerts.alertmanager]\nurl = \"http://am1:9093\"\n\
+             urls = [\"http://am2:9093\", \"http://am1:9093\"]\n\
+             [alerts.webhook]\nurl = \"https://hooks.example.com/x\"\nsecret = \"s3cret\"\n",
+        )
+        .expect("valid");
+        let a = &c.alerts;
+        assert_eq!(a.alertmanager, ["http://am1:9093", "http://am2:9093"]);
+        assert_eq!(
+            a.webhook,
+            Some(WebhookConfig {
+                url: "https://hooks.example.com/x".into(),
+                secret: Some("s3cret".into())
+            })
+        );
+        assert_eq!(
+            (a.escalate_after, a.resolve_hold, a.resend_every),
+            (120_000, 30_000, 20_000)
+        );
+        assert_eq!((a.max_pending, a.timeout, a.retry_max), (50, 2_000, 10_000));
+        assert_eq!(a.external_url.as_deref(), Some("https://floor.example.com"));
+        assert!(a.enabled());
+        assert!(!Config::default().alerts.enabled());
+    }
+
+    #[test]
+    fn bad_alert_keys_name_key() {
+        let e = err("[alerts.alertmanager]\nurls = [\"http://ok:9093\", \"ftp://x\"]\n");
+        assert_at(&e, "alerts.alertmanager.urls", 2, 27);
+        let e = err("[alerts]\nescalate_after = \"0s\"\n");
+        assert_at(&e, "alerts.escalate_after", 2, 18);
+        let e = err("[alerts]\nmax_pending = 0\n");
+        assert_at(&e, "alerts.max_pending", 2, 15);
+        let e = err("[alerts.webhook]\nsecret = \"x\"\n");
+        assert!(e.to_string().contains("url"), "{e}");
     }
 
     #[test]
