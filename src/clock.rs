@@ -70,6 +70,15 @@ impl Clock {
             .plus(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX / 4))
     }
 
+    /// The current wall time, in microseconds since the epoch (for latency measurements).
+    pub fn now_micros(&self) -> i64 {
+        let elapsed = Instant::now().saturating_duration_since(self.origin);
+        self.origin_wall
+            .0
+            .saturating_mul(1_000)
+            .saturating_add(i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX / 4))
+    }
+
     /// The tokio instant at which this clock reads `t` (clamped to the clock's origin).
     pub fn instant_at(&self, t: Timestamp) -> Instant {
         let ms = t.since(self.origin_wall).max(0);
@@ -91,5 +100,6 @@ mod tests {
         assert_eq!(c.now(), Timestamp(2_500));
         tokio::time::sleep_until(c.instant_at(Timestamp(10_000))).await;
         assert_eq!(c.now(), Timestamp(10_000));
+        assert_eq!(c.now_micros(), 10_000_000);
     }
 }

@@ -43,6 +43,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::alert::{Admitted, Alert, Alerts, Micros};
 use crate::cli::RunArgs;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, SourceClock, SourceConfig, SourceMode};
@@ -255,6 +256,7 @@ impl EngineTask {
             shutdown,
             Engine::new(config.rules.clone()),
             None,
+            None,
         )
     }
 
@@ -266,6 +268,7 @@ impl EngineTask {
         shutdown: CancellationToken,
         engine: Engine,
         store: Option<Store>,
+        alerts: Option<Alerts>,
     ) -> EngineTask {
         let floor = Arc::new(Floor::new(Calendar::new(config.rules.timezone.clone())));
         let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
@@ -281,6 +284,7 @@ impl EngineTask {
             retention: config.store.retention,
             next_retention: clock.now(),
             checkpointed: None,
+            alert_rows: std::collections::BTreeMap::new(),
         });
         let mut owner = Owner {
             engine,
@@ -295,6 +299,7 @@ impl EngineTask {
             effects: Vec::new(),
             calendar: Calendar::new(config.rules.timezone.clone()),
             day_end: None,
+            alerts,
         };
         owner.publish_restored();
         let join = tokio::spawn(owner.run(rx, shutdown));
@@ -356,6 +361,8 @@ struct Durable {
     next_retention: Timestamp,
     /// Journal end and engine clock of the last checkpoint taken.
     checkpointed: Option<(crate::journal::Position, Option<Timestamp>)>,
+    /// Alert outbox changes not yet in the database: the alert as JSON, or `None` to delete.
+    alert_rows: std::collections::BTreeMap<u64, Option<String>>,
 }
 
 struct Owner {
@@ -372,6 +379,8 @@ struct Owner {
     /// Local calendar for retiring per-agent counters at day rollover.
     calendar: Calendar,
     day_end: Option<Timestamp>,
+    /// The alert book's handle, when alert targets are configured.
+    alerts: Option<Alerts>,
 }
 
 impl Owner {
@@ -415,7 +424,8 @@ impl Owner {
         let now = self.clock.now();
         let mut wake = now.plus(TICK);
         if self.may_advance(now) {
-            if let Some(p) = self.engine.poll_timeout() {
+            let book = self.alerts.as_ref().and_then(|a| a.book().poll_timeout());
+            for p in [self.engine.poll_timeout(), book].into_iter().flatten() {
                 wake = wake.min(p.plus(self.source.delay));
             }
         }
@@ -617,6 +627,23 @@ impl Owner {
                     .map_err(|e| format!("database write failed: {e}"))?;
                 d.ops.clear();
             }
+            if let Some(alerts) = &self.alerts {
+                collect_alert_rows(alerts, &mut d.alert_rows);
+            }
+            if !d.alert_rows.is_empty() {
+                let mut put = Vec::new();
+                let mut delete = Vec::new();
+                for (id, row) in &d.alert_rows {
+                    match row {
+                        Some(json) => put.push((*id, json.clone())),
+                        None => delete.push(*id),
+                    }
+                }
+                d.store
+                    .write_alerts(&put, &delete)
+                    .map_err(|e| format!("alert outbox write failed: {e}"))?;
+                d.alert_rows.clear();
+            }
             Ok::<(), String>(())
         })();
         match result {
@@ -646,7 +673,12 @@ impl Owner {
         let Some(d) = self.durable.as_mut() else {
             return;
         };
-        if !d.records.is_empty() || !d.ops.is_empty() {
+        if let Some(alerts) = &self.alerts {
+            collect_alert_rows(alerts, &mut d.alert_rows);
+        }
+        // The checkpoint must not run ahead of what the database holds: a restart replays
+        // only the journal after it.
+        if !d.records.is_empty() || !d.ops.is_empty() || !d.alert_rows.is_empty() {
             return;
         }
         let end = d.store.end();
@@ -706,7 +738,12 @@ impl Owner {
         let Some(d) = self.durable.as_mut() else {
             return;
         };
-        let retry = d.fault.is_some() || !d.ops.is_empty() || !d.records.is_empty();
+        let alerts_changed = self.alerts.as_ref().is_some_and(|a| a.book().has_changes());
+        let retry = d.fault.is_some()
+            || !d.ops.is_empty()
+            || !d.records.is_empty()
+            || !d.alert_rows.is_empty()
+            || alerts_changed;
         let due = now >= d.next_checkpoint;
         if due {
             d.next_checkpoint = now.plus(d.checkpoint_every);
@@ -742,6 +779,12 @@ impl Owner {
     /// Publishes what changed after events or a timeout.
     fn after_apply(&mut self, refresh_queues: bool, changed: bool) {
         let now = self.engine.now();
+        if let (Some(alerts), Some(now)) = (&self.alerts, now) {
+            alerts.tick(now, self.clock.now_micros());
+            self.metrics
+                .alerts_outbox
+                .set(i64::try_from(alerts.book().len()).unwrap_or(i64::MAX));
+        }
         if changed || now != self.floor.engine_clock() {
             self.floor.bump();
         }
@@ -798,6 +841,15 @@ impl Owner {
                         "violation"
                     );
                     self.book.violation(metrics, &v);
+                    if let Some(alerts) = &self.alerts {
+                        if alerts.raise(&v, self.clock.now_micros()) == Admitted::Dropped {
+                            metrics.alerts_dropped.inc();
+                            tracing::warn!(
+                                id = v.id,
+                                "alert outbox full of firing alerts; no alert for this violation"
+                            );
+                        }
+                    }
                     if let Some(d) = self.durable.as_mut() {
                         d.ops.push(ViolationOp::Raised(v.clone()));
                     }
@@ -808,6 +860,9 @@ impl Owner {
                     self.refresh_agent(&agent);
                 }
                 Effect::Cleared { id, at, ended_by } => {
+                    if let Some(alerts) = &self.alerts {
+                        alerts.cleared(id, at, self.clock.now_micros());
+                    }
                     if let Some(d) = self.durable.as_mut() {
                         d.ops.push(ViolationOp::Cleared {
                             id,
@@ -856,6 +911,24 @@ impl Owner {
     }
 }
 
+/// Moves the alert book's changes into `rows` (the latest state of each alert wins).
+fn collect_alert_rows(alerts: &Alerts, rows: &mut std::collections::BTreeMap<u64, Option<String>>) {
+    let (put, removed) = alerts.book().take_changes();
+    for a in put {
+        match serde_json::to_string(&a) {
+            Ok(json) => {
+                rows.insert(a.id(), Some(json));
+            }
+            Err(e) => {
+                tracing::error!(id = a.id(), error = %e, "cannot encode an alert for the outbox")
+            }
+        }
+    }
+    for id in removed {
+        rows.insert(id, None);
+    }
+}
+
 /// Checks what the daemon needs of a config beyond what `config` validates.
 pub fn validate(config: &Config) -> Result<(), ConfigError> {
     let err = |key: &str, message: String| ConfigError {
@@ -897,9 +970,16 @@ pub struct DaemonHandle {
     engine: EngineTask,
     server: JoinHandle<()>,
     dialer: Option<JoinHandle<()>>,
+    deliveries: Vec<JoinHandle<()>>,
+    alerts: Option<Alerts>,
 }
 
 impl DaemonHandle {
+    /// The alerts' handle (book and delivery lag), when targets are configured.
+    pub fn alerts(&self) -> Option<&Alerts> {
+        self.alerts.as_ref()
+    }
+
     /// The address the HTTP server is bound to (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -928,6 +1008,11 @@ impl DaemonHandle {
                 }
             }
             self.engine.join().await;
+            for d in self.deliveries {
+                if let Err(e) = d.await {
+                    tracing::error!(error = %e, "alert delivery task failed");
+                }
+            }
         };
         if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
             tracing::warn!(grace = ?SHUTDOWN_GRACE, "shutdown took longer than its grace period");
@@ -949,7 +1034,10 @@ pub struct Restored {
 /// Opens the store in `store.dir` (a torn journal tail is truncated and logged), restores the
 /// newest checkpoint (or starts a fresh engine) and replays the journal after it, upserting
 /// the violations raised. Blocks on file I/O; runs before anything is served.
-pub fn restore(config: &Config) -> anyhow::Result<Restored> {
+///
+/// With `alerts`, the store's alert outbox is loaded into the book first, and the violations
+/// the tail raises and clears go to the book as well (`wall`: the time of the start).
+pub fn restore(config: &Config, alerts: Option<&Alerts>, wall: Micros) -> anyhow::Result<Restored> {
     let started = std::time::Instant::now();
     let dir = &config.store.dir;
     let (mut store, recovery) =
@@ -980,6 +1068,21 @@ pub fn restore(config: &Config) -> anyhow::Result<Restored> {
             None,
         ),
     };
+    if let Some(alerts) = alerts {
+        let rows = store
+            .alert_outbox()
+            .context("cannot read the alert outbox")?;
+        let mut loaded = Vec::with_capacity(rows.len());
+        for (id, json) in rows {
+            match serde_json::from_str::<Alert>(&json) {
+                Ok(a) => loaded.push(a),
+                Err(e) => {
+                    tracing::warn!(id, error = %e, "alert outbox row does not decode; skipped")
+                }
+            }
+        }
+        alerts.book().restore(loaded);
+    }
     let mut effects = Vec::new();
     let mut ops = Vec::new();
     let mut replayed = 0u64;
@@ -990,6 +1093,17 @@ pub fn restore(config: &Config) -> anyhow::Result<Restored> {
         let (_, rec) = r.context("cannot replay the journal")?;
         engine.handle_event(&rec.source, &rec.applied_event(), &mut effects);
         replayed += 1;
+        if let Some(alerts) = alerts {
+            for e in &effects {
+                match e {
+                    Effect::Violation(v) => {
+                        alerts.raise(v, wall);
+                    }
+                    Effect::Cleared { id, at, .. } => alerts.cleared(*id, *at, wall),
+                    _ => {}
+                }
+            }
+        }
         ops.extend(effects.drain(..).filter_map(ViolationOp::from_effect));
         if ops.len() >= 10_000 {
             store
@@ -1001,6 +1115,9 @@ pub fn restore(config: &Config) -> anyhow::Result<Restored> {
     store
         .write_violations(&ops)
         .context("cannot store violations")?;
+    if let (Some(alerts), Some(now)) = (alerts, engine.now()) {
+        alerts.tick(now, wall);
+    }
     tracing::info!(
         dir = %dir.display(),
         from_checkpoint,
@@ -1034,7 +1151,8 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         .context("cannot read the bound address")?;
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::new()?);
-    let restored = restore(&config)?;
+    let alerts = Alerts::from_config(&config)?;
+    let restored = restore(&config, alerts.as_ref(), clock.now_micros())?;
     let reader = restored
         .store
         .reader()
@@ -1046,7 +1164,19 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         shutdown.clone(),
         restored.engine,
         Some(restored.store),
+        alerts.clone(),
     );
+    let deliveries = match &alerts {
+        Some(a) => crate::alert::deliver::spawn(
+            a,
+            clock,
+            metrics.clone(),
+            Duration::from_millis(config.alerts.timeout.max(1) as u64),
+            Duration::from_millis(config.alerts.retry_max.max(1) as u64),
+            shutdown.clone(),
+        )?,
+        None => Vec::new(),
+    };
     let config = Arc::new(config);
     let ingest = crate::ingest::Ingest::new(
         config.clone(),
@@ -1084,6 +1214,8 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         engine,
         server,
         dialer,
+        deliveries,
+        alerts,
     })
 }
 

@@ -14,7 +14,8 @@
 //! `{"violations": [record, ...]}` in the order raised, at most
 //! [`MAX_VIOLATIONS_PER_QUERY`] (the newest), where `from` ≤ `at` < `to`, read from the
 //! store (SQLite). `POST /api/v1/violations/{id}/waive` and `POST /api/v1/approvals` are the
-//! lead's; `GET /api/v1/approvals` lists the approvals active at the engine clock.
+//! lead's; `GET /api/v1/violations/{id}` is one record with its evidence (the alerts'
+//! `generatorURL`); `GET /api/v1/approvals` lists the approvals active at the engine clock.
 //!
 //! Access (`[server.tokens]`): `/ingest` takes ingest tokens; the wallboard, `/ws/floor` and
 //! `GET /api` take viewer or lead tokens (header, or `?token=` for the wallboard on a TV); a surface
@@ -211,6 +212,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(wallboard))
         .route("/api/v1/floor", get(floor))
         .route("/api/v1/violations", get(violations))
+        .route("/api/v1/violations/{id}", get(violation))
         .route("/ws/floor", get(floor_stream))
         .route("/api/v1/approvals", get(approvals))
         .route("/api/v1/appraisal", get(appraisal))
@@ -470,6 +472,28 @@ async fn violations(
         None => s.floor.violations(&filter, MAX_VIOLATIONS_PER_QUERY),
     };
     Ok(Json(serde_json::json!({ "violations": records })))
+}
+
+/// `GET /api/v1/violations/{id}`: one violation record with its evidence (alerts link here
+/// as their `generatorURL`).
+async fn violation(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ViolationRecord>, ApiError> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("violation id must be a number, not {id:?}")))?;
+    let found = match s.store.clone() {
+        Some(store) => blocking(move || store.violation(id)).await?,
+        None => s
+            .floor
+            .violations(&ViolationFilter::default(), usize::MAX)
+            .into_iter()
+            .find(|r| r.violation.id == id),
+    };
+    found
+        .map(Json)
+        .ok_or_else(|| ApiError::NoSuch(format!("no violation {id} on record")))
 }
 
 /// `POST /api/v1/violations/{id}/waive` (lead): `{"by","reason"}`, both non-empty. The

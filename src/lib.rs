@@ -21,6 +21,8 @@
 //! - [`daemon`]: wires everything; the one task that owns the engine and publishes views.
 //! - [`ingest`]: WebSocket ingest of the protocol (listen and connect modes).
 //! - [`floor`]: the published read side (agents, queues, violation log, today's histograms).
+//! - [`alert`]: violation alerts to team leads: the pure alert book (raise, escalate,
+//!   resolve), delivery to Alertmanager and signed webhooks, the durable outbox contract.
 //! - [`http`]: the axum router: API, `/metrics`, health, the built-in wallboard.
 //! - [`metrics`]: the Prometheus registry and every `floorwatch_*` family.
 //! - [`simulate`]: the phone-system simulator: a deterministic floor generator and a
@@ -28,6 +30,7 @@
 //! - [`demo`]: the daemon plus the simulator in one process.
 //! - [`cli`]: command-line arguments (clap); `main.rs` wires each command to its module.
 
+pub mod alert;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -60,6 +60,11 @@ pub struct Metrics {
     pub event_lag_seconds: Histogram,
     pub source_connected: IntGauge,
     pub source_reconnects: IntCounter,
+    pub alert_deliveries: IntCounterVec,
+    pub alert_delivery_lag_seconds: HistogramVec,
+    pub alerts_pending: IntGaugeVec,
+    pub alerts_dropped: IntCounter,
+    pub alerts_outbox: IntGauge,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +184,35 @@ impl Metrics {
                 "floorwatch_source_reconnects_total",
                 "Connect mode: redials after a dropped or failed connection",
             )?,
+            alert_deliveries: counter_vec(
+                "floorwatch_alert_deliveries_total",
+                "Alert requests to each target by outcome (delivered, failed: retried, rejected: refused for good)",
+                &["target", "outcome"],
+            )?,
+            alert_delivery_lag_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "floorwatch_alert_delivery_lag_seconds",
+                    "From an alert's change (raise, escalation, resolution) to the target's acceptance",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0, 60.0, 300.0,
+                ]),
+                &["target"],
+            )?,
+            alerts_pending: gauge_vec(
+                "floorwatch_alerts_pending",
+                "Alerts the target is due (new, changed or up for re-send)",
+                &["target"],
+            )?,
+            alerts_dropped: IntCounter::new(
+                "floorwatch_alerts_dropped_total",
+                "Violations not alerted because the outbox was full of firing alerts",
+            )?,
+            alerts_outbox: IntGauge::new(
+                "floorwatch_alerts_outbox",
+                "Alerts held in the outbox (firing, or resolved and not yet delivered everywhere)",
+            )?,
             registry,
         };
         m.register()?;
@@ -212,6 +246,11 @@ impl Metrics {
         r.register(Box::new(self.event_lag_seconds.clone()))?;
         r.register(Box::new(self.source_connected.clone()))?;
         r.register(Box::new(self.source_reconnects.clone()))?;
+        r.register(Box::new(self.alert_deliveries.clone()))?;
+        r.register(Box::new(self.alert_delivery_lag_seconds.clone()))?;
+        r.register(Box::new(self.alerts_pending.clone()))?;
+        r.register(Box::new(self.alerts_dropped.clone()))?;
+        r.register(Box::new(self.alerts_outbox.clone()))?;
         Ok(())
     }
 

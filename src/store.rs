@@ -192,6 +192,10 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     day TEXT NOT NULL,
     checkpoint TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS alert_outbox (
+    id INTEGER PRIMARY KEY,
+    alert TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -335,6 +339,53 @@ impl Store {
             }
         }
         tx.commit().map_err(db("commit violations"))
+    }
+
+    /// Writes alert outbox changes in one transaction: `put` rows (violation id, the alert
+    /// as JSON) replace any row of that id; `delete` ids are removed.
+    pub fn write_alerts(
+        &mut self,
+        put: &[(u64, String)],
+        delete: &[u64],
+    ) -> Result<(), StoreError> {
+        if put.is_empty() && delete.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.transaction().map_err(db("begin"))?;
+        {
+            let mut upsert = tx
+                .prepare_cached("INSERT OR REPLACE INTO alert_outbox (id, alert) VALUES (?1, ?2)")
+                .map_err(db("prepare alert upsert"))?;
+            for (id, json) in put {
+                upsert
+                    .execute(params![*id as i64, json])
+                    .map_err(db("store alert"))?;
+            }
+            let mut remove = tx
+                .prepare_cached("DELETE FROM alert_outbox WHERE id = ?1")
+                .map_err(db("prepare alert delete"))?;
+            for id in delete {
+                remove
+                    .execute(params![*id as i64])
+                    .map_err(db("delete alert"))?;
+            }
+        }
+        tx.commit().map_err(db("commit alerts"))
+    }
+
+    /// The alert outbox, oldest violation first.
+    pub fn alert_outbox(&self) -> Result<Vec<(u64, String)>, StoreError> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT id, alert FROM alert_outbox ORDER BY id")
+            .map_err(db("prepare outbox read"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+            })
+            .map_err(db("read outbox"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(db("read outbox"))
     }
 
     /// Stores a checkpoint taken when the journal ended at `position`; keeps the newest
