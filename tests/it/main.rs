@@ -15,5 +15,6 @@ mod ingest_connect;
 mod journal;
 mod metrics;
 mod report;
+mod servers;
 mod simulate;
 mod store;
