@@ -1151,7 +1151,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         .context("cannot read the bound address")?;
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::new()?);
-    let alerts = Alerts::from_config(&config)?;
+    let alerts = Alerts::from_config(&config, local_addr)?;
     let restored = restore(&config, alerts.as_ref(), clock.now_micros())?;
     let reader = restored
         .store

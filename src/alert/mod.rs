@@ -48,8 +48,12 @@ pub struct Alerts {
 }
 
 impl Alerts {
-    /// The book and targets of `config`; `None` when no target is configured.
-    pub fn from_config(config: &Config) -> Result<Option<Alerts>, TargetError> {
+    /// The book and targets of `config`; `None` when no target is configured. `listen` is the
+    /// address the daemon is bound to (the default base of `generatorURL`).
+    pub fn from_config(
+        config: &Config,
+        listen: std::net::SocketAddr,
+    ) -> Result<Option<Alerts>, TargetError> {
         let a = &config.alerts;
         if !a.enabled() {
             return Ok(None);
@@ -83,7 +87,7 @@ impl Alerts {
             external_url: a
                 .external_url
                 .clone()
-                .unwrap_or_else(|| format!("http://{}", config.server.listen)),
+                .unwrap_or_else(|| format!("http://{listen}")),
         };
         let kinds = targets.iter().map(|t| t.kind).collect();
         Ok(Some(Alerts::new(

@@ -263,6 +263,11 @@ impl WebhookReceiver {
                     let v = serde_json::from_slice(&body).unwrap_or_else(|_| {
                         Value::String(String::from_utf8_lossy(&body).into_owned())
                     });
+                    let mut headers = headers;
+                    // The body as sent, for signature checks (hex, so it fits a header map).
+                    if let Ok(raw) = axum::http::HeaderValue::from_str(&hex(&body)) {
+                        headers.insert("x-test-raw-body-hex", raw);
+                    }
                     rec.lock().expect("lock").push((headers, v));
                     "ok"
                 }
@@ -316,6 +321,10 @@ impl WebhookReceiver {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Drop for WebhookReceiver {
