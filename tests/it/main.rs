@@ -1,5 +1,6 @@
 //! One integration-test binary (keeps link time down); each module is one area.
 
+mod alert_rules;
 mod cli;
 mod crash;
 mod daemon_live;
