@@ -627,23 +627,7 @@ impl Owner {
                     .map_err(|e| format!("database write failed: {e}"))?;
                 d.ops.clear();
             }
-            if let Some(alerts) = &self.alerts {
-                collect_alert_rows(alerts, &mut d.alert_rows);
-            }
-            if !d.alert_rows.is_empty() {
-                let mut put = Vec::new();
-                let mut delete = Vec::new();
-                for (id, row) in &d.alert_rows {
-                    match row {
-                        Some(json) => put.push((*id, json.clone())),
-                        None => delete.push(*id),
-                    }
-                }
-                d.store
-                    .write_alerts(&put, &delete)
-                    .map_err(|e| format!("alert outbox write failed: {e}"))?;
-                d.alert_rows.clear();
-            }
+            write_alert_rows(d, self.alerts.as_ref())?;
             Ok::<(), String>(())
         })();
         match result {
@@ -673,8 +657,12 @@ impl Owner {
         let Some(d) = self.durable.as_mut() else {
             return;
         };
-        if let Some(alerts) = &self.alerts {
-            collect_alert_rows(alerts, &mut d.alert_rows);
+        // Outbox changes since the flush (deliveries that finished) go first, so that they do
+        // not hold the checkpoint back.
+        if d.records.is_empty() && d.ops.is_empty() {
+            if let Err(e) = write_alert_rows(d, self.alerts.as_ref()) {
+                tracing::warn!(error = %e, "cannot store alert outbox changes; will retry");
+            }
         }
         // The checkpoint must not run ahead of what the database holds: a restart replays
         // only the journal after it.
@@ -909,6 +897,29 @@ impl Owner {
         self.effects = effects;
         queue_changed
     }
+}
+
+/// Writes the alert book's changes (with any left from a failed write) to the outbox table.
+fn write_alert_rows(d: &mut Durable, alerts: Option<&Alerts>) -> Result<(), String> {
+    if let Some(alerts) = alerts {
+        collect_alert_rows(alerts, &mut d.alert_rows);
+    }
+    if d.alert_rows.is_empty() {
+        return Ok(());
+    }
+    let mut put = Vec::new();
+    let mut delete = Vec::new();
+    for (id, row) in &d.alert_rows {
+        match row {
+            Some(json) => put.push((*id, json.clone())),
+            None => delete.push(*id),
+        }
+    }
+    d.store
+        .write_alerts(&put, &delete)
+        .map_err(|e| format!("alert outbox write failed: {e}"))?;
+    d.alert_rows.clear();
+    Ok(())
 }
 
 /// Moves the alert book's changes into `rows` (the latest state of each alert wins).

@@ -407,3 +407,91 @@ async fn the_direct_webhook_is_signed_and_told_of_firing_and_resolution() {
     }
     daemon.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_killed_with_alerts_undelivered_sends_them_after_restart() {
+    let hook = WebhookReceiver::start().await;
+    let mut am = Alertmanager::start(&am_config(&hook.url())).await;
+    am.stop();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], crate::servers::free_port()).into();
+    let config = dir.path().join("floorwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[server]
+listen = "{addr}"
+[store]
+dir = "{store}"
+checkpoint_every = "1s"
+[alerts]
+resend_every = "2s"
+retry_max = "1s"
+timeout = "1s"
+[alerts.alertmanager]
+url = "{am}"
+[[teams]]
+id = "hotline-1"
+lead = "zhang.wei"
+members = ["a1", "a2"]
+"#,
+            store = dir.path().join("data").display(),
+            am = am.url(),
+        ),
+    )
+    .expect("write config");
+    let mut child = KillOnDrop(crate::crash::spawn_daemon(&config));
+    crate::crash::wait_ready(addr).await;
+    let mut phone = Phone::connect(addr).await;
+    phone.login(&["a1", "a2"]).await;
+    // A missed call (raised by the event, acknowledged once journaled) and a pause without a
+    // reason (raised by the daemon's clock 5 s later).
+    phone
+        .send(r#"{"type":"call.ringing","call":"c-9","agent":"a1"}"#)
+        .await;
+    phone
+        .send(r#"{"type":"call.no_answer","call":"c-9","agent":"a1"}"#)
+        .await;
+    phone.pause("a2").await;
+    open_violations(addr, 1).await;
+    daemon_support::eventually("both alerts failing to deliver", || async {
+        let outbox = metric(addr, "floorwatch_alerts_outbox").await;
+        let (_, _, text) = get(addr, "/metrics").await;
+        let failed = text.lines().any(|l| {
+            l.starts_with("floorwatch_alert_deliveries_total{outcome=\"failed\"")
+                && !l.ends_with(" 0")
+        });
+        (outbox >= 2.0 && failed).then_some(())
+    })
+    .await;
+    let (_, listed) = get_json(addr, "/api/v1/violations").await;
+    let ids: Vec<u64> = listed["violations"]
+        .as_array()
+        .expect("violations")
+        .iter()
+        .filter_map(|v| v["id"].as_u64())
+        .collect();
+    assert_eq!(ids.len(), 2, "{listed}");
+    // The engine task writes the outbox in the same pass that raised them; give it a beat.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(phone);
+    child.0.kill().expect("SIGKILL");
+    child.0.wait().expect("reaped");
+
+    am.restart().await;
+    let _again = KillOnDrop(crate::crash::spawn_daemon(&config));
+    crate::crash::wait_ready(addr).await;
+    for id in ids {
+        wait_alert(&hook, id, "warning", "firing", 20).await;
+    }
+}
+
+/// A daemon process that is killed when the test ends, pass or fail.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -93,7 +93,7 @@ fn free_port() -> SocketAddr {
     l.local_addr().expect("addr")
 }
 
-fn spawn_daemon(config: &Path) -> Child {
+pub fn spawn_daemon(config: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_floorwatch"))
         .args(["run", "--config"])
         .arg(config)
@@ -105,7 +105,7 @@ fn spawn_daemon(config: &Path) -> Child {
         .expect("spawn floorwatch run")
 }
 
-async fn wait_ready(addr: SocketAddr) {
+pub async fn wait_ready(addr: SocketAddr) {
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
             return;

@@ -1,5 +1,6 @@
 //! One integration-test binary (keeps link time down); each module is one area.
 
+mod alert_rules;
 mod alerts;
 mod cli;
 mod crash;
