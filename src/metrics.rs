@@ -60,6 +60,9 @@ pub struct Metrics {
     pub event_lag_seconds: Histogram,
     pub source_connected: IntGauge,
     pub source_reconnects: IntCounter,
+    pub service_level: prometheus::GaugeVec,
+    pub service_level_calls: IntGaugeVec,
+    pub answer_rate: prometheus::GaugeVec,
     pub alert_deliveries: IntCounterVec,
     pub alert_delivery_lag_seconds: HistogramVec,
     pub alerts_pending: IntGaugeVec,
@@ -184,6 +187,25 @@ impl Metrics {
                 "floorwatch_source_reconnects_total",
                 "Connect mode: redials after a dropped or failed connection",
             )?,
+            service_level: prometheus::GaugeVec::new(
+                Opts::new(
+                    "floorwatch_service_level",
+                    "Service level as the wallboard shows it: answered within service_level.threshold / offered, short abandons left out of both (window: 15m or today); absent while no call counts",
+                ),
+                &["queue", "window"],
+            )?,
+            service_level_calls: gauge_vec(
+                "floorwatch_service_level_calls",
+                "Calls the service level counts: offered minus short abandons (window: 15m or today)",
+                &["queue", "window"],
+            )?,
+            answer_rate: prometheus::GaugeVec::new(
+                Opts::new(
+                    "floorwatch_answer_rate",
+                    "Answer rate (接通率): answered / offered (window: 15m or today); absent while nothing was offered",
+                ),
+                &["queue", "window"],
+            )?,
             alert_deliveries: counter_vec(
                 "floorwatch_alert_deliveries_total",
                 "Alert requests to each target by outcome (delivered, failed: retried, rejected: refused for good)",
@@ -246,6 +268,9 @@ impl Metrics {
         r.register(Box::new(self.event_lag_seconds.clone()))?;
         r.register(Box::new(self.source_connected.clone()))?;
         r.register(Box::new(self.source_reconnects.clone()))?;
+        r.register(Box::new(self.service_level.clone()))?;
+        r.register(Box::new(self.service_level_calls.clone()))?;
+        r.register(Box::new(self.answer_rate.clone()))?;
         r.register(Box::new(self.alert_deliveries.clone()))?;
         r.register(Box::new(self.alert_delivery_lag_seconds.clone()))?;
         r.register(Box::new(self.alerts_pending.clone()))?;
@@ -376,12 +401,33 @@ impl SeriesBook {
             m.longest_wait_seconds
                 .with_label_values(&[&q.queue])
                 .set(longest);
+            for (window, counts) in [("15m", &q.last_15m), ("today", &q.today)] {
+                let labels = [q.queue.as_str(), window];
+                let base = counts.offered.saturating_sub(counts.short_abandons);
+                m.service_level_calls
+                    .with_label_values(&labels)
+                    .set(i64::try_from(base).unwrap_or(i64::MAX));
+                // A ratio of nothing is no number: the series goes away rather than read 0.
+                match counts.service_level() {
+                    Some(v) => m.service_level.with_label_values(&labels).set(v),
+                    None => {
+                        let _ = m.service_level.remove_label_values(&labels);
+                    }
+                }
+                match counts.answer_rate() {
+                    Some(v) => m.answer_rate.with_label_values(&labels).set(v),
+                    None => {
+                        let _ = m.answer_rate.remove_label_values(&labels);
+                    }
+                }
+            }
             if !self.queues.contains(&q.queue) {
                 self.queues.insert(q.queue.clone());
                 // Make the counters and histogram visible at zero as soon as a queue is known.
                 m.calls_offered.with_label_values(&[&q.queue]);
                 m.calls_answered.with_label_values(&[&q.queue]);
                 m.calls_abandoned.with_label_values(&[&q.queue]);
+                m.answer_wait_seconds.with_label_values(&[&q.queue]);
             }
         }
     }
@@ -390,7 +436,7 @@ impl SeriesBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{EventRef, Evidence, Kind, Rule};
+    use crate::engine::{EventRef, Evidence, Kind, QueueCounts, Rule};
 
     fn text(m: &Metrics) -> String {
         String::from_utf8(m.encode()).expect("utf-8")
@@ -438,6 +484,61 @@ mod tests {
                 measured_ms: 15_000,
             },
         }
+    }
+
+    #[test]
+    fn service_level_and_answer_rate_follow_the_queue_view_and_vanish_without_calls() {
+        let m = Metrics::new().expect("metrics");
+        let mut book = SeriesBook::default();
+        let counts = QueueCounts {
+            offered: 10,
+            answered: 7,
+            abandoned: 3,
+            answered_in_threshold: 6,
+            short_abandons: 2,
+            answer_wait_sum: 0,
+        };
+        let mut q = QueueView {
+            queue: "sales".into(),
+            waiting: 0,
+            oldest_since: None,
+            today: counts.clone(),
+            last_15m: counts,
+        };
+        book.queues(&m, std::slice::from_ref(&q), Some(Timestamp(0)));
+        let t = text(&m);
+        // 6 within 20 s of 10 offered less 2 short abandons = 0.75; 7 of 10 answered = 0.7.
+        assert!(
+            t.contains(r#"floorwatch_service_level{queue="sales",window="15m"} 0.75"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"floorwatch_service_level_calls{queue="sales",window="15m"} 8"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"floorwatch_answer_rate{queue="sales",window="today"} 0.7"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"floorwatch_answer_wait_seconds_count{queue="sales"} 0"#),
+            "{t}"
+        );
+        q.last_15m = QueueCounts::default();
+        book.queues(&m, std::slice::from_ref(&q), Some(Timestamp(0)));
+        let t = text(&m);
+        assert!(
+            !t.contains(r#"floorwatch_service_level{queue="sales",window="15m"}"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"floorwatch_service_level_calls{queue="sales",window="15m"} 0"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"floorwatch_service_level{queue="sales",window="today"} 0.75"#),
+            "{t}"
+        );
     }
 
     #[test]

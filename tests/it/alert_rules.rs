@@ -307,7 +307,7 @@ async fn the_rules_read_only_families_the_daemon_exports() {
     assert_eq!(source.until_ack().await.1, 8);
     let (_, _, text) = sup::get(d.local_addr(), "/metrics").await;
     let names = series_in_rules();
-    assert!(names.len() >= 10, "{names:?}");
+    assert!(names.len() >= 9, "{names:?}");
     for name in names {
         let family = name.strip_suffix("_bucket").unwrap_or(&name);
         assert!(
