@@ -495,3 +495,40 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_alertmanager_of_a_cluster_gets_every_alert_even_while_the_other_is_down() {
+    let hook_1 = WebhookReceiver::start().await;
+    let hook_2 = WebhookReceiver::start().await;
+    let am_1 = Alertmanager::start(&am_config(&hook_1.url())).await;
+    let mut am_2 = Alertmanager::start(&am_config(&hook_2.url())).await;
+    am_2.stop();
+    let mut config = daemon_config(Some(&am_1.url()));
+    config.alerts.alertmanager.push(am_2.url());
+    let daemon = daemon_support::start(config).await;
+    let addr = daemon.local_addr();
+    let mut phone = Phone::connect(addr).await;
+    phone.login(&["a4"]).await;
+    phone.pause("a4").await;
+    let (_, id, _) = open_violations(addr, 1).await[0].clone();
+    // The member that is up is not held back by the one that is down.
+    wait_alert(&hook_1, id, "warning", "firing", 15).await;
+    assert!(alerts_seen(&hook_2).is_empty());
+    am_2.restart().await;
+    wait_alert(&hook_2, id, "warning", "firing", 20).await;
+    let (_, _, text) = get(addr, "/metrics").await;
+    let target_2 = format!(
+        "alertmanager:{}",
+        am_2.url()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+    );
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("floorwatch_alert_deliveries_total{outcome=\"failed\"")
+                && l.contains(&target_2)
+        ),
+        "{text}"
+    );
+    daemon.shutdown().await;
+}
