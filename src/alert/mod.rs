@@ -180,3 +180,35 @@ impl Alerts {
         }
     }
 }
+
+/// A violation for tests: agent a-0042 of hotline-1, a 15 s ring limit; a call for ring kinds,
+/// reason `break` for break kinds.
+#[cfg(test)]
+pub(crate) fn sample_violation(id: u64, kind: crate::engine::Kind, at: Timestamp) -> Violation {
+    use crate::engine::{EventRef, Evidence, Rule, TypeName};
+    Violation {
+        id,
+        rule: kind.rule(),
+        kind,
+        agent: "a-0042".into(),
+        team: "hotline-1".into(),
+        call: (kind.rule() == Rule::RingAnswer).then(|| "c-77".into()),
+        reason: (kind.rule() == Rule::BreakOverrun).then(|| "break".into()),
+        at,
+        points: 1,
+        detected_at: at,
+        evidence: Evidence {
+            started_by: EventRef {
+                at: at.plus(-15_000),
+                source: None,
+                seq: None,
+                id: None,
+                event_type: TypeName("call.ringing"),
+            },
+            ended_by: None,
+            limit_ms: 15_000,
+            limit: "3 rings x 5s = 15s".into(),
+            measured_ms: 15_000,
+        },
+    }
+}

@@ -96,35 +96,10 @@ pub fn description(lang: Language, v: &Violation, lead: Option<&str>) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{EventRef, Evidence, Rule, TypeName};
     use crate::time::Timestamp;
 
     fn late() -> Violation {
-        Violation {
-            id: 1,
-            rule: Rule::RingAnswer,
-            kind: Kind::Late,
-            agent: "a-0042".into(),
-            team: "hotline-1".into(),
-            call: Some("c-77".into()),
-            reason: None,
-            at: Timestamp(1_764_321_317_000),
-            points: 1,
-            detected_at: Timestamp(1_764_321_317_000),
-            evidence: Evidence {
-                started_by: EventRef {
-                    at: Timestamp(1_764_321_302_000),
-                    source: None,
-                    seq: None,
-                    id: None,
-                    event_type: TypeName("call.ringing"),
-                },
-                ended_by: None,
-                limit_ms: 15_000,
-                limit: "3 rings x 5s = 15s".into(),
-                measured_ms: 15_000,
-            },
-        }
+        crate::alert::sample_violation(1, Kind::Late, Timestamp(1_764_321_317_000))
     }
 
     #[test]

@@ -133,12 +133,17 @@ pub async fn get_with(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
+    exchange(addr, req).await
+}
+
+/// Sends one HTTP/1.1 request (`Connection: close`): status, content type, body.
+async fn exchange(addr: SocketAddr, req: String) -> (u16, String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = Vec::new();
     tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
@@ -190,6 +195,17 @@ pub async fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
         status,
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")),
     )
+}
+
+/// A minimal HTTP/1.1 POST of a JSON body: status and response body.
+pub async fn post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, _, body) = exchange(addr, req).await;
+    (status, body)
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, for at most [`WAIT`].

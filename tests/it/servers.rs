@@ -350,29 +350,9 @@ async fn probe(addr: SocketAddr, path: &str) -> Option<u16> {
         .flatten()
 }
 
-/// A minimal HTTP/1.1 POST of a JSON body: status and response body.
+/// POST a JSON value: status and response body.
 pub async fn post_json(addr: SocketAddr, path: &str, body: &Value) -> (u16, String) {
-    let body = body.to_string();
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    tokio::time::timeout(sup::WAIT, s.read_to_end(&mut buf))
-        .await
-        .expect("response in time")
-        .expect("read");
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    (status, body.to_string())
+    sup::post(addr, path, &body.to_string()).await
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters (for query strings).

@@ -143,26 +143,10 @@ fn store_durations_parse() {
     assert!(Config::from_toml_str("[store]\ncheckpoint_every = \"0s\"\n").is_err());
 }
 
-/// A minimal HTTP/1.1 POST of a JSON body: status and JSON answer.
+/// POST a JSON body: status and JSON answer (`null` if it is not JSON).
 pub async fn post_json(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.expect("read");
-    let text = String::from_utf8(buf).expect("utf-8");
-    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (status, body) = crate::daemon_support::post(addr, path, body).await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! The book's lifecycle at its boundaries, with engine time and wall time set by hand.
 
 use super::*;
-use crate::engine::{EventRef, Evidence, Kind, Rule, TypeName};
+use crate::alert::sample_violation as violation;
+use crate::engine::Kind;
 
 const AT: Timestamp = Timestamp(1_764_321_317_000); // 2025-11-28T09:15:17Z
 const WALL: Micros = 1_764_321_317_500_000; // half a second later, in µs
@@ -34,34 +35,6 @@ fn book_with(targets: Vec<TargetKind>, max: usize) -> AlertBook {
 
 fn book() -> AlertBook {
     book_with(vec![TargetKind::Alertmanager], 100)
-}
-
-fn violation(id: u64, kind: Kind, at: Timestamp) -> Violation {
-    Violation {
-        id,
-        rule: kind.rule(),
-        kind,
-        agent: "a-0042".into(),
-        team: "hotline-1".into(),
-        call: (kind.rule() == Rule::RingAnswer).then(|| "c-77".into()),
-        reason: (kind.rule() == Rule::BreakOverrun).then(|| "break".into()),
-        at,
-        points: 1,
-        detected_at: at,
-        evidence: Evidence {
-            started_by: EventRef {
-                at: at.plus(-15_000),
-                source: None,
-                seq: None,
-                id: None,
-                event_type: TypeName("call.ringing"),
-            },
-            ended_by: None,
-            limit_ms: 15_000,
-            limit: "3 rings x 5s = 15s".into(),
-            measured_ms: 15_000,
-        },
-    }
 }
 
 fn body(b: &AlertBook, target: usize, wall: Micros) -> Option<Value> {
