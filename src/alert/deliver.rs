@@ -233,7 +233,8 @@ struct Delivery {
 enum Attempt {
     Idle,
     Sent,
-    Failed,
+    /// Why it failed (logged by the loop: once as a warning, then quietly until it recovers).
+    Failed(String),
 }
 
 impl Delivery {
@@ -253,7 +254,12 @@ impl Delivery {
                 r = self.attempt(self.timeout) => r,
             };
             match outcome {
-                Attempt::Sent => failures = 0,
+                Attempt::Sent => {
+                    if failures > 0 {
+                        tracing::info!(target = %self.target().label, failures, "alert delivery recovered");
+                    }
+                    failures = 0;
+                }
                 Attempt::Idle => {
                     let next = self.alerts.book().next_resend(self.index);
                     let wake = next.map(|t| self.clock.instant_at(Timestamp(t / 1_000 + 1)));
@@ -268,7 +274,12 @@ impl Delivery {
                         } => {}
                     }
                 }
-                Attempt::Failed => {
+                Attempt::Failed(why) => {
+                    if failures == 0 {
+                        tracing::warn!(target = %self.target().label, error = %why, "alert delivery failed; retrying with back-off");
+                    } else {
+                        tracing::debug!(target = %self.target().label, error = %why, failures, "alert delivery failed again");
+                    }
                     failures = failures.saturating_add(1);
                     let backoff = RETRY_FIRST
                         .saturating_mul(1u32 << failures.min(16).saturating_sub(1))
@@ -343,8 +354,7 @@ impl Delivery {
             }
             Err(PostError::Failed(why)) => {
                 outcome("failed");
-                tracing::warn!(target = %target.label, alerts = batch.items.len(), error = %why, "alert delivery failed; will retry");
-                Attempt::Failed
+                Attempt::Failed(why)
             }
         }
     }
