@@ -1200,6 +1200,14 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         let ingest = ingest.clone();
         tokio::spawn(async move { ingest.run_dialer().await })
     });
+    let feed = crate::feed::FloorFeed::new(
+        engine.floor(),
+        crate::http::FeedParts {
+            config: config.clone(),
+            floor: engine.floor(),
+        },
+    );
+    tokio::spawn(feed.clone().run(shutdown.clone()));
     let app = crate::http::router(crate::http::AppState {
         config: config.clone(),
         floor: engine.floor(),
@@ -1209,6 +1217,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         engine: engine.client(),
         clock,
         shutdown: shutdown.clone(),
+        feed,
     });
     let token = shutdown.clone();
     let server = tokio::spawn(async move {

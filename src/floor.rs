@@ -116,6 +116,9 @@ pub struct Percentiles {
 /// The read side. Shared as `Arc<Floor>`.
 pub struct Floor {
     agents: DashMap<Id, AgentView>,
+    /// Agents put since the last [`Floor::take_changed_agents`] (for `/ws/floor` deltas);
+    /// bounded by the number of agents.
+    changed: Mutex<std::collections::HashSet<Id>>,
     queues: RwLock<Arc<Vec<QueueView>>>,
     violations: RwLock<ViolationLog>,
     today: Mutex<TodayHistograms>,
@@ -137,6 +140,7 @@ impl Floor {
     pub fn with_capacity(calendar: Calendar, violation_capacity: usize) -> Floor {
         Floor {
             agents: DashMap::new(),
+            changed: Mutex::new(std::collections::HashSet::new()),
             queues: RwLock::new(Arc::new(Vec::new())),
             violations: RwLock::new(ViolationLog::new(violation_capacity)),
             store_fault: RwLock::new(None),
@@ -229,7 +233,19 @@ impl Floor {
     }
 
     pub(crate) fn put_agent(&self, view: AgentView) {
+        self.changed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(view.agent.clone());
         self.agents.insert(view.agent.clone(), view);
+    }
+
+    /// The agents put since the last call, with their current views, in id order.
+    pub fn take_changed_agents(&self) -> Vec<AgentView> {
+        let ids = std::mem::take(&mut *self.changed.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut views: Vec<AgentView> = ids.iter().filter_map(|id| self.agent(id)).collect();
+        views.sort_by(|a, b| a.agent.cmp(&b.agent));
+        views
     }
 
     pub(crate) fn set_queues(&self, queues: Vec<QueueView>) {

@@ -1,6 +1,6 @@
 //! The HTTP surface on one port: `/metrics`, `/healthz`, `/readyz`, `/ingest` (WebSocket,
-//! see `ingest`), `/api/v1/floor`, `/api/v1/violations`, `/ws/floor` (the floor object
-//! pushed on change), and the built-in wallboard at `/`.
+//! see `ingest`), `/api/v1/floor`, `/api/v1/violations`, `/ws/floor` (a snapshot, then
+//! deltas: see [`crate::feed`]), and the built-in wallboard at `/`.
 //!
 //! Owns: the axum [`router`], the JSON shapes of the API, and [`ApiError`] (every error is
 //! JSON `{"error": "..."}`; 4xx say what the caller did wrong, 5xx say nothing internal).
@@ -10,6 +10,7 @@
 //!
 //! Shapes: `/api/v1/floor` is one object (`engine_clock`, `sources_connected`, `agents`,
 //! `queues` with today's and the last 15 minutes' KPIs and wait percentiles, `floor` KPIs,
+//! `language`, `teams` with their leads, `limits` for the wallboard's tiles,
 //! `ring_percentiles` per team, `open_violations`); `/api/v1/violations` is
 //! `{"violations": [record, ...]}` in the order raised, at most
 //! [`MAX_VIOLATIONS_PER_QUERY`] (the newest), where `from` ≤ `at` < `to`, read from the
@@ -26,9 +27,8 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -43,6 +43,7 @@ use crate::config::{Config, SourceMode};
 use crate::daemon::EngineClient;
 use crate::engine::{AgentView, QueueCounts, Rule};
 use crate::event::Id;
+use crate::feed::{FloorFeed, FloorParts};
 use crate::floor::{Floor, Percentiles, Status, ViolationFilter, ViolationRecord};
 use crate::ingest::Ingest;
 use crate::metrics::{Metrics, CONTENT_TYPE};
@@ -70,6 +71,8 @@ pub struct AppState {
     pub clock: Clock,
     /// Cancelled when the daemon shuts down (ends `/ws/floor` streams).
     pub shutdown: CancellationToken,
+    /// The `/ws/floor` feed (its task runs apart, see [`crate::feed`]).
+    pub feed: Arc<FloorFeed>,
 }
 
 /// The one error type of the HTTP surface.
@@ -299,12 +302,22 @@ struct FloorKpis {
     last_15m: Kpis,
 }
 
+/// The floor of `/api/v1/floor` and of `/ws/floor` snapshots.
 #[derive(Serialize)]
 struct FloorJson {
+    #[serde(flatten)]
+    rest: FloorRest,
+    agents: Vec<AgentView>,
+    #[serde(flatten)]
+    statics: FloorStatics,
+}
+
+/// Everything of the floor but the agents.
+#[derive(Serialize)]
+struct FloorRest {
     /// The engine clock (latest event time applied or timeout handled).
     engine_clock: Option<Timestamp>,
     sources_connected: usize,
-    agents: Vec<AgentView>,
     queues: Vec<QueueJson>,
     floor: FloorKpis,
     /// Today's ring times per team, seconds.
@@ -312,65 +325,131 @@ struct FloorJson {
     open_violations: Vec<ViolationRecord>,
 }
 
-async fn floor(State(s): State<AppState>) -> Json<FloorJson> {
-    Json(floor_json(&s))
+/// What the wallboard needs of the config: its language, who leads each team, the limits
+/// (so that a tile can turn amber before the violation).
+#[derive(Serialize)]
+struct FloorStatics {
+    language: String,
+    teams: Vec<TeamJson>,
+    limits: Limits,
 }
 
-/// How often `/ws/floor` sends at most: changes in between are coalesced.
-const FLOOR_STREAM_INTERVAL: Duration = Duration::from_millis(250);
-
-/// `GET /ws/floor`: the floor object of `/api/v1/floor` as a text frame on connect and after
-/// every change, at most every [`FLOOR_STREAM_INTERVAL`]. Messages from the client are
-/// ignored.
-async fn floor_stream(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    ws.max_message_size(64 << 10)
-        .on_upgrade(move |socket| stream_floor(s, socket))
+#[derive(Serialize)]
+struct TeamJson {
+    id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lead: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    supervisor: Option<String>,
 }
 
-async fn stream_floor(s: AppState, mut socket: WebSocket) {
-    let mut changes = s.floor.subscribe();
-    loop {
-        changes.mark_unchanged();
-        let text = match serde_json::to_string(&floor_json(&s)) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode the floor");
-                return;
-            }
-        };
-        let send = tokio::time::timeout(
-            crate::ingest::WRITE_TIMEOUT,
-            socket.send(ws::Message::Text(text.into())),
-        );
-        if !matches!(send.await, Ok(Ok(()))) {
-            return;
-        }
-        tokio::time::sleep(FLOOR_STREAM_INTERVAL).await;
-        loop {
-            tokio::select! {
-                _ = s.shutdown.cancelled() => {
-                    let _ = socket.send(ws::Message::Close(None)).await;
-                    return;
-                }
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    break;
-                }
-                msg = socket.recv() => match msg {
-                    Some(Ok(ws::Message::Close(_))) | Some(Err(_)) | None => return,
-                    Some(Ok(_)) => continue,
-                },
-            }
-        }
+#[derive(Serialize)]
+struct Limits {
+    ring_ms: i64,
+    grace_ms: i64,
+    acw_max_ms: i64,
+    reasons: BTreeMap<String, ReasonLimit>,
+}
+
+#[derive(Serialize)]
+struct ReasonLimit {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_ms: Option<i64>,
+    allowance: bool,
+    approval: bool,
+}
+
+fn floor_statics(config: &Config) -> FloorStatics {
+    let r = &config.rules;
+    FloorStatics {
+        language: config.ui.language.clone(),
+        teams: config
+            .teams
+            .iter()
+            .map(|t| TeamJson {
+                id: t.id.clone(),
+                lead: t.lead.clone(),
+                supervisor: t.supervisor.clone(),
+            })
+            .collect(),
+        limits: Limits {
+            ring_ms: r.ring_answer.limit(),
+            grace_ms: r.unauthorized_pause.grace,
+            acw_max_ms: r.unauthorized_pause.acw_max,
+            reasons: r
+                .reasons
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        ReasonLimit {
+                            max_ms: v.max,
+                            allowance: v.allowance,
+                            approval: v.approval,
+                        },
+                    )
+                })
+                .collect(),
+        },
     }
 }
 
-fn floor_json(s: &AppState) -> FloorJson {
-    let now = s.floor.engine_clock();
-    let queues = s.floor.queues();
-    let mut waits = s.floor.wait_percentiles();
+async fn floor(State(s): State<AppState>) -> Json<FloorJson> {
+    Json(FloorJson {
+        rest: floor_rest(&s.floor),
+        agents: s.floor.agents(),
+        statics: floor_statics(&s.config),
+    })
+}
+
+/// The parts of the floor for the [`FloorFeed`].
+pub struct FeedParts {
+    pub config: Arc<Config>,
+    pub floor: Arc<Floor>,
+}
+
+/// A JSON object's members: its text without the outer braces.
+fn members(v: &impl Serialize) -> String {
+    let text = serde_json::to_string(v).unwrap_or_else(|_| "{}".into());
+    text.strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or_default()
+        .to_string()
+}
+
+impl FloorParts for FeedParts {
+    fn rest_members(&self) -> String {
+        members(&floor_rest(&self.floor))
+    }
+
+    fn static_members(&self) -> String {
+        members(&floor_statics(&self.config))
+    }
+
+    fn heartbeat_members(&self) -> String {
+        #[derive(Serialize)]
+        struct Heartbeat {
+            engine_clock: Option<Timestamp>,
+            sources_connected: usize,
+        }
+        members(&Heartbeat {
+            engine_clock: self.floor.engine_clock(),
+            sources_connected: self.floor.sources_connected(),
+        })
+    }
+}
+
+/// `GET /ws/floor`: a snapshot, then deltas and heartbeats (see [`crate::feed`]). Messages
+/// from the client are ignored.
+async fn floor_stream(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    ws.max_message_size(64 << 10)
+        .on_upgrade(move |socket| s.feed.clone().serve(socket, s.shutdown.clone()))
+}
+
+fn floor_rest(floor: &Floor) -> FloorRest {
+    let now = floor.engine_clock();
+    let queues = floor.queues();
+    let mut waits = floor.wait_percentiles();
     let mut today = QueueCounts::default();
     let mut last_15m = QueueCounts::default();
     let queues = queues
@@ -395,17 +474,16 @@ fn floor_json(s: &AppState) -> FloorJson {
             }
         })
         .collect();
-    FloorJson {
+    FloorRest {
         engine_clock: now,
-        sources_connected: s.floor.sources_connected(),
-        agents: s.floor.agents(),
+        sources_connected: floor.sources_connected(),
         queues,
         floor: FloorKpis {
             today: Kpis::from(&today),
             last_15m: Kpis::from(&last_15m),
         },
-        ring_percentiles: s.floor.ring_percentiles(),
-        open_violations: s.floor.open_violations(),
+        ring_percentiles: floor.ring_percentiles(),
+        open_violations: floor.open_violations(),
     }
 }
 

@@ -23,6 +23,8 @@
 //! - [`floor`]: the published read side (agents, queues, violation log, today's histograms).
 //! - [`alert`]: violation alerts to team leads: the pure alert book (raise, escalate,
 //!   resolve), delivery to Alertmanager and signed webhooks, the durable outbox contract.
+//! - [`feed`]: `/ws/floor`: the floor as one snapshot and then deltas, encoded once for every
+//!   wallboard; slow clients are resynchronised or dropped, never waited for.
 //! - [`http`]: the axum router: API, `/metrics`, health, the built-in wallboard.
 //! - [`metrics`]: the Prometheus registry and every `floorwatch_*` family.
 //! - [`simulate`]: the phone-system simulator: a deterministic floor generator and a
@@ -38,6 +40,7 @@ pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod event;
+pub mod feed;
 pub mod floor;
 pub mod http;
 pub mod ingest;

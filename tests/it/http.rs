@@ -158,9 +158,16 @@ async fn viewer_tokens_guard_the_api_and_the_wallboard_but_not_metrics() {
 }
 
 #[tokio::test]
-async fn ws_floor_pushes_the_floor_on_connect_and_on_change() {
+async fn ws_floor_sends_a_snapshot_then_deltas_of_changed_agents_then_heartbeats() {
     use futures_util::StreamExt;
-    let d = sup::start(sup::config()).await;
+    let mut config = sup::config();
+    config.teams = vec![floorwatch::config::TeamConfig {
+        id: "hotline-1".into(),
+        lead: Some("zhang.wei".into()),
+        supervisor: None,
+        members: vec!["a1".into(), "a2".into()],
+    }];
+    let d = sup::start(config).await;
     let addr = d.local_addr();
     let (mut wall, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/floor"))
         .await
@@ -178,22 +185,60 @@ async fn ws_floor_pushes_the_floor_on_connect_and_on_change() {
         }
     };
     let first = next().await;
+    assert_eq!(first["type"], "snapshot", "{first}");
     assert_eq!(first["agents"], serde_json::json!([]), "{first}");
     assert_eq!(first["engine_clock"], Value::Null, "{first}");
+    assert_eq!(first["language"], "zh-CN", "{first}");
+    assert_eq!(first["teams"][0]["lead"], "zhang.wei", "{first}");
+    assert_eq!(first["limits"]["ring_ms"], 15_000, "{first}");
+    assert_eq!(
+        first["limits"]["reasons"]["break"]["max_ms"], 900_000,
+        "{first}"
+    );
+    let base = first["version"].as_u64().expect("version");
+
+    // Nothing happens: a heartbeat within 2 s and a bit.
+    let beat = next().await;
+    assert_eq!(beat["type"], "heartbeat", "{beat}");
+    assert_eq!(beat["sources_connected"], 0, "{beat}");
+
     let (mut s, _) = Source::connect_hello(addr, "pbx").await;
-    s.send(r#"{"type":"agent.login","ts":"2026-11-28T01:00:00Z","seq":1,"agent":"a1"}"#)
+    s.send(
+        r#"[{"type":"agent.login","ts":"2026-11-28T01:00:00Z","seq":1,"agent":"a1"},
+            {"type":"agent.login","ts":"2026-11-28T01:00:00Z","seq":2,"agent":"a2"}]"#,
+    )
+    .await;
+    s.until_ack().await;
+    let mut seen = Vec::new();
+    let mut version = base;
+    while seen.len() < 2 {
+        let f = next().await;
+        if f["type"] != "delta" {
+            continue;
+        }
+        let v = f["version"].as_u64().expect("version");
+        assert!(v > version, "versions count up: {v} after {version}");
+        version = v;
+        for a in f["agents"].as_array().expect("agents") {
+            seen.push(a["agent"].as_str().expect("id").to_string());
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["a1", "a2"]);
+    // Only a2 changes: the next delta with agents names a2 alone.
+    s.send(r#"{"type":"agent.state","ts":"2026-11-28T01:00:05Z","seq":3,"agent":"a2","state":"not_ready","reason":"break"}"#)
         .await;
     s.until_ack().await;
-    let pushed = loop {
+    let delta = loop {
         let f = next().await;
-        if f["agents"].as_array().is_some_and(|a| !a.is_empty()) {
+        if f["type"] == "delta" && f["agents"].as_array().is_some_and(|a| !a.is_empty()) {
             break f;
         }
     };
-    assert_eq!(pushed["agents"][0]["agent"], "a1", "{pushed}");
-    assert_eq!(
-        pushed["engine_clock"], "2026-11-28T01:00:00.000Z",
-        "{pushed}"
-    );
+    assert_eq!(delta["agents"].as_array().map(Vec::len), Some(1), "{delta}");
+    assert_eq!(delta["agents"][0]["agent"], "a2", "{delta}");
+    assert_eq!(delta["agents"][0]["effective"], "not_ready", "{delta}");
+    assert_eq!(delta["engine_clock"], "2026-11-28T01:00:05.000Z", "{delta}");
+    assert_eq!(delta["sources_connected"], 1, "{delta}");
     d.shutdown().await;
 }
