@@ -68,6 +68,9 @@ pub const PENDING_CAPACITY: usize = 100_000;
 /// How often retention runs (and once at start).
 pub const RETENTION_EVERY: Millis = 3_600_000;
 
+/// How often the month-to-date appraisal gauges are refreshed.
+pub const APPRAISAL_EVERY: Millis = 60_000;
+
 /// Days of appraisal accumulators the daemon's engine keeps.
 pub const KPI_DAYS: u32 = 62;
 
@@ -272,6 +275,13 @@ impl EngineTask {
     ) -> EngineTask {
         let floor = Arc::new(Floor::new(Calendar::new(config.rules.timezone.clone())));
         let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
+        let waivers = store.as_ref().and_then(|s| match s.reader() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the store for waivers; appraisal gauges count waived violations");
+                None
+            }
+        });
         let durable = store.map(|store| Durable {
             acked: engine.sources().into_iter().collect(),
             store,
@@ -300,6 +310,9 @@ impl EngineTask {
             calendar: Calendar::new(config.rules.timezone.clone()),
             day_end: None,
             alerts,
+            waivers,
+            next_appraisal: clock.now(),
+            appraisal_month: None,
         };
         owner.publish_restored();
         let join = tokio::spawn(owner.run(rx, shutdown));
@@ -381,6 +394,11 @@ struct Owner {
     day_end: Option<Timestamp>,
     /// The alert book's handle, when alert targets are configured.
     alerts: Option<Alerts>,
+    /// Reads waivers for the month-to-date appraisal gauges (with a store).
+    waivers: Option<crate::store::StoreReader>,
+    /// When the appraisal gauges are next refreshed (wall time), and the month they show.
+    next_appraisal: Timestamp,
+    appraisal_month: Option<crate::time::Period>,
 }
 
 impl Owner {
@@ -723,6 +741,7 @@ impl Owner {
         }
         // Queue views (waits, the 15-minute window) move only with the engine clock.
         self.after_apply(moved, moved);
+        self.refresh_appraisal(now);
         let Some(d) = self.durable.as_mut() else {
             return;
         };
@@ -749,6 +768,33 @@ impl Owner {
         if expire {
             self.expire(now);
         }
+    }
+
+    /// Sets the month-to-date appraisal gauges every [`APPRAISAL_EVERY`] and as soon as the
+    /// engine clock enters a new month.
+    fn refresh_appraisal(&mut self, wall: Timestamp) {
+        let Some(now) = self.engine.now() else {
+            return;
+        };
+        let date = self.calendar.day_of(now).date;
+        let month = crate::time::Period::Month(date.year(), date.month());
+        if wall < self.next_appraisal && self.appraisal_month == Some(month) {
+            return;
+        }
+        self.next_appraisal = wall.plus(APPRAISAL_EVERY);
+        self.appraisal_month = Some(month);
+        let waived = match &self.waivers {
+            Some(r) => {
+                let (from, to) = month.bounds(&self.calendar);
+                r.waived(from, to).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot read waivers; appraisal gauges count them this time");
+                    Vec::new()
+                })
+            }
+            None => Vec::new(),
+        };
+        let rows = self.engine.appraisal(month, now, &waived);
+        self.book.appraisal(&self.metrics, &rows);
     }
 
     /// Deletes checkpoints and journal segments older than `store.retention` (wall time).

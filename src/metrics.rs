@@ -63,6 +63,7 @@ pub struct Metrics {
     pub service_level: prometheus::GaugeVec,
     pub service_level_calls: IntGaugeVec,
     pub answer_rate: prometheus::GaugeVec,
+    pub appraisal: AppraisalGauges,
     pub alert_deliveries: IntCounterVec,
     pub alert_delivery_lag_seconds: HistogramVec,
     pub alerts_pending: IntGaugeVec,
@@ -206,6 +207,7 @@ impl Metrics {
                 ),
                 &["queue", "window"],
             )?,
+            appraisal: AppraisalGauges::new()?,
             alert_deliveries: counter_vec(
                 "floorwatch_alert_deliveries_total",
                 "Alert requests to each target by outcome (delivered, failed: retried, rejected: refused for good)",
@@ -271,6 +273,7 @@ impl Metrics {
         r.register(Box::new(self.service_level.clone()))?;
         r.register(Box::new(self.service_level_calls.clone()))?;
         r.register(Box::new(self.answer_rate.clone()))?;
+        self.appraisal.register(r)?;
         r.register(Box::new(self.alert_deliveries.clone()))?;
         r.register(Box::new(self.alert_delivery_lag_seconds.clone()))?;
         r.register(Box::new(self.alerts_pending.clone()))?;
@@ -297,6 +300,94 @@ impl Metrics {
     }
 }
 
+/// Month-to-date appraisal per agent (`floorwatch_appraisal_*{agent,team}`): the columns of
+/// the appraisal CSV, for the local month of the engine clock, waivers subtracted.
+pub struct AppraisalGauges {
+    pub points: IntGaugeVec,
+    pub deduction: prometheus::GaugeVec,
+    pub calls_answered: IntGaugeVec,
+    pub ring_episodes: IntGaugeVec,
+    pub answered_within_rings: IntGaugeVec,
+    pub ring_compliance: prometheus::GaugeVec,
+    pub aht_seconds: prometheus::GaugeVec,
+    pub talk_seconds: prometheus::GaugeVec,
+    pub acw_seconds: prometheus::GaugeVec,
+    pub pause_seconds: prometheus::GaugeVec,
+    pub break_seconds: prometheus::GaugeVec,
+    /// Labels `agent`, `team`, `rule`.
+    pub violations: IntGaugeVec,
+}
+
+impl AppraisalGauges {
+    fn new() -> Result<AppraisalGauges, prometheus::Error> {
+        let labels = &["agent", "team"];
+        let int = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), labels);
+        let float =
+            |name: &str, help: &str| prometheus::GaugeVec::new(Opts::new(name, help), labels);
+        Ok(AppraisalGauges {
+            points: int("floorwatch_appraisal_points", "Month to date: demerit points, waivers subtracted")?,
+            deduction: float("floorwatch_appraisal_deduction", "Month to date: points x appraisal.money_per_point")?,
+            calls_answered: int("floorwatch_appraisal_calls_answered", "Month to date: calls answered")?,
+            ring_episodes: int("floorwatch_appraisal_ring_episodes", "Month to date: ring episodes")?,
+            answered_within_rings: int("floorwatch_appraisal_answered_within_rings", "Month to date: rings answered within the ring limit")?,
+            ring_compliance: float("floorwatch_appraisal_ring_compliance", "Month to date: answered within the ring limit / ring episodes (absent without rings)")?,
+            aht_seconds: float("floorwatch_appraisal_aht_seconds", "Month to date: average handle time, (talk + wrap-up) / calls answered (absent without calls)")?,
+            talk_seconds: float("floorwatch_appraisal_talk_seconds", "Month to date: talk time")?,
+            acw_seconds: float("floorwatch_appraisal_acw_seconds", "Month to date: wrap-up time")?,
+            pause_seconds: float("floorwatch_appraisal_pause_seconds", "Month to date: paused (not_ready) time")?,
+            break_seconds: float("floorwatch_appraisal_break_seconds", "Month to date: time on reasons that count against the daily allowance")?,
+            violations: IntGaugeVec::new(
+                Opts::new("floorwatch_appraisal_violations", "Month to date: violations by rule, waivers subtracted"),
+                &["agent", "team", "rule"],
+            )?,
+        })
+    }
+
+    fn register(&self, r: &Registry) -> Result<(), prometheus::Error> {
+        r.register(Box::new(self.points.clone()))?;
+        r.register(Box::new(self.deduction.clone()))?;
+        r.register(Box::new(self.calls_answered.clone()))?;
+        r.register(Box::new(self.ring_episodes.clone()))?;
+        r.register(Box::new(self.answered_within_rings.clone()))?;
+        r.register(Box::new(self.ring_compliance.clone()))?;
+        r.register(Box::new(self.aht_seconds.clone()))?;
+        r.register(Box::new(self.talk_seconds.clone()))?;
+        r.register(Box::new(self.acw_seconds.clone()))?;
+        r.register(Box::new(self.pause_seconds.clone()))?;
+        r.register(Box::new(self.break_seconds.clone()))?;
+        r.register(Box::new(self.violations.clone()))
+    }
+
+    /// Removes every series of `agent` in `team`.
+    fn remove(&self, agent: &str, team: &str) {
+        let l = [agent, team];
+        for g in [
+            &self.points,
+            &self.calls_answered,
+            &self.ring_episodes,
+            &self.answered_within_rings,
+        ] {
+            let _ = g.remove_label_values(&l);
+        }
+        for g in [
+            &self.deduction,
+            &self.ring_compliance,
+            &self.aht_seconds,
+            &self.talk_seconds,
+            &self.acw_seconds,
+            &self.pause_seconds,
+            &self.break_seconds,
+        ] {
+            let _ = g.remove_label_values(&l);
+        }
+        for rule in crate::engine::Rule::ALL {
+            let _ = self
+                .violations
+                .remove_label_values(&[agent, team, rule.as_str()]);
+        }
+    }
+}
+
 /// What the owner task remembers about the series it has set, to keep cardinality bounded.
 #[derive(Default)]
 pub(crate) struct SeriesBook {
@@ -306,6 +397,8 @@ pub(crate) struct SeriesBook {
     agent_counters: HashMap<Id, AgentCounters>,
     /// Queues whose gauges were set.
     queues: HashSet<Id>,
+    /// (agent, team) of the appraisal series set last.
+    appraisal: HashSet<(String, String)>,
 }
 
 #[derive(Default)]
@@ -315,6 +408,59 @@ struct AgentCounters {
 }
 
 impl SeriesBook {
+    /// Sets the month-to-date appraisal gauges to `rows`; agents no longer in them (a new
+    /// month, a team change) lose their series. Series are replaced, never cleared first, so
+    /// that a scrape never sees a floor without them.
+    pub(crate) fn appraisal(&mut self, m: &Metrics, rows: &[crate::engine::AppraisalRow]) {
+        let g = &m.appraisal;
+        let mut now = HashSet::with_capacity(rows.len());
+        for r in rows {
+            let l = [r.agent.as_str(), r.team.as_str()];
+            let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            g.points.with_label_values(&l).set(int(r.points));
+            g.deduction.with_label_values(&l).set(r.deduction);
+            g.calls_answered
+                .with_label_values(&l)
+                .set(int(r.calls_answered));
+            g.ring_episodes
+                .with_label_values(&l)
+                .set(int(r.ring_episodes));
+            g.answered_within_rings
+                .with_label_values(&l)
+                .set(int(r.answered_within_rings));
+            match r.ring_compliance {
+                Some(v) => g.ring_compliance.with_label_values(&l).set(v),
+                None => {
+                    let _ = g.ring_compliance.remove_label_values(&l);
+                }
+            }
+            match r.aht_seconds {
+                Some(v) => g.aht_seconds.with_label_values(&l).set(v),
+                None => {
+                    let _ = g.aht_seconds.remove_label_values(&l);
+                }
+            }
+            g.talk_seconds.with_label_values(&l).set(r.talk_seconds);
+            g.acw_seconds.with_label_values(&l).set(r.acw_seconds);
+            g.pause_seconds.with_label_values(&l).set(r.pause_seconds);
+            g.break_seconds.with_label_values(&l).set(r.break_seconds);
+            for (rule, n) in [
+                ("ring_answer", r.violations_ring_answer),
+                ("break_overrun", r.violations_break_overrun),
+                ("unauthorized_pause", r.violations_unauthorized_pause),
+            ] {
+                g.violations
+                    .with_label_values(&[l[0], l[1], rule])
+                    .set(int(n));
+            }
+            now.insert((r.agent.clone(), r.team.clone()));
+        }
+        for (agent, team) in self.appraisal.difference(&now) {
+            g.remove(agent, team);
+        }
+        self.appraisal = now;
+    }
+
     pub(crate) fn agent_changed(&mut self, m: &Metrics, view: &AgentView) {
         let now = match (view.logged_in, view.effective) {
             (true, Some(s)) => Some((view.team.clone(), s)),

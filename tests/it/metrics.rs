@@ -253,3 +253,132 @@ async fn agent_state_series_is_removed_when_the_agent_logs_out() {
     );
     d.shutdown().await;
 }
+
+/// One agent's morning: a call answered in 4 s of ringing and talked for 3 s, then a pause
+/// without a reason from 01:00:10 (a `no_reason` violation, 5 points, at 01:00:15), and a
+/// second agent's login at 01:00:20 that moves the engine clock.
+const MORNING: &str = r#"[
+ {"type":"agent.login","ts":"2026-11-28T01:00:00Z","seq":1,"agent":"a1","team":"hotline-1"},
+ {"type":"call.ringing","ts":"2026-11-28T01:00:01Z","seq":2,"call":"c1","agent":"a1"},
+ {"type":"call.answered","ts":"2026-11-28T01:00:05Z","seq":3,"call":"c1","agent":"a1"},
+ {"type":"call.ended","ts":"2026-11-28T01:00:08Z","seq":4,"call":"c1","agent":"a1"},
+ {"type":"agent.state","ts":"2026-11-28T01:00:10Z","seq":5,"agent":"a1","state":"not_ready"},
+ {"type":"agent.login","ts":"2026-11-28T01:00:20Z","seq":6,"agent":"a2","team":"hotline-1"}
+]"#;
+
+/// The value of `family{agent="a1",team="hotline-1"<extra>}`.
+fn a1(text: &str, family: &str, extra: &str) -> Option<f64> {
+    sup::sample(
+        text,
+        &format!(r#"{family}{{agent="a1"{extra},team="hotline-1"}}"#),
+    )
+}
+
+#[tokio::test]
+async fn appraisal_gauges_show_the_month_so_far_and_leave_out_waived_violations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = sup::config();
+    config.store.dir = dir.path().to_path_buf();
+    let d = sup::start(config.clone()).await;
+    let addr = d.local_addr();
+    let (mut s, _) = Source::connect_hello(addr, "pbx").await;
+    s.send(MORNING).await;
+    assert_eq!(s.until_ack().await.1, 6);
+    let text = sup::eventually("appraisal gauges", || async {
+        let (_, _, text) = get(addr, "/metrics").await;
+        a1(&text, "floorwatch_appraisal_points", "").map(|_| text)
+    })
+    .await;
+    // Worked by hand from MORNING (rules of the seed: no_reason = 5 points, 10 CNY a point).
+    assert_eq!(
+        a1(&text, "floorwatch_appraisal_points", ""),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(a1(&text, "floorwatch_appraisal_deduction", ""), Some(50.0));
+    assert_eq!(
+        a1(&text, "floorwatch_appraisal_calls_answered", ""),
+        Some(1.0)
+    );
+    assert_eq!(
+        a1(&text, "floorwatch_appraisal_ring_episodes", ""),
+        Some(1.0)
+    );
+    assert_eq!(
+        a1(&text, "floorwatch_appraisal_ring_compliance", ""),
+        Some(1.0)
+    );
+    assert_eq!(
+        a1(&text, "floorwatch_appraisal_talk_seconds", ""),
+        Some(3.0)
+    );
+    assert_eq!(a1(&text, "floorwatch_appraisal_aht_seconds", ""), Some(3.0));
+    // The pause is open: counted up to the engine clock, 01:00:20.
+    assert_eq!(
+        a1(&text, "floorwatch_appraisal_pause_seconds", ""),
+        Some(10.0)
+    );
+    assert_eq!(
+        a1(
+            &text,
+            "floorwatch_appraisal_violations",
+            r#",rule="unauthorized_pause""#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        a1(
+            &text,
+            "floorwatch_appraisal_violations",
+            r#",rule="ring_answer""#
+        ),
+        Some(0.0)
+    );
+    // a2 has no rings and no calls: no compliance and no AHT series, rather than a made-up 0.
+    assert!(
+        !text.contains(r#"floorwatch_appraisal_ring_compliance{agent="a2""#),
+        "{text}"
+    );
+    assert!(
+        !text.contains(r#"floorwatch_appraisal_aht_seconds{agent="a2""#),
+        "{text}"
+    );
+
+    // A lead waives the violation; after a restart the gauges leave it out.
+    let (_, listed) = sup::get_json(addr, "/api/v1/violations").await;
+    let id = listed["violations"][0]["id"].as_u64().expect("id");
+    let (status, _) = sup::post(
+        addr,
+        &format!("/api/v1/violations/{id}/waive"),
+        r#"{"by":"zhang.wei","reason":"system fault"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    drop(s);
+    d.shutdown().await;
+    let d = sup::start(config).await;
+    let addr = d.local_addr();
+    let text = sup::eventually("appraisal gauges after restart", || async {
+        let (_, _, text) = get(addr, "/metrics").await;
+        a1(&text, "floorwatch_appraisal_points", "").map(|_| text)
+    })
+    .await;
+    assert_eq!(
+        a1(&text, "floorwatch_appraisal_points", ""),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        a1(
+            &text,
+            "floorwatch_appraisal_violations",
+            r#",rule="unauthorized_pause""#
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        a1(&text, "floorwatch_appraisal_calls_answered", ""),
+        Some(1.0)
+    );
+    d.shutdown().await;
+}
