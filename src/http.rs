@@ -442,7 +442,11 @@ impl FloorParts for FeedParts {
 /// `GET /ws/floor`: a snapshot, then deltas and heartbeats (see [`crate::feed`]). Messages
 /// from the client are ignored.
 async fn floor_stream(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    // Wallboards only listen: small buffers keep 500 of them cheap (tungstenite's defaults
+    // are 128 KiB each way per connection).
     ws.max_message_size(64 << 10)
+        .read_buffer_size(4 << 10)
+        .write_buffer_size(16 << 10)
         .on_upgrade(move |socket| s.feed.clone().serve(socket, s.shutdown.clone()))
 }
 
