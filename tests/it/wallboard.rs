@@ -699,7 +699,8 @@ async fn screenshots_of_a_busy_floor() {
         call += 1;
         format!("c{call}")
     };
-    // Earlier today: answered and abandoned calls for the KPIs.
+    // Earlier today: answered and abandoned calls for the KPIs, answered by agents who are
+    // ready now (a-06, a-07, a-16, ...).
     for i in 0..30i64 {
         let c = next_call();
         let q = queues[i as usize % 3];
@@ -707,6 +708,21 @@ async fn screenshots_of_a_busy_floor() {
         ev.push((t, json!({"type": "call.queued", "call": c, "queue": q})));
         if i % 7 == 3 {
             ev.push((t + 40 * s, json!({"type": "call.abandoned", "call": c})));
+        } else {
+            let agent = format!("a-{:02}", 10 * (i % 4) + 6 + (i / 4) % 2);
+            let wait = 5 + (i * 13) % 30;
+            ev.push((
+                t + wait * s,
+                json!({"type": "call.ringing", "call": c, "agent": agent}),
+            ));
+            ev.push((
+                t + (wait + 4) * s,
+                json!({"type": "call.answered", "call": c, "agent": agent}),
+            ));
+            ev.push((
+                t + (wait + 50) * s,
+                json!({"type": "call.ended", "call": c, "agent": agent}),
+            ));
         }
     }
     for (i, name) in NAMES.iter().enumerate() {
@@ -828,7 +844,7 @@ async fn screenshots_of_a_busy_floor() {
         assert_eq!(off, json!([]), "tiles off screen");
         let cut = b
             .eval(
-                "[...document.querySelectorAll('.tile > div, .queue > *, .total, #teams td, #violations li > div')]\
+                "[...document.querySelectorAll('.tile > div, .queue > *, .queue .stat, .total, #teams td, #violations li > div')]\
                  .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)",
             )
             .await;
