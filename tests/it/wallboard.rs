@@ -105,8 +105,10 @@ fn login(agent: &str, team: &str) -> Value {
 const TILE_STATES: &str = "Object.fromEntries([...document.querySelectorAll('[data-agent].tile')]\
     .map(t => [t.dataset.agent, t.dataset.state]))";
 
+/// `data-state` of `agent`'s tile, `''` without one; parenthesized, so `{state_of} == 'x'`
+/// compares the state.
 fn state_of(agent: &str) -> String {
-    format!("(document.querySelector('.tile[data-agent=\"{agent}\"]') || {{dataset: {{}}}}).dataset.state || ''")
+    format!("((document.querySelector('.tile[data-agent=\"{agent}\"]') || {{dataset: {{}}}}).dataset.state || '')")
 }
 
 async fn board(addr: SocketAddr, query: &str) -> Browser {
