@@ -755,7 +755,7 @@ async fn screenshots_of_a_busy_floor() {
             }
             4 => {
                 let c = next_call();
-                let at = now - (2 + 2 * (i / 10)) * s;
+                let at = now - (1 + i / 10) * s;
                 ev.push((
                     at - 3 * s,
                     json!({"type": "call.queued", "call": c, "queue": q}),
@@ -851,6 +851,14 @@ async fn screenshots_of_a_busy_floor() {
             )
             .await;
         assert_eq!(cut, json!([]), "text cut off");
+        let clipped = b
+            .eval(
+                "(() => { const box = document.getElementById('violations').getBoundingClientRect(); \
+                 return [...document.querySelectorAll('#violations li')].filter(li => li.offsetParent \
+                 && li.getBoundingClientRect().bottom > box.bottom + 1).map(li => li.dataset.violationId); })()",
+            )
+            .await;
+        assert_eq!(clipped, json!([]), "a violation half shown");
         let png = b.screenshot(&dir.join(file)).await;
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
         println!(
