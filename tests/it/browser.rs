@@ -24,8 +24,8 @@ use crate::daemon_support::{Ws, WAIT};
 const LAUNCH_WAIT: Duration = Duration::from_secs(30);
 
 pub struct Browser {
-    child: Child,
-    // Removed after the process is killed (field order: dropped after `Drop::drop` ran).
+    _process: Process,
+    // Fields drop in order: the process is killed before its profile is removed.
     _profile: tempfile::TempDir,
     ws: Ws,
     next_id: u64,
@@ -58,6 +58,8 @@ impl Browser {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {exe} (apt-get install chromium): {e}"));
         let stderr = child.stderr.take().expect("stderr");
+        // Killed on every way out from here on, a panic included.
+        let process = Process(child);
         let (tx, rx) = std::sync::mpsc::channel();
         // Reads stderr to its end: Chromium blocks once a full pipe is not drained.
         std::thread::spawn(move || {
@@ -73,10 +75,7 @@ impl Browser {
         });
         let browser_url = match rx.recv_timeout(LAUNCH_WAIT) {
             Ok(u) => u,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("chromium printed no DevTools address within {LAUNCH_WAIT:?}");
-            }
+            Err(_) => panic!("chromium printed no DevTools address within {LAUNCH_WAIT:?}"),
         };
         // ws://127.0.0.1:PORT/devtools/browser/ID
         let addr: SocketAddr = browser_url
@@ -95,7 +94,7 @@ impl Browser {
             .await
             .expect("connect to the page target");
         let mut b = Browser {
-            child,
+            _process: process,
             _profile: profile,
             ws,
             next_id: 0,
@@ -235,10 +234,13 @@ async fn targets(addr: SocketAddr) -> Value {
         .expect("devtools answers")
 }
 
-impl Drop for Browser {
+/// The Chromium process; killed when dropped (its helper processes exit with it).
+struct Process(Child);
+
+impl Drop for Process {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
