@@ -112,8 +112,8 @@ async fn health_wallboard_and_unknown_paths() {
     assert_eq!(status, 200);
     assert!(ctype.starts_with("text/html"), "{ctype}");
     assert!(
-        body.contains("api/v1/floor"),
-        "the wallboard polls the floor API"
+        body.contains("ws/floor"),
+        "the wallboard follows the floor stream"
     );
     let (status, ctype, body) = get(addr, "/no/such/thing").await;
     assert_eq!(status, 404);

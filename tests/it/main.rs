@@ -2,6 +2,7 @@
 
 mod alert_rules;
 mod alerts;
+mod browser;
 mod cli;
 mod crash;
 mod daemon_live;
@@ -20,3 +21,4 @@ mod report;
 mod servers;
 mod simulate;
 mod store;
+mod wallboard;
