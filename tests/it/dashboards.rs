@@ -540,27 +540,41 @@ fn substitute(promql: &str, vars: &[(String, String)]) -> String {
     s
 }
 
-/// Runs an instant query; `Ok(number of series with a value)` or why it failed.
-async fn evaluate(prom: &Prometheus, promql: &str) -> Result<usize, String> {
-    if promql.contains('$') {
-        return Err("a variable is left unreplaced".into());
-    }
+/// How long one query may take. Generous: with the whole suite running on two cores,
+/// Prometheus has been seen to stall for 10 s; a query without an answer counts as failing
+/// for this round and is asked again in the next.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An instant query through `/api/v1/query`: the parsed response, or why there is none.
+async fn instant(prom: &Prometheus, promql: &str) -> Result<Value, String> {
     let path = format!("/api/v1/query?query={}", servers::percent_encode(promql));
-    let (status, _, body) = sup::get(prom.addr(), &path).await;
+    let (status, _, body) = tokio::time::timeout(QUERY_TIMEOUT, sup::get(prom.addr(), &path))
+        .await
+        .map_err(|_| format!("no answer within {QUERY_TIMEOUT:?}"))?;
     let v: Value = serde_json::from_str(&body).map_err(|e| format!("{status}: {e}: {body}"))?;
     if v["status"] != "success" {
         return Err(format!("does not parse or run: {}", v["error"]));
     }
-    let result = v["data"]["result"].as_array().cloned().unwrap_or_default();
-    // NaN (e.g. a quantile of no observations) is no data on a panel.
-    let values = result
-        .iter()
-        .filter(|r| r["value"][1].as_str().is_some_and(|x| x != "NaN"))
-        .count();
-    if values == 0 {
-        return Err(format!("no data: {}", v["data"]));
+    Ok(v)
+}
+
+/// Runs an instant query: `Ok` if it returned at least one value that is not NaN.
+async fn evaluate(prom: &Prometheus, promql: &str) -> Result<(), String> {
+    if promql.contains('$') {
+        return Err("a variable is left unreplaced".into());
     }
-    Ok(values)
+    let v = instant(prom, promql).await?;
+    // NaN (e.g. a quantile of no observations) is no data on a panel.
+    let has_value = v["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| r["value"][1].as_str().is_some_and(|x| x != "NaN"));
+    if has_value {
+        Ok(())
+    } else {
+        Err(format!("no data: {}", v["data"]))
+    }
 }
 
 /// The values of each query variable, in order (later variables may use earlier ones): for
@@ -582,9 +596,13 @@ async fn variable_values(
             failing.insert(place, ": not label_values(selector, label)".into());
             continue;
         };
-        let promql = substitute(selector, &all);
-        let path = format!("/api/v1/query?query={}", servers::percent_encode(&promql));
-        let (_, body) = sup::get_json(prom.addr(), &path).await;
+        let body = match instant(prom, &substitute(selector, &all)).await {
+            Ok(v) => v,
+            Err(why) => {
+                failing.insert(place.clone(), format!(": {why}"));
+                Value::Null
+            }
+        };
         let mut values: Vec<String> = body["data"]["result"]
             .as_array()
             .into_iter()
@@ -733,7 +751,7 @@ async fn every_expression_of_every_panel_returns_data_from_a_real_prometheus() {
     // Every expression, with the variables at All and at their first value, until all return
     // data or the deadline passes: rates need a few scrapes, and the appraisal gauges are
     // refreshed once a minute, so the first refresh after the floor may come 60 s after start.
-    let deadline = started + Duration::from_secs(100);
+    let deadline = started + Duration::from_secs(120);
     // Each must return data at some moment, not all at the same one: a rate over 1m of a
     // burst is gone a minute later.
     let mut passed: BTreeSet<String> = BTreeSet::new();
