@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod daemon_live;
 mod daemon_support;
+mod dashboards;
 mod demo;
 mod demo_live;
 mod engine_props;
