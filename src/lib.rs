@@ -21,6 +21,8 @@
 //! - [`daemon`]: wires everything; the one task that owns the engine and publishes views.
 //! - [`ingest`]: WebSocket ingest of the protocol (listen and connect modes).
 //! - [`floor`]: the published read side (agents, queues, violation log, today's histograms).
+//! - [`adapter`]: native phone-system events (Asterisk AMI and queue_log, FreeSWITCH
+//!   mod_callcenter) turned into protocol events on the ingest path.
 //! - [`alert`]: violation alerts to team leads: the pure alert book (raise, escalate,
 //!   resolve), delivery to Alertmanager and signed webhooks, the durable outbox contract.
 //! - [`feed`]: `/ws/floor`: the floor as one snapshot and then deltas, encoded once for every
@@ -32,6 +34,7 @@
 //! - [`demo`]: the daemon plus the simulator in one process.
 //! - [`cli`]: command-line arguments (clap); `main.rs` wires each command to its module.
 
+pub mod adapter;
 pub mod alert;
 pub mod cli;
 pub mod clock;
