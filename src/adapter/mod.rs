@@ -6,6 +6,9 @@
 //! clock) and the I/O task that reads the platform and feeds an [`EngineSink`].
 //! Must not: apply rules (the engine does) or bypass the engine task.
 
+pub mod ami;
+pub mod queue_log;
+
 use crate::clock::Clock;
 use crate::daemon::{BatchReply, ConnId, EngineClient, EngineStopped};
 use crate::event::{Event, Id};

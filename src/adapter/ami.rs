@@ -1,0 +1,538 @@
+//! Asterisk Manager Interface (AMI): the message parser and the pure mapper from app_queue's
+//! manager events to protocol events.
+//!
+//! Owns: splitting AMI text into [`AmiMessage`]s and the per-member state needed to map
+//! them ([`AmiMapper`]). Must not: do I/O, read the clock (the receive time is an argument)
+//! or apply rules. The TCP client, login and reconnect are not part of this module.
+//!
+//! Field names follow the `<managerEvent>` documentation in Asterisk's `apps/app_queue.c`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::event::{
+    Body, Event, Id, PresenceState, SnapshotAgent, SnapshotCall, SnapshotCallState,
+};
+use crate::time::Timestamp;
+
+/// One AMI message: its `Key: Value` headers in arrival order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AmiMessage {
+    pub headers: Vec<(String, String)>,
+}
+
+impl AmiMessage {
+    /// The value of the first header named `key` (ASCII case-insensitive).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `Event:` name, for an event message.
+    pub fn event(&self) -> Option<&str> {
+        self.get("Event")
+    }
+
+    /// The `Response:` value, for a reply to an action.
+    pub fn response(&self) -> Option<&str> {
+        self.get("Response")
+    }
+}
+
+/// Splits an AMI byte stream into messages. Feed it text as it arrives, in any chunks;
+/// lines end with `\r\n` or `\n` and a blank line ends a message. Lines without a colon
+/// (the `Asterisk Call Manager/x.y` greeting) are skipped.
+#[derive(Debug, Default)]
+pub struct AmiParser {
+    partial: String,
+    current: AmiMessage,
+}
+
+impl AmiParser {
+    pub fn new() -> AmiParser {
+        AmiParser::default()
+    }
+
+    /// Adds `text`; returns the messages it completed.
+    pub fn push(&mut self, text: &str) -> Vec<AmiMessage> {
+        self.partial.push_str(text);
+        let mut out = Vec::new();
+        while let Some(nl) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=nl).collect();
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                if !self.current.headers.is_empty() {
+                    out.push(std::mem::take(&mut self.current));
+                }
+                continue;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                self.current
+                    .headers
+                    .push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        out
+    }
+}
+
+/// Parses a whole transcript (a final message without a trailing blank line is kept).
+pub fn parse_transcript(text: &str) -> Vec<AmiMessage> {
+    let mut p = AmiParser::new();
+    let mut out = p.push(text);
+    out.extend(p.push("\n\n"));
+    out
+}
+
+/// Which member header names the agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AgentIdRule {
+    /// `MemberName` (`Name` in a `QueueStatus` answer): the name given at `AddQueueMember`.
+    #[default]
+    MemberName,
+    /// `Interface` (`Location` in a `QueueStatus` answer), e.g. `PJSIP/801`.
+    Interface,
+}
+
+/// The mapping choices of the Asterisk adapters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AmiSettings {
+    pub agent_id: AgentIdRule,
+    /// Pause reasons that mean after-call work: mapped to `acw` (exact match).
+    pub acw_reasons: Vec<String>,
+    /// The reason given to app_queue's own `Auto-Pause` (after ring-no-answer with
+    /// `autopause`).
+    pub auto_pause_reason: String,
+}
+
+impl Default for AmiSettings {
+    fn default() -> AmiSettings {
+        AmiSettings {
+            agent_id: AgentIdRule::MemberName,
+            acw_reasons: vec!["ACW".to_string()],
+            auto_pause_reason: "auto-pause".to_string(),
+        }
+    }
+}
+
+/// The reason app_queue writes when it pauses a member itself.
+pub const AUTO_PAUSE: &str = "Auto-Pause";
+
+/// Queue membership and pause state of every member, shared by the AMI and `queue_log`
+/// mappers. An agent is logged in while it is a member of any queue, and `not_ready` while
+/// it is paused in every queue it is a member of (a member paused in one queue still gets
+/// calls from the others).
+#[derive(Debug, Default)]
+pub struct Roster {
+    members: BTreeMap<Id, Member>,
+}
+
+#[derive(Debug, Default)]
+struct Member {
+    /// Queue → paused with reason (`None`: not paused).
+    queues: BTreeMap<Id, Option<Id>>,
+    /// The presence last reported, to report only changes.
+    shown: Option<(PresenceState, Id)>,
+    last_call: Option<Id>,
+}
+
+impl Roster {
+    fn presence(m: &Member, s: &AmiSettings) -> (PresenceState, Id) {
+        let mut reason = None;
+        for p in m.queues.values() {
+            match p {
+                None => return (PresenceState::Ready, Id::default()),
+                Some(r) => reason = Some(r.clone()),
+            }
+        }
+        let r = reason.unwrap_or_default();
+        if s.acw_reasons.iter().any(|a| a.as_str() == r.as_str()) {
+            (PresenceState::Acw, Id::default())
+        } else if r == AUTO_PAUSE {
+            (
+                PresenceState::NotReady,
+                Id::from(s.auto_pause_reason.as_str()),
+            )
+        } else {
+            (PresenceState::NotReady, r)
+        }
+    }
+
+    /// `agent` joined `queue`, paused with `paused` (reason) or not.
+    pub fn add(
+        &mut self,
+        s: &AmiSettings,
+        agent: &str,
+        queue: &str,
+        paused: Option<Id>,
+    ) -> Option<Body> {
+        let m = self.members.entry(Id::from(agent)).or_default();
+        let was_in = !m.queues.is_empty();
+        m.queues.insert(Id::from(queue), paused);
+        let now = Roster::presence(m, s);
+        if !was_in {
+            m.shown = Some(now.clone());
+            return Some(Body::AgentLogin {
+                agent: Id::from(agent),
+                team: None,
+                name: None,
+                extension: None,
+                state: (now.0 != PresenceState::Ready).then_some(now.0),
+                reason: now.1,
+            });
+        }
+        self.show(s, agent)
+    }
+
+    /// `agent` left `queue` (or every queue with `None`).
+    pub fn remove(&mut self, s: &AmiSettings, agent: &str, queue: Option<&str>) -> Option<Body> {
+        let m = self.members.get_mut(agent)?;
+        if m.queues.is_empty() {
+            return None;
+        }
+        match queue {
+            Some(q) => {
+                m.queues.remove(q);
+            }
+            None => m.queues.clear(),
+        }
+        if m.queues.is_empty() {
+            m.shown = None;
+            return Some(Body::AgentLogout {
+                agent: Id::from(agent),
+            });
+        }
+        self.show(s, agent)
+    }
+
+    /// Pause (`Some(reason)`, empty for none) or unpause (`None`) `agent` in `queue`, or in
+    /// every queue it is in with `queue = None`. A queue not known yet is joined (static
+    /// members announce themselves no other way). Returns the presence change, if any: an
+    /// echo of the current state gives nothing.
+    pub fn pause(
+        &mut self,
+        s: &AmiSettings,
+        agent: &str,
+        queue: Option<&str>,
+        paused: Option<Id>,
+    ) -> Option<Body> {
+        let m = self.members.entry(Id::from(agent)).or_default();
+        match queue {
+            Some(q) => {
+                m.queues.insert(Id::from(q), paused);
+            }
+            None if m.queues.is_empty() => {
+                m.queues.insert(Id::from("*"), paused);
+            }
+            None => m.queues.values_mut().for_each(|p| *p = paused.clone()),
+        }
+        self.show(s, agent)
+    }
+
+    /// Remembers the call `agent` last finished, for the `call` of a following `acw`.
+    pub fn call_ended(&mut self, agent: &str, call: &str) {
+        if let Some(m) = self.members.get_mut(agent) {
+            m.last_call = Some(Id::from(call));
+        }
+    }
+
+    fn show(&mut self, s: &AmiSettings, agent: &str) -> Option<Body> {
+        let m = self.members.get_mut(agent)?;
+        let now = Roster::presence(m, s);
+        if m.shown.as_ref() == Some(&now) {
+            return None;
+        }
+        m.shown = Some(now.clone());
+        Some(Body::AgentState {
+            agent: Id::from(agent),
+            state: now.0,
+            call: if now.0 == PresenceState::Acw {
+                m.last_call.clone()
+            } else {
+                None
+            },
+            reason: now.1,
+            team: None,
+        })
+    }
+}
+
+/// Parses `Timestamp:` (epoch seconds with a fraction, `1764321317.123456`) to milliseconds.
+pub fn parse_epoch(s: &str) -> Option<Timestamp> {
+    let (secs, frac) = s.trim().split_once('.').unwrap_or((s.trim(), ""));
+    let secs: i64 = secs.parse().ok()?;
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let ms: i64 = format!("{:0<3}", &frac[..frac.len().min(3)]).parse().ok()?;
+    Some(Timestamp(secs.checked_mul(1000)?.checked_add(ms)?))
+}
+
+/// Maps app_queue's manager events to protocol events.
+///
+/// The call id is the caller channel's `Uniqueid` (the un-prefixed channel snapshot of the
+/// queue events, not the `Dest…` agent channel), not its `Linkedid`: app_queue writes that
+/// same id in the call-id column of `queue_log`, so both adapters name a call alike, and it
+/// is one id per queue call, where `Linkedid` is shared by every channel a transfer or a
+/// consultation links to the call.
+#[derive(Debug, Default)]
+pub struct AmiMapper {
+    settings: AmiSettings,
+    roster: Roster,
+    /// Rings announced by `AgentCalled`: (call, agent).
+    rings: BTreeSet<(Id, Id)>,
+    /// Answered calls not yet completed: call → agent.
+    talking: BTreeMap<Id, (Id, Timestamp)>,
+    status: Option<StatusAnswer>,
+}
+
+/// A `QueueStatus` answer being collected.
+#[derive(Debug, Default)]
+struct StatusAnswer {
+    members: BTreeMap<Id, Vec<(Id, Option<Id>, Timestamp, bool)>>,
+    calls: Vec<SnapshotCall>,
+}
+
+impl AmiMapper {
+    pub fn new(settings: AmiSettings) -> AmiMapper {
+        AmiMapper {
+            settings,
+            ..AmiMapper::default()
+        }
+    }
+
+    /// The `Action:` to send after (re)connecting; its answer becomes one `snapshot`.
+    pub const QUEUE_STATUS_ACTION: &'static str = "Action: QueueStatus\r\n\r\n";
+
+    /// Maps one message received at `received`. The event time is the `Timestamp` header
+    /// (sent with `timestampevents = yes` in manager.conf) when present, else `received`.
+    /// Messages that mean nothing to the floor give no events.
+    pub fn handle(&mut self, msg: &AmiMessage, received: Timestamp) -> Vec<Event> {
+        let ts = msg
+            .get("Timestamp")
+            .and_then(parse_epoch)
+            .unwrap_or(received);
+        let mut out = Vec::new();
+        let ev = |body| Event {
+            ts,
+            seq: None,
+            id: None,
+            body,
+        };
+        let Some(name) = msg.event() else {
+            return out;
+        };
+        let call = msg.get("Uniqueid").filter(|s| !s.is_empty()).map(Id::from);
+        let queue = msg.get("Queue").filter(|s| !s.is_empty()).map(Id::from);
+        let agent = self.agent_of(msg);
+        let s = &self.settings;
+        match name.to_ascii_lowercase().as_str() {
+            "queuecallerjoin" => {
+                if let (Some(call), Some(queue)) = (call, queue) {
+                    out.push(ev(Body::CallQueued { call, queue }));
+                }
+            }
+            "agentcalled" => {
+                if let (Some(call), Some(agent)) = (call, agent) {
+                    self.rings.insert((call.clone(), agent.clone()));
+                    out.push(ev(Body::CallRinging { call, agent, queue }));
+                }
+            }
+            "agentringnoanswer" => {
+                if let (Some(call), Some(agent)) = (call, agent) {
+                    // RingTime is in milliseconds here (app_queue's rna), unlike
+                    // AgentConnect's.
+                    let ring = msg.get("RingTime").and_then(|r| r.parse::<i64>().ok());
+                    self.ring_start(&call, &agent, &queue, ring, ts, &mut out);
+                    out.push(ev(Body::CallNoAnswer { call, agent }));
+                }
+            }
+            "agentconnect" => {
+                if let (Some(call), Some(agent)) = (call, agent) {
+                    // RingTime is in whole seconds here.
+                    let ring = msg
+                        .get("RingTime")
+                        .and_then(|r| r.parse::<i64>().ok())
+                        .map(|r| r * 1000);
+                    self.ring_start(&call, &agent, &queue, ring, ts, &mut out);
+                    self.rings.retain(|(c, _)| *c != call);
+                    self.talking.insert(call.clone(), (agent.clone(), ts));
+                    out.push(ev(Body::CallAnswered { call, agent }));
+                }
+            }
+            "queuecallerabandon" => {
+                if let Some(call) = call {
+                    self.rings.retain(|(c, _)| *c != call);
+                    out.push(ev(Body::CallAbandoned { call }));
+                }
+            }
+            "agentcomplete" => {
+                if let Some(call) = call {
+                    self.talking.remove(&call);
+                    if let Some(a) = &agent {
+                        self.roster.call_ended(a, &call);
+                    }
+                    out.push(ev(Body::CallEnded { call, agent }));
+                }
+            }
+            "queuememberpause" => {
+                if let Some(agent) = agent {
+                    let paused = (msg.get("Paused") == Some("1"))
+                        .then(|| Id::from(msg.get("PausedReason").unwrap_or("")));
+                    if let Some(b) = self.roster.pause(s, &agent, queue.as_deref(), paused) {
+                        out.push(ev(b));
+                    }
+                }
+            }
+            "queuememberadded" => {
+                if let (Some(agent), Some(queue)) = (agent, queue) {
+                    let paused = (msg.get("Paused") == Some("1"))
+                        .then(|| Id::from(msg.get("PausedReason").unwrap_or("")));
+                    if let Some(b) = self.roster.add(s, &agent, &queue, paused) {
+                        out.push(ev(b));
+                    }
+                }
+            }
+            "queuememberremoved" => {
+                if let (Some(agent), Some(queue)) = (agent, queue) {
+                    if let Some(b) = self.roster.remove(s, &agent, Some(&queue)) {
+                        out.push(ev(b));
+                    }
+                }
+            }
+            "queueparams" => {
+                self.status.get_or_insert_with(StatusAnswer::default);
+            }
+            "queuemember" => {
+                let st = self.status.get_or_insert_with(StatusAnswer::default);
+                if let (Some(agent), Some(queue)) = (agent, queue) {
+                    let paused = (msg.get("Paused") == Some("1"))
+                        .then(|| Id::from(msg.get("PausedReason").unwrap_or("")));
+                    let epoch = |k: &str| {
+                        msg.get(k)
+                            .and_then(|v| v.parse::<i64>().ok())
+                            .filter(|&v| v > 0)
+                            .map(|v| Timestamp(v * 1000))
+                    };
+                    let since = if paused.is_some() {
+                        epoch("LastPause")
+                    } else {
+                        None
+                    }
+                    .or_else(|| epoch("LoginTime"))
+                    .unwrap_or(ts);
+                    let in_call = msg.get("InCall") == Some("1");
+                    st.members
+                        .entry(agent)
+                        .or_default()
+                        .push((queue, paused, since, in_call));
+                }
+            }
+            "queueentry" => {
+                let st = self.status.get_or_insert_with(StatusAnswer::default);
+                if let Some(call) = call {
+                    let wait = msg
+                        .get("Wait")
+                        .and_then(|w| w.parse::<i64>().ok())
+                        .unwrap_or(0);
+                    st.calls.push(SnapshotCall {
+                        call,
+                        queue,
+                        state: SnapshotCallState::Queued,
+                        agent: None,
+                        since: ts.plus(-wait * 1000),
+                    });
+                }
+            }
+            "queuestatuscomplete" => {
+                let st = self.status.take().unwrap_or_default();
+                out.push(ev(self.snapshot(st)));
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// A ring the mapper did not see start (`AgentCalled` lost, or before a reconnect)
+    /// is started `ring_ms` before `ts`. The engine applies it at its clock if that is
+    /// later.
+    fn ring_start(
+        &mut self,
+        call: &Id,
+        agent: &Id,
+        queue: &Option<Id>,
+        ring_ms: Option<i64>,
+        ts: Timestamp,
+        out: &mut Vec<Event>,
+    ) {
+        if self.rings.remove(&(call.clone(), agent.clone())) {
+            return;
+        }
+        if let Some(ms) = ring_ms {
+            out.push(Event {
+                ts: ts.plus(-ms),
+                seq: None,
+                id: None,
+                body: Body::CallRinging {
+                    call: call.clone(),
+                    agent: agent.clone(),
+                    queue: queue.clone(),
+                },
+            });
+        }
+    }
+
+    fn snapshot(&mut self, st: StatusAnswer) -> Body {
+        let s = &self.settings;
+        self.roster = Roster::default();
+        let mut agents = Vec::new();
+        let mut busy = BTreeSet::new();
+        for (agent, queues) in st.members {
+            let mut since = Timestamp(i64::MIN);
+            for (q, paused, t, in_call) in queues {
+                since = since.max(t);
+                if in_call {
+                    busy.insert(agent.clone());
+                }
+                self.roster.add(s, &agent, &q, paused);
+            }
+            let m = &self.roster.members[&agent];
+            let (presence, reason) = Roster::presence(m, s);
+            agents.push(SnapshotAgent {
+                agent,
+                team: None,
+                presence,
+                reason,
+                since,
+            });
+        }
+        self.talking.retain(|_, (a, _)| busy.contains(a));
+        self.rings.clear();
+        let mut calls = st.calls;
+        for (call, (agent, since)) in &self.talking {
+            calls.push(SnapshotCall {
+                call: call.clone(),
+                queue: None,
+                state: SnapshotCallState::Talking,
+                agent: Some(agent.clone()),
+                since: *since,
+            });
+        }
+        Body::Snapshot { agents, calls }
+    }
+
+    fn agent_of(&self, msg: &AmiMessage) -> Option<Id> {
+        let keys: [&str; 2] = match self.settings.agent_id {
+            AgentIdRule::MemberName => ["MemberName", "Name"],
+            AgentIdRule::Interface => ["Interface", "Location"],
+        };
+        keys.iter()
+            .find_map(|k| msg.get(k))
+            .filter(|v| !v.is_empty())
+            .map(Id::from)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,287 @@
+// Messages are written from the `<managerEvent>` docs of Asterisk's apps/app_queue.c.
+use super::*;
+
+const T0: Timestamp = Timestamp(1_795_827_600_000);
+
+fn msg(text: &str) -> AmiMessage {
+    let mut v = parse_transcript(text);
+    assert_eq!(v.len(), 1, "{text}");
+    v.remove(0)
+}
+
+fn run(m: &mut AmiMapper, text: &str) -> Vec<Event> {
+    parse_transcript(text)
+        .iter()
+        .flat_map(|x| m.handle(x, T0))
+        .collect()
+}
+
+fn bodies(evs: &[Event]) -> Vec<Body> {
+    evs.iter().map(|e| e.body.clone()).collect()
+}
+
+fn state(agent: &str, st: PresenceState, reason: &str) -> Body {
+    Body::AgentState {
+        agent: agent.into(),
+        state: st,
+        reason: reason.into(),
+        call: None,
+        team: None,
+    }
+}
+
+const ADDED: &str = "Event: QueueMemberAdded\r\nQueue: sales\r\nMemberName: li.na\r\nInterface: PJSIP/801\r\nPaused: 0\r\nPausedReason: \r\n\r\n";
+
+#[test]
+fn parser_takes_crlf_and_lf_chunks_and_case_insensitive_keys() {
+    let mut p = AmiParser::new();
+    assert!(p
+        .push("Asterisk Call Manager/7.0.3\r\nEvent: Agent")
+        .is_empty());
+    let got = p.push("Called\r\nqueue: sales\r\nVariable: A=b: c\r\n\r\nEvent: X\n\n");
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].event(), Some("AgentCalled"));
+    assert_eq!(got[0].get("QUEUE"), Some("sales"));
+    assert_eq!(got[0].get("variable"), Some("A=b: c"));
+    assert_eq!(got[0].headers[0].0, "Event");
+    assert_eq!(got[1].event(), Some("X"));
+    assert_eq!(
+        msg("Response: Success\nMessage: ok").response(),
+        Some("Success")
+    );
+}
+
+#[test]
+fn timestamp_header_is_used_else_receive_time() {
+    assert_eq!(
+        parse_epoch("1764321317.123456"),
+        Some(Timestamp(1_764_321_317_123))
+    );
+    assert_eq!(parse_epoch("17.5"), Some(Timestamp(17_500)));
+    assert_eq!(parse_epoch("x.1"), None);
+    let mut m = AmiMapper::new(AmiSettings::default());
+    let e = m.handle(
+        &msg("Event: QueueCallerJoin\nQueue: sales\nUniqueid: c1\nTimestamp: 1795827601.250000"),
+        T0,
+    );
+    assert_eq!(e[0].ts, Timestamp(1_795_827_601_250));
+    let e = m.handle(
+        &msg("Event: QueueCallerJoin\nQueue: sales\nUniqueid: c2"),
+        T0,
+    );
+    assert_eq!(e[0].ts, T0);
+}
+
+#[test]
+fn call_events_map_with_caller_uniqueid_and_agent_rule() {
+    let mut m = AmiMapper::new(AmiSettings::default());
+    let text = "Event: QueueCallerJoin\nQueue: sales\nUniqueid: c1\nLinkedid: L\n\n\
+Event: AgentCalled\nQueue: sales\nUniqueid: c1\nDestUniqueid: d1\nMemberName: li.na\nInterface: PJSIP/801\n\n\
+Event: AgentConnect\nQueue: sales\nUniqueid: c1\nMemberName: li.na\nInterface: PJSIP/801\nRingTime: 3\nHoldTime: 4\n\n\
+Event: AgentComplete\nQueue: sales\nUniqueid: c1\nMemberName: li.na\nReason: agent\n\n\
+Event: QueueCallerAbandon\nQueue: sales\nUniqueid: c2\n\n";
+    let got = bodies(&run(&mut m, text));
+    assert_eq!(
+        got,
+        vec![
+            Body::CallQueued {
+                call: "c1".into(),
+                queue: "sales".into()
+            },
+            Body::CallRinging {
+                call: "c1".into(),
+                agent: "li.na".into(),
+                queue: Some("sales".into())
+            },
+            Body::CallAnswered {
+                call: "c1".into(),
+                agent: "li.na".into()
+            },
+            Body::CallEnded {
+                call: "c1".into(),
+                agent: Some("li.na".into())
+            },
+            Body::CallAbandoned { call: "c2".into() },
+        ]
+    );
+    let mut m = AmiMapper::new(AmiSettings {
+        agent_id: AgentIdRule::Interface,
+        ..AmiSettings::default()
+    });
+    let got = bodies(&run(
+        &mut m,
+        "Event: AgentRingNoAnswer\nUniqueid: c1\nMemberName: li.na\nInterface: PJSIP/801\n",
+    ));
+    assert_eq!(
+        got,
+        vec![Body::CallNoAnswer {
+            call: "c1".into(),
+            agent: "PJSIP/801".into()
+        }]
+    );
+}
+
+#[test]
+fn ring_time_is_ms_on_ring_no_answer_and_seconds_on_connect() {
+    // Without the AgentCalled (lost, or before a reconnect) the ring start comes from RingTime.
+    let mut m = AmiMapper::new(AmiSettings::default());
+    let e = run(&mut m, "Event: AgentRingNoAnswer\nUniqueid: c1\nMemberName: a\nRingTime: 8000\nTimestamp: 1795827610\n");
+    assert_eq!(e[0].ts, Timestamp(1_795_827_602_000));
+    assert!(matches!(e[0].body, Body::CallRinging { .. }));
+    assert!(matches!(e[1].body, Body::CallNoAnswer { .. }));
+    let e = run(
+        &mut m,
+        "Event: AgentConnect\nUniqueid: c1\nMemberName: b\nRingTime: 18\nTimestamp: 1795827630\n",
+    );
+    assert_eq!(e[0].ts, Timestamp(1_795_827_612_000));
+    assert!(matches!(e[1].body, Body::CallAnswered { .. }));
+    // With the AgentCalled seen, no second ring.
+    let e = run(&mut m, "Event: AgentCalled\nUniqueid: c3\nMemberName: b\n\nEvent: AgentConnect\nUniqueid: c3\nMemberName: b\nRingTime: 5\n");
+    assert_eq!(e.len(), 2);
+}
+
+#[test]
+fn pause_reasons_acw_and_auto_pause() {
+    let mut m = AmiMapper::new(AmiSettings {
+        auto_pause_reason: "rna".into(),
+        ..AmiSettings::default()
+    });
+    run(&mut m, ADDED);
+    let p = |paused: u8, reason: &str| {
+        format!("Event: QueueMemberPause\nQueue: sales\nMemberName: li.na\nPaused: {paused}\nPausedReason: {reason}\n")
+    };
+    assert_eq!(
+        bodies(&run(&mut m, &p(1, "break"))),
+        vec![state("li.na", PresenceState::NotReady, "break")]
+    );
+    assert_eq!(
+        bodies(&run(&mut m, &p(1, "Auto-Pause"))),
+        vec![state("li.na", PresenceState::NotReady, "rna")]
+    );
+    assert_eq!(
+        bodies(&run(&mut m, &p(1, "ACW"))),
+        vec![state("li.na", PresenceState::Acw, "")]
+    );
+    assert_eq!(
+        bodies(&run(&mut m, &p(0, ""))),
+        vec![state("li.na", PresenceState::Ready, "")]
+    );
+}
+
+#[test]
+fn acw_names_the_call_just_completed() {
+    let mut m = AmiMapper::new(AmiSettings::default());
+    run(&mut m, ADDED);
+    run(
+        &mut m,
+        "Event: AgentComplete\nQueue: sales\nUniqueid: c9\nMemberName: li.na\n",
+    );
+    let got = bodies(&run(
+        &mut m,
+        "Event: QueueMemberPause\nQueue: sales\nMemberName: li.na\nPaused: 1\nPausedReason: ACW\n",
+    ));
+    assert!(
+        matches!(&got[0], Body::AgentState { call: Some(c), state: PresenceState::Acw, .. } if c == "c9"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn unpause_clears_the_reason_even_if_echoed() {
+    let mut m = AmiMapper::new(AmiSettings::default());
+    run(&mut m, ADDED);
+    run(&mut m, "Event: QueueMemberPause\nQueue: sales\nMemberName: li.na\nPaused: 1\nPausedReason: break\n");
+    // Older versions still carry the old PausedReason on Paused: 0.
+    let got = bodies(&run(&mut m, "Event: QueueMemberPause\nQueue: sales\nMemberName: li.na\nPaused: 0\nPausedReason: break\n"));
+    assert_eq!(got, vec![state("li.na", PresenceState::Ready, "")]);
+    let got = bodies(&run(
+        &mut m,
+        "Event: QueueMemberPause\nQueue: sales\nMemberName: li.na\nPaused: 1\n",
+    ));
+    assert_eq!(got, vec![state("li.na", PresenceState::NotReady, "")]);
+}
+
+#[test]
+fn echoed_pause_from_another_cti_gives_no_duplicate() {
+    let mut m = AmiMapper::new(AmiSettings::default());
+    run(&mut m, ADDED);
+    let p = "Event: QueueMemberPause\nQueue: sales\nMemberName: li.na\nPaused: 1\nPausedReason: lunch\n";
+    assert_eq!(run(&mut m, p).len(), 1);
+    assert!(run(&mut m, p).is_empty());
+    let other = p.replace("lunch", "meeting");
+    assert_eq!(
+        bodies(&run(&mut m, &other)),
+        vec![state("li.na", PresenceState::NotReady, "meeting")]
+    );
+}
+
+#[test]
+fn multi_queue_membership_logs_in_once_and_out_when_in_no_queue() {
+    let mut m = AmiMapper::new(AmiSettings::default());
+    let got = bodies(&run(&mut m, ADDED));
+    assert!(matches!(&got[..], [Body::AgentLogin { agent, state: None, .. }] if agent == "li.na"));
+    assert!(run(&mut m, &ADDED.replace("sales", "support")).is_empty());
+    // Paused in one queue of two: still gets calls, still ready.
+    assert!(run(
+        &mut m,
+        "Event: QueueMemberPause\nQueue: sales\nMemberName: li.na\nPaused: 1\nPausedReason: x\n"
+    )
+    .is_empty());
+    let got = bodies(&run(
+        &mut m,
+        "Event: QueueMemberPause\nQueue: support\nMemberName: li.na\nPaused: 1\nPausedReason: x\n",
+    ));
+    assert_eq!(got, vec![state("li.na", PresenceState::NotReady, "x")]);
+    let removed = "Event: QueueMemberRemoved\nQueue: sales\nMemberName: li.na\n";
+    assert!(run(&mut m, removed).is_empty());
+    let got = bodies(&run(&mut m, &removed.replace("sales", "support")));
+    assert_eq!(
+        got,
+        vec![Body::AgentLogout {
+            agent: "li.na".into()
+        }]
+    );
+    assert!(run(&mut m, removed).is_empty());
+}
+
+#[test]
+fn queue_status_answer_becomes_one_snapshot() {
+    let mut m = AmiMapper::new(AmiSettings::default());
+    let text = "Response: Success\nEventList: start\nMessage: Queue status will follow\n\n\
+Event: QueueParams\nQueue: sales\nMax: 0\nCalls: 1\n\n\
+Event: QueueMember\nQueue: sales\nName: li.na\nLocation: PJSIP/801\nLoginTime: 1795827000\nLastPause: 1795827500\nInCall: 0\nPaused: 1\nPausedReason: ACW\n\n\
+Event: QueueMember\nQueue: sales\nName: wang.fang\nLocation: PJSIP/802\nLoginTime: 1795827100\nLastPause: 0\nInCall: 0\nPaused: 0\nPausedReason: \n\n\
+Event: QueueEntry\nQueue: sales\nPosition: 1\nUniqueid: c5\nWait: 12\n\n\
+Event: QueueStatusComplete\nEventList: Complete\nListItems: 4\nTimestamp: 1795827600.000000\n";
+    let e = run(&mut m, text);
+    assert_eq!(e.len(), 1);
+    let Body::Snapshot { agents, calls } = &e[0].body else {
+        panic!("{e:?}")
+    };
+    assert_eq!(agents.len(), 2);
+    assert_eq!(
+        (
+            agents[0].agent.as_str(),
+            agents[0].presence,
+            agents[0].since
+        ),
+        ("li.na", PresenceState::Acw, Timestamp(1_795_827_500_000))
+    );
+    assert_eq!(
+        (agents[1].presence, agents[1].since),
+        (PresenceState::Ready, Timestamp(1_795_827_100_000))
+    );
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        (calls[0].call.as_str(), calls[0].state, calls[0].since),
+        (
+            "c5",
+            SnapshotCallState::Queued,
+            Timestamp(1_795_827_588_000)
+        )
+    );
+    // The snapshot is the mapper's new membership: adding an unpaused queue is no second
+    // login, only the end of the wrap-up.
+    let got = bodies(&run(&mut m, &ADDED.replace("sales", "support")));
+    assert_eq!(got, vec![state("li.na", PresenceState::Ready, "")]);
+}
