@@ -1,1 +1,289 @@
-//! placeholder
+//! Asterisk `queue_log` (`epoch|callid|queue|agent|EVENT|data1|data2|...` lines): the line
+//! parser and the pure mapper to protocol events.
+//!
+//! Owns: parsing lines, the membership state and a bounded reordering window. Must not: read
+//! files, tail or follow rotation (the I/O side, not written yet), or read the clock.
+//!
+//! `queue_log` has no ring-start line: a ring's start is derived from the duration a later
+//! line reports (`CONNECT` ring time in seconds, `RINGNOANSWER` and `RINGCANCELED` in
+//! milliseconds), so events are put back in time order within [`QueueLogMapper`]'s window.
+//! From `queue_log` the 3-ring rule is therefore judged after the fact, once the line that
+//! ends the ring is written, never live while the phone rings.
+
+use std::collections::BTreeMap;
+
+use crate::adapter::ami::{AmiSettings, Roster};
+use crate::event::{Body, Event, Id};
+use crate::time::{Millis, Timestamp};
+
+/// A line that is not a `queue_log` line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueLogError {
+    #[error("line {line}: expected at least 5 fields separated by '|', got {fields}")]
+    TooFewFields { line: u64, fields: usize },
+    #[error("line {line}: time {value:?} is not epoch seconds")]
+    BadTime { line: u64, value: String },
+    #[error("line {line}: {event} field {field} {value:?} is not a number")]
+    BadNumber {
+        line: u64,
+        event: String,
+        field: usize,
+        value: String,
+    },
+}
+
+/// One parsed line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueLogLine<'a> {
+    pub ts: Timestamp,
+    pub call: &'a str,
+    pub queue: &'a str,
+    pub agent: &'a str,
+    pub event: &'a str,
+    pub data: Vec<&'a str>,
+}
+
+/// Parses one line (`line` is its 1-based number, for errors).
+pub fn parse_line(text: &str, line: u64) -> Result<QueueLogLine<'_>, QueueLogError> {
+    let f: Vec<&str> = text.trim_end_matches(['\r', '\n']).split('|').collect();
+    if f.len() < 5 {
+        return Err(QueueLogError::TooFewFields {
+            line,
+            fields: f.len(),
+        });
+    }
+    let ts = crate::adapter::ami::parse_epoch(f[0]).ok_or_else(|| QueueLogError::BadTime {
+        line,
+        value: f[0].to_string(),
+    })?;
+    Ok(QueueLogLine {
+        ts,
+        call: f[1],
+        queue: f[2],
+        agent: f[3],
+        event: f[4],
+        data: f[5..].to_vec(),
+    })
+}
+
+/// What the mapper skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueLogStats {
+    pub lines: u64,
+    /// Lines with an event this mapper does not map (`CONFIGRELOAD`, `QUEUESTART`, ...).
+    pub unknown: u64,
+    pub unknown_by_event: BTreeMap<String, u64>,
+    /// Events older than what the window had already released (applied late by the engine).
+    pub late: u64,
+}
+
+/// Maps `queue_log` lines to protocol events, released in time order.
+///
+/// Each event's `seq` derives from the byte offset of its line (`offset * 4 + k` for the
+/// `k`-th event of the line, raised where needed to stay strictly increasing in release
+/// order), so re-reading the same file from the start gives the same numbers and the engine
+/// drops them as duplicates.
+#[derive(Debug)]
+pub struct QueueLogMapper {
+    settings: AmiSettings,
+    window: Millis,
+    roster: Roster,
+    pending: BTreeMap<(Timestamp, u64), Event>,
+    newest: Option<Timestamp>,
+    released_until: Option<Timestamp>,
+    last_seq: Option<u64>,
+    stats: QueueLogStats,
+}
+
+impl QueueLogMapper {
+    /// Events are held until a line `window` ms newer has been read (the longest ring
+    /// time expected, e.g. a minute).
+    pub fn new(settings: AmiSettings, window: Millis) -> QueueLogMapper {
+        QueueLogMapper {
+            settings,
+            window,
+            roster: Roster::default(),
+            pending: BTreeMap::new(),
+            newest: None,
+            released_until: None,
+            last_seq: None,
+            stats: QueueLogStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &QueueLogStats {
+        &self.stats
+    }
+
+    /// Takes one line that starts at byte `offset` of the file and is line number `line`;
+    /// returns the events now older than the window, in time order.
+    pub fn handle_line(
+        &mut self,
+        text: &str,
+        offset: u64,
+        line: u64,
+    ) -> Result<Vec<Event>, QueueLogError> {
+        if text.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let l = parse_line(text, line)?;
+        self.stats.lines += 1;
+        let bodies = self.map(&l, line)?;
+        for (k, (ts, body)) in bodies.into_iter().enumerate() {
+            let own = offset * 4 + k as u64;
+            if self.released_until.is_some_and(|r| ts < r) {
+                self.stats.late += 1;
+            }
+            self.pending.insert(
+                (ts, own),
+                Event {
+                    ts,
+                    seq: Some(own),
+                    id: None,
+                    body,
+                },
+            );
+        }
+        self.newest = self.newest.max(Some(l.ts));
+        let cut = self.newest.map(|n| n.plus(-self.window));
+        Ok(self.release(cut))
+    }
+
+    /// End of input: everything still held, in time order.
+    pub fn finish(&mut self) -> Vec<Event> {
+        self.release(None)
+    }
+
+    fn release(&mut self, cut: Option<Timestamp>) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Some(entry) = self.pending.first_entry() {
+            if cut.is_some_and(|c| entry.key().0 > c) {
+                break;
+            }
+            let mut ev = entry.remove();
+            let own = ev.seq.unwrap_or(0);
+            let seq = match self.last_seq {
+                Some(l) if own <= l => l + 1,
+                _ => own,
+            };
+            ev.seq = Some(seq);
+            self.last_seq = Some(seq);
+            self.released_until = self.released_until.max(Some(ev.ts));
+            out.push(ev);
+        }
+        out
+    }
+
+    fn map(
+        &mut self,
+        l: &QueueLogLine<'_>,
+        line: u64,
+    ) -> Result<Vec<(Timestamp, Body)>, QueueLogError> {
+        let num = |i: usize| -> Result<i64, QueueLogError> {
+            let v = l.data.get(i).copied().unwrap_or("");
+            v.trim().parse().map_err(|_| QueueLogError::BadNumber {
+                line,
+                event: l.event.to_string(),
+                field: i + 1,
+                value: v.to_string(),
+            })
+        };
+        let call = Id::from(l.call);
+        let agent = Id::from(l.agent);
+        let queue = Id::from(l.queue);
+        let ringing = |ms: i64| {
+            (
+                l.ts.plus(-ms),
+                Body::CallRinging {
+                    call: call.clone(),
+                    agent: agent.clone(),
+                    queue: Some(queue.clone()),
+                },
+            )
+        };
+        let s = &self.settings;
+        let reason = || Id::from(l.data.first().copied().unwrap_or(""));
+        let one = |b: Option<Body>| b.map(|b| (l.ts, b)).into_iter().collect::<Vec<_>>();
+        Ok(match l.event {
+            "ENTERQUEUE" => one(Some(Body::CallQueued {
+                call: call.clone(),
+                queue: queue.clone(),
+            })),
+            // CONNECT: holdtime s | agent channel uniqueid | ringtime s
+            "CONNECT" => vec![
+                ringing(num(2)? * 1000),
+                (
+                    l.ts,
+                    Body::CallAnswered {
+                        call: call.clone(),
+                        agent: agent.clone(),
+                    },
+                ),
+            ],
+            "RINGNOANSWER" => vec![
+                ringing(num(0)?),
+                (
+                    l.ts,
+                    Body::CallNoAnswer {
+                        call: call.clone(),
+                        agent: agent.clone(),
+                    },
+                ),
+            ],
+            // The ring was cut short (the caller left, or another member answered); the line
+            // that says which ends the ring.
+            "RINGCANCELED" => vec![ringing(num(0)?)],
+            "COMPLETEAGENT" | "COMPLETECALLER" | "TRANSFER" | "ATTENDEDTRANSFER"
+            | "BLINDTRANSFER" => {
+                self.roster.call_ended(&agent, &call);
+                one(Some(Body::CallEnded {
+                    call: call.clone(),
+                    agent: Some(agent.clone()),
+                }))
+            }
+            "ABANDON" | "EXITEMPTY" | "EXITWITHTIMEOUT" | "EXITWITHKEY" => {
+                one(Some(Body::CallAbandoned { call: call.clone() }))
+            }
+            "PAUSE" => one(self.roster.pause(s, &agent, Some(&queue), Some(reason()))),
+            "UNPAUSE" => one(self.roster.pause(s, &agent, Some(&queue), None)),
+            "PAUSEALL" => one(self.roster.pause(s, &agent, None, Some(reason()))),
+            "UNPAUSEALL" => one(self.roster.pause(s, &agent, None, None)),
+            "ADDMEMBER" => {
+                let paused = (l.data.first() == Some(&"PAUSED")).then(Id::default);
+                one(self.roster.add(s, &agent, &queue, paused))
+            }
+            "REMOVEMEMBER" => one(self.roster.remove(s, &agent, Some(&queue))),
+            "AGENTLOGIN" => one(self.roster.add(s, &agent, "*", None)),
+            "AGENTLOGOFF" => one(self.roster.remove(s, &agent, None)),
+            other => {
+                self.stats.unknown += 1;
+                *self
+                    .stats
+                    .unknown_by_event
+                    .entry(other.to_string())
+                    .or_default() += 1;
+                Vec::new()
+            }
+        })
+    }
+}
+
+/// Maps a whole file's text (for tests and imports): the events in time order, and stats.
+pub fn map_text(
+    text: &str,
+    settings: AmiSettings,
+    window: Millis,
+) -> Result<(Vec<Event>, QueueLogStats), QueueLogError> {
+    let mut m = QueueLogMapper::new(settings, window);
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        out.extend(m.handle_line(l, offset, i as u64 + 1)?);
+        offset += l.len() as u64;
+    }
+    out.extend(m.finish());
+    Ok((out, m.stats().clone()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,172 @@
+// Lines follow the Asterisk queue_log documentation (docs.asterisk.org, "Queue Logs") and
+// the ast_queue_log() calls of apps/app_queue.c.
+use super::*;
+use crate::event::PresenceState;
+
+fn map(text: &str) -> (Vec<Event>, QueueLogStats) {
+    map_text(text, AmiSettings::default(), 60_000).unwrap()
+}
+
+fn types(evs: &[Event]) -> Vec<(i64, &'static str)> {
+    evs.iter()
+        .map(|e| (e.ts.0 / 1000, e.body.type_name()))
+        .collect()
+}
+
+#[test]
+fn call_lines_map_and_rings_start_from_their_durations() {
+    let text = "100|c1|sales|NONE|ENTERQUEUE||1001|1\n\
+110|c1|sales|li.na|RINGNOANSWER|8000\n\
+130|c1|sales|wang.fang|CONNECT|30|d2|18\n\
+300|c1|sales|wang.fang|COMPLETECALLER|30|170|1\n";
+    let (e, _) = map(text);
+    assert_eq!(
+        types(&e),
+        vec![
+            (100, "call.queued"),
+            (102, "call.ringing"),
+            (110, "call.no_answer"),
+            (112, "call.ringing"),
+            (130, "call.answered"),
+            (300, "call.ended"),
+        ]
+    );
+    assert!(matches!(&e[3].body, Body::CallRinging { agent, .. } if agent == "wang.fang"));
+}
+
+#[test]
+fn ring_canceled_is_ms_and_ends_by_the_next_line() {
+    let (e, _) = map("100|c1|q|NONE|ENTERQUEUE||1|1\n104|c1|q|a|RINGCANCELED|2500\n104|c1|q|NONE|ABANDON|1|1|4\n");
+    assert_eq!(
+        types(&e),
+        vec![
+            (100, "call.queued"),
+            (101, "call.ringing"),
+            (104, "call.abandoned")
+        ]
+    );
+    assert_eq!(e[1].ts, Timestamp(101_500));
+}
+
+#[test]
+fn every_exit_without_answer_is_abandoned_and_transfers_end_the_call() {
+    for ev in ["ABANDON", "EXITEMPTY", "EXITWITHTIMEOUT", "EXITWITHKEY"] {
+        let (e, _) = map(&format!("5|c|q|NONE|{ev}|1|1|5\n"));
+        assert_eq!(types(&e), vec![(5, "call.abandoned")], "{ev}");
+    }
+    for ev in [
+        "COMPLETEAGENT",
+        "TRANSFER",
+        "ATTENDEDTRANSFER",
+        "BLINDTRANSFER",
+    ] {
+        let (e, _) = map(&format!("5|c|q|a|{ev}|x|1|2\n"));
+        assert_eq!(
+            e[0].body,
+            Body::CallEnded {
+                call: "c".into(),
+                agent: Some("a".into())
+            },
+            "{ev}"
+        );
+    }
+}
+
+#[test]
+fn members_pause_and_login() {
+    let text = "1|NONE|sales|a|ADDMEMBER|\n\
+1|NONE|support|a|ADDMEMBER|\n\
+2|NONE|sales|a|PAUSE|lunch\n\
+3|NONE|support|a|PAUSE|lunch\n\
+4|NONE|NONE|a|UNPAUSEALL|\n\
+5|NONE|NONE|a|PAUSEALL|ACW\n\
+6|NONE|sales|a|REMOVEMEMBER|\n\
+7|NONE|support|a|REMOVEMEMBER|\n\
+8|NONE|NONE|b|AGENTLOGIN|PJSIP/802\n\
+9|NONE|NONE|b|AGENTLOGOFF|PJSIP/802|100\n";
+    let (e, _) = map(text);
+    let got: Vec<_> = e.iter().map(|e| (e.ts.0 / 1000, e.body.clone())).collect();
+    let st = |agent: &str, state, reason: &str| Body::AgentState {
+        agent: agent.into(),
+        state,
+        reason: reason.into(),
+        call: None,
+        team: None,
+    };
+    assert!(matches!(&got[0], (1, Body::AgentLogin { agent, .. }) if agent == "a"));
+    assert_eq!(
+        got[1..],
+        [
+            (3, st("a", PresenceState::NotReady, "lunch")),
+            (4, st("a", PresenceState::Ready, "")),
+            (5, st("a", PresenceState::Acw, "")),
+            (7, Body::AgentLogout { agent: "a".into() }),
+            (8, got[5].1.clone()),
+            (9, Body::AgentLogout { agent: "b".into() }),
+        ]
+    );
+    assert!(matches!(&got[5].1, Body::AgentLogin { agent, .. } if agent == "b"));
+}
+
+#[test]
+fn window_holds_events_until_a_newer_line_and_releases_in_time_order() {
+    let mut m = QueueLogMapper::new(AmiSettings::default(), 30_000);
+    assert!(m
+        .handle_line("100|c|q|NONE|ENTERQUEUE||1|1\n", 0, 1)
+        .unwrap()
+        .is_empty());
+    assert!(m
+        .handle_line("120|c|q|a|CONNECT|20|d|15\n", 30, 2)
+        .unwrap()
+        .is_empty());
+    let got = m
+        .handle_line("131|d|q|NONE|ENTERQUEUE||1|1\n", 60, 3)
+        .unwrap();
+    assert_eq!(types(&got), vec![(100, "call.queued")]);
+    let got = m.finish();
+    assert_eq!(
+        types(&got),
+        vec![
+            (105, "call.ringing"),
+            (120, "call.answered"),
+            (131, "call.queued")
+        ]
+    );
+}
+
+#[test]
+fn seq_comes_from_the_byte_offset_and_stays_increasing() {
+    let text = "100|c|q|NONE|ENTERQUEUE||1|1\n120|c|q|a|CONNECT|20|d|15\n";
+    let (e, _) = map(text);
+    let seqs: Vec<_> = e.iter().map(|e| e.seq.unwrap()).collect();
+    // The ring comes from the CONNECT line (offset 29, k 0), the answer is its k 1.
+    assert_eq!(seqs, vec![0, 116, 117]);
+    // A ring put before an earlier line's event still gets a higher seq.
+    let text = "100|c|q|a|CONNECT|20|d|15\n101|x|q|NONE|ENTERQUEUE||1|1\n90|y|q|b|CONNECT|1|d|1\n";
+    let (e, _) = map(text);
+    let seqs: Vec<_> = e.iter().map(|e| e.seq.unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(map(text).0, e, "re-reading gives the same seqs");
+}
+
+#[test]
+fn unknown_events_are_counted_and_bad_lines_name_their_number() {
+    let (e, s) = map("1|NONE|NONE|NONE|QUEUESTART|\n2|NONE|NONE|NONE|CONFIGRELOAD|\n3|NONE|NONE|NONE|CONFIGRELOAD|\n");
+    assert!(e.is_empty());
+    assert_eq!(s.unknown, 3);
+    assert_eq!(s.unknown_by_event["CONFIGRELOAD"], 2);
+    let err = map_text(
+        "1|c|q|NONE|ENTERQUEUE\nnot a line\n",
+        AmiSettings::default(),
+        0,
+    )
+    .unwrap_err();
+    assert_eq!(err, QueueLogError::TooFewFields { line: 2, fields: 1 });
+    let err = map_text("x|c|q|NONE|ENTERQUEUE\n", AmiSettings::default(), 0).unwrap_err();
+    assert!(matches!(err, QueueLogError::BadTime { line: 1, .. }));
+    let err = map_text("\n5|c|q|a|RINGNOANSWER|soon\n", AmiSettings::default(), 0).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "line 2: RINGNOANSWER field 1 \"soon\" is not a number"
+    );
+}
