@@ -2,6 +2,7 @@
 
 mod alert_rules;
 mod alerts;
+mod asterisk;
 mod browser;
 mod cli;
 mod crash;
