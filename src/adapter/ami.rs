@@ -287,10 +287,13 @@ pub struct AmiMapper {
     status: Option<StatusAnswer>,
 }
 
+/// One `QueueMember` line of a `QueueStatus` answer: queue, pause (reason), since, in call.
+type StatusMember = (Id, Option<Id>, Timestamp, bool);
+
 /// A `QueueStatus` answer being collected.
 #[derive(Debug, Default)]
 struct StatusAnswer {
-    members: BTreeMap<Id, Vec<(Id, Option<Id>, Timestamp, bool)>>,
+    members: BTreeMap<Id, Vec<StatusMember>>,
     calls: Vec<SnapshotCall>,
 }
 
