@@ -27,6 +27,97 @@ pub struct Config {
     pub teams: Vec<TeamConfig>,
     pub alerts: AlertsConfig,
     pub ui: UiConfig,
+    /// Phone-system adapters to run (`[source]` with a `kind` other than `"floorwatch"`, and
+    /// every `[[sources]]` table), in file order. Names are unique.
+    pub adapters: Vec<AdapterConfig>,
+}
+
+/// `source.kind`: which protocol a source speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// The floorwatch protocol (protocol.md) over WebSocket, listen or connect mode.
+    Floorwatch,
+    /// Asterisk Manager Interface (TCP, app_queue events).
+    AsteriskAmi,
+    /// Asterisk's `queue_log` file, tailed.
+    AsteriskQueueLog,
+    /// FreeSWITCH mod_callcenter over the event socket.
+    FreeswitchEsl,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Floorwatch => "floorwatch",
+            SourceKind::AsteriskAmi => "asterisk-ami",
+            SourceKind::AsteriskQueueLog => "asterisk-queue-log",
+            SourceKind::FreeswitchEsl => "freeswitch-esl",
+        }
+    }
+}
+
+/// A password or secret: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// One phone-system adapter: its source name (which scopes `seq` in the journal) and what
+/// it connects to.
+#[derive(Clone, Debug)]
+pub struct AdapterConfig {
+    pub name: String,
+    pub kind: AdapterKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum AdapterKind {
+    AsteriskAmi(AmiSource),
+    AsteriskQueueLog(QueueLogSource),
+    FreeswitchEsl(EslSource),
+}
+
+impl AdapterKind {
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            AdapterKind::AsteriskAmi(_) => SourceKind::AsteriskAmi,
+            AdapterKind::AsteriskQueueLog(_) => SourceKind::AsteriskQueueLog,
+            AdapterKind::FreeswitchEsl(_) => SourceKind::FreeswitchEsl,
+        }
+    }
+}
+
+/// `kind = "asterisk-ami"`.
+#[derive(Clone, Debug)]
+pub struct AmiSource {
+    /// `host:port` of the manager interface (default port 5038).
+    pub address: String,
+    pub username: String,
+    pub secret: Secret,
+    pub settings: crate::adapter::ami::AmiSettings,
+}
+
+/// `kind = "asterisk-queue-log"`.
+#[derive(Clone, Debug)]
+pub struct QueueLogSource {
+    pub path: PathBuf,
+    /// How long events are held to be put back in time order (the longest ring expected).
+    pub reorder_window: Millis,
+    pub settings: crate::adapter::ami::AmiSettings,
+}
+
+/// `kind = "freeswitch-esl"`.
+#[derive(Clone, Debug)]
+pub struct EslSource {
+    /// `host:port` of the event socket (default port 8021).
+    pub address: String,
+    pub password: Secret,
+    pub settings: crate::adapter::esl::EslSettings,
 }
 
 #[derive(Clone, Debug)]
@@ -61,6 +152,8 @@ pub enum SourceClock {
 
 #[derive(Clone, Debug)]
 pub struct SourceConfig {
+    /// `source.kind`; anything but `Floorwatch` puts this table in [`Config::adapters`].
+    pub kind: SourceKind,
     pub mode: SourceMode,
     /// Connect mode: the `ws://` or `wss://` URL to dial.
     pub url: Option<String>,
@@ -286,6 +379,7 @@ impl Default for Config {
                 tokens: Tokens::default(),
             },
             source: SourceConfig {
+                kind: SourceKind::Floorwatch,
                 mode: SourceMode::Listen,
                 url: None,
                 headers: Vec::new(),
@@ -307,6 +401,7 @@ impl Default for Config {
             ui: UiConfig {
                 language: "zh-CN".to_string(),
             },
+            adapters: Vec::new(),
         }
     }
 }
@@ -508,6 +603,7 @@ struct RawConfig {
     teams: Option<Vec<Spanned<RawTeam>>>,
     alerts: Option<RawAlerts>,
     ui: Option<RawUi>,
+    sources: Option<Vec<Spanned<RawSource>>>,
 }
 
 #[derive(Deserialize)]
@@ -528,6 +624,7 @@ struct RawTokens {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSource {
+    kind: Option<Spanned<SourceKind>>,
     mode: Option<Spanned<SourceMode>>,
     url: Option<Spanned<String>>,
     headers: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
@@ -537,6 +634,107 @@ struct RawSource {
     delay: Option<Duration>,
     max_lag: Option<Duration>,
     idle: Option<Duration>,
+    // Adapter keys (kinds other than "floorwatch").
+    address: Option<Spanned<String>>,
+    username: Option<Spanned<String>>,
+    secret: Option<Spanned<String>>,
+    password: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    agent_id: Option<Spanned<String>>,
+    acw_reasons: Option<Vec<Spanned<String>>>,
+    auto_pause_reason: Option<Spanned<String>>,
+    break_reason: Option<Spanned<String>>,
+    reorder_window: Option<Spanned<Duration>>,
+}
+
+/// The adapter keys of a `[source]` or `[[sources]]` table, taken out of [`RawSource`].
+struct RawAdapter {
+    kind: Spanned<SourceKind>,
+    name: Option<Spanned<String>>,
+    max_frame: Option<Spanned<ByteSize>>,
+    address: Option<Spanned<String>>,
+    username: Option<Spanned<String>>,
+    secret: Option<Spanned<String>>,
+    password: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    agent_id: Option<Spanned<String>>,
+    acw_reasons: Option<Vec<Spanned<String>>>,
+    auto_pause_reason: Option<Spanned<String>>,
+    break_reason: Option<Spanned<String>>,
+    reorder_window: Option<Spanned<Duration>>,
+}
+
+impl RawSource {
+    /// Splits off the adapter keys; `None` for the floorwatch protocol (the default kind).
+    fn take_adapter(&mut self) -> Option<RawAdapter> {
+        let kind = self.kind.take()?;
+        if *kind.get_ref() == SourceKind::Floorwatch {
+            self.kind = Some(kind);
+            return None;
+        }
+        Some(RawAdapter {
+            kind,
+            name: self.name.take(),
+            max_frame: self.max_frame.take(),
+            address: self.address.take(),
+            username: self.username.take(),
+            secret: self.secret.take(),
+            password: self.password.take(),
+            path: self.path.take(),
+            agent_id: self.agent_id.take(),
+            acw_reasons: self.acw_reasons.take(),
+            auto_pause_reason: self.auto_pause_reason.take(),
+            break_reason: self.break_reason.take(),
+            reorder_window: self.reorder_window.take(),
+        })
+    }
+
+    /// The first adapter key present, with its span (for "not for this kind" errors).
+    fn first_adapter_key(&self) -> Option<(&'static str, Range<usize>)> {
+        let s = |name: &'static str, span: Option<Range<usize>>| span.map(|sp| (name, sp));
+        s("address", self.address.as_ref().map(|v| v.span()))
+            .or_else(|| s("username", self.username.as_ref().map(|v| v.span())))
+            .or_else(|| s("secret", self.secret.as_ref().map(|v| v.span())))
+            .or_else(|| s("password", self.password.as_ref().map(|v| v.span())))
+            .or_else(|| s("path", self.path.as_ref().map(|v| v.span())))
+            .or_else(|| s("agent_id", self.agent_id.as_ref().map(|v| v.span())))
+            .or_else(|| {
+                s(
+                    "acw_reasons",
+                    self.acw_reasons
+                        .as_ref()
+                        .and_then(|v| v.first().map(|x| x.span())),
+                )
+            })
+            .or_else(|| {
+                s(
+                    "auto_pause_reason",
+                    self.auto_pause_reason.as_ref().map(|v| v.span()),
+                )
+            })
+            .or_else(|| s("break_reason", self.break_reason.as_ref().map(|v| v.span())))
+            .or_else(|| {
+                s(
+                    "reorder_window",
+                    self.reorder_window.as_ref().map(|v| v.span()),
+                )
+            })
+    }
+
+    /// The first floorwatch-protocol key present (not allowed in `[[sources]]`).
+    fn first_protocol_key(&self) -> Option<(&'static str, Range<usize>)> {
+        let s = |name: &'static str, span: Option<Range<usize>>| span.map(|sp| (name, sp));
+        s("mode", self.mode.as_ref().map(|v| v.span()))
+            .or_else(|| s("url", self.url.as_ref().map(|v| v.span())))
+            .or_else(|| {
+                s(
+                    "headers",
+                    self.headers
+                        .as_ref()
+                        .and_then(|h| h.keys().next().map(|k| k.span())),
+                )
+            })
+    }
 }
 
 #[derive(Deserialize)]
@@ -839,8 +1037,93 @@ impl Check<'_> {
         if let Some(server) = raw.server {
             self.server(server, &mut config.server)?;
         }
-        if let Some(source) = raw.source {
+        if let Some(mut source) = raw.source {
+            if let Some(adapter) = source.take_adapter() {
+                if let Some(mode) = &source.mode {
+                    if *mode.get_ref() == SourceMode::Connect {
+                        return self.err_key(
+                            mode.span(),
+                            "source.mode",
+                            format!(
+                                "connect mode is for the floorwatch protocol; kind = {:?} dials its own platform",
+                                adapter.kind.get_ref().as_str()
+                            ),
+                        );
+                    }
+                }
+                if let Some((key, span)) = source.first_protocol_key() {
+                    return self.err_key(
+                        span,
+                        format!("source.{key}"),
+                        "only for kind = \"floorwatch\"",
+                    );
+                }
+                config.source.kind = *adapter.kind.get_ref();
+                config.adapters.push(self.adapter(adapter, "source")?);
+            } else if let Some((key, span)) = source.first_adapter_key() {
+                return self.err_key(
+                    span,
+                    format!("source.{key}"),
+                    "only for a phone-system adapter (set source.kind, e.g. \"asterisk-ami\")",
+                );
+            }
             self.source(source, &mut config.source)?;
+        }
+        if let Some(sources) = raw.sources {
+            for (i, table) in sources.into_iter().enumerate() {
+                let key = format!("sources[{i}]");
+                let span = table.span();
+                let mut table = table.into_inner();
+                if let Some((k, span)) = table.first_protocol_key() {
+                    return self.err_key(
+                        span,
+                        format!("{key}.{k}"),
+                        "the floorwatch protocol is configured in [source] only",
+                    );
+                }
+                let protocol_only = [
+                    ("clock", table.clock.is_some()),
+                    ("delay", table.delay.is_some()),
+                    ("max_lag", table.max_lag.is_some()),
+                    ("idle", table.idle.is_some()),
+                ];
+                if let Some((k, _)) = protocol_only.iter().find(|(_, set)| *set) {
+                    return self.err_key(
+                        span,
+                        format!("{key}.{k}"),
+                        "applies to every source: set it in [source]",
+                    );
+                }
+                match table.take_adapter() {
+                    Some(adapter) => config.adapters.push(self.adapter(adapter, &key)?),
+                    None => {
+                        return self.err_key(
+                            table.kind.as_ref().map(|k| k.span()).unwrap_or(span),
+                            format!("{key}.kind"),
+                            "want \"asterisk-ami\", \"asterisk-queue-log\" or \"freeswitch-esl\" (the floorwatch protocol is configured in [source])",
+                        )
+                    }
+                }
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for a in &config.adapters {
+            if a.name == crate::daemon::API_SOURCE
+                || (config.source.kind == SourceKind::Floorwatch
+                    && config.source.mode == SourceMode::Connect
+                    && a.name == config.source.name)
+                || !names.insert(a.name.as_str())
+            {
+                return Err(ConfigError {
+                    message: format!(
+                        "source name {:?} is used twice (or is reserved): give each source its own `name`",
+                        a.name
+                    ),
+                    key: Some("sources".into()),
+                    line: None,
+                    column: None,
+                });
+            }
         }
         if let Some(store) = raw.store {
             if let Some(dir) = store.dir {
@@ -1014,6 +1297,217 @@ impl Check<'_> {
             source.idle = d.0;
         }
         Ok(())
+    }
+
+    /// A required, non-empty string key of an adapter table.
+    fn required(
+        &self,
+        value: Option<Spanned<String>>,
+        kind_span: Range<usize>,
+        key: &str,
+        what: &str,
+    ) -> Result<String, ConfigError> {
+        match value {
+            Some(v) if !v.get_ref().trim().is_empty() => Ok(v.into_inner()),
+            Some(v) => self.err(v.span(), format!("{what} must not be empty")),
+            None => self.err_key(kind_span, key, format!("required: {what}")),
+        }
+    }
+
+    /// `host:port`, with `default_port` added when the port is left out.
+    fn address(
+        &self,
+        value: Option<Spanned<String>>,
+        kind_span: Range<usize>,
+        key: &str,
+        default_port: u16,
+    ) -> Result<String, ConfigError> {
+        let example = format!("e.g. \"pbx.example.net:{default_port}\"");
+        let Some(v) = value else {
+            return self.err_key(
+                kind_span,
+                key,
+                format!("required: the address to dial ({example})"),
+            );
+        };
+        let text = v.get_ref().trim();
+        let (host, port) = match text.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(':') || h.starts_with('[') => (h, Some(p)),
+            _ => (text, None),
+        };
+        let port = match port {
+            None => default_port,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => n,
+                _ => return self.err(v.span(), format!("not a host:port: {text:?} ({example})")),
+            },
+        };
+        if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
+            return self.err(v.span(), format!("not a host:port: {text:?} ({example})"));
+        }
+        Ok(format!("{host}:{port}"))
+    }
+
+    fn reason(&self, v: Spanned<String>) -> Result<String, ConfigError> {
+        Ok(self.id(v, "a reason")?.into_inner())
+    }
+
+    fn adapter(&self, mut raw: RawAdapter, table: &str) -> Result<AdapterConfig, ConfigError> {
+        use crate::adapter::{ami, esl};
+        let kind = *raw.kind.get_ref();
+        let kind_span = raw.kind.span();
+        let name = match raw.name.take() {
+            Some(n) => self.id(n, "the source name")?.into_inner(),
+            None => kind.as_str().to_string(),
+        };
+        let key = |k: &str| format!("{table}.{k}");
+        let not_for = |k: &str, span: Option<Range<usize>>| -> Result<(), ConfigError> {
+            match span {
+                Some(span) => self.err_key(
+                    span,
+                    key(k),
+                    format!("not a key of kind = {:?}", kind.as_str()),
+                ),
+                None => Ok(()),
+            }
+        };
+        let ami_settings = |raw: &mut RawAdapter| -> Result<ami::AmiSettings, ConfigError> {
+            let mut s = ami::AmiSettings::default();
+            if let Some(a) = raw.agent_id.take() {
+                s.agent_id = match a.get_ref().as_str() {
+                    "membername" => ami::AgentIdRule::MemberName,
+                    "interface" => ami::AgentIdRule::Interface,
+                    other => {
+                        return self.err(
+                            a.span(),
+                            format!("want \"membername\" or \"interface\", not {other:?}"),
+                        )
+                    }
+                };
+            }
+            if let Some(list) = raw.acw_reasons.take() {
+                s.acw_reasons = list
+                    .into_iter()
+                    .map(|r| self.reason(r))
+                    .collect::<Result<_, _>>()?;
+            }
+            if let Some(r) = raw.auto_pause_reason.take() {
+                s.auto_pause_reason = self.reason(r)?;
+            }
+            Ok(s)
+        };
+        let adapter = match kind {
+            SourceKind::Floorwatch => {
+                return self.err_key(kind_span, key("kind"), "not an adapter kind")
+            }
+            SourceKind::AsteriskAmi => {
+                not_for("password", raw.password.as_ref().map(|v| v.span()))?;
+                not_for("path", raw.path.as_ref().map(|v| v.span()))?;
+                not_for("break_reason", raw.break_reason.as_ref().map(|v| v.span()))?;
+                not_for(
+                    "reorder_window",
+                    raw.reorder_window.as_ref().map(|v| v.span()),
+                )?;
+                not_for("max_frame", raw.max_frame.as_ref().map(|v| v.span()))?;
+                let settings = ami_settings(&mut raw)?;
+                AdapterKind::AsteriskAmi(AmiSource {
+                    address: self.address(raw.address, kind_span.clone(), &key("address"), 5038)?,
+                    username: self.required(
+                        raw.username,
+                        kind_span.clone(),
+                        &key("username"),
+                        "the manager.conf user",
+                    )?,
+                    secret: Secret(self.required(
+                        raw.secret,
+                        kind_span,
+                        &key("secret"),
+                        "the manager.conf secret",
+                    )?),
+                    settings,
+                })
+            }
+            SourceKind::AsteriskQueueLog => {
+                not_for("address", raw.address.as_ref().map(|v| v.span()))?;
+                not_for("username", raw.username.as_ref().map(|v| v.span()))?;
+                not_for("secret", raw.secret.as_ref().map(|v| v.span()))?;
+                not_for("password", raw.password.as_ref().map(|v| v.span()))?;
+                not_for("break_reason", raw.break_reason.as_ref().map(|v| v.span()))?;
+                not_for("max_frame", raw.max_frame.as_ref().map(|v| v.span()))?;
+                let settings = ami_settings(&mut raw)?;
+                let reorder_window = match raw.reorder_window {
+                    Some(d) => self.positive(d)?,
+                    None => 60_000,
+                };
+                AdapterKind::AsteriskQueueLog(QueueLogSource {
+                    path: PathBuf::from(self.required(
+                        raw.path,
+                        kind_span,
+                        &key("path"),
+                        "the queue_log file, e.g. \"/var/log/asterisk/queue_log\"",
+                    )?),
+                    reorder_window,
+                    settings,
+                })
+            }
+            SourceKind::FreeswitchEsl => {
+                not_for("username", raw.username.as_ref().map(|v| v.span()))?;
+                not_for("secret", raw.secret.as_ref().map(|v| v.span()))?;
+                not_for("path", raw.path.as_ref().map(|v| v.span()))?;
+                not_for(
+                    "acw_reasons",
+                    raw.acw_reasons
+                        .as_ref()
+                        .and_then(|v| v.first().map(|x| x.span())),
+                )?;
+                not_for(
+                    "auto_pause_reason",
+                    raw.auto_pause_reason.as_ref().map(|v| v.span()),
+                )?;
+                not_for(
+                    "reorder_window",
+                    raw.reorder_window.as_ref().map(|v| v.span()),
+                )?;
+                let mut settings = esl::EslSettings::default();
+                if let Some(a) = raw.agent_id {
+                    settings.agent_id = match a.get_ref().as_str() {
+                        "name" => esl::AgentIdRule::Name,
+                        "before-at" => esl::AgentIdRule::BeforeAt,
+                        other => {
+                            return self.err(
+                                a.span(),
+                                format!("want \"name\" or \"before-at\", not {other:?}"),
+                            )
+                        }
+                    };
+                }
+                if let Some(r) = raw.break_reason {
+                    settings.break_reason = self.reason(r)?;
+                }
+                if let Some(m) = raw.max_frame {
+                    let span = m.span();
+                    settings.max_frame = match m.into_inner().0 {
+                        0 => return self.err(span, "must be at least 1 byte"),
+                        n if n > MAX_FRAME_LIMIT => return self.err(span, "must be at most 1GiB"),
+                        n => n,
+                    };
+                }
+                AdapterKind::FreeswitchEsl(EslSource {
+                    address: self.address(raw.address, kind_span.clone(), &key("address"), 8021)?,
+                    password: Secret(self.required(
+                        raw.password,
+                        kind_span,
+                        &key("password"),
+                        "the event socket password (event_socket.conf.xml)",
+                    )?),
+                    settings,
+                })
+            }
+        };
+        Ok(AdapterConfig {
+            name,
+            kind: adapter,
+        })
     }
 
     fn rules(&self, raw: RawRules, rules: &mut RulesConfig) -> Result<(), ConfigError> {

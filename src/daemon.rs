@@ -1027,6 +1027,7 @@ pub struct DaemonHandle {
     engine: EngineTask,
     server: JoinHandle<()>,
     dialer: Option<JoinHandle<()>>,
+    adapters: Vec<JoinHandle<()>>,
     deliveries: Vec<JoinHandle<()>>,
     alerts: Option<Alerts>,
 }
@@ -1062,6 +1063,11 @@ impl DaemonHandle {
             if let Some(d) = self.dialer {
                 if let Err(e) = d.await {
                     tracing::error!(error = %e, "dialer task failed");
+                }
+            }
+            for a in self.adapters {
+                if let Err(e) = a.await {
+                    tracing::error!(error = %e, "adapter task failed");
                 }
             }
             self.engine.join().await;
@@ -1246,6 +1252,14 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         let ingest = ingest.clone();
         tokio::spawn(async move { ingest.run_dialer().await })
     });
+    let adapters = crate::adapter::spawn_all(
+        &config.adapters,
+        &engine.client(),
+        clock,
+        &metrics,
+        &shutdown,
+        &config.store.dir,
+    );
     let feed = crate::feed::FloorFeed::new(
         engine.floor(),
         crate::http::FeedParts {
@@ -1280,6 +1294,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         engine,
         server,
         dialer,
+        adapters,
         deliveries,
         alerts,
     })

@@ -433,7 +433,7 @@ fn error_json(seq: Option<u64>, index: Option<usize>, reason: &str) -> String {
 
 /// Delay before redial number `failures + 1`: base × 2^failures, capped, times a random
 /// factor in [0.5, 1).
-fn backoff(failures: u32) -> Duration {
+pub(crate) fn backoff(failures: u32) -> Duration {
     let exp = BACKOFF_BASE.saturating_mul(1u32.checked_shl(failures.min(16)).unwrap_or(u32::MAX));
     let capped = exp.min(BACKOFF_CAP);
     capped.mul_f64(rand::rng().random_range(0.5..1.0))

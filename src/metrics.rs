@@ -60,6 +60,15 @@ pub struct Metrics {
     pub event_lag_seconds: Histogram,
     pub source_connected: IntGauge,
     pub source_reconnects: IntCounter,
+    /// `floorwatch_adapter_messages_total{source,outcome}`: native messages read by a
+    /// phone-system adapter; outcome `mapped` (gave protocol events), `ignored` (nothing to
+    /// map) or `malformed` (could not be read; logged and skipped).
+    pub adapter_messages: IntCounterVec,
+    /// `floorwatch_adapter_connected{source}`: 1 while an adapter holds its platform
+    /// connection (logged in) or its file open.
+    pub adapter_connected: IntGaugeVec,
+    /// `floorwatch_adapter_reconnects_total{source}`.
+    pub adapter_reconnects: IntCounterVec,
     pub service_level: prometheus::GaugeVec,
     pub service_level_calls: IntGaugeVec,
     pub answer_rate: prometheus::GaugeVec,
@@ -188,6 +197,27 @@ impl Metrics {
                 "floorwatch_source_reconnects_total",
                 "Connect mode: redials after a dropped or failed connection",
             )?,
+            adapter_messages: IntCounterVec::new(
+                Opts::new(
+                    "floorwatch_adapter_messages_total",
+                    "Native messages read by a phone-system adapter, by outcome (mapped, ignored, malformed)",
+                ),
+                &["source", "outcome"],
+            )?,
+            adapter_connected: IntGaugeVec::new(
+                Opts::new(
+                    "floorwatch_adapter_connected",
+                    "1 while a phone-system adapter is logged in to its platform (or has its file open)",
+                ),
+                &["source"],
+            )?,
+            adapter_reconnects: IntCounterVec::new(
+                Opts::new(
+                    "floorwatch_adapter_reconnects_total",
+                    "Phone-system adapter: reconnects (or file reopenings) after a failure",
+                ),
+                &["source"],
+            )?,
             service_level: prometheus::GaugeVec::new(
                 Opts::new(
                     "floorwatch_service_level",
@@ -270,6 +300,9 @@ impl Metrics {
         r.register(Box::new(self.event_lag_seconds.clone()))?;
         r.register(Box::new(self.source_connected.clone()))?;
         r.register(Box::new(self.source_reconnects.clone()))?;
+        r.register(Box::new(self.adapter_messages.clone()))?;
+        r.register(Box::new(self.adapter_connected.clone()))?;
+        r.register(Box::new(self.adapter_reconnects.clone()))?;
         r.register(Box::new(self.service_level.clone()))?;
         r.register(Box::new(self.service_level_calls.clone()))?;
         r.register(Box::new(self.answer_rate.clone()))?;

@@ -539,3 +539,5 @@ impl AmiMapper {
 
 #[cfg(test)]
 mod tests;
+
+pub mod client;

@@ -7,11 +7,20 @@
 //! Must not: apply rules (the engine does) or bypass the engine task.
 
 pub mod ami;
+pub mod esl;
 pub mod queue_log;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
 use crate::clock::Clock;
+use crate::config::{AdapterConfig, AdapterKind};
 use crate::daemon::{BatchReply, ConnId, EngineClient, EngineStopped};
 use crate::event::{Event, Id};
+use crate::metrics::Metrics;
 
 /// Where an adapter's events go: the engine task, as one source connection.
 pub struct EngineSink {
@@ -67,4 +76,73 @@ impl EngineSink {
             self.engine.disconnect(c).await;
         }
     }
+}
+
+/// What every adapter task gets besides its own settings.
+pub struct AdapterContext {
+    /// The source name (journal, `seq` scope, metric label).
+    pub name: String,
+    pub sink: EngineSink,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: CancellationToken,
+    /// `store.dir`, for adapters that keep a little state of their own next to the journal
+    /// (the `queue_log` tail's file identity).
+    pub store_dir: PathBuf,
+}
+
+impl AdapterContext {
+    /// Counts one native message by outcome: `mapped`, `ignored` or `malformed`.
+    pub fn count(&self, outcome: &str) {
+        self.metrics
+            .adapter_messages
+            .with_label_values(&[self.name.as_str(), outcome])
+            .inc();
+    }
+
+    pub fn set_connected(&self, up: bool) {
+        self.metrics
+            .adapter_connected
+            .with_label_values(&[self.name.as_str()])
+            .set(i64::from(up));
+    }
+
+    pub fn count_reconnect(&self) {
+        self.metrics
+            .adapter_reconnects
+            .with_label_values(&[self.name.as_str()])
+            .inc();
+    }
+}
+
+/// Spawns one task per configured adapter; each runs until `shutdown`.
+pub fn spawn_all(
+    adapters: &[AdapterConfig],
+    engine: &EngineClient,
+    clock: Clock,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+    store_dir: &std::path::Path,
+) -> Vec<JoinHandle<()>> {
+    adapters
+        .iter()
+        .map(|a| {
+            let cx = AdapterContext {
+                name: a.name.clone(),
+                sink: EngineSink::new(engine.clone(), clock, &a.name),
+                metrics: metrics.clone(),
+                shutdown: shutdown.clone(),
+                store_dir: store_dir.to_path_buf(),
+            };
+            cx.set_connected(false);
+            let kind = a.kind.clone();
+            tokio::spawn(async move {
+                tracing::info!(source = %cx.name, kind = kind.kind().as_str(), "adapter started");
+                match kind {
+                    AdapterKind::AsteriskAmi(c) => ami::client::run(c, cx).await,
+                    AdapterKind::AsteriskQueueLog(c) => queue_log::tail::run(c, cx).await,
+                    AdapterKind::FreeswitchEsl(c) => esl::client::run(c, cx).await,
+                }
+            })
+        })
+        .collect()
 }

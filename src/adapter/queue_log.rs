@@ -287,3 +287,5 @@ pub fn map_text(
 
 #[cfg(test)]
 mod tests;
+
+pub mod tail;
