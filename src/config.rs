@@ -2014,4 +2014,104 @@ mod tests {
         let c = Config::from_toml_str("[appraisal]\nmoney_per_point = 2.5\n").expect("valid");
         assert_eq!(c.rules.money_per_point, 2.5);
     }
+
+    #[test]
+    fn adapters_from_source_and_sources() {
+        let c = Config::from_toml_str(
+            "[source]\nkind = \"asterisk-ami\"\nname = \"pbx-1\"\naddress = \"10.0.0.5\"\n\
+             username = \"floorwatch\"\nsecret = \"s3cret\"\nagent_id = \"interface\"\n\
+             acw_reasons = [\"ACW\", \"Wrapup\"]\nauto_pause_reason = \"no_answer\"\n\
+             [[sources]]\nkind = \"asterisk-queue-log\"\npath = \"/var/log/asterisk/queue_log\"\n\
+             reorder_window = \"30s\"\n\
+             [[sources]]\nkind = \"freeswitch-esl\"\nname = \"fs\"\naddress = \"fs.local:9000\"\n\
+             password = \"ClueCon\"\nagent_id = \"before-at\"\nbreak_reason = \"lunch\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.source.kind, SourceKind::AsteriskAmi);
+        assert_eq!(c.adapters.len(), 3);
+        assert_eq!(c.adapters[0].name, "pbx-1");
+        match &c.adapters[0].kind {
+            AdapterKind::AsteriskAmi(a) => {
+                assert_eq!(a.address, "10.0.0.5:5038");
+                assert_eq!(a.username, "floorwatch");
+                assert_eq!(a.secret, Secret("s3cret".into()));
+                assert_eq!(
+                    a.settings.agent_id,
+                    crate::adapter::ami::AgentIdRule::Interface
+                );
+                assert_eq!(a.settings.acw_reasons, vec!["ACW", "Wrapup"]);
+                assert_eq!(a.settings.auto_pause_reason, "no_answer");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.adapters[1].name, "asterisk-queue-log");
+        match &c.adapters[1].kind {
+            AdapterKind::AsteriskQueueLog(q) => {
+                assert_eq!(q.path, PathBuf::from("/var/log/asterisk/queue_log"));
+                assert_eq!(q.reorder_window, 30_000);
+                assert_eq!(q.settings, crate::adapter::ami::AmiSettings::default());
+            }
+            other => panic!("{other:?}"),
+        }
+        match &c.adapters[2].kind {
+            AdapterKind::FreeswitchEsl(f) => {
+                assert_eq!(f.address, "fs.local:9000");
+                assert_eq!(f.password, Secret("ClueCon".into()));
+                assert_eq!(
+                    f.settings.agent_id,
+                    crate::adapter::esl::AgentIdRule::BeforeAt
+                );
+                assert_eq!(f.settings.break_reason, "lunch");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Secrets never show in Debug output (logs of the config).
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("ClueCon"),
+            "{shown}"
+        );
+        // The default is the floorwatch protocol and no adapter.
+        let d = Config::from_toml_str("").expect("empty");
+        assert_eq!(d.source.kind, SourceKind::Floorwatch);
+        assert!(d.adapters.is_empty());
+        let f = Config::from_toml_str("[source]\nkind = \"floorwatch\"\n").expect("valid");
+        assert!(f.adapters.is_empty());
+    }
+
+    #[test]
+    fn adapter_errors_name_the_key() {
+        let e = err("[source]\nkind = \"asterisk-ami\"\nusername = \"u\"\nsecret = \"s\"\n");
+        assert_at(&e, "source.address", 2, 8);
+        let e = err("[[sources]]\nkind = \"asterisk-ami\"\naddress = \"pbx\"\nsecret = \"s\"\n");
+        assert_at(&e, "sources[0].username", 2, 8);
+        let e =
+            err("[[sources]]\nkind = \"freeswitch-esl\"\naddress = \"fs:80x\"\npassword = \"p\"\n");
+        assert_at(&e, "sources[0].address", 3, 11);
+        let e =
+            err("[[sources]]\nkind = \"asterisk-queue-log\"\npath = \"/q\"\npassword = \"p\"\n");
+        assert_at(&e, "sources[0].password", 4, 12);
+        let e =
+            err("[[sources]]\nkind = \"asterisk-queue-log\"\npath = \"/q\"\nagent_id = \"uid\"\n");
+        assert_at(&e, "sources[0].agent_id", 4, 12);
+        let e = err("[[sources]]\nkind = \"floorwatch\"\n");
+        assert_at(&e, "sources[0].kind", 2, 8);
+        let e =
+            err("[[sources]]\nkind = \"asterisk-queue-log\"\npath = \"/q\"\nurl = \"ws://x\"\n");
+        assert_at(&e, "sources[0].url", 4, 7);
+        let e = err("[[sources]]\nkind = \"pbx\"\n");
+        assert_eq!(e.line, Some(2), "{e}");
+        let e = err("[source]\npath = \"/q\"\n");
+        assert_at(&e, "source.path", 2, 8);
+        let e = err("[source]\nkind = \"asterisk-queue-log\"\nmode = \"connect\"\npath = \"/q\"\n");
+        assert_at(&e, "source.mode", 3, 8);
+        // Two sources of one kind need names of their own.
+        let e = err(
+            "[[sources]]\nkind = \"asterisk-queue-log\"\npath = \"/a\"\n\
+             [[sources]]\nkind = \"asterisk-queue-log\"\npath = \"/b\"\n",
+        );
+        assert!(e.message.contains("asterisk-queue-log"), "{e}");
+        let e = err("[[sources]]\nkind = \"asterisk-queue-log\"\nname = \"api\"\npath = \"/a\"\n");
+        assert!(e.message.contains("reserved"), "{e}");
+    }
 }

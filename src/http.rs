@@ -251,6 +251,21 @@ async fn readyz(State(s): State<AppState>) -> Result<Json<serde_json::Value>, Ap
     if s.config.source.mode == SourceMode::Connect && s.floor.sources_connected() == 0 {
         return Err(ApiError::Unavailable("source not connected"));
     }
+    // Every phone-system adapter must hold its platform connection (or its file).
+    for a in &s.config.adapters {
+        let up = s
+            .metrics
+            .adapter_connected
+            .with_label_values(&[a.name.as_str()])
+            .get();
+        if up == 0 {
+            return Err(ApiError::NotReady(format!(
+                "source {:?} ({}) not connected",
+                a.name,
+                a.kind.kind().as_str()
+            )));
+        }
+    }
     if let Some(fault) = s.floor.store_fault() {
         return Err(ApiError::NotReady(format!(
             "store failing, not acknowledging: {fault}"

@@ -99,6 +99,37 @@ async fn violations_api_rejects_bad_queries_with_400_json() {
 }
 
 #[tokio::test]
+async fn readyz_names_an_adapter_that_is_not_connected() {
+    // A port nothing listens on: bind one and drop it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let mut c = sup::config();
+    let text = format!(
+        "[[sources]]\nkind = \"freeswitch-esl\"\nname = \"fs-1\"\naddress = \"{closed}\"\npassword = \"p\"\n"
+    );
+    c.adapters = floorwatch::config::Config::from_toml_str(&text)
+        .expect("config")
+        .adapters;
+    let d = sup::start(c).await;
+    let addr = d.local_addr();
+    let (status, _, body) = get(addr, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("fs-1") && body.contains("freeswitch-esl"),
+        "{body}"
+    );
+    assert_eq!(get(addr, "/healthz").await.0, 200, "alive all the same");
+    let (_, _, metrics) = get(addr, "/metrics").await;
+    assert_eq!(
+        sup::sample(&metrics, "floorwatch_adapter_connected{source=\"fs-1\"}"),
+        Some(0.0),
+        "{metrics}"
+    );
+    d.shutdown().await;
+}
+
+#[tokio::test]
 async fn health_wallboard_and_unknown_paths() {
     let d = sup::start(sup::config()).await;
     let addr = d.local_addr();
