@@ -63,6 +63,8 @@ struct Emu {
     logins_refused: AtomicUsize,
     queue_status: AtomicUsize,
     pings: AtomicUsize,
+    /// Connections the client closed.
+    closed: AtomicUsize,
     /// Every action received, with the connection number.
     actions: Mutex<Vec<(usize, AmiMessage)>>,
 }
@@ -103,7 +105,10 @@ impl Emu {
         let mut buf = vec![0; 4096];
         loop {
             let n = match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => {
+                    self.closed.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
                 Ok(n) => n,
             };
             for m in parser.push(&String::from_utf8_lossy(&buf[..n])) {
@@ -618,6 +623,25 @@ async fn a_silent_connection_is_pinged_and_dropped_when_pong_does_not_come() {
     .await;
     assert!(reconnects.is_some_and(|r| r >= 1.0), "{reconnects:?}");
     d.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_the_ami_connection_and_stops_redialing() {
+    let (emu, pbx) = Emu::start(SECRET, Vec::new()).await;
+    let d = daemon(pbx, SECRET, None).await;
+    eventually("logged in", || async {
+        (Emu::count(&emu.queue_status) == 1).then_some(())
+    })
+    .await;
+    d.shutdown().await;
+    eventually("the client closed its connection", || async {
+        (Emu::count(&emu.closed) == 1).then_some(())
+    })
+    .await;
+    // Longer than the first back-off delays: a client still running would have redialed.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let logins = Emu::count(&emu.logins_ok) + Emu::count(&emu.logins_refused);
+    assert_eq!(logins, 1, "no redial after shutdown");
 }
 
 #[test]
