@@ -706,3 +706,19 @@ fn asterisk_ami_source_keys_are_parsed() {
     .expect_err("bad agent_id");
     assert!(e.to_string().contains("membername"), "{e}");
 }
+
+#[test]
+fn the_config_example_of_the_asterisk_page_is_valid() {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/integrations/asterisk.md");
+    let page = std::fs::read_to_string(&p).expect("asterisk.md");
+    let (_, after) = page
+        .split_once("## The AMI client")
+        .expect("AMI client section");
+    let (_, block) = after.split_once("```toml\n").expect("a toml block");
+    let (toml, _) = block.split_once("```").expect("block end");
+    let c = Config::from_toml_str(toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    assert!(matches!(
+        c.adapters.as_slice(),
+        [a] if a.name == "pbx-1" && matches!(a.kind, AdapterKind::AsteriskAmi(_))
+    ));
+}
