@@ -100,6 +100,10 @@ pub struct AmiSource {
     pub username: String,
     pub secret: Secret,
     pub settings: crate::adapter::ami::AmiSettings,
+    /// Silence after which the client sends `Action: Ping`; a third of it without an
+    /// answer drops the connection. [`crate::adapter::ami::client::KEEPALIVE`]; not a key
+    /// of the file (tests shorten it).
+    pub keepalive: std::time::Duration,
 }
 
 /// `kind = "asterisk-queue-log"`.
@@ -1425,6 +1429,7 @@ impl Check<'_> {
                         "the manager.conf secret",
                     )?),
                     settings,
+                    keepalive: ami::client::KEEPALIVE,
                 })
             }
             SourceKind::AsteriskQueueLog => {

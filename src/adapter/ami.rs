@@ -308,6 +308,12 @@ impl AmiMapper {
     /// The `Action:` to send after (re)connecting; its answer becomes one `snapshot`.
     pub const QUEUE_STATUS_ACTION: &'static str = "Action: QueueStatus\r\n\r\n";
 
+    /// The connection is gone: a `QueueStatus` answer cut short is dropped (the next
+    /// connection asks again). Members, rings and calls are kept until that answer.
+    pub fn connection_lost(&mut self) {
+        self.status = None;
+    }
+
     /// Maps one message received at `received`. The event time is the `Timestamp` header
     /// (sent with `timestampevents = yes` in manager.conf) when present, else `received`.
     /// Messages that mean nothing to the floor give no events.

@@ -21,6 +21,7 @@ use crate::config::{AdapterConfig, AdapterKind};
 use crate::daemon::{BatchReply, ConnId, EngineClient, EngineStopped};
 use crate::event::{Event, Id};
 use crate::metrics::Metrics;
+use crate::time::Timestamp;
 
 /// Where an adapter's events go: the engine task, as one source connection.
 pub struct EngineSink {
@@ -43,6 +44,11 @@ impl EngineSink {
     /// The source name events are journaled under.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The daemon's time now: the receive time of what an adapter just read.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     /// The platform is connected: registers the source connection (counted by

@@ -2,6 +2,7 @@
 
 mod alert_rules;
 mod alerts;
+mod ami_live;
 mod asterisk;
 mod browser;
 mod cli;

@@ -285,3 +285,29 @@ Event: QueueStatusComplete\nEventList: Complete\nListItems: 4\nTimestamp: 179582
     let got = bodies(&run(&mut m, &ADDED.replace("sales", "support")));
     assert_eq!(got, vec![state("li.na", PresenceState::Ready, "")]);
 }
+
+#[test]
+fn a_queue_status_answer_cut_short_by_a_lost_connection_is_dropped() {
+    let mut m = AmiMapper::default();
+    let member = |name: &str| {
+        format!("Event: QueueMember\nQueue: sales\nName: {name}\nLocation: PJSIP/1\nLoginTime: 1795827600\nInCall: 0\nPaused: 0\n\n")
+    };
+    assert!(run(&mut m, &member("gone.agent")).is_empty());
+    m.connection_lost();
+    let evs = run(
+        &mut m,
+        &format!(
+            "{}Event: QueueStatusComplete\nEventList: Complete\nListItems: 1\n\n",
+            member("li.na")
+        ),
+    );
+    let [Event {
+        body: Body::Snapshot { agents, .. },
+        ..
+    }] = evs.as_slice()
+    else {
+        panic!("{evs:?}")
+    };
+    let names: Vec<&str> = agents.iter().map(|a| a.agent.as_str()).collect();
+    assert_eq!(names, ["li.na"]);
+}
