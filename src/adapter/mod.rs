@@ -40,6 +40,11 @@ impl EngineSink {
         }
     }
 
+    /// The wall time, from the daemon's clock (adapters must not read the system clock).
+    pub fn now(&self) -> crate::time::Timestamp {
+        self.clock.now()
+    }
+
     /// The source name events are journaled under.
     pub fn source(&self) -> &str {
         &self.source
