@@ -396,8 +396,7 @@ impl Tail {
                             continue;
                         }
                         rotation_seen = true;
-                    }
-                    if meta.len() < self.lines.position() {
+                    } else if meta.len() < self.lines.position() {
                         tracing::info!(source = %self.cx.name, "queue_log truncated, reading it from its start");
                         self.lines = LineReader::default();
                         self.file
