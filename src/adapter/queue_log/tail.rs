@@ -381,35 +381,32 @@ impl Tail {
                 continue;
             }
             // At the end of what is written: rotated, truncated, or just quiet?
-            match tokio::fs::metadata(&self.config.path).await {
-                Ok(meta) => {
-                    let (dev, ino) = identity(&meta);
-                    if (dev, ino) != (self.state.dev, self.state.ino) {
-                        // Asterisk writes to the renamed file until it reopens its log: move
-                        // on once the old file has stayed quiet for a whole poll.
-                        if rotation_seen && !grew {
-                            tracing::info!(source = %self.cx.name, "queue_log rotated, following the new file");
-                            self.lines.finish(&mut pieces);
-                            self.handle(&mut pieces).await?;
-                            self.reopen(false).await?;
-                            rotation_seen = false;
-                            continue;
-                        }
-                        rotation_seen = true;
-                    } else if meta.len() < self.lines.position() {
-                        tracing::info!(source = %self.cx.name, "queue_log truncated, reading it from its start");
-                        self.lines = LineReader::default();
-                        self.file
-                            .seek(std::io::SeekFrom::Start(0))
-                            .await
-                            .map_err(|e| self.io_stop(e))?;
-                        self.state.first_line = None;
-                        self.next_generation().await;
+            // A path renamed away and not created again yet: keep reading the old handle.
+            if let Ok(meta) = tokio::fs::metadata(&self.config.path).await {
+                let (dev, ino) = identity(&meta);
+                if (dev, ino) != (self.state.dev, self.state.ino) {
+                    // Asterisk writes to the renamed file until it reopens its log: move
+                    // on once the old file has stayed quiet for a whole poll.
+                    if rotation_seen && !grew {
+                        tracing::info!(source = %self.cx.name, "queue_log rotated, following the new file");
+                        self.lines.finish(&mut pieces);
+                        self.handle(&mut pieces).await?;
+                        self.reopen(false).await?;
+                        rotation_seen = false;
                         continue;
                     }
+                    rotation_seen = true;
+                } else if meta.len() < self.lines.position() {
+                    tracing::info!(source = %self.cx.name, "queue_log truncated, reading it from its start");
+                    self.lines = LineReader::default();
+                    self.file
+                        .seek(std::io::SeekFrom::Start(0))
+                        .await
+                        .map_err(|e| self.io_stop(e))?;
+                    self.state.first_line = None;
+                    self.next_generation().await;
+                    continue;
                 }
-                // Renamed away and not created again yet: keep the old handle.
-                Err(_) => {}
             }
             grew = false;
             let until = self.cx.sink.now().plus(-self.config.reorder_window);
