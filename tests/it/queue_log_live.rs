@@ -218,7 +218,11 @@ async fn queue_log_written_bit_by_bit_gives_the_story_violations() {
         metric(&d, r#"floorwatch_adapter_connected{source="pbx"}"#).await,
         0.0
     );
-    write_slowly(&path, &lines()).await;
+    // Two lines that are not queue_log lines: skipped, counted, nothing else changes.
+    let mut input = lines();
+    input.insert(5, "1795827904|not a line\n".to_string());
+    input.insert(9, format!("1795828080|{}\n", "x".repeat(70 * 1024)));
+    write_slowly(&path, &input).await;
     let n = mapped().len() as u64;
     wait_applied(&d, n).await;
     assert_eq!(applied(&d).await, n, "each event applied once");
@@ -230,6 +234,14 @@ async fn queue_log_written_bit_by_bit_gives_the_story_violations() {
         .await,
         1.0,
         "CONFIGRELOAD"
+    );
+    assert_eq!(
+        metric(
+            &d,
+            r#"floorwatch_adapter_messages_total{outcome="malformed",source="pbx"}"#
+        )
+        .await,
+        2.0
     );
     finish(d, &store).await;
     let state: Value =
@@ -288,6 +300,10 @@ async fn queue_log_copytruncate_starts_over_without_loss() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     write_slowly(&path, rest).await;
     finish(d, &store).await;
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(store.join("queue_log-pbx.json")).unwrap())
+            .expect("state json");
+    assert_eq!(state["generation"], 1, "{state}");
 }
 
 #[tokio::test]
