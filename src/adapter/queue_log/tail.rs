@@ -37,7 +37,11 @@ const POLL: Duration = Duration::from_millis(250);
 /// A longer line is counted malformed and skipped (bounds memory on a garbled file).
 pub const MAX_LINE: usize = 64 * 1024;
 /// The first line kept in the state file at most (bytes).
-const FIRST_LINE_KEPT: usize = 256;
+const FIRST_LINE_KEPT: usize = 200;
+/// Bytes read to find the first line on start: enough that the kept prefix of a longer
+/// line is the same as when the line is read whole (a raw byte gives at least one byte of
+/// text).
+const FIRST_LINE_READ: usize = 1024;
 /// At most one malformed-line warning per this long (the rest are counted).
 const MALFORMED_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -47,7 +51,7 @@ pub struct TailState {
     pub dev: u64,
     pub ino: u64,
     pub generation: u64,
-    /// The file's first line (at most 256 bytes), once it has one: tells a file reusing the
+    /// The file's first line (at most 200 bytes), once it has one: tells a file reusing the
     /// inode of a removed one apart.
     pub first_line: Option<String>,
 }
@@ -115,6 +119,31 @@ fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
         let _ = meta;
         (0, 0)
     }
+}
+
+/// The generation of the file found at the path on start: the saved one if it is the same
+/// file (device, inode and first line), the next one if not; without a saved state, that of
+/// the journal's resume point (or 0). Never below the resume point's generation (a state
+/// write may have been lost).
+pub fn generation_at_start(
+    saved: Option<&TailState>,
+    (dev, ino): (u64, u64),
+    first_line: Option<&str>,
+    resume: Option<u64>,
+) -> u64 {
+    let resumed = resume.map(generation_of).unwrap_or(0);
+    let g = match saved {
+        None => resumed,
+        Some(s)
+            if s.dev == dev
+                && s.ino == ino
+                && (s.first_line.is_none() || s.first_line.as_deref() == first_line) =>
+        {
+            s.generation
+        }
+        Some(s) => s.generation + 1,
+    };
+    g.max(resumed)
 }
 
 /// One piece of input cut by [`LineReader`].
@@ -286,11 +315,22 @@ async fn open_wait(path: &Path, cx: &mut AdapterContext) -> Option<tokio::fs::Fi
     }
 }
 
-/// The file's first complete line (at most [`FIRST_LINE_KEPT`] bytes); the handle is put
-/// back at offset 0.
+/// What the state file keeps of a first line: at most [`FIRST_LINE_KEPT`] bytes of its
+/// text, without the line end.
+pub fn kept_first_line(text: &str) -> String {
+    let t = text.trim_end_matches(['\r', '\n']);
+    let mut end = t.len().min(FIRST_LINE_KEPT);
+    while !t.is_char_boundary(end) {
+        end -= 1;
+    }
+    t[..end].to_string()
+}
+
+/// The file's first line as [`kept_first_line`] keeps it (`None` while it has no complete
+/// line shorter than [`FIRST_LINE_READ`]); the handle is put back at offset 0.
 async fn first_line(file: &mut tokio::fs::File) -> std::io::Result<Option<String>> {
     file.seek(std::io::SeekFrom::Start(0)).await?;
-    let mut buf = vec![0u8; FIRST_LINE_KEPT + 1];
+    let mut buf = vec![0u8; FIRST_LINE_READ];
     let mut n = 0;
     while n < buf.len() {
         let k = file.read(&mut buf[n..]).await?;
@@ -301,13 +341,12 @@ async fn first_line(file: &mut tokio::fs::File) -> std::io::Result<Option<String
     }
     file.seek(std::io::SeekFrom::Start(0)).await?;
     let got = &buf[..n];
-    Ok(match got.iter().position(|&b| b == b'\n') {
-        Some(i) => Some(String::from_utf8_lossy(&got[..i]).into_owned()),
-        None if n > FIRST_LINE_KEPT => {
-            Some(String::from_utf8_lossy(&got[..FIRST_LINE_KEPT]).into_owned())
-        }
-        None => None,
-    })
+    let line = match got.iter().position(|&b| b == b'\n') {
+        Some(i) => &got[..i],
+        None if n == FIRST_LINE_READ => got,
+        None => return Ok(None),
+    };
+    Ok(Some(kept_first_line(&String::from_utf8_lossy(line))))
 }
 
 impl Tail {
@@ -319,26 +358,14 @@ impl Tail {
         let first = first_line(&mut self.file)
             .await
             .map_err(|e| self.io_stop(e))?;
-        let resumed_generation = resume.map(generation_of);
-        let generation = match load_state(&self.state_path) {
-            None => {
-                tracing::info!(source = %self.cx.name, path = %self.config.path.display(), "queue_log: no tail state, reading the file from its start");
-                resumed_generation.unwrap_or(0)
-            }
-            Some(s)
-                if s.dev == dev
-                    && s.ino == ino
-                    && (s.first_line.is_none() || s.first_line == first) =>
-            {
-                s.generation
-            }
-            Some(s) => {
-                tracing::info!(source = %self.cx.name, "queue_log: another file than before the restart, new generation");
-                s.generation + 1
-            }
-        };
-        // The journal may know a newer generation than a state file whose write was lost.
-        let generation = generation.max(resumed_generation.unwrap_or(0));
+        let saved = load_state(&self.state_path);
+        if saved.is_none() {
+            tracing::info!(source = %self.cx.name, path = %self.config.path.display(), "queue_log: no tail state, reading the file from its start");
+        }
+        let generation = generation_at_start(saved.as_ref(), (dev, ino), first.as_deref(), resume);
+        if saved.is_some_and(|s| s.generation != generation) {
+            tracing::info!(source = %self.cx.name, generation, "queue_log: another file than before the restart, new generation");
+        }
         self.state = TailState {
             dev,
             ino,
@@ -460,12 +487,7 @@ impl Tail {
                 )),
                 Piece::Line { text, offset, line } => {
                     if line == 1 && self.state.first_line.is_none() {
-                        let t = text.trim_end_matches(['\r', '\n']);
-                        let mut end = t.len().min(FIRST_LINE_KEPT);
-                        while !t.is_char_boundary(end) {
-                            end -= 1;
-                        }
-                        self.state.first_line = Some(t[..end].to_string());
+                        self.state.first_line = Some(kept_first_line(&text));
                         save_state(&self.state_path, &self.state).await;
                     }
                     if text.trim().is_empty() {
@@ -589,6 +611,41 @@ mod tests {
         );
         assert_eq!(r.position(), next + 4);
         assert!(r.buf.capacity() <= 2 * MAX_LINE);
+    }
+
+    #[test]
+    fn a_restart_keeps_the_generation_of_the_same_file_only() {
+        let saved = TailState {
+            dev: 1,
+            ino: 7,
+            generation: 3,
+            first_line: Some("1|a".into()),
+        };
+        let resume = Some((3 << 40) | 400);
+        let g = |id, first, resume| generation_at_start(Some(&saved), id, first, resume);
+        assert_eq!(g((1, 7), Some("1|a"), resume), 3);
+        // Rotated while down: another inode, or the same inode with other content.
+        assert_eq!(g((1, 8), Some("1|a"), resume), 4);
+        assert_eq!(g((1, 7), Some("2|b"), resume), 4);
+        assert_eq!(g((1, 7), None, resume), 4, "emptied by copytruncate");
+        // The journal is ahead of a lost state write.
+        assert_eq!(g((1, 7), Some("1|a"), Some(5 << 40)), 5);
+        // No state: a first start, or the resume point's generation.
+        assert_eq!(generation_at_start(None, (1, 7), None, None), 0);
+        assert_eq!(generation_at_start(None, (1, 7), None, resume), 3);
+    }
+
+    #[test]
+    fn the_first_line_kept_is_the_same_read_whole_or_in_part() {
+        let line = format!("{}|NONE|销售|a|ADDMEMBER|\r\n", "1".repeat(150)).repeat(20);
+        let whole = kept_first_line(&line);
+        assert!(
+            whole.len() <= FIRST_LINE_KEPT && whole.len() > 190,
+            "{whole}"
+        );
+        let part = String::from_utf8_lossy(&line.as_bytes()[..FIRST_LINE_READ]);
+        assert_eq!(kept_first_line(&part), whole);
+        assert_eq!(kept_first_line("1|a|b\r\n"), "1|a|b");
     }
 
     #[test]
