@@ -397,6 +397,10 @@ impl Tail {
                 Err(e) => {
                     // A handle that errors is as good as rotated away: reopen the path.
                     tracing::warn!(source = %self.cx.name, error = %e, "queue_log read failed, reopening");
+                    tokio::select! {
+                        _ = self.cx.shutdown.cancelled() => return Err(Stop),
+                        _ = tokio::time::sleep(POLL * 4) => {}
+                    }
                     self.reopen(true).await?;
                     continue;
                 }
