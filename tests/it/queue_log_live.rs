@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use floorwatch::adapter::ami::AmiSettings;
 use floorwatch::adapter::queue_log::map_text;
-use floorwatch::config::{AdapterConfig, AdapterKind, QueueLogSource, RulesConfig};
+use floorwatch::config::{AdapterConfig, AdapterKind, Config, RulesConfig};
 use floorwatch::daemon::DaemonHandle;
 use floorwatch::engine::{Effect, Engine};
 use floorwatch::event::Event;
@@ -105,17 +105,20 @@ fn stored_events(dir: &Path) -> Vec<String> {
     )
 }
 
+/// A daemon tailing `path`, configured as a user would.
 async fn daemon(store: &Path, path: &Path) -> DaemonHandle {
+    let toml = format!(
+        "[[sources]]\nname = \"pbx\"\nkind = \"asterisk-queue-log\"\npath = {:?}\nreorder_window = \"2s\"\n",
+        path.display().to_string()
+    );
+    let parsed = Config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{toml}: {e}"));
+    assert!(matches!(
+        &parsed.adapters[..],
+        [AdapterConfig { kind: AdapterKind::AsteriskQueueLog(q), .. }] if q.reorder_window == 2_000
+    ));
     let mut c = sup::config();
     c.store.dir = store.to_path_buf();
-    c.adapters.push(AdapterConfig {
-        name: "pbx".into(),
-        kind: AdapterKind::AsteriskQueueLog(QueueLogSource {
-            path: path.to_path_buf(),
-            reorder_window: 2_000,
-            settings: AmiSettings::default(),
-        }),
-    });
+    c.adapters = parsed.adapters;
     sup::start(c).await
 }
 
