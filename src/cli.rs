@@ -36,6 +36,37 @@ pub enum Command {
     Report(ReportArgs),
     /// Write the stored events of a period as protocol NDJSON (for `replay`).
     Export(ExportArgs),
+    /// Map a phone system's historical log to protocol NDJSON (for `replay`).
+    Import(ImportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    pub what: ImportCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// Asterisk's queue_log file: one protocol event per line, with `seq`.
+    #[command(name = "queue_log", alias = "queue-log")]
+    QueueLog(ImportQueueLogArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImportQueueLogArgs {
+    /// The queue_log file; `-` is stdin.
+    pub file: PathBuf,
+    /// Config file (TOML): the settings of its `asterisk-queue-log` source (agent_id,
+    /// acw_reasons, auto_pause_reason, reorder_window); without one, the defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Which `asterisk-queue-log` source of the config, when it has several.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Write the NDJSON here instead of stdout.
+    #[arg(short = 'o', long = "out")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -11,6 +11,8 @@
 //!   (violations raised and cleared, views changed). No tokio, no clock, no I/O.
 //! - [`replay`]: runs NDJSON files through the engine in event time (the audit tool) and
 //!   writes violations and the appraisal CSV.
+//! - [`import`]: `floorwatch import`: a phone system's historical log (Asterisk
+//!   `queue_log`) mapped to protocol NDJSON, for `replay`.
 //! - [`journal`]: the append-only, checksummed segment log of accepted events (opaque
 //!   records); its durability contract and crash recovery.
 //! - [`store`]: the durable record under `store.dir`: the journal of accepted events and the
@@ -46,6 +48,7 @@ pub mod event;
 pub mod feed;
 pub mod floor;
 pub mod http;
+pub mod import;
 pub mod ingest;
 pub mod journal;
 pub mod metrics;

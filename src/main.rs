@@ -12,6 +12,7 @@ fn main() {
         Command::Simulate(a) => floorwatch::simulate::main(a),
         Command::Report(a) => floorwatch::report::report_main(a),
         Command::Export(a) => floorwatch::report::export_main(a),
+        Command::Import(a) => floorwatch::import::main(a),
     };
     if let Err(e) = result {
         eprintln!("floorwatch: {e:#}");

@@ -41,14 +41,14 @@ impl EngineSink {
         }
     }
 
+    /// The wall time, from the daemon's clock (adapters must not read the system clock).
+    pub fn now(&self) -> crate::time::Timestamp {
+        self.clock.now()
+    }
+
     /// The source name events are journaled under.
     pub fn source(&self) -> &str {
         &self.source
-    }
-
-    /// The daemon's time now: the receive time of what an adapter just read.
-    pub fn now(&self) -> Timestamp {
-        self.clock.now()
     }
 
     /// The platform is connected: registers the source connection (counted by

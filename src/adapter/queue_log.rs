@@ -2,7 +2,8 @@
 //! parser and the pure mapper to protocol events.
 //!
 //! Owns: parsing lines, the membership state and a bounded reordering window. Must not: read
-//! files, tail or follow rotation (the I/O side, not written yet), or read the clock.
+//! files, tail or follow rotation (that is [`tail`]), or read the clock (the tail passes the
+//! wall time to [`QueueLogMapper::release_until`]).
 //!
 //! `queue_log` has no ring-start line: a ring's start is derived from the duration a later
 //! line reports (`CONNECT` ring time in seconds, `RINGNOANSWER` and `RINGCANCELED` in
@@ -82,7 +83,9 @@ pub struct QueueLogStats {
 /// Each event's `seq` derives from the byte offset of its line (`offset * 4 + k` for the
 /// `k`-th event of the line, raised where needed to stay strictly increasing in release
 /// order), so re-reading the same file from the start gives the same numbers and the engine
-/// drops them as duplicates.
+/// drops them as duplicates. A tail that follows rotation numbers each file with a
+/// generation ([`QueueLogMapper::set_generation`]): `seq = generation << 40 | offset * 4 + k`,
+/// so the events of a newer file always number above those of an older one.
 #[derive(Debug)]
 pub struct QueueLogMapper {
     settings: AmiSettings,
@@ -92,7 +95,18 @@ pub struct QueueLogMapper {
     newest: Option<Timestamp>,
     released_until: Option<Timestamp>,
     last_seq: Option<u64>,
+    /// `generation << GENERATION_SHIFT`, or-ed into every `seq`.
+    seq_base: u64,
     stats: QueueLogStats,
+}
+
+/// Bits of `seq` below the generation: `offset * 4 + k` stays below `1 << 40` for files up
+/// to 256 GiB.
+pub const GENERATION_SHIFT: u32 = 40;
+
+/// The generation a `seq` was numbered in.
+pub fn generation_of(seq: u64) -> u64 {
+    seq >> GENERATION_SHIFT
 }
 
 impl QueueLogMapper {
@@ -107,8 +121,17 @@ impl QueueLogMapper {
             newest: None,
             released_until: None,
             last_seq: None,
+            seq_base: 0,
             stats: QueueLogStats::default(),
         }
+    }
+
+    /// Numbers the lines read from now on as file `generation` (0 at first): offsets start
+    /// over in a new file, the generation keeps `seq` increasing. Events still held keep
+    /// their numbers; the membership state carries over (members stay in their queues
+    /// across a log rotation).
+    pub fn set_generation(&mut self, generation: u64) {
+        self.seq_base = generation << GENERATION_SHIFT;
     }
 
     pub fn stats(&self) -> &QueueLogStats {
@@ -130,7 +153,7 @@ impl QueueLogMapper {
         self.stats.lines += 1;
         let bodies = self.map(&l, line)?;
         for (k, (ts, body)) in bodies.into_iter().enumerate() {
-            let own = offset * 4 + k as u64;
+            let own = self.seq_base | (offset * 4 + k as u64);
             if self.released_until.is_some_and(|r| ts < r) {
                 self.stats.late += 1;
             }
@@ -147,6 +170,18 @@ impl QueueLogMapper {
         self.newest = self.newest.max(Some(l.ts));
         let cut = self.newest.map(|n| n.plus(-self.window));
         Ok(self.release(cut))
+    }
+
+    /// Releases the events held with a time at or before `until`, in time order: a tail
+    /// passes the wall time minus the window, so that on a quiet floor events are not held
+    /// until the next line is written.
+    pub fn release_until(&mut self, until: Timestamp) -> Vec<Event> {
+        self.release(Some(until))
+    }
+
+    /// How many events are held.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 
     /// End of input: everything still held, in time order.

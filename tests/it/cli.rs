@@ -77,3 +77,108 @@ fn run_with_a_bad_config_exits_78_before_binding() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("rules.break_overrun.points"), "{err}");
 }
+
+fn asterisk_fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/asterisk")
+        .join(name)
+}
+
+fn replay(path: &std::path::Path) -> String {
+    let out = floorwatch().arg("replay").arg(path).output().expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[test]
+fn import_queue_log_then_replay_gives_the_story_violations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = floorwatch()
+        .args(["import", "queue_log"])
+        .arg(asterisk_fixture("queue_log"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let events: Vec<_> = text
+        .lines()
+        .map(|l| floorwatch::event::decode_event(l).unwrap_or_else(|(_, e)| panic!("{l}: {e}")))
+        .collect();
+    assert_eq!(events.len(), 26, "{text}");
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[0].seq < w[1].seq && w[0].ts <= w[1].ts),
+        "seq strictly increasing in time order"
+    );
+    assert!(events.iter().all(|e| e.seq.is_some()));
+    // The fixture's three comment lines are not queue_log lines.
+    for n in 1..=3 {
+        assert!(err.contains(&format!("line {n}: ")), "{err}");
+    }
+    assert!(err.contains("26 events"), "{err}");
+    assert!(err.contains("CONFIGRELOAD 1"), "{err}");
+    let imported = dir.path().join("imported.ndjson");
+    std::fs::write(&imported, &text).expect("write");
+    let got = replay(&imported);
+    assert!(got.lines().count() >= 3, "{got}");
+    assert_eq!(got, replay(&asterisk_fixture("story.ndjson")));
+}
+
+#[test]
+fn import_queue_log_reports_a_malformed_line_by_number_and_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text =
+        "100|c|q|NONE|ENTERQUEUE||1|1\n110|c|q|a|RINGNOANSWER|soon\n120|c|q|NONE|ABANDON|1|1|20\n";
+    let input = dir.path().join("queue_log");
+    std::fs::write(&input, text).expect("write");
+    let config = dir.path().join("floorwatch.toml");
+    std::fs::write(
+        &config,
+        "[[sources]]\nname = \"pbx\"\nkind = \"asterisk-queue-log\"\npath = \"/nonexistent\"\nreorder_window = \"5s\"\n",
+    )
+    .expect("write");
+    let output = dir.path().join("out.ndjson");
+    let out = floorwatch()
+        .args(["import", "queue_log"])
+        .arg(&input)
+        .arg("--config")
+        .arg(&config)
+        .args(["--name", "pbx", "-o"])
+        .arg(&output)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("line 2: RINGNOANSWER field 1 \"soon\" is not a number"),
+        "{err}"
+    );
+    assert!(err.contains("1 malformed"), "{err}");
+    assert!(out.stdout.is_empty(), "events go to -o");
+    let written = std::fs::read_to_string(&output).expect("read");
+    let types: Vec<_> = written
+        .lines()
+        .map(|l| {
+            floorwatch::event::decode_event(l)
+                .expect("event")
+                .body
+                .type_name()
+        })
+        .collect();
+    assert_eq!(types, vec!["call.queued", "call.abandoned"]);
+    let out = floorwatch()
+        .args(["import", "queue_log"])
+        .arg(&input)
+        .arg("--config")
+        .arg(&config)
+        .args(["--name", "other"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -20,6 +20,7 @@ mod ingest;
 mod ingest_connect;
 mod journal;
 mod metrics;
+mod queue_log_live;
 mod report;
 mod servers;
 mod simulate;

@@ -170,3 +170,61 @@ fn unknown_events_are_counted_and_bad_lines_name_their_number() {
         "line 2: RINGNOANSWER field 1 \"soon\" is not a number"
     );
 }
+
+#[test]
+fn a_new_generation_numbers_above_the_old_one_and_keeps_members() {
+    let mut m = QueueLogMapper::new(AmiSettings::default(), 0);
+    let a = m
+        .handle_line("1|NONE|sales|a|ADDMEMBER|\n", 500, 9)
+        .unwrap();
+    assert_eq!(a[0].seq, Some(2000));
+    m.set_generation(1);
+    // A rotated file starts over at offset 0, but numbers above everything before it.
+    let b = m.handle_line("2|NONE|sales|a|PAUSE|lunch\n", 0, 1).unwrap();
+    assert_eq!(b[0].seq, Some(1 << 40));
+    assert_eq!(generation_of(b[0].seq.unwrap()), 1);
+    // The membership of the old file carried over: the pause is a state change, not a login.
+    assert!(matches!(b[0].body, Body::AgentState { .. }), "{b:?}");
+    m.set_generation(2);
+    let c = m.handle_line("3|c|sales|a|CONNECT|1|d|1\n", 26, 2).unwrap();
+    assert_eq!(
+        c.iter().map(|e| e.seq.unwrap()).collect::<Vec<_>>(),
+        vec![(2 << 40) | 104, (2 << 40) | 105]
+    );
+}
+
+#[test]
+fn release_until_lets_a_quiet_floor_through_and_later_rings_stay_increasing() {
+    let mut m = QueueLogMapper::new(AmiSettings::default(), 60_000);
+    assert!(m
+        .handle_line("100|c|q|NONE|ENTERQUEUE||1|1\n", 0, 1)
+        .unwrap()
+        .is_empty());
+    assert!(m
+        .handle_line("110|d|q|NONE|ENTERQUEUE||1|1\n", 29, 2)
+        .unwrap()
+        .is_empty());
+    assert_eq!(m.pending(), 2);
+    // Wall time minus the window has passed the first line only.
+    let got = m.release_until(Timestamp(105_000));
+    assert_eq!(types(&got), vec![(100, "call.queued")]);
+    assert_eq!(m.pending(), 1);
+    assert!(
+        m.release_until(Timestamp(105_000)).is_empty(),
+        "nothing twice"
+    );
+    let got = m.release_until(Timestamp(200_000));
+    assert_eq!(types(&got), vec![(110, "call.queued")]);
+    // A ring longer than the window starts before what was released: late, yet numbered
+    // above it so the engine does not drop it as a duplicate.
+    let got = m.handle_line("130|c|q|a|CONNECT|30|d|29\n", 58, 3).unwrap();
+    assert!(got.is_empty());
+    let got = m.release_until(Timestamp(200_000));
+    assert_eq!(
+        types(&got),
+        vec![(101, "call.ringing"), (130, "call.answered")]
+    );
+    assert_eq!(m.stats().late, 1);
+    let seqs: Vec<_> = got.iter().map(|e| e.seq.unwrap()).collect();
+    assert!(seqs[0] > 116 && seqs[1] > seqs[0], "{seqs:?}");
+}

@@ -1,0 +1,342 @@
+//! The `queue_log` tail in a running daemon: the fixture's lines written to a file bit by
+//! bit (lines split across writes), through rotation (rename and copytruncate) and a daemon
+//! restart, give exactly the events and the violations of the mapped file, each once.
+//!
+//! The story's timestamps are in the past: with `source.idle` at an hour (`config()`) the
+//! engine clock follows event time only, so deadlines fire as later lines arrive, and every
+//! event is older than wall time minus the 2 s window, so the tail releases what it has read
+//! as soon as it reaches the end of the file.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use floorwatch::adapter::ami::AmiSettings;
+use floorwatch::adapter::queue_log::map_text;
+use floorwatch::config::{AdapterConfig, AdapterKind, Config, RulesConfig};
+use floorwatch::daemon::DaemonHandle;
+use floorwatch::engine::{Effect, Engine};
+use floorwatch::event::Event;
+use floorwatch::time::Timestamp;
+use serde_json::Value;
+
+use crate::daemon_support as sup;
+
+/// The fixture's lines without its comments.
+fn lines() -> Vec<String> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/asterisk/queue_log");
+    std::fs::read_to_string(&p)
+        .expect("fixture")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+fn mapped() -> Vec<Event> {
+    map_text(&lines().concat(), AmiSettings::default(), 60_000)
+        .expect("fixture maps")
+        .0
+}
+
+type Found = BTreeSet<(String, String, String, i64)>;
+
+/// (rule, kind, agent, at) of the violations the events raise, as asterisk.rs computes them.
+fn expected_violations() -> Found {
+    let events = mapped();
+    let mut engine = Engine::new(RulesConfig::default());
+    let mut out = Vec::new();
+    for e in &events {
+        engine.handle_event("pbx", e, &mut out);
+    }
+    let end = events.iter().map(|e| e.ts).max().expect("events");
+    engine.finish(end, &mut out);
+    let found: Found = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Violation(v) => Some((
+                v.rule.as_str().to_string(),
+                v.kind.as_str().to_string(),
+                v.agent.to_string(),
+                v.at.0,
+            )),
+            _ => None,
+        })
+        .collect();
+    assert!(found.len() >= 3, "{found:?}");
+    found
+}
+
+/// Every event as JSON without its `seq`, sorted: what must be stored, each once.
+fn canonical(events: impl IntoIterator<Item = Value>) -> Vec<String> {
+    let mut v: Vec<String> = events
+        .into_iter()
+        .map(|mut e| {
+            if let Some(o) = e.as_object_mut() {
+                for k in ["seq", "source_seq", "source"] {
+                    o.remove(k);
+                }
+            }
+            e.to_string()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn expected_events() -> Vec<String> {
+    canonical(
+        mapped()
+            .iter()
+            .map(|e| serde_json::from_str(&e.to_json()).expect("json")),
+    )
+}
+
+/// The events in the store's journal (read after the daemon stopped).
+fn stored_events(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    floorwatch::report::export(dir, None, None, &mut out).expect("export");
+    canonical(
+        String::from_utf8(out)
+            .expect("utf-8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json")),
+    )
+}
+
+/// A daemon tailing `path`, configured as a user would.
+async fn daemon(store: &Path, path: &Path) -> DaemonHandle {
+    let toml = format!(
+        "[[sources]]\nname = \"pbx\"\nkind = \"asterisk-queue-log\"\npath = {:?}\nreorder_window = \"2s\"\n",
+        path.display().to_string()
+    );
+    let parsed = Config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{toml}: {e}"));
+    assert!(matches!(
+        &parsed.adapters[..],
+        [AdapterConfig { kind: AdapterKind::AsteriskQueueLog(q), .. }] if q.reorder_window == 2_000
+    ));
+    let mut c = sup::config();
+    c.store.dir = store.to_path_buf();
+    c.adapters = parsed.adapters;
+    sup::start(c).await
+}
+
+async fn violations(d: &DaemonHandle) -> Found {
+    let (status, v) = sup::get_json(
+        d.local_addr(),
+        "/api/v1/violations?from=2026-11-28T00:00:00Z&to=2026-11-29T00:00:00Z",
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    v["violations"]
+        .as_array()
+        .expect("violations")
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            let at = Timestamp::parse_flexible(&s("at")).expect("at").0;
+            (s("rule"), s("kind"), s("agent"), at)
+        })
+        .collect()
+}
+
+/// Events applied by this daemon process (duplicates excluded), all types.
+async fn applied(d: &DaemonHandle) -> u64 {
+    let (_, _, text) = sup::get(d.local_addr(), "/metrics").await;
+    text.lines()
+        .filter(|l| l.starts_with("floorwatch_events_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+async fn metric(d: &DaemonHandle, series: &str) -> f64 {
+    let (_, _, text) = sup::get(d.local_addr(), "/metrics").await;
+    sup::sample(&text, series).unwrap_or(0.0)
+}
+
+/// Appends `lines` to `path`, each cut in two writes with a pause between, so the tail sees
+/// partial lines.
+async fn write_slowly(path: &Path, lines: &[String]) {
+    for l in lines {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("open");
+        let cut = l.len() / 2;
+        f.write_all(&l.as_bytes()[..cut]).expect("write");
+        f.flush().expect("flush");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        f.write_all(&l.as_bytes()[cut..]).expect("write");
+        f.flush().expect("flush");
+    }
+}
+
+async fn wait_applied(d: &DaemonHandle, n: u64) {
+    sup::eventually(&format!("{n} events applied"), || async {
+        (applied(d).await >= n).then_some(())
+    })
+    .await;
+}
+
+/// Waits until the daemon raised the story's violations; checks it stored each event once.
+async fn finish(d: DaemonHandle, store: &Path) {
+    let want = expected_violations();
+    let deadline = tokio::time::Instant::now() + sup::WAIT;
+    loop {
+        let got = violations(&d).await;
+        if got == want {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "violations: got {got:#?}, want {want:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The last lines (logouts) raise nothing: wait for them before stopping.
+    sup::eventually("the logouts", || async {
+        (metric(&d, r#"floorwatch_events_total{type="agent.logout"}"#).await >= 2.0).then_some(())
+    })
+    .await;
+    d.shutdown().await;
+    assert_eq!(stored_events(store), expected_events());
+}
+
+fn setup() -> (PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir").keep();
+    let store = dir.join("store");
+    std::fs::create_dir_all(&store).expect("store dir");
+    (store, dir.join("queue_log"))
+}
+
+#[tokio::test]
+async fn queue_log_written_bit_by_bit_gives_the_story_violations() {
+    let (store, path) = setup();
+    let d = daemon(&store, &path).await;
+    // The file does not exist yet: the tail waits for it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        metric(&d, r#"floorwatch_adapter_connected{source="pbx"}"#).await,
+        0.0
+    );
+    // Two lines that are not queue_log lines: skipped, counted, nothing else changes.
+    let mut input = lines();
+    input.insert(5, "1795827904|not a line\n".to_string());
+    input.insert(9, format!("1795828080|{}\n", "x".repeat(70 * 1024)));
+    write_slowly(&path, &input).await;
+    let n = mapped().len() as u64;
+    wait_applied(&d, n).await;
+    assert_eq!(applied(&d).await, n, "each event applied once");
+    assert_eq!(
+        metric(
+            &d,
+            r#"floorwatch_adapter_messages_total{outcome="ignored",source="pbx"}"#
+        )
+        .await,
+        1.0,
+        "CONFIGRELOAD"
+    );
+    assert_eq!(
+        metric(
+            &d,
+            r#"floorwatch_adapter_messages_total{outcome="malformed",source="pbx"}"#
+        )
+        .await,
+        2.0
+    );
+    finish(d, &store).await;
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(store.join("queue_log-pbx.json")).unwrap())
+            .expect("state json");
+    assert_eq!(state["generation"], 0, "{state}");
+    assert!(state["first_line"]
+        .as_str()
+        .is_some_and(|l| l.ends_with("ADDMEMBER|")));
+}
+
+#[tokio::test]
+async fn queue_log_rotated_by_rename_loses_and_repeats_nothing() {
+    let (store, path) = setup();
+    let all = lines();
+    let (first, rest) = all.split_at(12);
+    let (late_old, new) = rest.split_at(2);
+    std::fs::write(&path, first.concat()).expect("write");
+    let d = daemon(&store, &path).await;
+    sup::eventually("the first part", || async {
+        (applied(&d).await >= 8).then_some(())
+    })
+    .await;
+    // logrotate renames; Asterisk writes on into the old file until it reopens its log.
+    let old = path.with_extension("1");
+    std::fs::rename(&path, &old).expect("rename");
+    write_slowly(&old, late_old).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    write_slowly(&path, new).await;
+    finish(d, &store).await;
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(store.join("queue_log-pbx.json")).unwrap())
+            .expect("state json");
+    assert_eq!(state["generation"], 1, "{state}");
+}
+
+#[tokio::test]
+async fn queue_log_copytruncate_starts_over_without_loss() {
+    let (store, path) = setup();
+    let all = lines();
+    let (first, rest) = all.split_at(15);
+    std::fs::write(&path, first.concat()).expect("write");
+    let d = daemon(&store, &path).await;
+    sup::eventually("the first part", || async {
+        (applied(&d).await >= 10).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::fs::copy(&path, path.with_extension("1")).expect("copy");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open")
+        .set_len(0)
+        .expect("truncate");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    write_slowly(&path, rest).await;
+    finish(d, &store).await;
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(store.join("queue_log-pbx.json")).unwrap())
+            .expect("state json");
+    assert_eq!(state["generation"], 1, "{state}");
+}
+
+#[tokio::test]
+async fn queue_log_tail_resumes_after_a_restart_without_duplicates() {
+    let (store, path) = setup();
+    let all = lines();
+    let (first, rest) = all.split_at(14);
+    write_slowly(&path, first).await;
+    let d = daemon(&store, &path).await;
+    sup::eventually("the first part", || async {
+        (applied(&d).await >= 10).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = applied(&d).await;
+    d.shutdown().await;
+    // The file grows while the daemon is down, and then live again.
+    let (down, live) = rest.split_at(3);
+    write_slowly(&path, down).await;
+    let d = daemon(&store, &path).await;
+    write_slowly(&path, live).await;
+    sup::eventually("the rest", || async {
+        (applied(&d).await >= mapped().len() as u64 - before).then_some(())
+    })
+    .await;
+    assert_eq!(
+        metric(&d, "floorwatch_events_duplicate_total").await,
+        0.0,
+        "the tail resumes after what is stored"
+    );
+    assert_eq!(applied(&d).await + before, mapped().len() as u64);
+    finish(d, &store).await;
+}
