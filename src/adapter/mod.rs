@@ -21,7 +21,6 @@ use crate::config::{AdapterConfig, AdapterKind};
 use crate::daemon::{BatchReply, ConnId, EngineClient, EngineStopped};
 use crate::event::{Event, Id};
 use crate::metrics::Metrics;
-use crate::time::Timestamp;
 
 /// Where an adapter's events go: the engine task, as one source connection.
 pub struct EngineSink {
