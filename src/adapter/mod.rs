@@ -40,6 +40,11 @@ impl EngineSink {
         }
     }
 
+    /// The daemon clock's now: the receive time of a native message.
+    pub fn now(&self) -> crate::time::Timestamp {
+        self.clock.now()
+    }
+
     /// The source name events are journaled under.
     pub fn source(&self) -> &str {
         &self.source
