@@ -167,10 +167,11 @@ async fn session(config: &EslSource, mapper: &mut EslMapper, cx: &mut AdapterCon
                     cx.count("ignored");
                     continue;
                 }
-                cx.count("mapped");
                 if cx.sink.send(events).await.is_err() {
                     return End::EngineStopped;
                 }
+                // Counted once applied, so a reader of the metric knows the engine has it.
+                cx.count("mapped");
             }
             "text/disconnect-notice" => {
                 tracing::warn!(source = %cx.name, "event socket sent a disconnect notice");
