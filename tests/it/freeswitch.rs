@@ -33,7 +33,7 @@ fn transcript() -> Vec<Frame> {
     let start = text.find("\nContent-Length").expect("a frame") + 1;
     assert!(text[..start].lines().all(|l| l.starts_with('#')));
     let mut d = EslDecoder::new(1 << 20);
-    d.push(text[start..].as_bytes());
+    d.push(&text.as_bytes()[start..]);
     let mut frames = Vec::new();
     while let Some(f) = d.next_frame().expect("transcript decodes") {
         frames.push(f);
