@@ -361,7 +361,15 @@ async fn live_daemon_stores_the_violations_of_the_story() {
             "event json CUSTOM callcenter::info HEARTBEAT".to_string()
         ]
     );
-    d.shutdown().await;
+    stops_promptly(d).await;
+}
+
+/// Shutdown does not wait for the event socket: the client leaves a held connection (or a
+/// back-off sleep) at once.
+async fn stops_promptly(d: floorwatch::daemon::DaemonHandle) {
+    tokio::time::timeout(Duration::from_secs(3), d.shutdown())
+        .await
+        .expect("daemon stops promptly");
 }
 
 #[tokio::test]
@@ -383,7 +391,7 @@ async fn wrong_password_is_retried_and_never_connects() {
         "never subscribed after a refusal: {commands:?}"
     );
     assert_eq!(sup::get(addr, "/healthz").await.0, 200);
-    d.shutdown().await;
+    stops_promptly(d).await;
 }
 
 #[tokio::test]
