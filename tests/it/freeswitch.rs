@@ -174,10 +174,35 @@ struct Seen {
     connections: usize,
 }
 
+/// The header row of `callcenter_config agent list`.
+const AGENT_LIST_HEADER: &str = "name|instance_id|uuid|type|contact|status|state|max_no_answer|wrap_up_time|reject_delay_time|busy_delay_time|no_answer_delay_time|last_bridge_start|last_bridge_end|last_offered_call|last_status_change|no_answer_count|calls_answered|talk_time|ready_time|external_calls_count";
+
+/// An agent list row.
+fn agent_row(name: &str, status: &str, state: &str) -> String {
+    format!("{name}|single_box||callback|user/{name}|{status}|{state}|3|10|10|60|0|0|0|0|1795831200|0|0|0|0|0")
+}
+
+/// One emulated connection: the agent list rows it answers, the bytes it plays, its end.
+struct Play {
+    agents: Vec<String>,
+    bytes: Vec<u8>,
+    then: Then,
+}
+
+fn play(bytes: Vec<u8>, then: Then) -> Play {
+    Play {
+        agents: Vec::new(),
+        bytes,
+        then,
+    }
+}
+
 /// An inbound event socket on 127.0.0.1:0: asks for auth, accepts `PASSWORD` only, takes
-/// the subscription, then plays connection `i`'s bytes (split at odd boundaries) and ends
-/// it as told. Connections past the script get the handshake and then silence.
-async fn emulator(script: Vec<(Vec<u8>, Then)>) -> (SocketAddr, Arc<Mutex<Seen>>) {
+/// the subscription, answers the agent list, then plays connection `i`'s bytes (split at
+/// odd boundaries) and ends it as told. Connections past the script get the handshake, an
+/// empty agent list and then silence.
+async fn emulator(script: Vec<Play>) -> (SocketAddr, Arc<Mutex<Seen>>) {
+    let script: Vec<Arc<Play>> = script.into_iter().map(Arc::new).collect();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -186,7 +211,10 @@ async fn emulator(script: Vec<(Vec<u8>, Then)>) -> (SocketAddr, Arc<Mutex<Seen>>
         let mut i = 0;
         while let Ok((stream, _)) = listener.accept().await {
             seen2.lock().expect("lock").connections += 1;
-            let play = script.get(i).cloned().unwrap_or((Vec::new(), Then::Hold));
+            let play = script
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(play(Vec::new(), Then::Hold)));
             i += 1;
             tokio::spawn(serve(stream, play, seen2.clone()));
         }
@@ -208,7 +236,7 @@ async fn read_command(s: &mut TcpStream) -> Option<String> {
 
 const NOTICE: &[u8] = b"Content-Type: text/disconnect-notice\nContent-Length: 67\n\nDisconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n";
 
-async fn serve(mut s: TcpStream, (bytes, then): (Vec<u8>, Then), seen: Arc<Mutex<Seen>>) {
+async fn serve(mut s: TcpStream, play: Arc<Play>, seen: Arc<Mutex<Seen>>) {
     if s.write_all(b"Content-Type: auth/request\n\n")
         .await
         .is_err()
@@ -242,8 +270,25 @@ async fn serve(mut s: TcpStream, (bytes, then): (Vec<u8>, Then), seen: Arc<Mutex
     let _ = s
         .write_all(b"Content-Type: command/reply\nReply-Text: +OK event listener enabled json\n\n")
         .await;
+    let Some(api) = read_command(&mut s).await else {
+        return;
+    };
+    seen.lock().expect("lock").commands.push(api.clone());
+    let mut table = format!("{AGENT_LIST_HEADER}\n");
+    for row in &play.agents {
+        table.push_str(row);
+        table.push('\n');
+    }
+    table.push_str("+OK\n");
+    let answer = format!(
+        "Content-Type: api/response\nContent-Length: {}\n\n{table}",
+        table.len()
+    );
+    if s.write_all(answer.as_bytes()).await.is_err() {
+        return;
+    }
     let sizes = [1usize, 7, 64, 13, 300, 2, 1021];
-    let mut rest = bytes.as_slice();
+    let mut rest = play.bytes.as_slice();
     let mut k = 0;
     while !rest.is_empty() {
         let n = sizes[k % sizes.len()].min(rest.len());
@@ -256,7 +301,7 @@ async fn serve(mut s: TcpStream, (bytes, then): (Vec<u8>, Then), seen: Arc<Mutex
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    match then {
+    match play.then {
         Then::Notice => {
             let _ = s.write_all(NOTICE).await;
         }
@@ -338,7 +383,16 @@ fn bytes_of(frames: &[Frame]) -> Vec<u8> {
 #[tokio::test]
 async fn live_daemon_stores_the_violations_of_the_story() {
     let frames = transcript();
-    let (esl, seen) = emulator(vec![(bytes_of(&frames), Then::Hold)]).await;
+    // Before the story both agents are logged out: the agent list changes nothing.
+    let (esl, seen) = emulator(vec![Play {
+        agents: vec![
+            agent_row("zhao.lei@default", "Logged Out", "Waiting"),
+            agent_row("chen.jing@default", "Logged Out", "Waiting"),
+        ],
+        bytes: bytes_of(&frames),
+        then: Then::Hold,
+    }])
+    .await;
     let d = sup::start(daemon_config(esl, PASSWORD)).await;
     let addr = d.local_addr();
     stores_the_story(addr).await;
@@ -351,14 +405,20 @@ async fn live_daemon_stores_the_violations_of_the_story() {
         &m,
         "floorwatch_adapter_messages_total{outcome=\"ignored\",source=\"pbx\"}",
     );
-    assert_eq!(metric(&m, MAPPED) + ignored, frames.len() as f64, "{m}");
+    // Plus the agent list, which changed nothing.
+    assert_eq!(
+        metric(&m, MAPPED) + ignored,
+        frames.len() as f64 + 1.0,
+        "{m}"
+    );
     assert!(ignored >= 2.0, "heartbeats and state changes: {m}");
     let commands = seen.lock().expect("lock").commands.clone();
     assert_eq!(
         commands,
         [
             format!("auth {PASSWORD}"),
-            "event json CUSTOM callcenter::info HEARTBEAT".to_string()
+            "event json CUSTOM callcenter::info HEARTBEAT".to_string(),
+            "api callcenter_config agent list".to_string(),
         ]
     );
     stops_promptly(d).await;
@@ -400,9 +460,9 @@ async fn disconnect_notice_and_dropped_connection_reconnect_and_later_events_app
     let (a, rest) = frames.split_at(12);
     let (b, c) = rest.split_at(20);
     let (esl, seen) = emulator(vec![
-        (bytes_of(a), Then::Notice),
-        (bytes_of(b), Then::Drop),
-        (bytes_of(c), Then::Hold),
+        play(bytes_of(a), Then::Notice),
+        play(bytes_of(b), Then::Drop),
+        play(bytes_of(c), Then::Hold),
     ])
     .await;
     let d = sup::start(daemon_config(esl, PASSWORD)).await;
@@ -426,7 +486,7 @@ async fn garbage_frames_are_counted_malformed_and_survived() {
     first.extend(bytes_of(b));
     // A Content-Length that is not a number: the stream position is lost; reconnect.
     first.extend(b"Content-Length: lots\nContent-Type: text/event-json\n\n{}");
-    let (esl, _seen) = emulator(vec![(first, Then::Hold), (bytes_of(c), Then::Hold)]).await;
+    let (esl, _seen) = emulator(vec![play(first, Then::Hold), play(bytes_of(c), Then::Hold)]).await;
     let d = sup::start(daemon_config(esl, PASSWORD)).await;
     let addr = d.local_addr();
     stores_the_story(addr).await;
@@ -434,4 +494,50 @@ async fn garbage_frames_are_counted_malformed_and_survived() {
     assert_eq!(metric(&m, MALFORMED), 2.0, "{m}");
     assert_eq!(metric(&m, RECONNECTS), 1.0, "{m}");
     d.shutdown().await;
+}
+
+#[tokio::test]
+async fn reconnect_reconciles_agents_with_the_agent_list() {
+    let frames = transcript();
+    // The two logins (and their Waiting states), then the connection drops; while it is
+    // down chen.jing logs out and wu.min logs in on break.
+    let (esl, _seen) = emulator(vec![
+        play(bytes_of(&frames[..4]), Then::Drop),
+        Play {
+            agents: vec![
+                agent_row("zhao.lei@default", "Available", "Waiting"),
+                agent_row("chen.jing@default", "Logged Out", "Waiting"),
+                agent_row("wu.min@default", "On Break", "Waiting"),
+                agent_row("never.seen@default", "Logged Out", "Waiting"),
+            ],
+            bytes: Vec::new(),
+            then: Then::Hold,
+        },
+    ])
+    .await;
+    let d = sup::start(daemon_config(esl, PASSWORD)).await;
+    let addr = d.local_addr();
+    let floor = sup::eventually("chen.jing logged out and wu.min on break", || async move {
+        let (_, floor) = sup::get_json(addr, "/api/v1/floor").await;
+        let agent = |id: &str| {
+            floor["agents"]
+                .as_array()
+                .and_then(|a| a.iter().find(|a| a["agent"] == id).cloned())
+                .unwrap_or_default()
+        };
+        let (z, c, w) = (agent("zhao.lei"), agent("chen.jing"), agent("wu.min"));
+        (z["presence"] == "ready"
+            && c["logged_in"] != true
+            && w["presence"] == "not_ready"
+            && w["reason"] == "break")
+            .then_some(floor)
+    })
+    .await;
+    assert!(
+        !floor.to_string().contains("never.seen"),
+        "an agent logged out before and after is not made up: {floor}"
+    );
+    let m = metrics(addr).await;
+    assert_eq!(metric(&m, RECONNECTS), 1.0, "{m}");
+    stops_promptly(d).await;
 }

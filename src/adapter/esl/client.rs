@@ -3,7 +3,8 @@
 //! [`EslMapper`] into the engine, reconnecting with back-off until shutdown.
 //!
 //! Owns: the TCP connection, the inbound ESL handshake (`auth/request`, `auth`,
-//! `event json`), liveness (FreeSWITCH's `HEARTBEAT` events, subscribed with the callcenter
+//! `event json`), asking `callcenter_config agent list` to reconcile agents on every
+//! (re)connect, liveness (FreeSWITCH's `HEARTBEAT` events, subscribed with the callcenter
 //! ones) and the adapter metrics.
 //! Must not: map events (the mapper does) or apply rules (the engine does).
 
@@ -27,6 +28,8 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(60);
 const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 /// The subscription: the callcenter events, plus heartbeats for liveness.
 const SUBSCRIBE: &[u8] = b"event json CUSTOM callcenter::info HEARTBEAT\n\n";
+/// The agents' status and state, to reconcile after (re)connecting.
+const AGENT_LIST: &[u8] = b"api callcenter_config agent list\n\n";
 
 /// How one connection ended.
 enum End {
@@ -141,6 +144,12 @@ async fn session(config: &EslSource, mapper: &mut EslMapper, cx: &mut AdapterCon
         }
         Err(end) => return end,
     }
+    // Asked after subscribing, so no change falls between the list and the first event;
+    // events that overtake the answer win over it (`begin_reconcile`).
+    mapper.begin_reconcile();
+    if stream.write_all(AGENT_LIST).await.is_err() {
+        return End::Failed;
+    }
     if cx.sink.connected().await.is_err() {
         return End::EngineStopped;
     }
@@ -171,6 +180,25 @@ async fn session(config: &EslSource, mapper: &mut EslMapper, cx: &mut AdapterCon
                     return End::EngineStopped;
                 }
                 // Counted once applied, so a reader of the metric knows the engine has it.
+                cx.count("mapped");
+            }
+            "api/response" => {
+                let text = String::from_utf8_lossy(&frame.body);
+                let Some(events) = mapper.reconcile(&text, cx.sink.now()) else {
+                    // mod_callcenter not loaded (`-ERR ...`), or not a table.
+                    cx.count("malformed");
+                    let first = text.lines().next().unwrap_or("");
+                    tracing::warn!(source = %cx.name, answer = %first.chars().take(80).collect::<String>(), "callcenter_config agent list gave no table; not reconciled");
+                    continue;
+                };
+                tracing::info!(source = %cx.name, changes = events.len(), "reconciled agents with callcenter_config agent list");
+                if events.is_empty() {
+                    cx.count("ignored");
+                    continue;
+                }
+                if cx.sink.send(events).await.is_err() {
+                    return End::EngineStopped;
+                }
                 cx.count("mapped");
             }
             "text/disconnect-notice" => {
