@@ -256,9 +256,10 @@ pub struct EslMapper {
     settings: EslSettings,
     agents: HashMap<Id, AgentMemo>,
     calls: HashMap<Id, CallMemo>,
-    /// Agents with an event since [`EslMapper::begin_reconcile`]: newer than the agent list
-    /// being asked for, so [`EslMapper::reconcile`] leaves them alone.
-    touched: HashSet<Id>,
+    /// While an agent list is asked for: the agents with an event since
+    /// [`EslMapper::begin_reconcile`], newer than the list, which [`EslMapper::reconcile`]
+    /// leaves alone. `None` when no list is awaited.
+    touched: Option<HashSet<Id>>,
 }
 
 /// Calls remembered at most; the oldest are not tracked in order, so the whole memo is
@@ -271,14 +272,14 @@ impl EslMapper {
             settings,
             agents: HashMap::new(),
             calls: HashMap::new(),
-            touched: HashSet::new(),
+            touched: None,
         }
     }
 
     /// Call when `callcenter_config agent list` is sent: events from now on are newer than
     /// its answer.
     pub fn begin_reconcile(&mut self) {
-        self.touched.clear();
+        self.touched = Some(HashSet::new());
     }
 
     /// The protocol events that bring the mapper's agents in line with the answer to
@@ -290,6 +291,7 @@ impl EslMapper {
     /// an event since [`EslMapper::begin_reconcile`] and agents not in the table are left
     /// as they are. `None` when the text is not such a table.
     pub fn reconcile(&mut self, table: &str, received: Timestamp) -> Option<Vec<Event>> {
+        let touched = self.touched.take().unwrap_or_default();
         let mut lines = table.lines().map(|l| l.trim_end_matches('\r'));
         let header: Vec<&str> = lines.next()?.split('|').collect();
         let col = |name: &str| header.iter().position(|h| *h == name);
@@ -310,7 +312,7 @@ impl EslMapper {
             let Some(agent) = self.agent(&ev) else {
                 continue;
             };
-            if self.touched.contains(&agent) {
+            if touched.contains(&agent) {
                 continue;
             }
             let reason = self.settings.break_reason.clone();
@@ -373,9 +375,11 @@ impl EslMapper {
         if self.calls.len() >= MAX_CALLS {
             self.calls.clear();
         }
-        if let Some(agent) = self.agent(event) {
-            if self.touched.len() < MAX_CALLS {
-                self.touched.insert(agent);
+        if self.touched.is_some() {
+            if let Some(agent) = self.agent(event) {
+                if let Some(t) = self.touched.as_mut() {
+                    t.insert(agent);
+                }
             }
         }
         let mut emit = |t: Timestamp, body: Body| {
