@@ -256,6 +256,10 @@ pub struct EslMapper {
     settings: EslSettings,
     agents: HashMap<Id, AgentMemo>,
     calls: HashMap<Id, CallMemo>,
+    /// While an agent list is asked for: the agents with an event since
+    /// [`EslMapper::begin_reconcile`], newer than the list, which [`EslMapper::reconcile`]
+    /// leaves alone. `None` when no list is awaited.
+    touched: Option<HashSet<Id>>,
 }
 
 /// Calls remembered at most; the oldest are not tracked in order, so the whole memo is
@@ -268,7 +272,86 @@ impl EslMapper {
             settings,
             agents: HashMap::new(),
             calls: HashMap::new(),
+            touched: None,
         }
+    }
+
+    /// Call when `callcenter_config agent list` is sent: events from now on are newer than
+    /// its answer.
+    pub fn begin_reconcile(&mut self) {
+        self.touched = Some(HashSet::new());
+    }
+
+    /// The protocol events that bring the mapper's agents in line with the answer to
+    /// `api callcenter_config agent list` (a `|`-separated table with a header row naming
+    /// the columns, `name`, `status` and `state` among them; a last line `+OK`), received at
+    /// `received`, which is their `ts` (the table carries no event time). Status `On Break`
+    /// is `not_ready` with the break reason; `Available` is `acw` in state `Idle`, else
+    /// `ready`; `Logged Out` is a logout of an agent the mapper had logged in. Agents with
+    /// an event since [`EslMapper::begin_reconcile`] and agents not in the table are left
+    /// as they are. `None` when the text is not such a table.
+    pub fn reconcile(&mut self, table: &str, received: Timestamp) -> Option<Vec<Event>> {
+        let touched = self.touched.take().unwrap_or_default();
+        let mut lines = table.lines().map(|l| l.trim_end_matches('\r'));
+        let header: Vec<&str> = lines.next()?.split('|').collect();
+        let col = |name: &str| header.iter().position(|h| *h == name);
+        let (name, status, st_col) = (col("name")?, col("status")?, col("state")?);
+        let mut out = Vec::new();
+        for line in lines {
+            if line.is_empty() || line.starts_with("+OK") {
+                continue;
+            }
+            let cells: Vec<&str> = line.split('|').collect();
+            let (Some(raw), Some(st), Some(ag)) =
+                (cells.get(name), cells.get(status), cells.get(st_col))
+            else {
+                continue;
+            };
+            let mut ev = Map::new();
+            ev.insert("CC-Agent".into(), (*raw).into());
+            let Some(agent) = self.agent(&ev) else {
+                continue;
+            };
+            if touched.contains(&agent) {
+                continue;
+            }
+            let reason = self.settings.break_reason.clone();
+            let memo = self.agents.entry(agent.clone()).or_default();
+            let (want, why) = match (*st, *ag) {
+                ("Logged Out", _) => {
+                    if memo.logged_in {
+                        *memo = AgentMemo::default();
+                        out.push(at(received, Body::AgentLogout { agent }));
+                    }
+                    continue;
+                }
+                ("On Break", _) => (PresenceState::NotReady, reason.as_str()),
+                ("Available" | "Available (On Demand)", "Idle") => (PresenceState::Acw, ""),
+                ("Available" | "Available (On Demand)", _) => (PresenceState::Ready, ""),
+                _ => continue,
+            };
+            memo.on_break = want == PresenceState::NotReady;
+            if !memo.logged_in {
+                memo.logged_in = true;
+                let first = if want == PresenceState::Acw {
+                    PresenceState::Ready
+                } else {
+                    want
+                };
+                memo.presence = Some(first);
+                out.push(at(received, login(agent.clone(), first, Id::from(why))));
+            }
+            if memo.presence != Some(want) {
+                memo.presence = Some(want);
+                let call = if want == PresenceState::Acw {
+                    memo.last_call.clone()
+                } else {
+                    None
+                };
+                out.push(at(received, state(agent, want, why, call)));
+            }
+        }
+        Some(out)
     }
 
     pub fn settings(&self) -> &EslSettings {
@@ -291,6 +374,13 @@ impl EslMapper {
         };
         if self.calls.len() >= MAX_CALLS {
             self.calls.clear();
+        }
+        if self.touched.is_some() {
+            if let Some(agent) = self.agent(event) {
+                if let Some(t) = self.touched.as_mut() {
+                    t.insert(agent);
+                }
+            }
         }
         let mut emit = |t: Timestamp, body: Body| {
             out.push(Event {
@@ -509,6 +599,15 @@ fn ident(event: &Map<String, Value>, key: &str) -> Option<Id> {
 fn epoch_s(event: &Map<String, Value>, key: &str) -> Option<Timestamp> {
     let s: i64 = field(event, key)?.parse().ok()?;
     (s > 0).then(|| Timestamp(s * 1000))
+}
+
+fn at(ts: Timestamp, body: Body) -> Event {
+    Event {
+        ts,
+        seq: None,
+        id: None,
+        body,
+    }
 }
 
 fn login(agent: Id, st: PresenceState, reason: Id) -> Body {
@@ -833,5 +932,85 @@ mod tests {
         assert!(m
             .handle(&call_ev("members-count", &[]), Timestamp(1))
             .is_empty());
+    }
+
+    const LIST_HEADER: &str = "name|instance_id|uuid|type|contact|status|state|max_no_answer";
+
+    fn list(rows: &[(&str, &str, &str)]) -> String {
+        let mut t = format!("{LIST_HEADER}\n");
+        for (name, status, state) in rows {
+            t.push_str(&format!(
+                "{name}|single_box||callback|user/x|{status}|{state}|3\n"
+            ));
+        }
+        t + "+OK\n"
+    }
+
+    #[test]
+    fn agent_list_reconciles_presence_without_flipping_what_is_unchanged() {
+        let mut m = EslMapper::new(EslSettings::default());
+        let st = |a: &str, s: &str| {
+            ev(&[
+                ("CC-Action", "agent-status-change"),
+                ("CC-Agent", a),
+                ("CC-Agent-Status", s),
+            ])
+        };
+        let state_ev = |a: &str, s: &str| {
+            ev(&[
+                ("CC-Action", "agent-state-change"),
+                ("CC-Agent", a),
+                ("CC-Agent-State", s),
+            ])
+        };
+        m.handle(&st("a", "Available"), Timestamp(1));
+        m.handle(&state_ev("a", "Idle"), Timestamp(2));
+        m.handle(&st("b", "Available"), Timestamp(1));
+        m.handle(&st("c", "Available"), Timestamp(1));
+        m.begin_reconcile();
+        // c changed after the list was asked for: the event wins over the older list.
+        m.handle(&st("c", "On Break"), Timestamp(3));
+        let out = m
+            .reconcile(
+                &list(&[
+                    ("a", "Available", "Idle"),
+                    ("b", "Logged Out", "Waiting"),
+                    ("c", "Available", "Waiting"),
+                    ("d", "On Break", "Waiting"),
+                    ("e", "Logged Out", "Waiting"),
+                ]),
+                Timestamp(9),
+            )
+            .expect("a table");
+        assert_eq!(types(&out), ["agent.logout", "agent.login"], "{out:?}");
+        assert!(out.iter().all(|e| e.ts == Timestamp(9)));
+        assert!(matches!(&out[0].body, Body::AgentLogout { agent } if agent == "b"));
+        match &out[1].body {
+            Body::AgentLogin {
+                agent,
+                state,
+                reason,
+                ..
+            } => {
+                assert_eq!(agent, "d");
+                assert_eq!(*state, Some(PresenceState::NotReady));
+                assert_eq!(reason, "break");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The next list sees c's break as known and changes nothing.
+        m.begin_reconcile();
+        let again = m
+            .reconcile(&list(&[("c", "On Break", "Waiting")]), Timestamp(10))
+            .expect("a table");
+        assert!(again.is_empty(), "{again:?}");
+    }
+
+    #[test]
+    fn agent_list_error_is_not_a_table() {
+        let mut m = EslMapper::new(EslSettings::default());
+        assert_eq!(m.reconcile("-ERR no reply\n", Timestamp(1)), None);
+        assert_eq!(m.reconcile("", Timestamp(1)), None);
+        assert_eq!(m.reconcile(&list(&[]), Timestamp(1)), Some(vec![]));
     }
 }

@@ -15,6 +15,7 @@ mod demo_live;
 mod engine_props;
 mod examples;
 mod fault;
+mod freeswitch;
 mod http;
 mod ingest;
 mod ingest_connect;
