@@ -483,7 +483,16 @@ impl EslMapper {
                     return out;
                 };
                 let called = epoch_s(event, "CC-Agent-Called-Time");
-                let answered = epoch_s(event, "CC-Agent-Answered-Time").unwrap_or(ts);
+                // `CC-Agent-Answered-Time` has whole seconds; the event's own time has
+                // microseconds and follows the answer at once. Within the answer's second
+                // the event time is the finer one (the ring started at `agent-offering`'s
+                // fine time, so both ends are measured alike); a later event time means the
+                // event was held up, and the answer's second stands.
+                let answered = match epoch_s(event, "CC-Agent-Answered-Time") {
+                    Some(a) if ts.0 >= a.0 && ts.0 < a.0 + 1000 => ts,
+                    Some(a) => a,
+                    None => ts,
+                };
                 let memo = self.calls.entry(call.clone()).or_default();
                 // Connected after the offering: the ring still counts from when the agent
                 // was called.
@@ -845,6 +854,33 @@ mod tests {
                 Timestamp(5)
             )
             .is_empty());
+    }
+
+    #[test]
+    fn answer_takes_the_fine_event_time_within_the_answered_second() {
+        let answer = |event_us: &str| {
+            let mut m = EslMapper::new(EslSettings::default());
+            let out = m.handle(
+                &call_ev(
+                    "bridge-agent-start",
+                    &[
+                        ("CC-Agent-Called-Time", "100"),
+                        ("CC-Agent-Answered-Time", "115"),
+                        ("Event-Date-Timestamp", event_us),
+                    ],
+                ),
+                Timestamp(1),
+            );
+            out.last().map(|e| e.ts)
+        };
+        // 115.730 s: within the answered second, the event's own time is finer.
+        assert_eq!(answer("115730123"), Some(Timestamp(115_730)));
+        // Exactly at the second and at its last millisecond.
+        assert_eq!(answer("115000000"), Some(Timestamp(115_000)));
+        assert_eq!(answer("115999999"), Some(Timestamp(115_999)));
+        // Held up past the second (or before it: clocks apart): the answered second stands.
+        assert_eq!(answer("117000000"), Some(Timestamp(115_000)));
+        assert_eq!(answer("114999000"), Some(Timestamp(115_000)));
     }
 
     #[test]

@@ -25,5 +25,6 @@ mod queue_log_live;
 mod report;
 mod servers;
 mod simulate;
+mod sources;
 mod store;
 mod wallboard;
