@@ -49,10 +49,7 @@ async fn two_queue_logs_and_a_websocket_source_feed_one_daemon() {
     let mut c = sup::config();
     c.adapters = parsed.adapters;
     let store = c.store.dir.clone();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
+    let now = floorwatch::clock::Clock::system().now().0 / 1000;
     append(
         &a,
         &[
