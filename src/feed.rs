@@ -183,7 +183,13 @@ impl FloorFeed {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => {
-                    let _ = socket.send(ws::Message::Close(None)).await;
+                    let close = ws::CloseFrame {
+                        code: crate::ingest::CLOSE_GOING_AWAY,
+                        reason: "daemon shutting down".into(),
+                    };
+                    let send = socket.send(ws::Message::Close(Some(close)));
+                    // A wallboard that does not read must not hold up shutdown.
+                    let _ = tokio::time::timeout(crate::ingest::WRITE_TIMEOUT, send).await;
                     return;
                 }
                 msg = rx.recv() => {

@@ -21,6 +21,7 @@ mod ingest;
 mod ingest_connect;
 mod journal;
 mod metrics;
+mod net_faults;
 mod queue_log_live;
 mod report;
 mod servers;
