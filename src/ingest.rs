@@ -400,7 +400,7 @@ impl Ingest {
     async fn serve<T: Transport>(&self, t: &mut T, source: Id, keepalive: Option<Keepalive>) {
         let engine = &self.inner.engine;
         let Ok((conn, resume, acks)) = engine.connect_with_acks(&source).await else {
-            t.close_with(CLOSE_GOING_AWAY, "daemon shutting down").await;
+            going_away(t).await;
             return;
         };
         self.session(t, &source, conn, resume, acks, keepalive)
@@ -425,15 +425,22 @@ impl Ingest {
         }
         loop {
             let incoming = tokio::select! {
+                // Shutdown first: the engine task ends with it, and the end of the ack
+                // channel below must not win and drop the peer without a close frame.
+                biased;
                 _ = inner.shutdown.cancelled() => {
-                    t.close_with(CLOSE_GOING_AWAY, "daemon shutting down").await;
+                    going_away(t).await;
                     return;
                 }
                 m = t.next_incoming() => Some(m),
                 // The ack moved without a frame to reply to (a store retry succeeded).
                 changed = acks.changed() => match changed {
                     Ok(()) => None,
-                    Err(_) => return,
+                    // The engine task stopped: the daemon is going down.
+                    Err(_) => {
+                        going_away(t).await;
+                        return;
+                    }
                 },
                 _ = sleep_until_keepalive(keepalive.as_ref()) => {
                     let Some(k) = keepalive.as_mut() else { continue };
@@ -476,7 +483,7 @@ impl Ingest {
                         r
                     }
                     None => {
-                        t.close_with(CLOSE_GOING_AWAY, "daemon shutting down").await;
+                        going_away(t).await;
                         return;
                     }
                 },
@@ -504,7 +511,10 @@ impl Ingest {
             }
             let sent = tokio::select! {
                 // A peer that does not read must not hold up shutdown either.
-                _ = inner.shutdown.cancelled() => return,
+                _ = inner.shutdown.cancelled() => {
+                    going_away(t).await;
+                    return;
+                }
                 ok = t.send_texts(replies) => ok,
             };
             if !sent {
@@ -534,6 +544,19 @@ impl Ingest {
         }
         Some(replies)
     }
+}
+
+/// Closes with 1001 (going away), then reads what the peer still sends until its close
+/// reply, for at most [`CLOSE_LINGER`]: a socket dropped with unread data is reset, and a
+/// reset can destroy the close frame before the peer reads it. Bounded (a peer that does not
+/// read must not hold up shutdown).
+async fn going_away<T: Transport>(t: &mut T) {
+    let close = t.close_with(CLOSE_GOING_AWAY, "daemon shutting down");
+    if tokio::time::timeout(CLOSE_LINGER * 4, close).await.is_err() {
+        return;
+    }
+    let drain = async { while !matches!(t.next_incoming().await, Incoming::Closed) {} };
+    let _ = tokio::time::timeout(CLOSE_LINGER, drain).await;
 }
 
 async fn sleep_until_keepalive(keepalive: Option<&Keepalive>) {

@@ -25,6 +25,7 @@ mod net_faults;
 mod queue_log_live;
 mod report;
 mod servers;
+mod shutdown;
 mod simulate;
 mod sources;
 mod store;
