@@ -593,3 +593,35 @@ fn a_source_ca_that_is_not_a_pem_file_is_a_config_error() {
     let e = floorwatch::daemon::validate(&c).expect_err("no certificate");
     assert!(e.to_string().contains("no certificate"), "{e}");
 }
+
+#[tokio::test]
+async fn shutdown_closes_the_dialed_source_with_going_away() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let pbx = listener.local_addr().expect("addr");
+    let d = sup::start(dialing(format!("ws://{pbx}/events"))).await;
+    let mut ws = accept_ws(&listener).await;
+    assert_eq!(read_json(&mut ws).await["type"], "hello");
+    let login = format!(
+        r#"{{"type":"agent.login","ts":{},"seq":1,"agent":"a1"}}"#,
+        at(0)
+    );
+    send_until_ack(&mut ws, login, 1).await;
+    let reader = tokio::spawn(async move {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(f))) => return f.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    });
+    assert!(d.shutdown().await, "shutdown within its grace");
+    let code = tokio::time::timeout(WAIT, reader)
+        .await
+        .expect("closed in time")
+        .expect("reader");
+    assert_eq!(code, Some(1001));
+    // And it does not dial again.
+    let redial = tokio::time::timeout(Duration::from_millis(800), listener.accept()).await;
+    assert!(redial.is_err(), "no dial after shutdown");
+}
