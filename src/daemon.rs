@@ -1048,6 +1048,8 @@ pub struct DaemonHandle {
     alerts: Option<Alerts>,
     /// `server.shutdown_grace`.
     grace: Duration,
+    /// Resolves once every ingest and wallboard connection has closed.
+    sockets_closed: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 impl DaemonHandle {
@@ -1086,6 +1088,8 @@ impl DaemonHandle {
                     tracing::error!(error = %e, "dialer task failed");
                 }
             }
+            // Upgraded connections outlive the server task: wait for their close frames.
+            self.sockets_closed.await;
             for a in self.adapters {
                 if let Err(e) = a.await {
                     tracing::error!(error = %e, "adapter task failed");
@@ -1291,6 +1295,13 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         },
     );
     tokio::spawn(feed.clone().run(shutdown.clone()));
+    let sockets_closed = {
+        let (ingest, feed) = (ingest.all_closed(), feed.all_closed());
+        Box::pin(async move {
+            ingest.await;
+            feed.await;
+        })
+    };
     let app = crate::http::router(crate::http::AppState {
         config: config.clone(),
         floor: engine.floor(),
@@ -1321,6 +1332,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         deliveries,
         alerts,
         grace: Duration::from_millis(config.server.shutdown_grace.max(1) as u64),
+        sockets_closed,
     })
 }
 

@@ -66,6 +66,7 @@ pub struct FloorFeed {
     statics: String,
     state: Mutex<State>,
     tx: broadcast::Sender<(u64, Utf8Bytes)>,
+    live: crate::ingest::LiveSockets,
 }
 
 /// Sends one text frame; false when the client is gone or took longer than the write timeout.
@@ -94,7 +95,13 @@ impl FloorFeed {
                 rest: String::new(),
             }),
             tx,
+            live: crate::ingest::LiveSockets::default(),
         })
+    }
+
+    /// Resolves once every wallboard connection has ended.
+    pub fn all_closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.live.all_closed()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -173,6 +180,7 @@ impl FloorFeed {
 
     /// Serves one client until it goes, lags past a write timeout, or the daemon stops.
     pub async fn serve(self: Arc<Self>, mut socket: WebSocket, shutdown: CancellationToken) {
+        let _live = self.live.hold();
         let (mut version, snapshot, mut rx) = self.subscribe();
         if !send(&mut socket, snapshot).await {
             return;

@@ -72,6 +72,41 @@ const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 /// reads the close frame before the TCP connection is reset.
 const CLOSE_LINGER: Duration = Duration::from_millis(250);
 
+/// Counts open WebSocket connections, so that shutdown can wait until each has sent its
+/// close frame (axum detaches upgraded connections from the server).
+#[derive(Debug)]
+pub struct LiveSockets(tokio::sync::watch::Sender<usize>);
+
+impl Default for LiveSockets {
+    fn default() -> LiveSockets {
+        LiveSockets(tokio::sync::watch::channel(0).0)
+    }
+}
+
+/// One open connection of a [`LiveSockets`]; the count drops with it.
+pub struct SocketGuard<'a>(&'a LiveSockets);
+
+impl LiveSockets {
+    pub fn hold(&self) -> SocketGuard<'_> {
+        self.0.send_modify(|n| *n += 1);
+        SocketGuard(self)
+    }
+
+    /// Resolves once no connection is open.
+    pub fn all_closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.subscribe();
+        async move {
+            let _ = rx.wait_for(|n| *n == 0).await;
+        }
+    }
+}
+
+impl Drop for SocketGuard<'_> {
+    fn drop(&mut self) {
+        self.0 .0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
 /// Everything a session needs. Cheap to clone.
 #[derive(Clone)]
 pub struct Ingest {
@@ -84,6 +119,7 @@ struct Inner {
     engine: EngineClient,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+    live: LiveSockets,
 }
 
 /// What a transport received, reduced to what a session acts on.
@@ -308,8 +344,14 @@ impl Ingest {
                 engine,
                 metrics,
                 shutdown,
+                live: LiveSockets::default(),
             }),
         }
+    }
+
+    /// Resolves once every session (listen and connect mode) has ended.
+    pub fn all_closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.inner.live.all_closed()
     }
 
     /// Connect mode: dials `source.url` and serves it, redialing forever with capped
@@ -398,6 +440,7 @@ impl Ingest {
 
     /// One connection, from hello to close. Tells the engine task when it starts and ends.
     async fn serve<T: Transport>(&self, t: &mut T, source: Id, keepalive: Option<Keepalive>) {
+        let _live = self.inner.live.hold();
         let engine = &self.inner.engine;
         let Ok((conn, resume, acks)) = engine.connect_with_acks(&source).await else {
             going_away(t).await;
