@@ -242,3 +242,40 @@ async fn a_second_signal_exits_at_once() {
         "second signal SIGINT; took {took:?}"
     );
 }
+
+/// Regression: the engine task stopped at the signal and dropped batches already in its
+/// channel; now it drains them before the last flush.
+#[tokio::test]
+async fn the_engine_task_applies_batches_handed_over_before_the_shutdown() {
+    use floorwatch::clock::Clock;
+    use floorwatch::daemon::EngineTask;
+    use floorwatch::metrics::Metrics;
+    use tokio_util::sync::CancellationToken;
+
+    let config = crate::daemon_support::config();
+    let shutdown = CancellationToken::new();
+    let metrics = std::sync::Arc::new(Metrics::new().expect("metrics"));
+    let task = EngineTask::spawn(&config, Clock::system(), metrics, shutdown.clone());
+    let engine = task.client();
+    let (conn, _) = engine.connect("pbx").await.expect("connect");
+    let frame = floorwatch::event::decode_frame(&format!(
+        r#"[{{"type":"agent.login","ts":{},"seq":1,"agent":"a1"}}]"#,
+        START.0
+    ));
+    let events = frame.events.into_iter().map(|(_, e)| e).collect();
+    // Spawned before the cancel: on this single-threaded runtime it hands its batch over
+    // before the engine task sees the shutdown.
+    let pending = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.apply(conn, START, events).await }
+    });
+    shutdown.cancel();
+    let floor = task.floor();
+    task.join().await;
+    let reply = pending.await.expect("apply task");
+    assert!(reply.is_ok(), "the batch was dropped at shutdown");
+    assert!(
+        floor.agents().iter().any(|a| a.agent.as_str() == "a1"),
+        "the batch was applied"
+    );
+}
