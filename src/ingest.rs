@@ -549,6 +549,11 @@ impl Ingest {
                 Incoming::Control => continue,
                 Incoming::Closed => return,
             };
+            // Time spent waiting on the engine (back-pressure, a failing store) is the
+            // daemon's, not the peer's silence: the peer could not be heard meanwhile.
+            if let Some(k) = keepalive.as_mut() {
+                k.seen = tokio::time::Instant::now();
+            }
             if replies.is_empty() {
                 continue;
             }
@@ -563,6 +568,9 @@ impl Ingest {
             if !sent {
                 tracing::warn!(source = %source, "source does not read replies, dropping connection");
                 return;
+            }
+            if let Some(k) = keepalive.as_mut() {
+                k.seen = tokio::time::Instant::now();
             }
         }
     }
