@@ -9,6 +9,11 @@ use clap::{Args, Parser, Subcommand};
 /// Exit code for a config that does not parse or validate (EX_CONFIG).
 pub const EXIT_CONFIG: i32 = 78;
 
+/// Exit code of `floorwatch run` when a graceful shutdown took longer than
+/// `server.shutdown_grace` (as coreutils `timeout` reports a time-out). A second SIGINT or
+/// SIGTERM exits at once with 130 or 143 instead.
+pub const EXIT_GRACE: i32 = 124;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "floorwatch",

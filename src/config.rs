@@ -128,6 +128,9 @@ pub struct EslSource {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub tokens: Tokens,
+    /// `server.shutdown_grace` (default 10s): how long a graceful shutdown may take before
+    /// the daemon gives up waiting and exits with [`crate::cli::EXIT_GRACE`].
+    pub shutdown_grace: Millis,
 }
 
 /// Bearer tokens by role; an empty list means that surface is open (on loopback only).
@@ -171,6 +174,16 @@ pub struct SourceConfig {
     pub delay: Millis,
     pub max_lag: Millis,
     pub idle: Millis,
+    /// Connect mode: a WebSocket ping is sent after this long without a frame from the
+    /// source (`source.ping_every`, default 10s).
+    pub ping_every: Millis,
+    /// Connect mode: with no frame at all (pong or other) from the source for this long, the
+    /// connection is taken as dead (half-open) and redialed (`source.ping_timeout`, default
+    /// 20s; more than `ping_every`).
+    pub ping_timeout: Millis,
+    /// Connect mode: a PEM file of CA certificates trusted for `wss://` besides the public
+    /// web roots (`source.ca`, a private CA).
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -381,6 +394,7 @@ impl Default for Config {
             server: ServerConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 tokens: Tokens::default(),
+                shutdown_grace: 10_000,
             },
             source: SourceConfig {
                 kind: SourceKind::Floorwatch,
@@ -393,6 +407,9 @@ impl Default for Config {
                 delay: 250,
                 max_lag: 1_000,
                 idle: 2_000,
+                ping_every: 10_000,
+                ping_timeout: 20_000,
+                ca: None,
             },
             store: StoreConfig {
                 dir: PathBuf::from("data"),
@@ -615,6 +632,7 @@ struct RawConfig {
 struct RawServer {
     listen: Option<Spanned<String>>,
     tokens: Option<RawTokens>,
+    shutdown_grace: Option<Spanned<Duration>>,
 }
 
 #[derive(Deserialize)]
@@ -638,6 +656,9 @@ struct RawSource {
     delay: Option<Duration>,
     max_lag: Option<Duration>,
     idle: Option<Duration>,
+    ping_every: Option<Spanned<Duration>>,
+    ping_timeout: Option<Spanned<Duration>>,
+    ca: Option<Spanned<String>>,
     // Adapter keys (kinds other than "floorwatch").
     address: Option<Spanned<String>>,
     username: Option<Spanned<String>>,
@@ -1090,6 +1111,9 @@ impl Check<'_> {
                     ("delay", table.delay.is_some()),
                     ("max_lag", table.max_lag.is_some()),
                     ("idle", table.idle.is_some()),
+                    ("ping_every", table.ping_every.is_some()),
+                    ("ping_timeout", table.ping_timeout.is_some()),
+                    ("ca", table.ca.is_some()),
                 ];
                 if let Some((k, _)) = protocol_only.iter().find(|(_, set)| *set) {
                     return self.err_key(
@@ -1210,6 +1234,13 @@ impl Check<'_> {
                 }
             };
         }
+        if let Some(grace) = raw.shutdown_grace {
+            let span = grace.span();
+            match grace.into_inner().0 {
+                g if g <= 0 => return self.err(span, "must be more than 0s"),
+                g => server.shutdown_grace = g,
+            }
+        }
         if let Some(tokens) = raw.tokens {
             for (list, target) in [
                 (tokens.ingest, &mut server.tokens.ingest),
@@ -1299,6 +1330,42 @@ impl Check<'_> {
         }
         if let Some(d) = raw.idle {
             source.idle = d.0;
+        }
+        let every_span = raw.ping_every.as_ref().map(|d| d.span());
+        if let Some(d) = raw.ping_every {
+            let span = d.span();
+            match d.into_inner().0 {
+                ms if ms <= 0 => return self.err(span, "must be more than 0s"),
+                ms => source.ping_every = ms,
+            }
+        }
+        let timeout_span = raw.ping_timeout.as_ref().map(|d| d.span());
+        if let Some(d) = raw.ping_timeout {
+            source.ping_timeout = d.into_inner().0;
+        }
+        if source.ping_timeout <= source.ping_every {
+            let (span, key) = match (timeout_span, every_span) {
+                (Some(s), _) => (s, "source.ping_timeout"),
+                (None, Some(s)) => (s, "source.ping_every"),
+                (None, None) => (0..0, "source.ping_timeout"),
+            };
+            return self.err_key(
+                span,
+                key,
+                format!(
+                    "ping_timeout ({}ms) must be longer than ping_every ({}ms), or a live source would be dropped",
+                    source.ping_timeout, source.ping_every
+                ),
+            );
+        }
+        if let Some(ca) = raw.ca {
+            if ca.get_ref().trim().is_empty() {
+                return self.err(
+                    ca.span(),
+                    "must be the path of a PEM file of CA certificates",
+                );
+            }
+            source.ca = Some(PathBuf::from(ca.into_inner()));
         }
         Ok(())
     }
@@ -1758,6 +1825,10 @@ mod tests {
         assert_eq!(a.max_frame, b.max_frame);
         assert_eq!(a.clock, b.clock);
         assert_eq!((a.delay, a.max_lag, a.idle), (b.delay, b.max_lag, b.idle));
+        assert_eq!(
+            (a.ping_every, a.ping_timeout, &a.ca),
+            (b.ping_every, b.ping_timeout, &b.ca)
+        );
     }
 
     fn assert_same_server(a: &ServerConfig, b: &ServerConfig) {
@@ -1765,6 +1836,45 @@ mod tests {
         assert_eq!(a.tokens.ingest, b.tokens.ingest);
         assert_eq!(a.tokens.viewer, b.tokens.viewer);
         assert_eq!(a.tokens.lead, b.tokens.lead);
+        assert_eq!(a.shutdown_grace, b.shutdown_grace);
+    }
+
+    #[test]
+    fn keepalive_ca_and_shutdown_grace_keys() {
+        let c = Config::from_toml_str(
+            "[server]\nshutdown_grace = \"3s\"\n[source]\nping_every = \"5s\"\nping_timeout = \"12s\"\nca = \"/etc/floorwatch/pbx-ca.pem\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.server.shutdown_grace, 3_000);
+        assert_eq!(
+            (c.source.ping_every, c.source.ping_timeout),
+            (5_000, 12_000)
+        );
+        assert_eq!(
+            c.source.ca.as_deref(),
+            Some(std::path::Path::new("/etc/floorwatch/pbx-ca.pem"))
+        );
+        let d = Config::default();
+        assert_eq!(d.server.shutdown_grace, 10_000);
+        assert_eq!(
+            (d.source.ping_every, d.source.ping_timeout),
+            (10_000, 20_000)
+        );
+    }
+
+    #[test]
+    fn a_ping_timeout_not_longer_than_ping_every_is_rejected() {
+        let e = err("[source]\nping_every = \"10s\"\nping_timeout = \"10s\"\n");
+        assert_at(&e, "source.ping_timeout", 3, 16);
+        // Raising ping_every past the default timeout names ping_every.
+        let e = err("[source]\nping_every = \"30s\"\n");
+        assert_at(&e, "source.ping_every", 2, 14);
+        let e = err("[source]\nping_every = \"0s\"\n");
+        assert!(e.to_string().contains("source.ping_every"), "{e}");
+        let e = err("[server]\nshutdown_grace = \"0s\"\n");
+        assert!(e.to_string().contains("server.shutdown_grace"), "{e}");
+        let e = err("[source]\nca = \"\"\n");
+        assert!(e.to_string().contains("source.ca"), "{e}");
     }
 
     #[test]

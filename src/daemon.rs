@@ -74,8 +74,11 @@ pub const APPRAISAL_EVERY: Millis = 60_000;
 /// Days of appraisal accumulators the daemon's engine keeps.
 pub const KPI_DAYS: u32 = 62;
 
-/// How long shutdown waits for the tasks to finish before it warns and moves on.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Shutdown did not finish within `server.shutdown_grace`: the daemon warned and stopped
+/// waiting (exit code [`crate::cli::EXIT_GRACE`] from `floorwatch run`).
+#[derive(Debug, thiserror::Error)]
+#[error("shutdown did not finish within server.shutdown_grace ({0:?}); stopped waiting")]
+pub struct GraceExceeded(pub Duration);
 
 /// Identifies one ingest connection to the owner task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -422,11 +425,19 @@ impl Owner {
                 _ = tokio::time::sleep_until(self.clock.instant_at(wake)) => self.handle_tick(),
             }
         }
+        // Drain: what connections handed over before the shutdown is still applied and
+        // stored (its acks may not reach the source; it resends, and duplicates are ignored).
+        rx.close();
+        let mut drained = 0u64;
+        while let Ok(cmd) = rx.try_recv() {
+            self.handle_command(cmd);
+            drained += 1;
+        }
         if self.durable.is_some() {
             self.flush();
             self.checkpoint();
         }
-        tracing::debug!("engine task stopped");
+        tracing::debug!(drained, "engine task stopped");
     }
 
     /// Whether the daemon's clock may move the engine clock now.
@@ -1011,6 +1022,11 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
             Some(_) => {}
         }
     }
+    if let (SourceMode::Connect, Some(ca)) = (config.source.mode, config.source.ca.as_deref()) {
+        if let Err(e) = crate::ingest::load_ca(ca) {
+            return Err(err("source.ca", e.to_string()));
+        }
+    }
     if config.source.max_frame == 0 {
         return Err(err(
             "source.max_frame",
@@ -1030,6 +1046,10 @@ pub struct DaemonHandle {
     adapters: Vec<JoinHandle<()>>,
     deliveries: Vec<JoinHandle<()>>,
     alerts: Option<Alerts>,
+    /// `server.shutdown_grace`.
+    grace: Duration,
+    /// Resolves once every ingest and wallboard connection has closed.
+    sockets_closed: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 impl DaemonHandle {
@@ -1052,9 +1072,12 @@ impl DaemonHandle {
         self.engine.metrics()
     }
 
-    /// Stops accepting, closes ingest connections, stops the engine task; bounded by a grace
-    /// timeout that warns when exceeded.
-    pub async fn shutdown(self) {
+    /// Stops accepting, closes ingest and wallboard connections (close code 1001), drains and
+    /// stops the engine task (journal flushed, checkpoint taken), ends alert delivery (the
+    /// outbox is in the store); bounded by `server.shutdown_grace`. Returns false when the
+    /// grace passed first: then it warns and stops waiting.
+    pub async fn shutdown(self) -> bool {
+        let grace = self.grace;
         self.shutdown.cancel();
         let all = async {
             if let Err(e) = self.server.await {
@@ -1065,6 +1088,8 @@ impl DaemonHandle {
                     tracing::error!(error = %e, "dialer task failed");
                 }
             }
+            // Upgraded connections outlive the server task: wait for their close frames.
+            self.sockets_closed.await;
             for a in self.adapters {
                 if let Err(e) = a.await {
                     tracing::error!(error = %e, "adapter task failed");
@@ -1077,10 +1102,12 @@ impl DaemonHandle {
                 }
             }
         };
-        if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
-            tracing::warn!(grace = ?SHUTDOWN_GRACE, "shutdown took longer than its grace period");
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!(grace = ?grace, "shutdown took longer than server.shutdown_grace; stopped waiting");
+            return false;
         }
         tracing::info!("daemon stopped");
+        true
     }
 }
 
@@ -1268,6 +1295,13 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         },
     );
     tokio::spawn(feed.clone().run(shutdown.clone()));
+    let sockets_closed = {
+        let (ingest, feed) = (ingest.all_closed(), feed.all_closed());
+        Box::pin(async move {
+            ingest.await;
+            feed.await;
+        })
+    };
     let app = crate::http::router(crate::http::AppState {
         config: config.clone(),
         floor: engine.floor(),
@@ -1297,16 +1331,23 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         adapters,
         deliveries,
         alerts,
+        grace: Duration::from_millis(config.server.shutdown_grace.max(1) as u64),
+        sockets_closed,
     })
 }
 
-/// Runs the daemon until `shutdown` completes, then shuts it down.
+/// Runs the daemon until `shutdown` completes, then shuts it down; [`GraceExceeded`] when
+/// that took longer than `server.shutdown_grace`.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let grace = Duration::from_millis(config.server.shutdown_grace.max(1) as u64);
     let handle = start(config).await?;
     shutdown.await;
-    tracing::info!("shutting down");
-    handle.shutdown().await;
-    Ok(())
+    tracing::info!(grace = ?grace, "shutting down");
+    if handle.shutdown().await {
+        Ok(())
+    } else {
+        Err(GraceExceeded(grace).into())
+    }
 }
 
 /// `floorwatch run`: loads and validates the config before binding, then runs until SIGINT or
@@ -1321,7 +1362,47 @@ pub fn run_main(args: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(config, shutdown_signal()))
+    let result = runtime.block_on(run(config, async {
+        let first = shutdown_signal().await;
+        tracing::info!(
+            signal = first.name(),
+            "signal received; a second one exits at once"
+        );
+        // A second signal ends the process at once, whatever is still running.
+        tokio::spawn(async {
+            let second = shutdown_signal().await;
+            tracing::warn!(signal = second.name(), "second signal: exiting at once");
+            std::process::exit(second.exit_code());
+        });
+    }));
+    // Tasks still running after the grace (a blocked write, say) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    result
+}
+
+/// A signal that asks the daemon to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopSignal {
+    Interrupt,
+    Terminate,
+}
+
+impl StopSignal {
+    pub fn name(self) -> &'static str {
+        match self {
+            StopSignal::Interrupt => "SIGINT",
+            StopSignal::Terminate => "SIGTERM",
+        }
+    }
+
+    /// The exit code when a second signal ends the process at once: 128 + the signal number,
+    /// as a shell reports a process killed by it (130 for SIGINT, 143 for SIGTERM).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            StopSignal::Interrupt => 130,
+            StopSignal::Terminate => 143,
+        }
+    }
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
@@ -1335,7 +1416,7 @@ pub fn init_tracing() {
         .try_init();
 }
 
-async fn shutdown_signal() {
+async fn shutdown_signal() -> StopSignal {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for ctrl-c");
@@ -1357,8 +1438,8 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        _ = ctrl_c => StopSignal::Interrupt,
+        _ = term => StopSignal::Terminate,
     }
 }
 

@@ -66,6 +66,7 @@ pub struct FloorFeed {
     statics: String,
     state: Mutex<State>,
     tx: broadcast::Sender<(u64, Utf8Bytes)>,
+    live: crate::ingest::LiveSockets,
 }
 
 /// Sends one text frame; false when the client is gone or took longer than the write timeout.
@@ -94,7 +95,13 @@ impl FloorFeed {
                 rest: String::new(),
             }),
             tx,
+            live: crate::ingest::LiveSockets::default(),
         })
+    }
+
+    /// Resolves once every wallboard connection has ended.
+    pub fn all_closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.live.all_closed()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -173,6 +180,7 @@ impl FloorFeed {
 
     /// Serves one client until it goes, lags past a write timeout, or the daemon stops.
     pub async fn serve(self: Arc<Self>, mut socket: WebSocket, shutdown: CancellationToken) {
+        let _live = self.live.hold();
         let (mut version, snapshot, mut rx) = self.subscribe();
         if !send(&mut socket, snapshot).await {
             return;
@@ -183,7 +191,13 @@ impl FloorFeed {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => {
-                    let _ = socket.send(ws::Message::Close(None)).await;
+                    let close = ws::CloseFrame {
+                        code: crate::ingest::CLOSE_GOING_AWAY,
+                        reason: "daemon shutting down".into(),
+                    };
+                    let send = socket.send(ws::Message::Close(Some(close)));
+                    // A wallboard that does not read must not hold up shutdown.
+                    let _ = tokio::time::timeout(crate::ingest::WRITE_TIMEOUT, send).await;
                     return;
                 }
                 msg = rx.recv() => {

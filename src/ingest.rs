@@ -10,6 +10,16 @@
 //! (back-pressure on that source only); writes to a peer that does not read time out after
 //! [`WRITE_TIMEOUT`] and drop that connection.
 //!
+//! # Connect-mode faults
+//!
+//! Whatever ends a dialed connection (refused, reset, a handshake that is not HTTP, a TLS
+//! error, garbage frames, a close frame with any code, silence past `source.ping_timeout`)
+//! ends in the same place: the session ends, `floorwatch_source_reconnects_total` counts the
+//! redial, and the next dial waits [`backoff`]. The next session's hello carries the stored
+//! resume point. A half-open connection is found by keepalive: after `source.ping_every`
+//! without a frame from the source the dialer pings, and with no frame at all (pong or
+//! other) for `source.ping_timeout` it drops the connection.
+//!
 //! # Acks
 //!
 //! `ack` (and the hello's `resume_after`) mean "durably stored": the highest `seq` of the
@@ -62,6 +72,41 @@ const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 /// reads the close frame before the TCP connection is reset.
 const CLOSE_LINGER: Duration = Duration::from_millis(250);
 
+/// Counts open WebSocket connections, so that shutdown can wait until each has sent its
+/// close frame (axum detaches upgraded connections from the server).
+#[derive(Debug)]
+pub struct LiveSockets(tokio::sync::watch::Sender<usize>);
+
+impl Default for LiveSockets {
+    fn default() -> LiveSockets {
+        LiveSockets(tokio::sync::watch::channel(0).0)
+    }
+}
+
+/// One open connection of a [`LiveSockets`]; the count drops with it.
+pub struct SocketGuard<'a>(&'a LiveSockets);
+
+impl LiveSockets {
+    pub fn hold(&self) -> SocketGuard<'_> {
+        self.0.send_modify(|n| *n += 1);
+        SocketGuard(self)
+    }
+
+    /// Resolves once no connection is open.
+    pub fn all_closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.subscribe();
+        async move {
+            let _ = rx.wait_for(|n| *n == 0).await;
+        }
+    }
+}
+
+impl Drop for SocketGuard<'_> {
+    fn drop(&mut self) {
+        self.0 .0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
 /// Everything a session needs. Cheap to clone.
 #[derive(Clone)]
 pub struct Ingest {
@@ -74,6 +119,7 @@ struct Inner {
     engine: EngineClient,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+    live: LiveSockets,
 }
 
 /// What a transport received, reduced to what a session acts on.
@@ -82,7 +128,7 @@ enum Incoming {
     Binary,
     /// A frame or message over the size limit.
     TooBig,
-    /// Ping, pong: handled by the WebSocket layer.
+    /// Ping, pong: answered by the WebSocket layer; proof that the peer is alive.
     Control,
     Closed,
 }
@@ -94,6 +140,42 @@ trait Transport: Send {
     /// Queues every text and flushes; false when the connection is gone.
     async fn send_texts(&mut self, texts: Vec<String>) -> bool;
     async fn close_with(&mut self, code: u16, reason: &str);
+    /// Sends a ping; false when the connection is gone.
+    async fn send_ping(&mut self) -> bool;
+}
+
+/// Connect mode's half-open detection: when to ping and when to give up on a silent peer.
+struct Keepalive {
+    every: Duration,
+    timeout: Duration,
+    /// When the latest frame of any kind arrived (or the session started).
+    seen: tokio::time::Instant,
+    /// When the latest ping was sent (or the session started).
+    pinged: tokio::time::Instant,
+}
+
+impl Keepalive {
+    fn new(every: Duration, timeout: Duration) -> Keepalive {
+        let now = tokio::time::Instant::now();
+        Keepalive {
+            every,
+            timeout,
+            seen: now,
+            pinged: now,
+        }
+    }
+
+    fn dead_at(&self) -> tokio::time::Instant {
+        self.seen + self.timeout
+    }
+
+    fn ping_at(&self) -> tokio::time::Instant {
+        self.seen.max(self.pinged) + self.every
+    }
+
+    fn wake(&self) -> tokio::time::Instant {
+        self.dead_at().min(self.ping_at())
+    }
 }
 
 fn too_big(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -141,6 +223,11 @@ impl Transport for WebSocket {
         let _ =
             tokio::time::timeout(WRITE_TIMEOUT, self.send(ws::Message::Close(Some(frame)))).await;
     }
+
+    async fn send_ping(&mut self) -> bool {
+        let ping = self.send(ws::Message::Ping(bytes::Bytes::new()));
+        matches!(tokio::time::timeout(WRITE_TIMEOUT, ping).await, Ok(Ok(())))
+    }
 }
 
 type ClientStream =
@@ -152,11 +239,21 @@ impl Transport for ClientStream {
             None => Incoming::Closed,
             Some(Ok(tungstenite::Message::Text(t))) => Incoming::Text(t.as_str().to_owned()),
             Some(Ok(tungstenite::Message::Binary(_))) => Incoming::Binary,
-            Some(Ok(tungstenite::Message::Close(_))) => Incoming::Closed,
+            Some(Ok(tungstenite::Message::Close(frame))) => {
+                match frame {
+                    Some(f) => tracing::info!(
+                        code = u16::from(f.code),
+                        reason = %f.reason,
+                        "source closed the connection"
+                    ),
+                    None => tracing::info!("source closed the connection without a code"),
+                }
+                Incoming::Closed
+            }
             Some(Ok(_)) => Incoming::Control,
             Some(Err(tungstenite::Error::Capacity(_))) => Incoming::TooBig,
             Some(Err(e)) => {
-                tracing::debug!(error = %e, "ingest read failed");
+                tracing::warn!(error = %e, "source connection failed");
                 Incoming::Closed
             }
         }
@@ -178,6 +275,11 @@ impl Transport for ClientStream {
             reason: reason.into(),
         };
         let _ = tokio::time::timeout(WRITE_TIMEOUT, self.close(Some(frame))).await;
+    }
+
+    async fn send_ping(&mut self) -> bool {
+        let ping = self.send(tungstenite::Message::Ping(bytes::Bytes::new()));
+        matches!(tokio::time::timeout(WRITE_TIMEOUT, ping).await, Ok(Ok(())))
     }
 }
 
@@ -223,7 +325,7 @@ pub async fn handle_upgrade(
     ws.max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |mut socket| async move {
-            ingest.serve(&mut socket, Id::from(source)).await;
+            ingest.serve(&mut socket, Id::from(source), None).await;
         })
 }
 
@@ -242,8 +344,14 @@ impl Ingest {
                 engine,
                 metrics,
                 shutdown,
+                live: LiveSockets::default(),
             }),
         }
+    }
+
+    /// Resolves once every session (listen and connect mode) has ended.
+    pub fn all_closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.inner.live.all_closed()
     }
 
     /// Connect mode: dials `source.url` and serves it, redialing forever with capped
@@ -282,7 +390,20 @@ impl Ingest {
                     continue;
                 }
             };
-            let dial = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+            let connector = match tls_connector(&url, cfg.ca.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(url = %url, error = %e, "cannot set up tls for the source");
+                    failures = failures.saturating_add(1);
+                    continue;
+                }
+            };
+            let dial = tokio_tungstenite::connect_async_tls_with_config(
+                request,
+                Some(ws_config),
+                true,
+                connector,
+            );
             let result = tokio::select! {
                 _ = self.inner.shutdown.cancelled() => return,
                 r = dial => r,
@@ -291,7 +412,12 @@ impl Ingest {
                 Ok((mut stream, _response)) => {
                     tracing::info!(url = %url, source = %source, "connected to source");
                     let since = tokio::time::Instant::now();
-                    self.serve(&mut stream, source.clone()).await;
+                    let keepalive = Keepalive::new(
+                        Duration::from_millis(cfg.ping_every.max(1) as u64),
+                        Duration::from_millis(cfg.ping_timeout.max(1) as u64),
+                    );
+                    self.serve(&mut stream, source.clone(), Some(keepalive))
+                        .await;
                     // A peer that accepts and drops at once is backed off like one that
                     // refuses; a connection that held for a while starts over.
                     if since.elapsed() >= STABLE_CONNECTION {
@@ -313,13 +439,15 @@ impl Ingest {
     }
 
     /// One connection, from hello to close. Tells the engine task when it starts and ends.
-    async fn serve<T: Transport>(&self, t: &mut T, source: Id) {
+    async fn serve<T: Transport>(&self, t: &mut T, source: Id, keepalive: Option<Keepalive>) {
+        let _live = self.inner.live.hold();
         let engine = &self.inner.engine;
         let Ok((conn, resume, acks)) = engine.connect_with_acks(&source).await else {
-            t.close_with(CLOSE_GOING_AWAY, "daemon shutting down").await;
+            going_away(t).await;
             return;
         };
-        self.session(t, &source, conn, resume, acks).await;
+        self.session(t, &source, conn, resume, acks, keepalive)
+            .await;
         engine.disconnect(conn).await;
     }
 
@@ -330,6 +458,7 @@ impl Ingest {
         conn: ConnId,
         resume: Option<u64>,
         mut acks: tokio::sync::watch::Receiver<Option<u64>>,
+        mut keepalive: Option<Keepalive>,
     ) {
         let inner = &*self.inner;
         let hello =
@@ -339,17 +468,47 @@ impl Ingest {
         }
         loop {
             let incoming = tokio::select! {
+                // Shutdown first: the engine task ends with it, and the end of the ack
+                // channel below must not win and drop the peer without a close frame.
+                biased;
                 _ = inner.shutdown.cancelled() => {
-                    t.close_with(CLOSE_GOING_AWAY, "daemon shutting down").await;
+                    going_away(t).await;
                     return;
                 }
                 m = t.next_incoming() => Some(m),
                 // The ack moved without a frame to reply to (a store retry succeeded).
                 changed = acks.changed() => match changed {
                     Ok(()) => None,
-                    Err(_) => return,
+                    // The engine task stopped: the daemon is going down.
+                    Err(_) => {
+                        going_away(t).await;
+                        return;
+                    }
                 },
+                _ = sleep_until_keepalive(keepalive.as_ref()) => {
+                    let Some(k) = keepalive.as_mut() else { continue };
+                    let now = tokio::time::Instant::now();
+                    if now >= k.dead_at() {
+                        tracing::warn!(
+                            source = %source,
+                            silent_ms = now.duration_since(k.seen).as_millis() as u64,
+                            "no frame from the source within source.ping_timeout (half-open?), dropping connection"
+                        );
+                        return;
+                    }
+                    if now >= k.ping_at() {
+                        k.pinged = now;
+                        if !t.send_ping().await {
+                            tracing::warn!(source = %source, "cannot ping the source, dropping connection");
+                            return;
+                        }
+                    }
+                    continue;
+                }
             };
+            if let (Some(k), Some(_)) = (keepalive.as_mut(), incoming.as_ref()) {
+                k.seen = tokio::time::Instant::now();
+            }
             let Some(incoming) = incoming else {
                 let ack = *acks.borrow_and_update();
                 let Some(seq) = ack else { continue };
@@ -367,7 +526,7 @@ impl Ingest {
                         r
                     }
                     None => {
-                        t.close_with(CLOSE_GOING_AWAY, "daemon shutting down").await;
+                        going_away(t).await;
                         return;
                     }
                 },
@@ -390,17 +549,28 @@ impl Ingest {
                 Incoming::Control => continue,
                 Incoming::Closed => return,
             };
+            // Time spent waiting on the engine (back-pressure, a failing store) is the
+            // daemon's, not the peer's silence: the peer could not be heard meanwhile.
+            if let Some(k) = keepalive.as_mut() {
+                k.seen = tokio::time::Instant::now();
+            }
             if replies.is_empty() {
                 continue;
             }
             let sent = tokio::select! {
                 // A peer that does not read must not hold up shutdown either.
-                _ = inner.shutdown.cancelled() => return,
+                _ = inner.shutdown.cancelled() => {
+                    going_away(t).await;
+                    return;
+                }
                 ok = t.send_texts(replies) => ok,
             };
             if !sent {
                 tracing::warn!(source = %source, "source does not read replies, dropping connection");
                 return;
+            }
+            if let Some(k) = keepalive.as_mut() {
+                k.seen = tokio::time::Instant::now();
             }
         }
     }
@@ -425,6 +595,84 @@ impl Ingest {
         }
         Some(replies)
     }
+}
+
+/// Closes with 1001 (going away), then reads what the peer still sends until its close
+/// reply, for at most [`CLOSE_LINGER`]: a socket dropped with unread data is reset, and a
+/// reset can destroy the close frame before the peer reads it. Bounded (a peer that does not
+/// read must not hold up shutdown).
+async fn going_away<T: Transport>(t: &mut T) {
+    let close = t.close_with(CLOSE_GOING_AWAY, "daemon shutting down");
+    if tokio::time::timeout(CLOSE_LINGER * 4, close).await.is_err() {
+        return;
+    }
+    let drain = async { while !matches!(t.next_incoming().await, Incoming::Closed) {} };
+    let _ = tokio::time::timeout(CLOSE_LINGER, drain).await;
+}
+
+async fn sleep_until_keepalive(keepalive: Option<&Keepalive>) {
+    match keepalive {
+        Some(k) => tokio::time::sleep_until(k.wake()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A `source.ca` file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("cannot read source.ca {path}: {error}")]
+    Read {
+        path: String,
+        error: rustls::pki_types::pem::Error,
+    },
+    #[error("source.ca {path} holds no certificate")]
+    Empty { path: String },
+    #[error("source.ca {path}: a certificate is not usable as a root: {error}")]
+    Root { path: String, error: rustls::Error },
+}
+
+/// The CA certificates of a PEM file (`source.ca`).
+pub fn load_ca(
+    path: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, CaError> {
+    use rustls::pki_types::pem::PemObject;
+    let shown = || path.display().to_string();
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| CaError::Read {
+            path: shown(),
+            error,
+        })?;
+    if certs.is_empty() {
+        return Err(CaError::Empty { path: shown() });
+    }
+    Ok(certs)
+}
+
+/// The TLS setup for a dial: `None` (tokio-tungstenite's default, the public web roots)
+/// unless `url` is `wss://` and `ca` names a private CA, which is then trusted besides them.
+fn tls_connector(
+    url: &str,
+    ca: Option<&std::path::Path>,
+) -> Result<Option<tokio_tungstenite::Connector>, Box<dyn std::error::Error + Send + Sync>> {
+    let Some(ca) = ca.filter(|_| url.starts_with("wss://")) else {
+        return Ok(None);
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in load_ca(ca)? {
+        roots.add(cert).map_err(|error| CaError::Root {
+            path: ca.display().to_string(),
+            error,
+        })?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Some(tokio_tungstenite::Connector::Rustls(Arc::new(config))))
 }
 
 fn error_json(seq: Option<u64>, index: Option<usize>, reason: &str) -> String {
@@ -475,5 +723,37 @@ mod tests {
             assert!(d >= BACKOFF_BASE / 2, "{f}: {d:?}");
         }
         assert!(backoff(30) >= BACKOFF_CAP / 2);
+    }
+
+    #[test]
+    fn backoff_doubles_and_jitters_within_half_to_whole_of_its_step() {
+        for failures in 0..6 {
+            let step = BACKOFF_BASE * (1 << failures);
+            let samples: Vec<Duration> = (0..500).map(|_| backoff(failures)).collect();
+            for d in &samples {
+                assert!(*d >= step / 2 && *d < step, "{failures}: {d:?} of {step:?}");
+            }
+            let (min, max) = (
+                samples.iter().min().copied().unwrap_or_default(),
+                samples.iter().max().copied().unwrap_or_default(),
+            );
+            // 500 draws from [0.5, 1) spread over most of it: a fixed factor would not.
+            assert!(max - min > step / 4, "{failures}: {min:?}..{max:?}");
+        }
+    }
+
+    #[test]
+    fn keepalive_pings_after_quiet_and_gives_up_after_the_timeout() {
+        let mut k = Keepalive::new(Duration::from_secs(10), Duration::from_secs(20));
+        let start = k.seen;
+        assert_eq!(k.wake(), start + Duration::from_secs(10));
+        k.pinged = start + Duration::from_secs(10);
+        assert_eq!(k.ping_at(), start + Duration::from_secs(20));
+        assert_eq!(k.wake(), start + Duration::from_secs(20));
+        assert_eq!(k.dead_at(), start + Duration::from_secs(20));
+        // A pong (any frame) moves both.
+        k.seen = start + Duration::from_secs(12);
+        assert_eq!(k.dead_at(), start + Duration::from_secs(32));
+        assert_eq!(k.wake(), start + Duration::from_secs(22));
     }
 }

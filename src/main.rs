@@ -1,6 +1,6 @@
 use clap::Parser;
 
-use floorwatch::cli::{Cli, Command, EXIT_CONFIG};
+use floorwatch::cli::{Cli, Command, EXIT_CONFIG, EXIT_GRACE};
 
 fn main() {
     let cli = Cli::parse();
@@ -21,6 +21,11 @@ fn main() {
             .is_some()
         {
             EXIT_CONFIG
+        } else if e
+            .downcast_ref::<floorwatch::daemon::GraceExceeded>()
+            .is_some()
+        {
+            EXIT_GRACE
         } else {
             1
         };
