@@ -201,6 +201,7 @@ pub async fn handle_upgrade(
     if let Err(e) = authorize(
         "ingest",
         &[&config.server.tokens.ingest],
+        &config.server.tokens,
         &headers,
         None,
         peer,
