@@ -601,7 +601,9 @@ impl SeriesBook {
                         .remove_label_values(&[rule, kind, &team, agent]);
                 }
                 for team in c.points {
-                    let _ = m.demerit_points.remove_label_values(&[team.as_str(), agent]);
+                    let _ = m
+                        .demerit_points
+                        .remove_label_values(&[team.as_str(), agent]);
                 }
             }
         }

@@ -29,7 +29,10 @@ async fn request(
     body: &str,
 ) -> Answer {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n");
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("connection")) {
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("connection"))
+    {
         req.push_str("Connection: close\r\n");
     }
     for (k, v) in headers {
@@ -127,6 +130,9 @@ fn tokened() -> floorwatch::config::Config {
     c
 }
 
+/// (method, path, upgrade?, body, who may, status when allowed)
+type Row<'a> = (&'a str, &'a str, bool, &'a str, &'a [Caller], u16);
+
 #[tokio::test]
 async fn every_path_answers_each_role_by_the_access_table() {
     use Caller::*;
@@ -135,8 +141,7 @@ async fn every_path_answers_each_role_by_the_access_table() {
     let viewers: &[Caller] = &[Viewer, Lead];
     let everyone: &[Caller] = &[Ingest, Viewer, Lead, NoToken, WrongToken];
     let approval = r#"{"agent":"a1","reason":"meeting","minutes":10,"by":"zhang.wei"}"#;
-    // (method, path, upgrade?, body, who may, status when allowed)
-    let table: &[(&str, &str, bool, &str, &[Caller], u16)] = &[
+    let table: &[Row] = &[
         ("GET", "/", false, "", viewers, 200),
         ("GET", "/api/v1/floor", false, "", viewers, 200),
         ("GET", "/api/v1/violations", false, "", viewers, 200),
