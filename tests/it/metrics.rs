@@ -416,7 +416,7 @@ async fn pseudonymized_metrics_show_no_agent_id() {
             text.contains(&format!("floorwatch_agent_state{{agent=\"{want}\"")),
             "{want} missing: {text}"
         );
-        assert!(!text.contains(&not), "{not} in {text}");
+        assert!(!text.contains(not), "{not} in {text}");
         d.shutdown().await;
     }
 }
