@@ -27,6 +27,7 @@ pub struct Config {
     pub teams: Vec<TeamConfig>,
     pub alerts: AlertsConfig,
     pub ui: UiConfig,
+    pub metrics: MetricsConfig,
     /// Phone-system adapters to run (`[source]` with a `kind` other than `"floorwatch"`, and
     /// every `[[sources]]` table), in file order. Names are unique.
     pub adapters: Vec<AdapterConfig>,
@@ -55,6 +56,14 @@ impl SourceKind {
             SourceKind::FreeswitchEsl => "freeswitch-esl",
         }
     }
+}
+
+/// `[metrics]`: what `/metrics` shows of people.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsConfig {
+    /// `pseudonymize_agents = true` with its `pseudonym_key`: every `agent` label is
+    /// `a_` + the first 12 hex digits of HMAC-SHA256(key, agent id) instead of the id.
+    pub pseudonym_key: Option<Secret>,
 }
 
 /// A password or secret: never printed by `Debug`.
@@ -131,6 +140,47 @@ pub struct ServerConfig {
     /// `server.shutdown_grace` (default 10s): how long a graceful shutdown may take before
     /// the daemon gives up waiting and exits with [`crate::cli::EXIT_GRACE`].
     pub shutdown_grace: Millis,
+    /// `[server.tls]`: serve HTTPS and WSS with this certificate chain and key.
+    pub tls: Option<TlsFiles>,
+}
+
+/// `[server.tls]`: PEM files, read when the daemon starts (relative to its working directory).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key of the leaf (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+impl ServerConfig {
+    /// Why this server must not start: a listen address other hosts can reach while a role
+    /// has no tokens (its surface would be open to loopback only, and the site would find
+    /// out from 403s on the floor). `None` when loopback, or when every role has tokens.
+    pub fn exposure(&self) -> Option<String> {
+        if self.listen.ip().is_loopback() {
+            return None;
+        }
+        let t = &self.tokens;
+        let open: Vec<&str> = [
+            ("ingest", &t.ingest),
+            ("viewer", &t.viewer),
+            ("lead", &t.lead),
+        ]
+        .into_iter()
+        .filter(|(_, list)| list.is_empty())
+        .map(|(role, _)| role)
+        .collect();
+        if open.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "{} is not a loopback address, and server.tokens has no tokens for {}: \
+             set tokens for every role, or listen on 127.0.0.1 behind a proxy",
+            self.listen,
+            open.join(", ")
+        ))
+    }
 }
 
 /// Bearer tokens by role; an empty list means that surface is open (on loopback only).
@@ -347,7 +397,8 @@ pub struct AlertsConfig {
     pub timeout: Millis,
     /// Cap of the retry back-off (`alerts.retry_max`, default 30s).
     pub retry_max: Millis,
-    /// Base of `generatorURL` (`alerts.external_url`); default `http://` + `server.listen`.
+    /// Base of `generatorURL` (`alerts.external_url`); default `http://` (`https://` with
+    /// `[server.tls]`) + `server.listen`.
     pub external_url: Option<String>,
 }
 
@@ -395,6 +446,7 @@ impl Default for Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 tokens: Tokens::default(),
                 shutdown_grace: 10_000,
+                tls: None,
             },
             source: SourceConfig {
                 kind: SourceKind::Floorwatch,
@@ -422,6 +474,7 @@ impl Default for Config {
             ui: UiConfig {
                 language: "zh-CN".to_string(),
             },
+            metrics: MetricsConfig::default(),
             adapters: Vec::new(),
         }
     }
@@ -624,6 +677,7 @@ struct RawConfig {
     teams: Option<Vec<Spanned<RawTeam>>>,
     alerts: Option<RawAlerts>,
     ui: Option<RawUi>,
+    metrics: Option<RawMetrics>,
     sources: Option<Vec<Spanned<RawSource>>>,
 }
 
@@ -633,6 +687,14 @@ struct RawServer {
     listen: Option<Spanned<String>>,
     tokens: Option<RawTokens>,
     shutdown_grace: Option<Spanned<Duration>>,
+    tls: Option<Spanned<RawTls>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -861,6 +923,13 @@ struct RawAlertmanager {
 struct RawWebhook {
     url: Spanned<String>,
     secret: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    pseudonymize_agents: Option<Spanned<bool>>,
+    pseudonym_key: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1205,6 +1274,9 @@ impl Check<'_> {
         if let Some(alerts) = raw.alerts {
             self.alerts(alerts, &mut config.alerts)?;
         }
+        if let Some(m) = raw.metrics {
+            self.metrics(m, &mut config.metrics)?;
+        }
         if let Some(language) = raw.ui.and_then(|u| u.language) {
             match language.get_ref().as_str() {
                 "zh-CN" | "en" => config.ui.language = language.into_inner(),
@@ -1220,6 +1292,7 @@ impl Check<'_> {
     }
 
     fn server(&self, raw: RawServer, server: &mut ServerConfig) -> Result<(), ConfigError> {
+        let listen_span = raw.listen.as_ref().map(|l| l.span());
         if let Some(listen) = raw.listen {
             server.listen = match listen.get_ref().trim().parse::<SocketAddr>() {
                 Ok(addr) => addr,
@@ -1263,6 +1336,47 @@ impl Check<'_> {
                 }
             }
         }
+        if let Some(tls) = raw.tls {
+            let span = tls.span();
+            let tls = tls.into_inner();
+            let path = |v: Option<Spanned<String>>, key: &str| match v {
+                Some(p) if !p.get_ref().trim().is_empty() => Ok(PathBuf::from(p.into_inner())),
+                Some(p) => self.err(p.span(), "must not be empty"),
+                None => self.err_key(
+                    span.clone(),
+                    format!("server.tls.{key}"),
+                    "required in [server.tls] (a PEM file)",
+                ),
+            };
+            server.tls = Some(TlsFiles {
+                cert: path(tls.cert, "cert")?,
+                key: path(tls.key, "key")?,
+            });
+        }
+        if let (Some(span), Some(message)) = (listen_span, server.exposure()) {
+            return self.err_key(span, "server.listen", message);
+        }
+        Ok(())
+    }
+
+    fn metrics(&self, raw: RawMetrics, metrics: &mut MetricsConfig) -> Result<(), ConfigError> {
+        let Some(on) = raw.pseudonymize_agents else {
+            return Ok(());
+        };
+        if !*on.get_ref() {
+            return Ok(());
+        }
+        let Some(key) = raw.pseudonym_key else {
+            return self.err(
+                on.span(),
+                "needs metrics.pseudonym_key (a secret of at least 16 characters)",
+            );
+        };
+        // A short key can be found by trying every agent id against the published hashes.
+        if key.get_ref().chars().count() < 16 {
+            return self.err(key.span(), "want a secret of at least 16 characters");
+        }
+        metrics.pseudonym_key = Some(Secret(key.into_inner()));
         Ok(())
     }
 
@@ -1989,6 +2103,51 @@ mod tests {
             vec![("Authorization".to_string(), "Bearer x".to_string())]
         );
         assert_eq!(c.source.name, "pbx-1");
+    }
+
+    #[test]
+    fn open_roles_on_a_public_listen_address_are_refused() {
+        let e = err("[server]\nlisten = \"0.0.0.0:8080\"\n[server.tokens]\ningest = [\"i\"]\n");
+        assert_at(&e, "server.listen", 2, 10);
+        assert!(e.message.contains("viewer, lead"), "{e}");
+        assert!(!e.message.contains("ingest"), "{e}");
+        let e = err("[server]\nlisten = \"[::]:8080\"\n");
+        assert!(e.message.contains("ingest, viewer, lead"), "{e}");
+        let all = "[server]\nlisten = \"0.0.0.0:8080\"\n[server.tokens]\n\
+                   ingest = [\"i\"]\nviewer = [\"v\"]\nlead = [\"l\"]\n";
+        assert!(Config::from_toml_str(all).is_ok());
+        assert!(Config::from_toml_str("[server]\nlisten = \"[::1]:8080\"\n").is_ok());
+    }
+
+    #[test]
+    fn pseudonymized_agents_need_a_long_enough_key() {
+        let e = err("[metrics]\npseudonymize_agents = true\n");
+        assert_at(&e, "metrics.pseudonymize_agents", 2, 23);
+        let e = err("[metrics]\npseudonymize_agents = true\npseudonym_key = \"short\"\n");
+        assert_at(&e, "metrics.pseudonym_key", 3, 17);
+        let c = Config::from_toml_str(
+            "[metrics]\npseudonymize_agents = true\npseudonym_key = \"0123456789abcdef\"\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            c.metrics.pseudonym_key,
+            Some(Secret("0123456789abcdef".into()))
+        );
+        let c = Config::from_toml_str("[metrics]\npseudonymize_agents = false\n").expect("valid");
+        assert!(c.metrics.pseudonym_key.is_none());
+    }
+
+    #[test]
+    fn tls_wants_both_files() {
+        let c = Config::from_toml_str("[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n")
+            .expect("valid");
+        let tls = c.server.tls.expect("tls");
+        assert_eq!(tls.cert, PathBuf::from("c.pem"));
+        assert_eq!(tls.key, PathBuf::from("k.pem"));
+        let e = err("[server.tls]\ncert = \"c.pem\"\n");
+        assert_eq!(e.key.as_deref(), Some("server.tls.key"), "{e}");
+        let e = err("[server.tls]\ncert = \"\"\nkey = \"k.pem\"\n");
+        assert_at(&e, "server.tls.cert", 2, 8);
     }
 
     #[test]

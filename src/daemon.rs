@@ -1005,6 +1005,10 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         line: None,
         column: None,
     };
+    // Also here, not only in the file's validation: `demo --listen` and embedders set it.
+    if let Some(message) = config.server.exposure() {
+        return Err(err("server.listen", message));
+    }
     if config.source.mode == SourceMode::Connect {
         match config.source.url.as_deref() {
             None | Some("") => {
@@ -1233,6 +1237,17 @@ pub async fn start(config: Config) -> anyhow::Result<DaemonHandle> {
 /// [`start`] with a given clock (tests under `tokio::time::pause()`).
 pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<DaemonHandle> {
     validate(&config)?;
+    let tls = match &config.server.tls {
+        Some(files) => Some(
+            crate::tls::server_config(&files.cert, &files.key).map_err(|e| ConfigError {
+                message: e.message,
+                key: Some(e.key.to_string()),
+                line: None,
+                column: None,
+            })?,
+        ),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -1240,7 +1255,11 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         .local_addr()
         .context("cannot read the bound address")?;
     let shutdown = CancellationToken::new();
-    let metrics = Arc::new(Metrics::new()?);
+    let metrics = match &config.metrics.pseudonym_key {
+        Some(key) => Metrics::new()?.pseudonymize_agents(key.0.as_bytes()),
+        None => Metrics::new()?,
+    };
+    let metrics = Arc::new(metrics);
     let alerts = Alerts::from_config(&config, local_addr)?;
     let restored = restore(&config, alerts.as_ref(), clock.now_micros())?;
     let reader = restored
@@ -1314,14 +1333,30 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         feed,
     });
     let token = shutdown.clone();
-    let server = tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned());
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "http server failed");
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let server = match tls {
+        None => tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned());
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "http server failed");
+            }
+        }),
+        Some(tls) => {
+            use axum::serve::ListenerExt;
+            let listener = crate::tls::TlsListener::new(listener, tls, shutdown.clone())
+                .context("cannot read the bound address")?
+                // A tapped listener gives handlers its peer address (`ConnectInfo`).
+                .tap_io(|_| ());
+            tokio::spawn(async move {
+                let serve =
+                    axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned());
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "https server failed");
+                }
+            })
         }
-    });
-    tracing::info!(listen = %local_addr, mode = ?config.source.mode, "daemon started");
+    };
+    tracing::info!(listen = %local_addr, tls = config.server.tls.is_some(), mode = ?config.source.mode, "daemon started");
     Ok(DaemonHandle {
         local_addr,
         shutdown,

@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::config::{Config, SourceMode};
+use crate::config::{Config, SourceMode, Tokens};
 use crate::daemon::EngineClient;
 use crate::engine::{AgentView, QueueCounts, Rule};
 use crate::event::Id;
@@ -84,6 +84,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("open on loopback only: configure server.tokens.{0} to allow other hosts")]
     LoopbackOnly(&'static str),
+    /// A valid token of a role that may not use this surface.
+    #[error("this token's role may not use this surface (it takes {0} tokens)")]
+    WrongRole(&'static str),
     #[error("no such path")]
     NotFound,
     #[error("{0}")]
@@ -102,7 +105,7 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::LoopbackOnly(_) => StatusCode::FORBIDDEN,
+            ApiError::LoopbackOnly(_) | ApiError::WrongRole(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::NoSuch(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -123,10 +126,12 @@ impl IntoResponse for ApiError {
 /// any of `tokens`, only loopback peers; otherwise whoever presents one of them, as
 /// `Authorization: Bearer T` or, when `query_token` is given (the wallboard on a TV cannot
 /// set headers), as `?token=T`. `peer` is `None` when the app runs without connect info
-/// (in-process tests): taken as loopback.
+/// (in-process tests): taken as loopback. A token of another role (one of `all`) is 403,
+/// a missing or unknown one 401.
 pub fn authorize(
     role: &'static str,
     tokens: &[&[String]],
+    all: &Tokens,
     headers: &HeaderMap,
     query_token: Option<&str>,
     peer: Option<SocketAddr>,
@@ -152,7 +157,14 @@ pub fn authorize(
         .flat_map(|t| t.iter())
         .fold(false, |ok, t| ct_eq(t.as_bytes(), given.as_bytes()) | ok);
     if ok {
-        Ok(())
+        return Ok(());
+    }
+    let known = [&all.ingest, &all.viewer, &all.lead]
+        .iter()
+        .flat_map(|t| t.iter())
+        .fold(false, |ok, t| ct_eq(t.as_bytes(), given.as_bytes()) | ok);
+    if known {
+        Err(ApiError::WrongRole(role))
     } else {
         Err(ApiError::Unauthorized)
     }
@@ -166,16 +178,22 @@ pub fn peer_of(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
 }
 
 /// Guards the viewer surfaces (wallboard, `/ws/floor`, `GET /api`): viewer or lead tokens.
+/// `?token=` counts on the wallboard page and `/ws/floor` only (a TV cannot set headers);
+/// the API wants the header, so tokens stay out of URLs that proxies log.
 async fn viewer_guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let tokens = &s.config.server.tokens;
-    let query_token = req.uri().query().and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("token="))
-            .map(str::to_string)
-    });
+    let query_token = match req.uri().path() {
+        "/" | "/ws/floor" => req.uri().query().and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("token="))
+                .map(str::to_string)
+        }),
+        _ => None,
+    };
     match authorize(
         "viewer",
         &[&tokens.viewer, &tokens.lead],
+        tokens,
         req.headers(),
         query_token.as_deref(),
         peer_of(req.extensions()),
@@ -190,6 +208,7 @@ async fn lead_guard(State(s): State<AppState>, req: Request, next: Next) -> Resp
     match authorize(
         "lead",
         &[&s.config.server.tokens.lead],
+        &s.config.server.tokens,
         req.headers(),
         None,
         peer_of(req.extensions()),
@@ -798,23 +817,34 @@ mod tests {
         let remote = Some(SocketAddr::from(([192, 0, 2, 7], 5000)));
         let none: &[String] = &[];
         let mut h = HeaderMap::new();
-        assert!(authorize("ingest", &[none], &h, None, local).is_ok());
-        assert!(authorize("ingest", &[none], &h, None, None).is_ok());
+        let all = Tokens::default();
+        assert!(authorize("ingest", &[none], &all, &h, None, local).is_ok());
+        assert!(authorize("ingest", &[none], &all, &h, None, None).is_ok());
         assert!(matches!(
-            authorize("ingest", &[none], &h, None, remote),
+            authorize("ingest", &[none], &all, &h, None, remote),
             Err(ApiError::LoopbackOnly("ingest"))
         ));
         let viewer = vec!["v1".to_string()];
         let lead = vec!["l1".to_string(), "l2".to_string()];
         let both: [&[String]; 2] = [&viewer, &lead];
-        assert!(authorize("viewer", &both, &h, None, local).is_err());
-        assert!(authorize("viewer", &both, &h, Some("l2"), remote).is_ok());
-        assert!(authorize("viewer", &both, &h, Some("nope"), local).is_err());
+        let all = Tokens {
+            ingest: vec!["i1".to_string()],
+            viewer: viewer.clone(),
+            lead: lead.clone(),
+        };
+        assert!(authorize("viewer", &both, &all, &h, None, local).is_err());
+        assert!(authorize("viewer", &both, &all, &h, Some("l2"), remote).is_ok());
+        assert!(authorize("viewer", &both, &all, &h, Some("nope"), local).is_err());
         h.insert(header::AUTHORIZATION, "Bearer nope".parse().unwrap());
-        assert!(authorize("viewer", &both, &h, None, local).is_err());
+        assert!(authorize("viewer", &both, &all, &h, None, local).is_err());
         h.insert(header::AUTHORIZATION, "Bearer v1".parse().unwrap());
-        assert!(authorize("viewer", &both, &h, None, remote).is_ok());
+        assert!(authorize("viewer", &both, &all, &h, None, remote).is_ok());
+        h.insert(header::AUTHORIZATION, "Bearer i1".parse().unwrap());
+        assert!(matches!(
+            authorize("viewer", &both, &all, &h, None, remote),
+            Err(ApiError::WrongRole("viewer"))
+        ));
         h.insert(header::AUTHORIZATION, "Basic v1".parse().unwrap());
-        assert!(authorize("viewer", &both, &h, None, remote).is_err());
+        assert!(authorize("viewer", &both, &all, &h, None, remote).is_err());
     }
 }

@@ -303,6 +303,7 @@ pub async fn handle_upgrade(
     if let Err(e) = authorize(
         "ingest",
         &[&config.server.tokens.ingest],
+        &config.server.tokens,
         &headers,
         None,
         peer,

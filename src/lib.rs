@@ -30,6 +30,8 @@
 //! - [`feed`]: `/ws/floor`: the floor as one snapshot and then deltas, encoded once for every
 //!   wallboard; slow clients are resynchronised or dropped, never waited for.
 //! - [`http`]: the axum router: API, `/metrics`, health, the built-in wallboard.
+//! - [`tls`]: optional TLS on the HTTP port: the rustls config from `[server.tls]` and a
+//!   listener that hands the server handshaken connections.
 //! - [`metrics`]: the Prometheus registry and every `floorwatch_*` family.
 //! - [`simulate`]: the phone-system simulator: a deterministic floor generator and a
 //!   WebSocket client with hello/ack/resume.
@@ -57,3 +59,4 @@ pub mod report;
 pub mod simulate;
 pub mod store;
 pub mod time;
+pub mod tls;

@@ -78,6 +78,15 @@ pub struct Metrics {
     pub alerts_pending: IntGaugeVec,
     pub alerts_dropped: IntCounter,
     pub alerts_outbox: IntGauge,
+    /// What an `agent` label shows: the id, or its pseudonym.
+    agent_names: AgentNames,
+}
+
+/// How agent ids become `agent` label values.
+enum AgentNames {
+    Raw,
+    /// HMAC-SHA256 under the site's key: stable across restarts, not reversible without it.
+    Pseudonyms(ring::hmac::Key),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +94,31 @@ pub struct Metrics {
 pub struct MetricsError(#[from] prometheus::Error);
 
 impl Metrics {
+    /// From then on every `agent` label is a pseudonym (see [`Metrics::agent_label`]). Call
+    /// before the first series is set.
+    pub fn pseudonymize_agents(mut self, key: &[u8]) -> Metrics {
+        self.agent_names =
+            AgentNames::Pseudonyms(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key));
+        self
+    }
+
+    /// The `agent` label value of `agent`: the id itself, or `a_` and the first 12 hex digits
+    /// of HMAC-SHA256(key, id) when pseudonymizing.
+    pub fn agent_label<'a>(&self, agent: &'a str) -> std::borrow::Cow<'a, str> {
+        match &self.agent_names {
+            AgentNames::Raw => std::borrow::Cow::Borrowed(agent),
+            AgentNames::Pseudonyms(key) => {
+                let tag = ring::hmac::sign(key, agent.as_bytes());
+                let mut out = String::with_capacity(14);
+                out.push_str("a_");
+                for b in &tag.as_ref()[..6] {
+                    out.push_str(&format!("{b:02x}"));
+                }
+                std::borrow::Cow::Owned(out)
+            }
+        }
+    }
+
     pub fn new() -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
         let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
@@ -268,6 +302,7 @@ impl Metrics {
                 "Alerts held in the outbox (firing, or resolved and not yet delivered everywhere)",
             )?,
             registry,
+            agent_names: AgentNames::Raw,
         };
         m.register()?;
         for t in EVENT_TYPES {
@@ -430,7 +465,7 @@ pub(crate) struct SeriesBook {
     agent_counters: HashMap<Id, AgentCounters>,
     /// Queues whose gauges were set.
     queues: HashSet<Id>,
-    /// (agent, team) of the appraisal series set last.
+    /// (agent label, team) of the appraisal series set last.
     appraisal: HashSet<(String, String)>,
 }
 
@@ -448,7 +483,8 @@ impl SeriesBook {
         let g = &m.appraisal;
         let mut now = HashSet::with_capacity(rows.len());
         for r in rows {
-            let l = [r.agent.as_str(), r.team.as_str()];
+            let agent = m.agent_label(&r.agent).into_owned();
+            let l = [agent.as_str(), r.team.as_str()];
             let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
             g.points.with_label_values(&l).set(int(r.points));
             g.deduction.with_label_values(&l).set(r.deduction);
@@ -486,7 +522,7 @@ impl SeriesBook {
                     .with_label_values(&[l[0], l[1], rule])
                     .set(int(n));
             }
-            now.insert((r.agent.clone(), r.team.clone()));
+            now.insert((agent, r.team.clone()));
         }
         for (agent, team) in self.appraisal.difference(&now) {
             g.remove(agent, team);
@@ -503,16 +539,18 @@ impl SeriesBook {
         if before == now {
             return;
         }
+        let agent = m.agent_label(&view.agent);
+        let agent = agent.as_ref();
         if let Some((team, s)) = &before {
             let _ = m
                 .agent_state
-                .remove_label_values(&[&view.agent, team, s.as_str()]);
+                .remove_label_values(&[agent, team, s.as_str()]);
             m.agents.with_label_values(&[team, s.as_str()]).dec();
         }
         match now {
             Some((team, s)) => {
                 m.agent_state
-                    .with_label_values(&[&view.agent, &team, s.as_str()])
+                    .with_label_values(&[agent, &team, s.as_str()])
                     .set(1);
                 m.agents.with_label_values(&[&team, s.as_str()]).inc();
                 self.agent_state.insert(view.agent.clone(), (team, s));
@@ -525,11 +563,13 @@ impl SeriesBook {
 
     pub(crate) fn violation(&mut self, m: &Metrics, v: &Violation) {
         let (rule, kind) = (v.rule.as_str(), v.kind.as_str());
+        let agent = m.agent_label(&v.agent);
+        let agent = agent.as_ref();
         m.violations
-            .with_label_values(&[rule, kind, &v.team, &v.agent])
+            .with_label_values(&[rule, kind, &v.team, agent])
             .inc();
         m.demerit_points
-            .with_label_values(&[&v.team, &v.agent])
+            .with_label_values(&[v.team.as_str(), agent])
             .inc_by(u64::from(v.points));
         m.active_violations
             .with_label_values(&[rule, &v.team])
@@ -553,13 +593,17 @@ impl SeriesBook {
             .collect();
         for agent in gone {
             if let Some(c) = self.agent_counters.remove(&agent) {
+                let agent = m.agent_label(&agent);
+                let agent = agent.as_ref();
                 for (rule, kind, team) in c.violations {
                     let _ = m
                         .violations
-                        .remove_label_values(&[rule, kind, &team, &agent]);
+                        .remove_label_values(&[rule, kind, &team, agent]);
                 }
                 for team in c.points {
-                    let _ = m.demerit_points.remove_label_values(&[&team, &agent]);
+                    let _ = m
+                        .demerit_points
+                        .remove_label_values(&[team.as_str(), agent]);
                 }
             }
         }
@@ -744,5 +788,53 @@ mod tests {
             t.contains(r#"floorwatch_agents{state="ringing",team="t1"} 1"#),
             "{t}"
         );
+    }
+
+    #[test]
+    fn pseudonymized_agent_labels_are_truncated_hmacs_everywhere() {
+        // Expected values from Python: hmac.new(key, id, sha256).hexdigest()[:12].
+        let m = Metrics::new()
+            .expect("metrics")
+            .pseudonymize_agents(b"0123456789abcdef");
+        let mut book = SeriesBook::default();
+        book.agent_changed(&m, &view("a1", true, Some(EffectiveState::Ringing)));
+        book.agent_changed(&m, &view("a2", true, Some(EffectiveState::Ringing)));
+        book.violation(&m, &violation("a1"));
+        book.violation(&m, &violation("a2"));
+        let row = |agent: &str| crate::engine::AppraisalRow {
+            agent: agent.into(),
+            team: "t1".into(),
+            points: 3,
+            ..Default::default()
+        };
+        book.appraisal(&m, &[row("a1"), row("a-0001")]);
+        let t = text(&m);
+        for raw in [r#"agent="a1""#, r#"agent="a2""#, r#"agent="a-0001""#] {
+            assert!(!t.contains(raw), "{raw} in {t}");
+        }
+        for series in [
+            r#"floorwatch_agent_state{agent="a_476d5bb034da""#,
+            r#"floorwatch_violations_total{agent="a_476d5bb034da""#,
+            r#"floorwatch_demerit_points_total{agent="a_86214257bc97""#,
+            r#"floorwatch_appraisal_points{agent="a_0aedf779cb17""#,
+        ] {
+            assert!(t.contains(series), "{series} missing from {t}");
+        }
+        // Retiring and replacing series find them by their pseudonym too.
+        book.agent_changed(&m, &view("a2", false, None));
+        book.retire_logged_out(&m);
+        book.appraisal(&m, &[row("a1")]);
+        let t = text(&m);
+        assert!(!t.contains("a_86214257bc97"), "{t}");
+        assert!(!t.contains("a_0aedf779cb17"), "{t}");
+        assert!(t.contains("a_476d5bb034da"), "{t}");
+    }
+
+    #[test]
+    fn agent_labels_are_the_ids_without_pseudonyms() {
+        let m = Metrics::new().expect("metrics");
+        let mut book = SeriesBook::default();
+        book.agent_changed(&m, &view("a1", true, Some(EffectiveState::Ringing)));
+        assert!(text(&m).contains(r#"floorwatch_agent_state{agent="a1""#));
     }
 }

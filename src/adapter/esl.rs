@@ -29,7 +29,8 @@ pub enum EslError {
     FrameTooLarge { len: usize, max: usize },
     #[error("esl header block is over {max} bytes without a blank line")]
     HeaderTooLarge { max: usize },
-    #[error("esl header line {line:?} has no `: ` separator")]
+    // Not the line itself: a header carries caller numbers (privacy, operations page).
+    #[error("esl header line of {} bytes has no `: ` separator", .line.len())]
     BadHeader { line: String },
     #[error("esl Content-Length {value:?} is not a number")]
     BadContentLength { value: String },

@@ -84,10 +84,14 @@ impl Alerts {
             resend_every: a.resend_every,
             max_alerts: a.max_pending,
             language: Language::from_config(&config.ui.language),
-            external_url: a
-                .external_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{listen}")),
+            external_url: a.external_url.clone().unwrap_or_else(|| {
+                let scheme = if config.server.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{listen}")
+            }),
         };
         let kinds = targets.iter().map(|t| t.kind).collect();
         Ok(Some(Alerts::new(

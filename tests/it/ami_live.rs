@@ -722,3 +722,93 @@ fn the_config_example_of_the_asterisk_page_is_valid() {
         [a] if a.name == "pbx-1" && matches!(a.kind, AdapterKind::AsteriskAmi(_))
     ));
 }
+
+/// Every file under `dir`, recursively, as bytes.
+fn files_under(dir: &std::path::Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                out.push((p, bytes));
+            }
+        }
+    }
+    out
+}
+
+/// Privacy (operations page): the caller numbers of the transcript (`CallerIDNum`) reach no
+/// log line, metric, API answer, alert or file of the store.
+#[tokio::test]
+async fn caller_numbers_of_the_ami_transcript_are_nowhere_to_be_seen() {
+    const NUMBER: &str = "13800138000";
+    crate::log_capture::start();
+    assert!(
+        fixture("ami.txt").contains(&format!("CallerIDNum: {NUMBER}")),
+        "the transcript carries the caller number this test looks for"
+    );
+    let (_emu, pbx) = Emu::start(
+        SECRET,
+        vec![Script {
+            status_at: Some(T0 - 1),
+            events: transcript_events(),
+            ..Script::default()
+        }],
+    )
+    .await;
+    // Alerts go to a closed port: they wait in the store's outbox, so their text is there.
+    let parsed = Config::from_toml_str(&format!(
+        "[source]\nkind = \"asterisk-ami\"\nname = \"pbx\"\naddress = \"{pbx}\"\n\
+         username = \"{USER}\"\nsecret = \"{SECRET}\"\n\
+         [alerts.alertmanager]\nurl = \"http://127.0.0.1:9\"\n"
+    ))
+    .expect("valid config");
+    let mut c = sup::config();
+    c.source.kind = parsed.source.kind;
+    c.adapters = parsed.adapters;
+    c.alerts = parsed.alerts;
+    let dir = c.store.dir.clone();
+    let d = sup::start(c).await;
+    let addr = d.local_addr();
+    let want = story_violations().len();
+    eventually("the story's violations", || async {
+        (violations(addr).await.len() >= want).then_some(())
+    })
+    .await;
+    let mut seen = Vec::new();
+    for path in [
+        "/metrics",
+        "/api/v1/floor",
+        "/api/v1/violations?from=2026-11-28T00:00:00Z&to=2026-11-29T00:00:00Z",
+        "/api/v1/violations/1",
+        "/api/v1/appraisal?month=2026-11",
+    ] {
+        let (status, _, body) = sup::get(addr, path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        seen.push((path.to_string(), body));
+    }
+    d.shutdown().await;
+    for (path, bytes) in files_under(&dir) {
+        seen.push((
+            path.display().to_string(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ));
+    }
+    assert!(
+        seen.iter().any(|(p, _)| p.contains("journal")),
+        "the journal was written: {:?}",
+        seen.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
+    seen.push(("logs".into(), crate::log_capture::text()));
+    assert!(
+        seen.last()
+            .is_some_and(|(_, t)| t.contains("logged in to AMI")),
+        "the log capture works"
+    );
+    for (what, text) in &seen {
+        assert!(!text.contains(NUMBER), "the caller number is in {what}");
+    }
+}

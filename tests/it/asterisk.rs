@@ -82,3 +82,30 @@ fn queue_log_gives_the_violations_of_the_protocol_story() {
         .all(|w| w[0].ts <= w[1].ts && w[0].seq < w[1].seq));
     assert_eq!(violations(&events), story());
 }
+
+/// Privacy: the caller numbers of the fixtures (`CallerIDNum` in AMI, the caller-id field of
+/// `ENTERQUEUE` in queue_log) are in no mapped event, as the journal stores them.
+#[test]
+fn caller_numbers_of_the_asterisk_fixtures_are_in_no_event() {
+    const NUMBER: &str = "13800138000";
+    let ami = fixture("ami.txt");
+    let queue_log = fixture("queue_log");
+    assert!(ami.contains(NUMBER) && queue_log.contains(NUMBER));
+    let mut mapper = AmiMapper::new(AmiSettings::default());
+    let mut events: Vec<Event> = parse_transcript(&ami)
+        .iter()
+        .flat_map(|m| mapper.handle(m, Timestamp(0)))
+        .collect();
+    let text: String = queue_log
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (mapped, _) = map_text(&text, AmiSettings::default(), 60_000).expect("queue_log");
+    assert!(!events.is_empty() && !mapped.is_empty());
+    events.extend(mapped);
+    for e in &events {
+        let json = e.to_json();
+        assert!(!json.contains(NUMBER), "{json}");
+    }
+}

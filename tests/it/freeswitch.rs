@@ -541,3 +541,25 @@ async fn reconnect_reconciles_agents_with_the_agent_list() {
     assert_eq!(metric(&m, RECONNECTS), 1.0, "{m}");
     stops_promptly(d).await;
 }
+
+/// Privacy: `CC-Member-CID-Number` of the transcript is in no mapped event (so in no journal
+/// record, metric, alert or API answer, which are all made from events).
+#[test]
+fn caller_numbers_of_the_esl_transcript_are_in_no_event() {
+    const NUMBER: &str = "13800000001";
+    assert!(
+        fixture("esl.txt").contains(NUMBER),
+        "the fixture has the number"
+    );
+    let mut mapper = EslMapper::new(settings());
+    let events: Vec<String> = transcript()
+        .iter()
+        .filter_map(|f| f.event.as_ref())
+        .flat_map(|e| mapper.handle(e, Timestamp(0)))
+        .map(|e| e.to_json())
+        .collect();
+    assert!(!events.is_empty());
+    for e in &events {
+        assert!(!e.contains(NUMBER), "{e}");
+    }
+}

@@ -382,3 +382,41 @@ async fn appraisal_gauges_show_the_month_so_far_and_leave_out_waived_violations(
     );
     d.shutdown().await;
 }
+
+/// `[metrics] pseudonymize_agents`: a live `/metrics` names the agent by its HMAC only
+/// (expected value from Python's `hmac`); without the option, by its id.
+#[tokio::test]
+async fn pseudonymized_metrics_show_no_agent_id() {
+    const AGENT: &str = "zhao.lei-9";
+    const PSEUDONYM: &str = "a_bf02caeec67c";
+    for (pseudonymize, want, not) in [(true, PSEUDONYM, AGENT), (false, AGENT, PSEUDONYM)] {
+        let mut c = sup::config();
+        if pseudonymize {
+            let parsed = floorwatch::config::Config::from_toml_str(
+                "[metrics]\npseudonymize_agents = true\npseudonym_key = \"0123456789abcdef\"\n",
+            )
+            .expect("valid");
+            c.metrics = parsed.metrics;
+        }
+        let d = sup::start(c).await;
+        let addr = d.local_addr();
+        let mut s = Source::connect(addr, "pbx", None).await.expect("connects");
+        s.json().await;
+        s.send(format!(
+            r#"{{"type":"agent.login","ts":1,"seq":1,"agent":"{AGENT}","team":"t1"}}"#
+        ))
+        .await;
+        s.until_ack().await;
+        let text = sup::eventually("the agent's series", || async {
+            let (_, _, text) = get(addr, "/metrics").await;
+            text.contains("floorwatch_agent_state{").then_some(text)
+        })
+        .await;
+        assert!(
+            text.contains(&format!("floorwatch_agent_state{{agent=\"{want}\"")),
+            "{want} missing: {text}"
+        );
+        assert!(!text.contains(not), "{not} in {text}");
+        d.shutdown().await;
+    }
+}
