@@ -333,6 +333,8 @@ pub enum DecodeError {
     BadMinutes,
     #[error("`seq` must be an integer >= 0")]
     BadSeq,
+    #[error("batch of {len} events is longer than limits.max_batch ({max}): nothing of it was applied; send it in smaller batches")]
+    BatchTooLarge { len: usize, max: usize },
     #[error("snapshot entry {index} of `{list}`: {error}")]
     BadSnapshot {
         list: &'static str,
@@ -355,11 +357,12 @@ impl DecodeError {
             DecodeError::BadMinutes => "bad_minutes",
             DecodeError::BadSeq => "bad_seq",
             DecodeError::BadSnapshot { .. } => "bad_snapshot",
+            DecodeError::BatchTooLarge { .. } => "batch_too_large",
         }
     }
 
     /// Every label `reason_label` can return, so counters can be pre-registered.
-    pub const LABELS: [&'static str; 11] = [
+    pub const LABELS: [&'static str; 12] = [
         "invalid_json",
         "not_an_object",
         "missing_field",
@@ -371,6 +374,7 @@ impl DecodeError {
         "bad_minutes",
         "bad_seq",
         "bad_snapshot",
+        "batch_too_large",
     ];
 }
 
@@ -396,11 +400,25 @@ pub struct Frame {
 /// Decodes a frame: one event object or an array of them. Never fails as a whole except for
 /// invalid JSON (reported as one rejection with `index: None`).
 pub fn decode_frame(text: &str) -> Frame {
+    decode_frame_limited(text, usize::MAX)
+}
+
+/// [`decode_frame`] that refuses, as a whole, a batch of more than `max_batch` events (one
+/// rejection `batch_too_large` with `index: None`; no event of it is decoded).
+pub fn decode_frame_limited(text: &str, max_batch: usize) -> Frame {
     let mut frame = Frame::default();
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
         frame.batch = true;
         match serde_json::from_str::<Vec<&RawValue>>(text) {
+            Ok(items) if items.len() > max_batch => frame.rejected.push(Rejected {
+                index: None,
+                seq: None,
+                error: DecodeError::BatchTooLarge {
+                    len: items.len(),
+                    max: max_batch,
+                },
+            }),
             Ok(items) => {
                 frame.events.reserve(items.len());
                 for (i, raw) in items.iter().enumerate() {
