@@ -226,34 +226,35 @@ impl Engine {
         let limits = self.rules.limits;
         let new_agent = |a: &Id| usize::from(!self.agents.contains_key(a));
         let new_call = |c: &Id| usize::from(!self.calls.contains_key(c));
-        // A queue is created when a call of it is counted; the call may have got its queue
-        // from an earlier event, so that one counts too.
-        let new_queues = |call: &Id, queue: Option<&Id>| {
-            let known = self.calls.get(call).and_then(|c| c.queue.as_ref());
-            let a = queue.filter(|q| !self.queues.contains_key(*q));
-            let b = known.filter(|q| !self.queues.contains_key(*q) && Some(*q) != a);
-            usize::from(a.is_some()) + usize::from(b.is_some())
-        };
+        // A queue is created when a call of it is counted: the call's queue, which an event
+        // sets only while the call has none (`call.queued` always).
+        let known_queue = |call: &Id| self.calls.get(call).and_then(|c| c.queue.as_ref());
+        let new_queue =
+            |q: Option<&Id>| usize::from(q.is_some_and(|q| !self.queues.contains_key(q)));
         let (agents, calls, queues) = match body {
             Body::AgentLogin { agent, .. }
             | Body::AgentState { agent, .. }
             | Body::ApprovalGranted { agent, .. } => (new_agent(agent), 0, 0),
             Body::AgentLogout { .. } => (0, 0, 0),
-            Body::CallQueued { call, queue } => (0, new_call(call), new_queues(call, Some(queue))),
+            Body::CallQueued { call, queue } => (0, new_call(call), new_queue(Some(queue))),
             Body::CallRinging { call, agent, queue } => (
                 new_agent(agent),
                 new_call(call),
-                new_queues(call, queue.as_ref()),
+                new_queue(known_queue(call).or(queue.as_ref())),
             ),
-            Body::CallDialing { call, queue, .. } => {
-                (0, new_call(call), new_queues(call, queue.as_ref()))
-            }
-            Body::CallAnswered { call, agent } => {
-                (new_agent(agent), new_call(call), new_queues(call, None))
-            }
+            Body::CallDialing { call, queue, .. } => (
+                0,
+                new_call(call),
+                new_queue(known_queue(call).or(queue.as_ref())),
+            ),
+            Body::CallAnswered { call, agent } => (
+                new_agent(agent),
+                new_call(call),
+                new_queue(known_queue(call)),
+            ),
             Body::CallNoAnswer { call, .. }
             | Body::CallAbandoned { call }
-            | Body::CallEnded { call, .. } => (0, 0, new_queues(call, None)),
+            | Body::CallEnded { call, .. } => (0, 0, new_queue(known_queue(call))),
             Body::Snapshot { agents, calls } => {
                 let listed: std::collections::HashSet<&Id> = agents
                     .iter()
