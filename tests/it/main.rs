@@ -20,6 +20,7 @@ mod http;
 mod ingest;
 mod ingest_connect;
 mod journal;
+mod limits;
 mod metrics;
 mod queue_log_live;
 mod report;
