@@ -797,7 +797,9 @@ impl RawEvent {
                     Some(_) => return Err(DecodeError::BadMinutes),
                 };
                 let ms = (minutes * 60_000.0).round();
-                if !(ms.is_finite() && ms < 1e15) {
+                // Under half a millisecond rounds to 0 ms, which the event's own JSON
+                // (`minutes: 0`) would not decode from: the journal could not read it back.
+                if !(ms.is_finite() && (1.0..1e15).contains(&ms)) {
                     return Err(DecodeError::BadMinutes);
                 }
                 let by = match &self.by {
@@ -1066,6 +1068,18 @@ mod tests {
             let again = one(&e.to_json()).unwrap_or_else(|err| panic!("{}: {err}", e.to_json()));
             assert_eq!(e, again, "{l}");
         }
+    }
+
+    #[test]
+    fn approval_minutes_that_round_to_zero_ms_are_rejected_not_journaled_unreadable() {
+        // The round-trip check of the decode_frame fuzz target: accepted, then its to_json said
+        // `"minutes":0.0`, which decode refuses.
+        let e = one(r#"{"type":"approval.granted","ts":1,"agent":"a","reason":"meeting","minutes":1e-10,"by":"x"}"#)
+            .unwrap_err();
+        assert_eq!(e, DecodeError::BadMinutes);
+        let ok = one(r#"{"type":"approval.granted","ts":1,"agent":"a","reason":"meeting","minutes":0.00001,"by":"x"}"#)
+            .unwrap();
+        assert_eq!(one(&ok.to_json()).unwrap(), ok);
     }
 
     #[test]
