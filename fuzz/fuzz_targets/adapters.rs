@@ -32,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
             let mut parser = AmiParser::new();
             let mut mapper = AmiMapper::new(AmiSettings::default());
             // Two pushes: a message may be split across reads.
-            let mid = text.char_indices().nth(text.chars().count() / 2).map_or(0, |(i, _)| i);
+            let mid = text
+                .char_indices()
+                .nth(text.chars().count() / 2)
+                .map_or(0, |(i, _)| i);
             for part in [&text[..mid], &text[mid..]] {
                 for msg in parser.push(part) {
                     check(&mapper.handle(&msg, T0));

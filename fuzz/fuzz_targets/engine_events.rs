@@ -12,7 +12,9 @@ use std::collections::BTreeSet;
 use arbitrary::Arbitrary;
 use floorwatch::config::{EngineLimits, RulesConfig};
 use floorwatch::engine::{Applied, Effect, Engine, KpiRetention};
-use floorwatch::event::{Body, Event, Id, PresenceState, SnapshotAgent, SnapshotCall, SnapshotCallState};
+use floorwatch::event::{
+    Body, Event, Id, PresenceState, SnapshotAgent, SnapshotCall, SnapshotCallState,
+};
 use floorwatch::time::Timestamp;
 use libfuzzer_sys::fuzz_target;
 
@@ -35,18 +37,59 @@ enum CallSt {
 
 #[derive(Arbitrary, Debug, Clone)]
 enum Op {
-    Login { agent: u8, team: Option<u8>, state: Option<St>, reason: u8 },
-    Logout { agent: u8 },
-    State { agent: u8, state: St, reason: u8, call: Option<u8> },
-    Queued { call: u8, queue: u8 },
-    Ringing { call: u8, agent: u8, queue: Option<u8> },
-    Answered { call: u8, agent: u8 },
-    NoAnswer { call: u8, agent: u8 },
-    Abandoned { call: u8 },
-    Dialing { call: u8, agent: u8, queue: Option<u8> },
-    Ended { call: u8, agent: Option<u8> },
-    Approval { agent: u8, reason: u8, minutes: u16 },
-    Snapshot { agents: Vec<(u8, St, u8, u16)>, calls: Vec<(u8, Option<u8>, CallSt, u8, u16)> },
+    Login {
+        agent: u8,
+        team: Option<u8>,
+        state: Option<St>,
+        reason: u8,
+    },
+    Logout {
+        agent: u8,
+    },
+    State {
+        agent: u8,
+        state: St,
+        reason: u8,
+        call: Option<u8>,
+    },
+    Queued {
+        call: u8,
+        queue: u8,
+    },
+    Ringing {
+        call: u8,
+        agent: u8,
+        queue: Option<u8>,
+    },
+    Answered {
+        call: u8,
+        agent: u8,
+    },
+    NoAnswer {
+        call: u8,
+        agent: u8,
+    },
+    Abandoned {
+        call: u8,
+    },
+    Dialing {
+        call: u8,
+        agent: u8,
+        queue: Option<u8>,
+    },
+    Ended {
+        call: u8,
+        agent: Option<u8>,
+    },
+    Approval {
+        agent: u8,
+        reason: u8,
+        minutes: u16,
+    },
+    Snapshot {
+        agents: Vec<(u8, St, u8, u16)>,
+        calls: Vec<(u8, Option<u8>, CallSt, u8, u16)>,
+    },
     /// Time passes without an event.
     Timeout,
 }
@@ -83,38 +126,80 @@ fn st(s: St) -> PresenceState {
 
 fn body(op: &Op, t: i64) -> Option<Body> {
     Some(match op {
-        Op::Login { agent: a, team, state, reason: r } => Body::AgentLogin {
+        Op::Login {
+            agent: a,
+            team,
+            state,
+            reason: r,
+        } => Body::AgentLogin {
             agent: agent(*a),
             team: team.map(|t| Id::from(format!("t{}", t % 3))),
             name: None,
             extension: None,
             state: state.map(st),
-            reason: if matches!(state, Some(St::NotReady)) { reason(*r) } else { Id::default() },
+            reason: if matches!(state, Some(St::NotReady)) {
+                reason(*r)
+            } else {
+                Id::default()
+            },
         },
         Op::Logout { agent: a } => Body::AgentLogout { agent: agent(*a) },
-        Op::State { agent: a, state, reason: r, call: c } => Body::AgentState {
+        Op::State {
+            agent: a,
+            state,
+            reason: r,
+            call: c,
+        } => Body::AgentState {
             agent: agent(*a),
             state: st(*state),
-            reason: if matches!(state, St::NotReady) { reason(*r) } else { Id::default() },
+            reason: if matches!(state, St::NotReady) {
+                reason(*r)
+            } else {
+                Id::default()
+            },
             call: c.map(call),
             team: None,
         },
-        Op::Queued { call: c, queue: q } => Body::CallQueued { call: call(*c), queue: queue(*q) },
-        Op::Ringing { call: c, agent: a, queue: q } => Body::CallRinging {
+        Op::Queued { call: c, queue: q } => Body::CallQueued {
+            call: call(*c),
+            queue: queue(*q),
+        },
+        Op::Ringing {
+            call: c,
+            agent: a,
+            queue: q,
+        } => Body::CallRinging {
             call: call(*c),
             agent: agent(*a),
             queue: q.map(queue),
         },
-        Op::Answered { call: c, agent: a } => Body::CallAnswered { call: call(*c), agent: agent(*a) },
-        Op::NoAnswer { call: c, agent: a } => Body::CallNoAnswer { call: call(*c), agent: agent(*a) },
+        Op::Answered { call: c, agent: a } => Body::CallAnswered {
+            call: call(*c),
+            agent: agent(*a),
+        },
+        Op::NoAnswer { call: c, agent: a } => Body::CallNoAnswer {
+            call: call(*c),
+            agent: agent(*a),
+        },
         Op::Abandoned { call: c } => Body::CallAbandoned { call: call(*c) },
-        Op::Dialing { call: c, agent: a, queue: q } => Body::CallDialing {
+        Op::Dialing {
+            call: c,
+            agent: a,
+            queue: q,
+        } => Body::CallDialing {
             call: call(*c),
             agent: agent(*a),
             queue: q.map(queue),
         },
-        Op::Ended { call: c, agent: a } => Body::CallEnded { call: call(*c), agent: a.map(agent) },
-        Op::Approval { agent: a, reason: r, minutes } => Body::ApprovalGranted {
+        Op::Ended { call: c, agent: a } => Body::CallEnded {
+            call: call(*c),
+            agent: a.map(agent),
+        },
+        Op::Approval {
+            agent: a,
+            reason: r,
+            minutes,
+        } => Body::ApprovalGranted {
             agent: agent(*a),
             reason: reason(*r),
             duration_ms: (i64::from(*minutes) % 240 + 1) * 60_000,
@@ -128,7 +213,11 @@ fn body(op: &Op, t: i64) -> Option<Body> {
                     agent: agent(*a),
                     team: None,
                     presence: st(*s),
-                    reason: if matches!(s, St::NotReady) { reason(*r) } else { Id::default() },
+                    reason: if matches!(s, St::NotReady) {
+                        reason(*r)
+                    } else {
+                        Id::default()
+                    },
                     since: Timestamp(t - i64::from(*ago) * 100),
                 })
                 .collect(),
@@ -154,7 +243,11 @@ fn body(op: &Op, t: i64) -> Option<Body> {
 
 fn rules() -> RulesConfig {
     RulesConfig {
-        limits: EngineLimits { max_agents: 4, max_calls: 4, max_queues: 3 },
+        limits: EngineLimits {
+            max_agents: 4,
+            max_calls: 4,
+            max_queues: 3,
+        },
         ..RulesConfig::default()
     }
 }
@@ -175,7 +268,12 @@ fn run(steps: &[Step]) -> Vec<Effect> {
         match body(&step.op, t) {
             None => engine.handle_timeout(Timestamp(t), &mut out),
             Some(body) => {
-                let ev = Event { ts: Timestamp(t), seq: step.seq.map(u64::from), id: None, body };
+                let ev = Event {
+                    ts: Timestamp(t),
+                    seq: step.seq.map(u64::from),
+                    id: None,
+                    body,
+                };
                 let source = if step.source { "s1" } else { "s2" };
                 let r = engine.handle_event(source, &ev, &mut out);
                 if matches!(r, Applied::Duplicate | Applied::Refused(_)) {
