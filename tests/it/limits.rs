@@ -32,10 +32,10 @@ fn row(label: &'static str, event: impl Into<String>, reason: &'static str) -> R
     }
 }
 
-/// Every decode-time rejection the protocol page lists ("invalid JSON, a missing or
+/// Every decode-time rejection the protocol page lists (invalid JSON, a missing or
 /// mistyped required field, an unknown `type`, an identifier that is empty or too long, a
 /// `ts` that is not a valid time, a `state` outside its set, `minutes` that is not a number
-/// > 0"), plus the daemon's own: a bad `seq`, a bad snapshot entry, a batch over
+/// above zero), plus the daemon's own: a bad `seq`, a bad snapshot entry, a batch over
 /// `limits.max_batch` (decode rows are sent with `max_batch = 3`).
 fn decode_rows() -> Vec<Row> {
     let long = "x".repeat(129);
