@@ -677,6 +677,17 @@ fn state(v: &Option<Scalar>) -> Result<Option<PresenceState>, DecodeError> {
     }
 }
 
+/// The earliest `ts` the protocol accepts (0001-01-01T00:00:00Z).
+pub const TS_MIN: Timestamp = Timestamp(-62_135_596_800_000);
+/// The latest `ts` the protocol accepts (9999-12-31T23:59:59.999Z).
+pub const TS_MAX: Timestamp = Timestamp(253_402_300_799_999);
+
+/// Whether `t` is a time an event may carry: adapters that read native times check it, so
+/// that every event they make decodes back from the journal.
+pub fn ts_in_range(t: Timestamp) -> bool {
+    (TS_MIN..=TS_MAX).contains(&t)
+}
+
 /// Parses a `ts` value: RFC 3339 string with offset, or integer epoch milliseconds.
 fn ts_of(v: &Scalar) -> Result<Timestamp, DecodeError> {
     match v {
@@ -684,8 +695,8 @@ fn ts_of(v: &Scalar) -> Result<Timestamp, DecodeError> {
             Timestamp::parse_rfc3339(s).map_err(|_| DecodeError::BadTs(format!("{s:?}")))
         }
         // Keep to a range every calendar can handle (years 1 to 9999 or so).
-        Scalar::U(n) if *n <= 253_402_300_799_999 => Ok(Timestamp(*n as i64)),
-        Scalar::I(n) if *n >= -62_135_596_800_000 => Ok(Timestamp(*n)),
+        Scalar::U(n) if *n <= TS_MAX.0 as u64 => Ok(Timestamp(*n as i64)),
+        Scalar::I(n) if *n >= TS_MIN.0 => Ok(Timestamp(*n)),
         Scalar::U(n) => Err(DecodeError::BadTs(n.to_string())),
         Scalar::I(n) => Err(DecodeError::BadTs(n.to_string())),
         Scalar::F(f) => Err(DecodeError::BadTs(format!(

@@ -216,6 +216,9 @@ impl Engine {
         self.current.id.clone_from(&ev.id);
         self.current.event_type = TypeName(ev.body.type_name());
         self.apply(t, &ev.body, out);
+        // A snapshot's episodes start at their `since`: deadlines it sets may lie before
+        // `t` already, and fire now, so that `poll_timeout` stays after the clock.
+        self.fire_until(t, out);
         Applied::Applied { at: t, late }
     }
 

@@ -909,3 +909,23 @@ fn a_snapshot_over_a_limit_is_refused_as_a_whole() {
     );
     assert!(matches!(r, Applied::Applied { .. }), "{r:?}");
 }
+
+#[test]
+fn snapshot_deadlines_already_past_fire_at_once_and_poll_timeout_stays_after_the_clock() {
+    // Found by the engine_events fuzz target: a snapshot pause whose grace had passed left
+    // a timer before the clock, so poll_timeout lay in the past and handle_timeout at it
+    // did nothing.
+    let mut s = Sim::new();
+    s.send(
+        M,
+        "snapshot",
+        &format!(
+            r#""agents":[{{"agent":"a","presence":"not_ready","since":{}}}]"#,
+            T0 + 10 * S
+        ),
+    );
+    let now = s.engine.now().unwrap_or_default();
+    assert!(s.engine.poll_timeout().is_none_or(|p| p > now));
+    // No reason within the 5 s grace: raised at since + 5 s, detected at the snapshot.
+    assert_eq!(s.violations(), vec![(Kind::NoReason, 15 * S)]);
+}
