@@ -8,7 +8,10 @@
 //! - [`Engine::handle_event`] applies one decoded event from a named source (seq
 //!   de-duplication, late-event clamping), first firing every deadline strictly before the
 //!   event's (clamped) time. An event at exactly a deadline is applied before it fires, so
-//!   an answer at exactly the limit is on time.
+//!   an answer at exactly the limit is on time. Deadlines the event itself sets before its
+//!   time (a snapshot's episodes start at their `since`) fire right after it. An event
+//!   that would exceed `rules.limits` is refused ([`Applied::Refused`]) before anything
+//!   changes.
 //! - [`Engine::handle_timeout`] moves the engine clock forward to `now` (never back) and fires
 //!   every deadline strictly before it. A spurious call is a no-op.
 //! - [`Engine::poll_timeout`] is the earliest `now` at which `handle_timeout` would fire
