@@ -24,7 +24,7 @@ pub enum QueueLogError {
     TooFewFields { line: u64, fields: usize },
     #[error("line {line}: time {value:?} is not epoch seconds")]
     BadTime { line: u64, value: String },
-    #[error("line {line}: {what} is longer than 128 bytes")]
+    #[error("line {line}: {what} is empty or longer than 128 bytes")]
     LongId { line: u64, what: &'static str },
     #[error("line {line}: {event} field {field} {value:?} is not a number")]
     BadNumber {
@@ -62,7 +62,7 @@ pub fn parse_line(text: &str, line: u64) -> Result<QueueLogLine<'_>, QueueLogErr
     // Ids become protocol identifiers: longer ones would make events no decoder (and so no
     // journal replay) accepts.
     for (what, v) in [("call id", f[1]), ("queue", f[2]), ("agent", f[3])] {
-        if v.len() > crate::event::MAX_ID_LEN {
+        if v.is_empty() || v.len() > crate::event::MAX_ID_LEN {
             return Err(QueueLogError::LongId { line, what });
         }
     }
@@ -351,6 +351,9 @@ mod id_tests {
                 ..
             })
         ));
+        // Found next: an empty call id.
+        let line = "1795828389||sales|wang.fang|RINGNOANSWER|1000";
+        assert!(parse_line(line, 1).is_err());
         let ok = "9".repeat(128);
         let line = format!("1795828389|{ok}|sales|wang.fang|RINGNOANSWER|1000");
         assert!(parse_line(&line, 1).is_ok());
