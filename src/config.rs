@@ -28,6 +28,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub ui: UiConfig,
     pub metrics: MetricsConfig,
+    /// `[limits]` enforced by the I/O shell (the engine's own are in `rules.limits`).
+    pub limits: LimitsConfig,
     /// Phone-system adapters to run (`[source]` with a `kind` other than `"floorwatch"`, and
     /// every `[[sources]]` table), in file order. Names are unique.
     pub adapters: Vec<AdapterConfig>,
@@ -304,6 +306,56 @@ pub struct RulesConfig {
     pub currency: String,
     /// agent id → team id, from `[[teams]]` members.
     pub team_of: HashMap<String, String>,
+    /// How much floor state the engine tracks at most (`[limits]`).
+    pub limits: EngineLimits,
+}
+
+/// `[limits]` the engine enforces: an event that would make it track more agents, open
+/// calls or queues than this is refused (reasons `limit_agents`, `limit_calls`,
+/// `limit_queues`) and changes nothing. Sized for a 50,000-agent floor with headroom.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineLimits {
+    /// Agents known to the engine (every agent ever named since the last restart).
+    pub max_agents: usize,
+    /// Calls tracked at once (queued, ringing, talking or dialing).
+    pub max_calls: usize,
+    /// Queues known to the engine.
+    pub max_queues: usize,
+}
+
+impl Default for EngineLimits {
+    fn default() -> EngineLimits {
+        EngineLimits {
+            max_agents: 100_000,
+            max_calls: 200_000,
+            max_queues: 10_000,
+        }
+    }
+}
+
+/// `[limits]` the I/O shell enforces (frames, connections, rates).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Events in one batch frame; a longer batch is refused as a whole (`batch_too_large`).
+    pub max_batch: usize,
+    /// Concurrent `/ingest` connections (more: HTTP 503 before the upgrade).
+    pub max_ingest_connections: usize,
+    /// Concurrent `/ws/floor` connections (more: HTTP 503 before the upgrade).
+    pub max_floor_connections: usize,
+    /// Events per second per source name; faster sources are read more slowly
+    /// (back-pressure: nothing is refused or lost).
+    pub max_events_per_second: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        LimitsConfig {
+            max_batch: 10_000,
+            max_ingest_connections: 1_000,
+            max_floor_connections: 5_000,
+            max_events_per_second: 50_000,
+        }
+    }
 }
 
 impl Default for RulesConfig {
@@ -360,6 +412,7 @@ impl Default for RulesConfig {
             money_per_point: 10.0,
             currency: "CNY".to_string(),
             team_of: HashMap::new(),
+            limits: EngineLimits::default(),
         }
     }
 }
@@ -475,6 +528,7 @@ impl Default for Config {
                 language: "zh-CN".to_string(),
             },
             metrics: MetricsConfig::default(),
+            limits: LimitsConfig::default(),
             adapters: Vec::new(),
         }
     }
@@ -679,6 +733,19 @@ struct RawConfig {
     ui: Option<RawUi>,
     metrics: Option<RawMetrics>,
     sources: Option<Vec<Spanned<RawSource>>>,
+    limits: Option<RawLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_batch: Option<Spanned<i64>>,
+    max_agents: Option<Spanned<i64>>,
+    max_calls: Option<Spanned<i64>>,
+    max_queues: Option<Spanned<i64>>,
+    max_ingest_connections: Option<Spanned<i64>>,
+    max_floor_connections: Option<Spanned<i64>>,
+    max_events_per_second: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -1277,6 +1344,9 @@ impl Check<'_> {
         if let Some(m) = raw.metrics {
             self.metrics(m, &mut config.metrics)?;
         }
+        if let Some(limits) = raw.limits {
+            self.limits(limits, &mut config)?;
+        }
         if let Some(language) = raw.ui.and_then(|u| u.language) {
             match language.get_ref().as_str() {
                 "zh-CN" | "en" => config.ui.language = language.into_inner(),
@@ -1289,6 +1359,45 @@ impl Check<'_> {
             }
         }
         Ok(config)
+    }
+
+    /// A count between 1 and `max`.
+    fn count(&self, v: Spanned<i64>, max: i64) -> Result<usize, ConfigError> {
+        let span = v.span();
+        match v.into_inner() {
+            n if n < 1 => self.err(span, "must be at least 1"),
+            n if n > max => self.err(span, format!("must be at most {max}")),
+            n => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        }
+    }
+
+    fn limits(&self, raw: RawLimits, config: &mut Config) -> Result<(), ConfigError> {
+        const BIG: i64 = 1 << 32;
+        let engine = &mut config.rules.limits;
+        let shell = &mut config.limits;
+        if let Some(v) = raw.max_batch {
+            shell.max_batch = self.count(v, BIG)?;
+        }
+        if let Some(v) = raw.max_agents {
+            engine.max_agents = self.count(v, BIG)?;
+        }
+        if let Some(v) = raw.max_calls {
+            engine.max_calls = self.count(v, BIG)?;
+        }
+        if let Some(v) = raw.max_queues {
+            engine.max_queues = self.count(v, BIG)?;
+        }
+        if let Some(v) = raw.max_ingest_connections {
+            shell.max_ingest_connections = self.count(v, 1 << 20)?;
+        }
+        if let Some(v) = raw.max_floor_connections {
+            shell.max_floor_connections = self.count(v, 1 << 20)?;
+        }
+        if let Some(v) = raw.max_events_per_second {
+            let n = self.count(v, i64::from(u32::MAX))?;
+            shell.max_events_per_second = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        Ok(())
     }
 
     fn server(&self, raw: RawServer, server: &mut ServerConfig) -> Result<(), ConfigError> {
@@ -1929,6 +2038,7 @@ mod tests {
         assert_eq!(a.money_per_point, b.money_per_point);
         assert_eq!(a.currency, b.currency);
         assert_eq!(a.team_of, b.team_of);
+        assert_eq!(a.limits, b.limits);
     }
 
     fn assert_same_source(a: &SourceConfig, b: &SourceConfig) {
@@ -2014,6 +2124,55 @@ mod tests {
         assert_same_server(&c.server, &d.server);
         assert_eq!(c.store.dir, d.store.dir);
         assert_eq!(c.ui.language, d.ui.language);
+        assert_eq!(c.limits, d.limits);
+        // Every key of [limits] is written out, so the file documents them all.
+        for key in [
+            "max_batch",
+            "max_agents",
+            "max_calls",
+            "max_queues",
+            "max_ingest_connections",
+            "max_floor_connections",
+            "max_events_per_second",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{key} = "))),
+                "{key} missing from config/floorwatch.toml"
+            );
+        }
+    }
+
+    #[test]
+    fn limits_are_read_and_checked() {
+        let c = Config::from_toml_str(
+            "[limits]\nmax_batch = 5\nmax_agents = 6\nmax_calls = 7\nmax_queues = 8\nmax_ingest_connections = 9\nmax_floor_connections = 10\nmax_events_per_second = 11\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.rules.limits,
+            EngineLimits {
+                max_agents: 6,
+                max_calls: 7,
+                max_queues: 8
+            }
+        );
+        assert_eq!(
+            c.limits,
+            LimitsConfig {
+                max_batch: 5,
+                max_ingest_connections: 9,
+                max_floor_connections: 10,
+                max_events_per_second: 11
+            }
+        );
+        let e = err("[limits]\nmax_agents = 0\n");
+        assert_at(&e, "limits.max_agents", 2, 14);
+        let e = err("[limits]\nmax_events_per_second = -3\n");
+        assert_at(&e, "limits.max_events_per_second", 2, 25);
+        let e = err("[limits]\nmax_ingest_connections = 99999999\n");
+        assert_at(&e, "limits.max_ingest_connections", 2, 26);
+        let e = err("[limits]\nmax_tracked = 1\n");
+        assert_eq!(e.line, Some(2), "{e}");
     }
 
     #[test]

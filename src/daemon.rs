@@ -47,7 +47,7 @@ use crate::alert::{Admitted, Alert, Alerts, Micros};
 use crate::cli::RunArgs;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, SourceClock, SourceConfig, SourceMode};
-use crate::engine::{Applied, Checkpoint, Effect, Engine, KpiRetention, QueueOutcome};
+use crate::engine::{Applied, Checkpoint, Effect, Engine, KpiRetention, Limit, QueueOutcome};
 use crate::event::{Event, Id};
 use crate::floor::Floor;
 use crate::metrics::{Metrics, SeriesBook};
@@ -87,8 +87,13 @@ pub struct ConnId(u64);
 /// What happened to one event of a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    Applied { at: Timestamp, late: bool },
+    Applied {
+        at: Timestamp,
+        late: bool,
+    },
     Duplicate,
+    /// Refused by an engine limit; not applied, not journaled.
+    Refused(Limit),
 }
 
 /// The owner task's answer to a batch.
@@ -118,7 +123,7 @@ enum Command {
     /// An event made by the HTTP API (approvals), from source [`API_SOURCE`].
     Api {
         event: Event,
-        reply: oneshot::Sender<ApiReply>,
+        reply: oneshot::Sender<Result<ApiReply, Limit>>,
     },
     /// The end of the stored journal (`None` without a store).
     JournalEnd {
@@ -200,8 +205,9 @@ impl EngineClient {
         rx.await.map_err(|_| EngineStopped)
     }
 
-    /// Applies an event made by the API (source [`API_SOURCE`]), journaled like any other.
-    pub async fn apply_api(&self, event: Event) -> Result<ApiReply, EngineStopped> {
+    /// Applies an event made by the API (source [`API_SOURCE`]), journaled like any other;
+    /// the inner error is an engine limit that refused it.
+    pub async fn apply_api(&self, event: Event) -> Result<Result<ApiReply, Limit>, EngineStopped> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Api { event, reply })
@@ -316,6 +322,7 @@ impl EngineTask {
             waivers,
             next_appraisal: clock.now(),
             appraisal_month: None,
+            limits: crate::limits::LimitLog::new(metrics.clone()),
         };
         owner.publish_restored();
         let join = tokio::spawn(owner.run(rx, shutdown));
@@ -402,6 +409,8 @@ struct Owner {
     /// When the appraisal gauges are next refreshed (wall time), and the month they show.
     next_appraisal: Timestamp,
     appraisal_month: Option<crate::time::Period>,
+    /// Counts and logs events refused by the engine's limits.
+    limits: crate::limits::LimitLog,
 }
 
 impl Owner {
@@ -563,6 +572,10 @@ impl Owner {
                     self.metrics.events_duplicate.inc();
                     Outcome::Duplicate
                 }
+                Applied::Refused(limit) => {
+                    self.limit_hit(limit);
+                    Outcome::Refused(limit)
+                }
             };
             outcomes.push(outcome);
             queue_changed |= self.drain_effects();
@@ -587,8 +600,16 @@ impl Owner {
         }
     }
 
+    /// Counts and logs (rate-limited) an event refused by an engine limit.
+    fn limit_hit(&mut self, limit: Limit) {
+        self.metrics.observe_rejected(limit.reason_label());
+        self.limits.hit(limit.key(), || {
+            tracing::warn!(limit = limit.key(), "{}", limit.message());
+        });
+    }
+
     /// Applies one API event (no `seq`: never a duplicate) and stores it.
-    fn handle_api(&mut self, event: Event) -> ApiReply {
+    fn handle_api(&mut self, event: Event) -> Result<ApiReply, Limit> {
         let at = match self
             .engine
             .handle_event(API_SOURCE, &event, &mut self.effects)
@@ -596,6 +617,10 @@ impl Owner {
             Applied::Applied { at, .. } => at,
             // Without a seq an event is never a duplicate; keep the engine's time anyway.
             Applied::Duplicate => self.engine.now().unwrap_or(event.ts),
+            Applied::Refused(limit) => {
+                self.limit_hit(limit);
+                return Err(limit);
+            }
         };
         self.metrics
             .events
@@ -608,10 +633,10 @@ impl Owner {
         let queue_changed = self.drain_effects();
         self.after_apply(queue_changed, true);
         self.flush();
-        ApiReply {
+        Ok(ApiReply {
             at,
             stored: self.durable.as_ref().is_none_or(|d| d.records.is_empty()),
-        }
+        })
     }
 
     /// The highest `seq` of `source` that may be acknowledged: stored, with a store.
@@ -1180,12 +1205,25 @@ pub fn restore(config: &Config, alerts: Option<&Alerts>, wall: Micros) -> anyhow
     let mut effects = Vec::new();
     let mut ops = Vec::new();
     let mut replayed = 0u64;
+    let mut refused = 0u64;
     let reader = store
         .read_journal(from)
         .context("cannot read the journal")?;
     for r in read_records(reader) {
         let (_, rec) = r.context("cannot replay the journal")?;
-        engine.handle_event(&rec.source, &rec.applied_event(), &mut effects);
+        if let Applied::Refused(limit) =
+            engine.handle_event(&rec.source, &rec.applied_event(), &mut effects)
+        {
+            // Only when [limits] was lowered since the record was journaled.
+            refused += 1;
+            if refused == 1 {
+                tracing::warn!(
+                    limit = limit.key(),
+                    "journal record refused on restore: {}",
+                    limit.message()
+                );
+            }
+        }
         replayed += 1;
         if let Some(alerts) = alerts {
             for e in &effects {
@@ -1287,11 +1325,13 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         None => Vec::new(),
     };
     let config = Arc::new(config);
+    let limits = Arc::new(crate::limits::Limits::new(config.limits, metrics.clone()));
     let ingest = crate::ingest::Ingest::new(
         config.clone(),
         clock,
         engine.client(),
         metrics.clone(),
+        limits.clone(),
         shutdown.clone(),
     );
     let dialer = (config.source.mode == SourceMode::Connect).then(|| {
@@ -1331,6 +1371,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         clock,
         shutdown: shutdown.clone(),
         feed,
+        limits,
     });
     let token = shutdown.clone();
     let app = app.into_make_service_with_connect_info::<SocketAddr>();

@@ -333,6 +333,8 @@ pub enum DecodeError {
     BadMinutes,
     #[error("`seq` must be an integer >= 0")]
     BadSeq,
+    #[error("batch of {len} events is longer than limits.max_batch ({max}): nothing of it was applied; send it in smaller batches")]
+    BatchTooLarge { len: usize, max: usize },
     #[error("snapshot entry {index} of `{list}`: {error}")]
     BadSnapshot {
         list: &'static str,
@@ -355,11 +357,12 @@ impl DecodeError {
             DecodeError::BadMinutes => "bad_minutes",
             DecodeError::BadSeq => "bad_seq",
             DecodeError::BadSnapshot { .. } => "bad_snapshot",
+            DecodeError::BatchTooLarge { .. } => "batch_too_large",
         }
     }
 
     /// Every label `reason_label` can return, so counters can be pre-registered.
-    pub const LABELS: [&'static str; 11] = [
+    pub const LABELS: [&'static str; 12] = [
         "invalid_json",
         "not_an_object",
         "missing_field",
@@ -371,6 +374,7 @@ impl DecodeError {
         "bad_minutes",
         "bad_seq",
         "bad_snapshot",
+        "batch_too_large",
     ];
 }
 
@@ -396,11 +400,25 @@ pub struct Frame {
 /// Decodes a frame: one event object or an array of them. Never fails as a whole except for
 /// invalid JSON (reported as one rejection with `index: None`).
 pub fn decode_frame(text: &str) -> Frame {
+    decode_frame_limited(text, usize::MAX)
+}
+
+/// [`decode_frame`] that refuses, as a whole, a batch of more than `max_batch` events (one
+/// rejection `batch_too_large` with `index: None`; no event of it is decoded).
+pub fn decode_frame_limited(text: &str, max_batch: usize) -> Frame {
     let mut frame = Frame::default();
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
         frame.batch = true;
         match serde_json::from_str::<Vec<&RawValue>>(text) {
+            Ok(items) if items.len() > max_batch => frame.rejected.push(Rejected {
+                index: None,
+                seq: None,
+                error: DecodeError::BatchTooLarge {
+                    len: items.len(),
+                    max: max_batch,
+                },
+            }),
             Ok(items) => {
                 frame.events.reserve(items.len());
                 for (i, raw) in items.iter().enumerate() {
@@ -659,6 +677,17 @@ fn state(v: &Option<Scalar>) -> Result<Option<PresenceState>, DecodeError> {
     }
 }
 
+/// The earliest `ts` the protocol accepts (0001-01-01T00:00:00Z).
+pub const TS_MIN: Timestamp = Timestamp(-62_135_596_800_000);
+/// The latest `ts` the protocol accepts (9999-12-31T23:59:59.999Z).
+pub const TS_MAX: Timestamp = Timestamp(253_402_300_799_999);
+
+/// Whether `t` is a time an event may carry: adapters that read native times check it, so
+/// that every event they make decodes back from the journal.
+pub fn ts_in_range(t: Timestamp) -> bool {
+    (TS_MIN..=TS_MAX).contains(&t)
+}
+
 /// Parses a `ts` value: RFC 3339 string with offset, or integer epoch milliseconds.
 fn ts_of(v: &Scalar) -> Result<Timestamp, DecodeError> {
     match v {
@@ -666,8 +695,8 @@ fn ts_of(v: &Scalar) -> Result<Timestamp, DecodeError> {
             Timestamp::parse_rfc3339(s).map_err(|_| DecodeError::BadTs(format!("{s:?}")))
         }
         // Keep to a range every calendar can handle (years 1 to 9999 or so).
-        Scalar::U(n) if *n <= 253_402_300_799_999 => Ok(Timestamp(*n as i64)),
-        Scalar::I(n) if *n >= -62_135_596_800_000 => Ok(Timestamp(*n)),
+        Scalar::U(n) if *n <= TS_MAX.0 as u64 => Ok(Timestamp(*n as i64)),
+        Scalar::I(n) if *n >= TS_MIN.0 => Ok(Timestamp(*n)),
         Scalar::U(n) => Err(DecodeError::BadTs(n.to_string())),
         Scalar::I(n) => Err(DecodeError::BadTs(n.to_string())),
         Scalar::F(f) => Err(DecodeError::BadTs(format!(
@@ -779,7 +808,9 @@ impl RawEvent {
                     Some(_) => return Err(DecodeError::BadMinutes),
                 };
                 let ms = (minutes * 60_000.0).round();
-                if !(ms.is_finite() && ms < 1e15) {
+                // Under half a millisecond rounds to 0 ms, which the event's own JSON
+                // (`minutes: 0`) would not decode from: the journal could not read it back.
+                if !(ms.is_finite() && (1.0..1e15).contains(&ms)) {
                     return Err(DecodeError::BadMinutes);
                 }
                 let by = match &self.by {
@@ -1048,6 +1079,18 @@ mod tests {
             let again = one(&e.to_json()).unwrap_or_else(|err| panic!("{}: {err}", e.to_json()));
             assert_eq!(e, again, "{l}");
         }
+    }
+
+    #[test]
+    fn approval_minutes_that_round_to_zero_ms_are_rejected_not_journaled_unreadable() {
+        // The round-trip check of the decode_frame fuzz target: accepted, then its to_json said
+        // `"minutes":0.0`, which decode refuses.
+        let e = one(r#"{"type":"approval.granted","ts":1,"agent":"a","reason":"meeting","minutes":1e-10,"by":"x"}"#)
+            .unwrap_err();
+        assert_eq!(e, DecodeError::BadMinutes);
+        let ok = one(r#"{"type":"approval.granted","ts":1,"agent":"a","reason":"meeting","minutes":0.00001,"by":"x"}"#)
+            .unwrap();
+        assert_eq!(one(&ok.to_json()).unwrap(), ok);
     }
 
     #[test]

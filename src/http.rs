@@ -73,6 +73,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The `/ws/floor` feed (its task runs apart, see [`crate::feed`]).
     pub feed: Arc<FloorFeed>,
+    /// Connection permits of `[limits]`.
+    pub limits: Arc<crate::limits::Limits>,
 }
 
 /// The one error type of the HTTP surface.
@@ -476,12 +478,21 @@ impl FloorParts for FeedParts {
 /// `GET /ws/floor`: a snapshot, then deltas and heartbeats (see [`crate::feed`]). Messages
 /// from the client are ignored.
 async fn floor_stream(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    let Some(permit) = s.limits.floor_permit() else {
+        return ApiError::Unavailable(
+            "too many wallboard connections (limits.max_floor_connections): retry later",
+        )
+        .into_response();
+    };
     // Wallboards only listen: small buffers keep 500 of them cheap (tungstenite's defaults
     // are 128 KiB each way per connection).
     ws.max_message_size(64 << 10)
         .read_buffer_size(4 << 10)
         .write_buffer_size(16 << 10)
-        .on_upgrade(move |socket| s.feed.clone().serve(socket, s.shutdown.clone()))
+        .on_upgrade(move |socket| async move {
+            s.feed.clone().serve(socket, s.shutdown.clone()).await;
+            drop(permit);
+        })
 }
 
 fn floor_rest(floor: &Floor) -> FloorRest {
@@ -689,7 +700,8 @@ async fn grant_approval(
         .engine
         .apply_api(event)
         .await
-        .map_err(|_| ApiError::Unavailable("shutting down"))?;
+        .map_err(|_| ApiError::Unavailable("shutting down"))?
+        .map_err(|limit| ApiError::Unavailable(limit.message()))?;
     let status = if reply.stored {
         StatusCode::CREATED
     } else {

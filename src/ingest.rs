@@ -46,9 +46,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::daemon::{ConnId, EngineClient};
-use crate::event::{decode_frame, Id, MAX_ID_LEN};
+use crate::daemon::{ConnId, EngineClient, Outcome};
+use crate::engine::Limit;
+use crate::event::{decode_frame_limited, Id, MAX_ID_LEN};
 use crate::http::{authorize, ApiError, AppState};
+use crate::limits::Limits;
 use crate::metrics::{Metrics, REJECT_BINARY};
 
 /// The protocol name sent in the hello.
@@ -118,6 +120,7 @@ struct Inner {
     clock: Clock,
     engine: EngineClient,
     metrics: Arc<Metrics>,
+    limits: Arc<Limits>,
     shutdown: CancellationToken,
     live: LiveSockets,
 }
@@ -322,11 +325,18 @@ pub async fn handle_upgrade(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
+    let Some(permit) = ingest.inner.limits.ingest_permit() else {
+        return ApiError::Unavailable(
+            "too many ingest connections (limits.max_ingest_connections): retry later",
+        )
+        .into_response();
+    };
     let max = config.source.max_frame;
     ws.max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |mut socket| async move {
             ingest.serve(&mut socket, Id::from(source), None).await;
+            drop(permit);
         })
 }
 
@@ -336,6 +346,7 @@ impl Ingest {
         clock: Clock,
         engine: EngineClient,
         metrics: Arc<Metrics>,
+        limits: Arc<Limits>,
         shutdown: CancellationToken,
     ) -> Ingest {
         Ingest {
@@ -344,6 +355,7 @@ impl Ingest {
                 clock,
                 engine,
                 metrics,
+                limits,
                 shutdown,
                 live: LiveSockets::default(),
             }),
@@ -462,6 +474,7 @@ impl Ingest {
         mut keepalive: Option<Keepalive>,
     ) {
         let inner = &*self.inner;
+        let bucket = inner.limits.bucket(source);
         let hello =
             serde_json::json!({"type": "hello", "protocol": PROTOCOL, "resume_after": resume});
         if !t.send_texts(vec![hello.to_string()]).await {
@@ -520,17 +533,19 @@ impl Ingest {
                 continue;
             };
             let replies = match incoming {
-                Incoming::Text(text) => match self.handle_text(conn, &text).await {
-                    Some(r) => {
-                        // The reply carries the ack already.
-                        acks.borrow_and_update();
-                        r
+                Incoming::Text(text) => {
+                    match self.handle_text(conn, source, &bucket, &text).await {
+                        Some(r) => {
+                            // The reply carries the ack already.
+                            acks.borrow_and_update();
+                            r
+                        }
+                        None => {
+                            going_away(t).await;
+                            return;
+                        }
                     }
-                    None => {
-                        going_away(t).await;
-                        return;
-                    }
-                },
+                }
                 Incoming::Binary => {
                     inner.metrics.observe_rejected(REJECT_BINARY);
                     vec![error_json(
@@ -541,7 +556,9 @@ impl Ingest {
                 }
                 Incoming::TooBig => {
                     let max = inner.config.source.max_frame;
-                    tracing::warn!(source = %source, max_frame = max, "frame too large, closing");
+                    inner.limits.log.hit("max_frame", || {
+                        tracing::warn!(source = %source, max_frame = max, "frame too large, closing");
+                    });
                     t.close_with(CLOSE_TOO_BIG, &format!("frame larger than {max} bytes"))
                         .await;
                     tokio::time::sleep(CLOSE_LINGER).await;
@@ -578,18 +595,51 @@ impl Ingest {
 
     /// Decodes a frame, applies its valid events; returns the replies (errors, then the ack),
     /// or `None` when the engine task has stopped.
-    async fn handle_text(&self, conn: ConnId, text: &str) -> Option<Vec<String>> {
+    ///
+    /// Before the events go to the engine the session waits for the source's rate bucket
+    /// (`limits.max_events_per_second`): a fast source is read more slowly, nothing is
+    /// refused for rate.
+    async fn handle_text(
+        &self,
+        conn: ConnId,
+        source: &Id,
+        bucket: &std::sync::Mutex<crate::limits::Bucket>,
+        text: &str,
+    ) -> Option<Vec<String>> {
         let inner = &*self.inner;
-        let received = inner.clock.now();
-        let frame = decode_frame(text);
+        let frame = decode_frame_limited(text, inner.limits.config.max_batch);
         let mut replies = Vec::with_capacity(frame.rejected.len() + 1);
         for r in &frame.rejected {
             inner.metrics.observe_rejected(r.error.reason_label());
+            if let crate::event::DecodeError::BatchTooLarge { len, max } = r.error {
+                inner.limits.log.hit("max_batch", || {
+                    tracing::warn!(source = %source, len, max, "batch longer than limits.max_batch refused");
+                });
+            }
             replies.push(error_json(r.seq, r.index, &r.error.to_string()));
         }
         if !frame.events.is_empty() {
-            let events = frame.events.into_iter().map(|(_, e)| e).collect();
+            let wait = inner.limits.rate_wait(source, bucket, frame.events.len());
+            if !wait.is_zero() {
+                tokio::select! {
+                    // The engine refuses the batch below once it has stopped.
+                    _ = inner.shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            // Received after the wait: the rate limit is the daemon's doing, not lag.
+            let received = inner.clock.now();
+            let (keys, events): (Vec<_>, Vec<_>) = frame
+                .events
+                .into_iter()
+                .map(|(index, e)| ((index, e.seq), e))
+                .unzip();
             let reply = inner.engine.apply(conn, received, events).await.ok()?;
+            for ((index, seq), outcome) in keys.iter().zip(&reply.outcomes) {
+                if let Outcome::Refused(limit) = outcome {
+                    replies.push(error_json(*seq, *index, &refusal(*limit)));
+                }
+            }
             if let Some(seq) = reply.ack {
                 replies.push(serde_json::json!({"type": "ack", "seq": seq}).to_string());
             }
@@ -674,6 +724,12 @@ fn tls_connector(
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(Some(tokio_tungstenite::Connector::Rustls(Arc::new(config))))
+}
+
+/// The `reason` of an `error` reply for an event an engine limit refused: the rejection
+/// label first, as for decode errors' messages that name their field.
+fn refusal(limit: Limit) -> String {
+    format!("{}: {}", limit.reason_label(), limit.message())
 }
 
 fn error_json(seq: Option<u64>, index: Option<usize>, reason: &str) -> String {

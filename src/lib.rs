@@ -22,6 +22,8 @@
 //! - [`clock`]: the daemon's wall clock, the only place that reads wall time.
 //! - [`daemon`]: wires everything; the one task that owns the engine and publishes views.
 //! - [`ingest`]: WebSocket ingest of the protocol (listen and connect modes).
+//! - [`limits`]: `[limits]` of the I/O shell: connection permits, per-source event rate
+//!   (back-pressure), and the count and rate-limited log of every limit reached.
 //! - [`floor`]: the published read side (agents, queues, violation log, today's histograms).
 //! - [`adapter`]: native phone-system events (Asterisk AMI and queue_log, FreeSWITCH
 //!   mod_callcenter) turned into protocol events on the ingest path.
@@ -53,6 +55,7 @@ pub mod http;
 pub mod import;
 pub mod ingest;
 pub mod journal;
+pub mod limits;
 pub mod metrics;
 pub mod replay;
 pub mod report;

@@ -55,6 +55,9 @@ pub struct Metrics {
     pub demerit_points: IntCounterVec,
     pub events: IntCounterVec,
     pub events_rejected: IntCounterVec,
+    /// `floorwatch_limit_hits_total{limit}`: a `[limits]` bound (or `source.max_frame`)
+    /// reached; see [`crate::limits::LIMIT_LABELS`].
+    pub limit_hits: IntCounterVec,
     pub events_late: IntCounter,
     pub events_duplicate: IntCounter,
     pub event_lag_seconds: Histogram,
@@ -205,6 +208,11 @@ impl Metrics {
                 "Events rejected at decoding",
                 &["reason"],
             )?,
+            limit_hits: counter_vec(
+                "floorwatch_limit_hits_total",
+                "Times a configured limit was reached (frame, batch, tracked state, connections, rate)",
+                &["limit"],
+            )?,
             events_late: IntCounter::new(
                 "floorwatch_events_late_total",
                 "Events older than the engine clock, applied at the clock's time",
@@ -308,8 +316,16 @@ impl Metrics {
         for t in EVENT_TYPES {
             m.events.with_label_values(&[t]);
         }
-        for r in DecodeError::LABELS.iter().copied().chain([REJECT_BINARY]) {
+        for r in DecodeError::LABELS
+            .iter()
+            .copied()
+            .chain([REJECT_BINARY])
+            .chain(crate::engine::Limit::ALL.map(|l| l.reason_label()))
+        {
             m.events_rejected.with_label_values(&[r]);
+        }
+        for l in crate::limits::LIMIT_LABELS {
+            m.limit_hits.with_label_values(&[l]);
         }
         Ok(m)
     }
@@ -330,6 +346,7 @@ impl Metrics {
         r.register(Box::new(self.demerit_points.clone()))?;
         r.register(Box::new(self.events.clone()))?;
         r.register(Box::new(self.events_rejected.clone()))?;
+        r.register(Box::new(self.limit_hits.clone()))?;
         r.register(Box::new(self.events_late.clone()))?;
         r.register(Box::new(self.events_duplicate.clone()))?;
         r.register(Box::new(self.event_lag_seconds.clone()))?;

@@ -99,6 +99,10 @@ impl Replay {
                     self.last_applied = Some(at);
                 }
                 crate::engine::Applied::Duplicate => self.summary.duplicates += 1,
+                crate::engine::Applied::Refused(limit) => {
+                    self.summary.rejected += 1;
+                    on_reject(format!("{}: {}", limit.reason_label(), limit.message()));
+                }
             }
             for e in &self.effects {
                 if let Effect::Violation(v) = e {

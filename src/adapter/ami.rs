@@ -266,7 +266,30 @@ pub fn parse_epoch(s: &str) -> Option<Timestamp> {
         return None;
     }
     let ms: i64 = format!("{:0<3}", &frac[..frac.len().min(3)]).parse().ok()?;
-    Some(Timestamp(secs.checked_mul(1000)?.checked_add(ms)?))
+    let t = Timestamp(secs.checked_mul(1000)?.checked_add(ms)?);
+    // Outside the protocol's range an event could not be read back from the journal.
+    crate::event::ts_in_range(t).then_some(t)
+}
+
+#[cfg(test)]
+mod epoch_tests {
+    use super::*;
+
+    #[test]
+    fn epochs_past_year_9999_are_not_times() {
+        // Found by the adapters fuzz target: a queue_log line stamped 1795829240719 (ms
+        // written as seconds) became a call.abandoned whose ts no decoder accepts.
+        assert_eq!(parse_epoch("1795829240719"), None);
+        assert_eq!(parse_epoch("253402300799.999"), Some(crate::event::TS_MAX));
+        assert_eq!(
+            parse_epoch("1764321317.123456"),
+            Some(Timestamp(1_764_321_317_123))
+        );
+        assert!(
+            crate::adapter::queue_log::parse_line("1795829240719|c|q|NONE|ABANDON|1|1|1", 1)
+                .is_err()
+        );
+    }
 }
 
 /// Maps app_queue's manager events to protocol events.

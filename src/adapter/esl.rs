@@ -369,7 +369,9 @@ impl EslMapper {
         }
         let ts = field(event, "Event-Date-Timestamp")
             .and_then(|v| v.parse::<i64>().ok())
-            .map_or(received, |us| Timestamp(us / 1000));
+            .map(|us| Timestamp(us / 1000))
+            .filter(|t| crate::event::ts_in_range(*t))
+            .unwrap_or(received);
         let Some(action) = field(event, "CC-Action") else {
             return out;
         };
@@ -608,7 +610,8 @@ fn ident(event: &Map<String, Value>, key: &str) -> Option<Id> {
 /// mod_callcenter's `*-Time` fields are epoch seconds; 0 means "never".
 fn epoch_s(event: &Map<String, Value>, key: &str) -> Option<Timestamp> {
     let s: i64 = field(event, key)?.parse().ok()?;
-    (s > 0).then(|| Timestamp(s * 1000))
+    let t = Timestamp(s.checked_mul(1000)?);
+    (s > 0 && crate::event::ts_in_range(t)).then_some(t)
 }
 
 fn at(ts: Timestamp, body: Body) -> Event {

@@ -24,6 +24,8 @@ pub enum QueueLogError {
     TooFewFields { line: u64, fields: usize },
     #[error("line {line}: time {value:?} is not epoch seconds")]
     BadTime { line: u64, value: String },
+    #[error("line {line}: {what} is empty or longer than 128 bytes")]
+    LongId { line: u64, what: &'static str },
     #[error("line {line}: {event} field {field} {value:?} is not a number")]
     BadNumber {
         line: u64,
@@ -57,6 +59,13 @@ pub fn parse_line(text: &str, line: u64) -> Result<QueueLogLine<'_>, QueueLogErr
         line,
         value: f[0].to_string(),
     })?;
+    // Ids become protocol identifiers: longer ones would make events no decoder (and so no
+    // journal replay) accepts.
+    for (what, v) in [("call id", f[1]), ("queue", f[2]), ("agent", f[3])] {
+        if v.is_empty() || v.len() > crate::event::MAX_ID_LEN {
+            return Err(QueueLogError::LongId { line, what });
+        }
+    }
     Ok(QueueLogLine {
         ts,
         call: f[1],
@@ -324,3 +333,29 @@ pub fn map_text(
 mod tests;
 
 pub mod tail;
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn queue_log_ids_over_128_bytes_are_refused_lines() {
+        // Found by the adapters fuzz target: a 140-byte call id became a call.ringing that
+        // decode (and so the journal's replay) refuses.
+        let long = "9".repeat(129);
+        let line = format!("1795828389|{long}|sales|wang.fang|RINGNOANSWER|1000");
+        assert!(matches!(
+            parse_line(&line, 1),
+            Err(QueueLogError::LongId {
+                what: "call id",
+                ..
+            })
+        ));
+        // Found next: an empty call id.
+        let line = "1795828389||sales|wang.fang|RINGNOANSWER|1000";
+        assert!(parse_line(line, 1).is_err());
+        let ok = "9".repeat(128);
+        let line = format!("1795828389|{ok}|sales|wang.fang|RINGNOANSWER|1000");
+        assert!(parse_line(&line, 1).is_ok());
+    }
+}

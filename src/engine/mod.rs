@@ -8,7 +8,10 @@
 //! - [`Engine::handle_event`] applies one decoded event from a named source (seq
 //!   de-duplication, late-event clamping), first firing every deadline strictly before the
 //!   event's (clamped) time. An event at exactly a deadline is applied before it fires, so
-//!   an answer at exactly the limit is on time.
+//!   an answer at exactly the limit is on time. Deadlines the event itself sets before its
+//!   time (a snapshot's episodes start at their `since`) fire right after it. An event
+//!   that would exceed `rules.limits` is refused ([`Applied::Refused`]) before anything
+//!   changes.
 //! - [`Engine::handle_timeout`] moves the engine clock forward to `now` (never back) and fires
 //!   every deadline strictly before it. A spurious call is a no-op.
 //! - [`Engine::poll_timeout`] is the earliest `now` at which `handle_timeout` would fire
@@ -32,7 +35,7 @@ use std::collections::BTreeMap;
 // A fast hash with per-process random seeds: ids come from outside, so keep it keyed.
 use foldhash::HashMap;
 
-use crate::config::RulesConfig;
+use crate::config::{EngineLimits, RulesConfig};
 use crate::event::{
     Body, Event, Id, PresenceState, SnapshotAgent, SnapshotCall, SnapshotCallState,
 };
@@ -48,6 +51,72 @@ pub enum Applied {
     Applied { at: Timestamp, late: bool },
     /// Its `seq` was not above the highest already processed from its source: ignored.
     Duplicate,
+    /// Applying it would have made the engine track more than a limit allows: refused,
+    /// nothing changed (not the clock, not the highest `seq`).
+    Refused(Limit),
+}
+
+/// An engine limit (`[limits]`, [`EngineLimits`]) that refused an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    Agents,
+    Calls,
+    Queues,
+}
+
+impl Limit {
+    /// The rejection reason (`floorwatch_events_rejected_total{reason}`).
+    pub fn reason_label(self) -> &'static str {
+        match self {
+            Limit::Agents => "limit_agents",
+            Limit::Calls => "limit_calls",
+            Limit::Queues => "limit_queues",
+        }
+    }
+
+    /// The config key under `[limits]` (`floorwatch_limit_hits_total{limit}`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Limit::Agents => "max_agents",
+            Limit::Calls => "max_calls",
+            Limit::Queues => "max_queues",
+        }
+    }
+
+    /// What is tracked, for messages.
+    pub fn what(self) -> &'static str {
+        match self {
+            Limit::Agents => "agents",
+            Limit::Calls => "calls",
+            Limit::Queues => "queues",
+        }
+    }
+
+    /// The configured value of this limit.
+    pub fn value(self, limits: &EngineLimits) -> usize {
+        match self {
+            Limit::Agents => limits.max_agents,
+            Limit::Calls => limits.max_calls,
+            Limit::Queues => limits.max_queues,
+        }
+    }
+
+    /// A message for a refusal, naming the config key.
+    pub fn message(self) -> &'static str {
+        match self {
+            Limit::Agents => {
+                "the engine tracks as many agents as limits.max_agents allows: event refused"
+            }
+            Limit::Calls => {
+                "the engine tracks as many calls as limits.max_calls allows: event refused"
+            }
+            Limit::Queues => {
+                "the engine tracks as many queues as limits.max_queues allows: event refused"
+            }
+        }
+    }
+
+    pub const ALL: [Limit; 3] = [Limit::Agents, Limit::Calls, Limit::Queues];
 }
 
 /// Approvals kept per agent at most (oldest dropped first).
@@ -124,6 +193,9 @@ impl Engine {
                 return Applied::Duplicate;
             }
         }
+        if let Err(limit) = self.check_limits(&ev.body) {
+            return Applied::Refused(limit);
+        }
         let (t, late) = match self.clock {
             Some(c) if ev.ts < c => (c, true),
             _ => (ev.ts, false),
@@ -147,7 +219,85 @@ impl Engine {
         self.current.id.clone_from(&ev.id);
         self.current.event_type = TypeName(ev.body.type_name());
         self.apply(t, &ev.body, out);
+        // A snapshot's episodes start at their `since`: deadlines it sets may lie before
+        // `t` already, and fire now, so that `poll_timeout` stays after the clock.
+        self.fire_until(t, out);
         Applied::Applied { at: t, late }
+    }
+
+    /// Whether applying `body` keeps the agents, calls and queues tracked within
+    /// `rules.limits`. Counts what the event could add, before anything changes; a
+    /// snapshot replaces the calls, so only its own calls count.
+    fn check_limits(&self, body: &Body) -> Result<(), Limit> {
+        let limits = self.rules.limits;
+        let new_agent = |a: &Id| usize::from(!self.agents.contains_key(a));
+        let new_call = |c: &Id| usize::from(!self.calls.contains_key(c));
+        // A queue is created when a call of it is counted: the call's queue, which an event
+        // sets only while the call has none (`call.queued` always).
+        let known_queue = |call: &Id| self.calls.get(call).and_then(|c| c.queue.as_ref());
+        let new_queue =
+            |q: Option<&Id>| usize::from(q.is_some_and(|q| !self.queues.contains_key(q)));
+        let (agents, calls, queues) = match body {
+            Body::AgentLogin { agent, .. }
+            | Body::AgentState { agent, .. }
+            | Body::ApprovalGranted { agent, .. } => (new_agent(agent), 0, 0),
+            Body::AgentLogout { .. } => (0, 0, 0),
+            Body::CallQueued { call, queue } => (0, new_call(call), new_queue(Some(queue))),
+            Body::CallRinging { call, agent, queue } => (
+                new_agent(agent),
+                new_call(call),
+                new_queue(known_queue(call).or(queue.as_ref())),
+            ),
+            Body::CallDialing { call, queue, .. } => (
+                0,
+                new_call(call),
+                new_queue(known_queue(call).or(queue.as_ref())),
+            ),
+            Body::CallAnswered { call, agent } => (
+                new_agent(agent),
+                new_call(call),
+                new_queue(known_queue(call)),
+            ),
+            Body::CallNoAnswer { call, .. }
+            | Body::CallAbandoned { call }
+            | Body::CallEnded { call, .. } => (0, 0, new_queue(known_queue(call))),
+            Body::Snapshot { agents, calls } => {
+                let listed: std::collections::HashSet<&Id> = agents
+                    .iter()
+                    .map(|a| &a.agent)
+                    .chain(calls.iter().filter_map(|c| c.agent.as_ref()))
+                    .collect();
+                let agents = listed
+                    .iter()
+                    .filter(|a| !self.agents.contains_key(**a))
+                    .count();
+                let call_ids: std::collections::HashSet<&Id> =
+                    calls.iter().map(|c| &c.call).collect();
+                let queue_ids: std::collections::HashSet<&Id> = calls
+                    .iter()
+                    .filter_map(|c| {
+                        let known = self.calls.get(&c.call).and_then(|x| x.queue.as_ref());
+                        known.or(c.queue.as_ref())
+                    })
+                    .filter(|q| !self.queues.contains_key(*q))
+                    .collect();
+                let over_calls = call_ids.len() > limits.max_calls;
+                if over_calls {
+                    return Err(Limit::Calls);
+                }
+                (agents, 0, queue_ids.len())
+            }
+        };
+        if agents > 0 && self.agents.len() + agents > limits.max_agents {
+            return Err(Limit::Agents);
+        }
+        if calls > 0 && self.calls.len() + calls > limits.max_calls {
+            return Err(Limit::Calls);
+        }
+        if queues > 0 && self.queues.len() + queues > limits.max_queues {
+            return Err(Limit::Queues);
+        }
+        Ok(())
     }
 
     /// Moves the clock to `now` (if later) and fires every deadline strictly before it.

@@ -799,3 +799,133 @@ fn active_approvals_are_listed_on_their_half_open_window() {
         ("training", Timestamp(T0 + 2 * M))
     );
 }
+
+// ---- limits ----
+
+fn limited(max_agents: usize, max_calls: usize, max_queues: usize) -> Sim {
+    Sim::with(RulesConfig {
+        limits: EngineLimits {
+            max_agents,
+            max_calls,
+            max_queues,
+        },
+        ..RulesConfig::default()
+    })
+}
+
+#[test]
+fn an_agent_over_max_agents_is_refused_and_changes_nothing() {
+    let mut s = limited(2, 10, 10);
+    s.login(0, "a");
+    s.login(0, "b");
+    let seq_before = s.engine.highest_seq("test");
+    let r = s.send(5 * S, "agent.login", r#""agent":"c""#);
+    assert_eq!(r, Applied::Refused(Limit::Agents));
+    assert!(s.engine.agent_view("c").is_none());
+    assert_eq!(s.engine.highest_seq("test"), seq_before, "seq not advanced");
+    assert_eq!(s.engine.now(), Some(Timestamp(T0)), "clock not moved");
+    // Known agents still go through; so does a ring naming a new agent once there is room
+    // (agents are never forgotten, so there is none here).
+    assert!(matches!(
+        s.send(6 * S, "agent.state", r#""agent":"a","state":"ready""#),
+        Applied::Applied { .. }
+    ));
+    assert_eq!(
+        s.send(7 * S, "call.ringing", r#""call":"c1","agent":"z""#),
+        Applied::Refused(Limit::Agents)
+    );
+    assert_eq!(
+        s.send(
+            7 * S,
+            "approval.granted",
+            r#""agent":"y","reason":"meeting","minutes":5,"by":"lead""#
+        ),
+        Applied::Refused(Limit::Agents)
+    );
+}
+
+#[test]
+fn calls_over_max_calls_are_refused_until_one_ends() {
+    let mut s = limited(10, 2, 10);
+    s.login(0, "a");
+    s.send(S, "call.queued", r#""call":"c1","queue":"q""#);
+    s.send(S, "call.dialing", r#""call":"c2","agent":"a""#);
+    assert_eq!(
+        s.send(2 * S, "call.queued", r#""call":"c3","queue":"q""#),
+        Applied::Refused(Limit::Calls)
+    );
+    assert_eq!(s.engine.queue_views()[0].waiting, 1);
+    // Events about tracked calls still apply; an abandoned call frees its slot.
+    s.send(3 * S, "call.abandoned", r#""call":"c1""#);
+    assert!(matches!(
+        s.send(4 * S, "call.queued", r#""call":"c3","queue":"q""#),
+        Applied::Applied { .. }
+    ));
+}
+
+#[test]
+fn a_queue_over_max_queues_is_refused() {
+    let mut s = limited(10, 10, 1);
+    s.send(0, "call.queued", r#""call":"c1","queue":"q1""#);
+    assert_eq!(
+        s.send(S, "call.queued", r#""call":"c2","queue":"q2""#),
+        Applied::Refused(Limit::Queues)
+    );
+    // A ring that would give a new call a new queue is refused too.
+    s.login(S, "a");
+    assert_eq!(
+        s.send(
+            2 * S,
+            "call.ringing",
+            r#""call":"c3","agent":"a","queue":"q3""#
+        ),
+        Applied::Refused(Limit::Queues)
+    );
+    assert_eq!(s.engine.queue_views().len(), 1);
+}
+
+#[test]
+fn a_snapshot_over_a_limit_is_refused_as_a_whole() {
+    let mut s = limited(2, 1, 10);
+    s.login(0, "a");
+    let r = s.send(
+        S,
+        "snapshot",
+        r#""agents":[{"agent":"a","presence":"ready","since":0},{"agent":"b","presence":"ready","since":0},{"agent":"c","presence":"ready","since":0}]"#,
+    );
+    assert_eq!(r, Applied::Refused(Limit::Agents));
+    assert!(s.engine.agent_view("b").is_none());
+    let r = s.send(
+        S,
+        "snapshot",
+        r#""calls":[{"call":"c1","state":"queued","queue":"q","since":0},{"call":"c2","state":"queued","queue":"q","since":0}]"#,
+    );
+    assert_eq!(r, Applied::Refused(Limit::Calls));
+    // The snapshot replaces the calls: one call within max_calls = 1 is fine.
+    let r = s.send(
+        S,
+        "snapshot",
+        r#""agents":[{"agent":"a","presence":"ready","since":0}],"calls":[{"call":"c1","state":"queued","queue":"q","since":0}]"#,
+    );
+    assert!(matches!(r, Applied::Applied { .. }), "{r:?}");
+}
+
+#[test]
+fn snapshot_deadlines_already_past_fire_at_once_and_poll_timeout_stays_after_the_clock() {
+    // Found by the engine_events fuzz target: a snapshot pause whose grace had passed left
+    // a timer before the clock, so poll_timeout lay in the past and handle_timeout at it
+    // did nothing.
+    let mut s = Sim::new();
+    s.send(
+        M,
+        "snapshot",
+        &format!(
+            r#""agents":[{{"agent":"a","presence":"not_ready","since":{}}}]"#,
+            T0 + 10 * S
+        ),
+    );
+    let now = s.engine.now().unwrap_or_default();
+    assert!(s.engine.poll_timeout().is_none_or(|p| p > now));
+    // No reason within the 5 s grace: raised at since + 5 s, detected at the snapshot.
+    assert_eq!(s.violations(), vec![(Kind::NoReason, 15 * S)]);
+}

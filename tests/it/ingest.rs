@@ -291,7 +291,11 @@ async fn a_frame_far_over_the_default_limit_is_closed_with_1009() {
 
 #[tokio::test]
 async fn a_source_that_does_not_read_holds_up_nobody() {
-    let d = sup::start(sup::config()).await;
+    let mut c = sup::config();
+    // One error reply per event of a 400,001-event batch is what backs the replies up; the
+    // default limits.max_batch would refuse such a batch with a single error.
+    c.limits.max_batch = 1_000_000;
+    let d = sup::start(c).await;
     let addr = d.local_addr();
     // This source sends frames of rejected events and never reads the errors: its replies
     // back up until its writes block.

@@ -21,6 +21,7 @@ mod http;
 mod ingest;
 mod ingest_connect;
 mod journal;
+mod limits;
 mod log_capture;
 mod metrics;
 mod net_faults;
