@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::event::{
-    Body, Event, Id, PresenceState, SnapshotAgent, SnapshotCall, SnapshotCallState,
+    Body, Event, Id, PresenceState, SnapshotAgent, SnapshotCall, SnapshotCallState, MAX_ID_LEN,
 };
 use crate::time::Timestamp;
 
@@ -355,8 +355,8 @@ impl AmiMapper {
         let Some(name) = msg.event() else {
             return out;
         };
-        let call = msg.get("Uniqueid").filter(|s| !s.is_empty()).map(Id::from);
-        let queue = msg.get("Queue").filter(|s| !s.is_empty()).map(Id::from);
+        let call = msg.get("Uniqueid").and_then(ident);
+        let queue = msg.get("Queue").and_then(ident);
         let agent = self.agent_of(msg);
         let s = &self.settings;
         match name.to_ascii_lowercase().as_str() {
@@ -410,8 +410,7 @@ impl AmiMapper {
             }
             "queuememberpause" => {
                 if let Some(agent) = agent {
-                    let paused = (msg.get("Paused") == Some("1"))
-                        .then(|| Id::from(msg.get("PausedReason").unwrap_or("")));
+                    let paused = (msg.get("Paused") == Some("1")).then(|| reason_of(msg));
                     if let Some(b) = self.roster.pause(s, &agent, queue.as_deref(), paused) {
                         out.push(ev(b));
                     }
@@ -419,8 +418,7 @@ impl AmiMapper {
             }
             "queuememberadded" => {
                 if let (Some(agent), Some(queue)) = (agent, queue) {
-                    let paused = (msg.get("Paused") == Some("1"))
-                        .then(|| Id::from(msg.get("PausedReason").unwrap_or("")));
+                    let paused = (msg.get("Paused") == Some("1")).then(|| reason_of(msg));
                     if let Some(b) = self.roster.add(s, &agent, &queue, paused) {
                         out.push(ev(b));
                     }
@@ -439,8 +437,7 @@ impl AmiMapper {
             "queuemember" => {
                 let st = self.status.get_or_insert_with(StatusAnswer::default);
                 if let (Some(agent), Some(queue)) = (agent, queue) {
-                    let paused = (msg.get("Paused") == Some("1"))
-                        .then(|| Id::from(msg.get("PausedReason").unwrap_or("")));
+                    let paused = (msg.get("Paused") == Some("1")).then(|| reason_of(msg));
                     let epoch = |k: &str| {
                         msg.get(k)
                             .and_then(|v| v.parse::<i64>().ok())
@@ -559,11 +556,25 @@ impl AmiMapper {
             AgentIdRule::MemberName => ["MemberName", "Name"],
             AgentIdRule::Interface => ["Interface", "Location"],
         };
-        keys.iter()
-            .find_map(|k| msg.get(k))
-            .filter(|v| !v.is_empty())
-            .map(Id::from)
+        keys.iter().find_map(|k| msg.get(k)).and_then(ident)
     }
+}
+
+/// A protocol identifier, or `None` when empty or longer than the protocol allows (an event
+/// with it could not be decoded again, so it could not be replayed from the journal).
+fn ident(v: &str) -> Option<Id> {
+    (!v.is_empty() && v.len() <= MAX_ID_LEN).then(|| Id::from(v))
+}
+
+/// `PausedReason`, cut to the protocol's identifier length at a character boundary (a reason
+/// that long is not in any `reasons` table, so it stays an unknown reason either way).
+fn reason_of(msg: &AmiMessage) -> Id {
+    let r = msg.get("PausedReason").unwrap_or("");
+    let mut end = r.len().min(MAX_ID_LEN);
+    while !r.is_char_boundary(end) {
+        end -= 1;
+    }
+    Id::from(&r[..end])
 }
 
 #[cfg(test)]

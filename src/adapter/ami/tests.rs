@@ -311,3 +311,36 @@ fn a_queue_status_answer_cut_short_by_a_lost_connection_is_dropped() {
     let names: Vec<&str> = agents.iter().map(|a| a.agent.as_str()).collect();
     assert_eq!(names, ["li.na"]);
 }
+
+#[test]
+fn identifiers_longer_than_the_protocol_allows_give_no_event_and_reasons_are_cut() {
+    let long = "x".repeat(MAX_ID_LEN + 1);
+    let mut m = AmiMapper::new(AmiSettings::default());
+    let join = format!("Event: QueueCallerJoin\r\nQueue: sales\r\nUniqueid: {long}\r\n\r\n");
+    assert!(run(&mut m, &join).is_empty(), "a call id over 128 bytes");
+    let added = format!(
+        "Event: QueueMemberAdded\r\nQueue: sales\r\nMemberName: {long}\r\nPaused: 0\r\n\r\n"
+    );
+    assert!(run(&mut m, &added).is_empty(), "an agent id over 128 bytes");
+    assert_eq!(run(&mut m, ADDED).len(), 1);
+    // A reason of 200 bytes, multi-byte at the cut: cut at a character boundary.
+    let reason = "休".repeat(70);
+    let pause = format!(
+        "Event: QueueMemberPause\r\nQueue: sales\r\nMemberName: li.na\r\nPaused: 1\r\nPausedReason: {reason}\r\n\r\n"
+    );
+    let out = run(&mut m, &pause);
+    let Some(Body::AgentState { reason: got, .. }) = out.first().map(|e| &e.body) else {
+        panic!("{out:?}")
+    };
+    assert!(
+        got.len() <= MAX_ID_LEN && got.len() > MAX_ID_LEN - 3,
+        "{}",
+        got.len()
+    );
+    assert!(reason.starts_with(got.as_str()));
+    // Every event mapped here decodes again (what the journal needs).
+    for e in &out {
+        let text = e.to_json();
+        assert!(crate::event::decode_event(&text).is_ok(), "{text}");
+    }
+}
