@@ -26,7 +26,7 @@ pub enum QueueLogError {
     BadTime { line: u64, value: String },
     #[error("line {line}: {what} is empty or longer than 128 bytes")]
     LongId { line: u64, what: &'static str },
-    #[error("line {line}: {event} field {field} {value:?} is not a number")]
+    #[error("line {line}: {event} field {field} {value:?} is not a ring time (a whole number of seconds or milliseconds, 0 to a day)")]
     BadNumber {
         line: u64,
         event: String,
@@ -34,6 +34,9 @@ pub enum QueueLogError {
         value: String,
     },
 }
+
+/// The longest ring time a line may report (a day): longer is a malformed line.
+const MAX_RING_MS: i64 = 86_400_000;
 
 /// One parsed line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,14 +226,22 @@ impl QueueLogMapper {
         l: &QueueLogLine<'_>,
         line: u64,
     ) -> Result<Vec<(Timestamp, Body)>, QueueLogError> {
-        let num = |i: usize| -> Result<i64, QueueLogError> {
+        // A ring time in field `i`, in units of `unit` ms: at least 0 and at most a day, so
+        // that the derived ring start is a time any event may carry.
+        let num = |i: usize, unit: i64| -> Result<i64, QueueLogError> {
             let v = l.data.get(i).copied().unwrap_or("");
-            v.trim().parse().map_err(|_| QueueLogError::BadNumber {
-                line,
-                event: l.event.to_string(),
-                field: i + 1,
-                value: v.to_string(),
-            })
+            v.trim()
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| n.checked_mul(unit))
+                .filter(|ms| (0..=MAX_RING_MS).contains(ms))
+                .filter(|ms| crate::event::ts_in_range(l.ts.plus(-ms)))
+                .ok_or_else(|| QueueLogError::BadNumber {
+                    line,
+                    event: l.event.to_string(),
+                    field: i + 1,
+                    value: v.to_string(),
+                })
         };
         let call = Id::from(l.call);
         let agent = Id::from(l.agent);
@@ -246,7 +257,16 @@ impl QueueLogMapper {
             )
         };
         let s = &self.settings;
-        let reason = || Id::from(l.data.first().copied().unwrap_or(""));
+        let reason = || {
+            // Cut to the protocol's identifier length at a character boundary (a reason that
+            // long is in no `reasons` table: it stays an unknown reason either way).
+            let r = l.data.first().copied().unwrap_or("");
+            let mut end = r.len().min(crate::event::MAX_ID_LEN);
+            while !r.is_char_boundary(end) {
+                end -= 1;
+            }
+            Id::from(&r[..end])
+        };
         let one = |b: Option<Body>| b.map(|b| (l.ts, b)).into_iter().collect::<Vec<_>>();
         Ok(match l.event {
             "ENTERQUEUE" => one(Some(Body::CallQueued {
@@ -255,7 +275,7 @@ impl QueueLogMapper {
             })),
             // CONNECT: holdtime s | agent channel uniqueid | ringtime s
             "CONNECT" => vec![
-                ringing(num(2)? * 1000),
+                ringing(num(2, 1000)?),
                 (
                     l.ts,
                     Body::CallAnswered {
@@ -265,7 +285,7 @@ impl QueueLogMapper {
                 ),
             ],
             "RINGNOANSWER" => vec![
-                ringing(num(0)?),
+                ringing(num(0, 1)?),
                 (
                     l.ts,
                     Body::CallNoAnswer {
@@ -276,7 +296,7 @@ impl QueueLogMapper {
             ],
             // The ring was cut short (the caller left, or another member answered); the line
             // that says which ends the ring.
-            "RINGCANCELED" => vec![ringing(num(0)?)],
+            "RINGCANCELED" => vec![ringing(num(0, 1)?)],
             "COMPLETEAGENT" | "COMPLETECALLER" | "TRANSFER" | "ATTENDEDTRANSFER"
             | "BLINDTRANSFER" => {
                 self.roster.call_ended(&agent, &call);

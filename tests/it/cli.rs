@@ -156,7 +156,7 @@ fn import_queue_log_reports_a_malformed_line_by_number_and_goes_on() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
-        err.contains("line 2: RINGNOANSWER field 1 \"soon\" is not a number"),
+        err.contains("line 2: RINGNOANSWER field 1 \"soon\" is not a ring time"),
         "{err}"
     );
     assert!(err.contains("1 malformed"), "{err}");

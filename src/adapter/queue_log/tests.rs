@@ -167,7 +167,7 @@ fn unknown_events_are_counted_and_bad_lines_name_their_number() {
     let err = map_text("\n5|c|q|a|RINGNOANSWER|soon\n", AmiSettings::default(), 0).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "line 2: RINGNOANSWER field 1 \"soon\" is not a number"
+        "line 2: RINGNOANSWER field 1 \"soon\" is not a ring time (a whole number of seconds or milliseconds, 0 to a day)"
     );
 }
 
@@ -227,4 +227,56 @@ fn release_until_lets_a_quiet_floor_through_and_later_rings_stay_increasing() {
     assert_eq!(m.stats().late, 1);
     let seqs: Vec<_> = got.iter().map(|e| e.seq.unwrap()).collect();
     assert!(seqs[0] > 116 && seqs[1] > seqs[0], "{seqs:?}");
+}
+
+#[test]
+fn ring_times_out_of_range_are_malformed_and_long_reasons_are_cut() {
+    let mut m = QueueLogMapper::new(AmiSettings::default(), 0);
+    // Found by fuzzing: a ring time that puts the ring start before year 1, or overflows.
+    for (i, line) in [
+        "1795827904|c1|sales|li.na|CONNECT|4|u|7999117763339\n",
+        "1795827904|c1|sales|li.na|CONNECT|4|u|9223372036854775807\n",
+        "1795827904|c1|sales|li.na|RINGNOANSWER|-5\n",
+        "1795827904|c1|sales|li.na|RINGCANCELED|86400001\n",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let e = m.handle_line(line, i as u64 * 100, i as u64 + 1);
+        assert!(
+            matches!(e, Err(QueueLogError::BadNumber { .. })),
+            "{line}: {e:?}"
+        );
+    }
+    // A day of ringing is still a ring.
+    let ok = m
+        .handle_line(
+            "1795827904|c2|sales|li.na|RINGCANCELED|86400000\n",
+            1000,
+            10,
+        )
+        .expect("a day");
+    let mut all = ok;
+    m.handle_line("1795827904|NONE|sales|li.na|ADDMEMBER|\n", 2000, 11)
+        .expect("add");
+    let reason = "休".repeat(70);
+    all.extend(
+        m.handle_line(
+            &format!("1795827905|NONE|sales|li.na|PAUSE|{reason}\n"),
+            3000,
+            12,
+        )
+        .expect("pause"),
+    );
+    all.extend(m.finish());
+    assert!(all
+        .iter()
+        .any(|e| matches!(e.body, Body::CallRinging { .. })));
+    for e in &all {
+        let text = e.to_json();
+        assert!(crate::event::decode_event(&text).is_ok(), "{text}");
+        if let Body::AgentState { reason: r, .. } = &e.body {
+            assert!(r.len() <= crate::event::MAX_ID_LEN && reason.starts_with(r.as_str()));
+        }
+    }
 }
