@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::event::{
-    Body, Event, Id, PresenceState, SnapshotAgent, SnapshotCall, SnapshotCallState, MAX_ID_LEN,
+    Body, Event, Id, PresenceState, SnapshotAgent, SnapshotCall, SnapshotCallState,
 };
 use crate::time::Timestamp;
 
@@ -560,21 +560,12 @@ impl AmiMapper {
     }
 }
 
-/// A protocol identifier, or `None` when empty or longer than the protocol allows (an event
-/// with it could not be decoded again, so it could not be replayed from the journal).
 fn ident(v: &str) -> Option<Id> {
-    (!v.is_empty() && v.len() <= MAX_ID_LEN).then(|| Id::from(v))
+    super::protocol_id(v)
 }
 
-/// `PausedReason`, cut to the protocol's identifier length at a character boundary (a reason
-/// that long is not in any `reasons` table, so it stays an unknown reason either way).
 fn reason_of(msg: &AmiMessage) -> Id {
-    let r = msg.get("PausedReason").unwrap_or("");
-    let mut end = r.len().min(MAX_ID_LEN);
-    while !r.is_char_boundary(end) {
-        end -= 1;
-    }
-    Id::from(&r[..end])
+    super::protocol_reason(msg.get("PausedReason").unwrap_or(""))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use crate::event::{Body, Event, Id, PresenceState, MAX_ID_LEN};
+use crate::event::{Body, Event, Id, PresenceState};
 use crate::time::Timestamp;
 
 /// Header blocks longer than this are refused (FreeSWITCH's own are a few hundred bytes).
@@ -600,7 +600,7 @@ fn field<'a>(event: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
 }
 
 fn valid_id(s: &str) -> Option<Id> {
-    (!s.is_empty() && s.len() <= MAX_ID_LEN).then(|| Id::from(s))
+    super::protocol_id(s)
 }
 
 fn ident(event: &Map<String, Value>, key: &str) -> Option<Id> {

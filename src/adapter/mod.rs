@@ -22,6 +22,22 @@ use crate::daemon::{BatchReply, ConnId, EngineClient, EngineStopped};
 use crate::event::{Event, Id};
 use crate::metrics::Metrics;
 
+/// A native identifier as a protocol one, or `None` when empty or longer than the protocol
+/// allows (an event with it could not be decoded again, so not replayed from the journal).
+pub(crate) fn protocol_id(v: &str) -> Option<Id> {
+    (!v.is_empty() && v.len() <= crate::event::MAX_ID_LEN).then(|| Id::from(v))
+}
+
+/// A native pause reason cut to the protocol's identifier length at a character boundary (a
+/// reason that long is in no `reasons` table, so it stays an unknown reason either way).
+pub(crate) fn protocol_reason(r: &str) -> Id {
+    let mut end = r.len().min(crate::event::MAX_ID_LEN);
+    while !r.is_char_boundary(end) {
+        end -= 1;
+    }
+    Id::from(&r[..end])
+}
+
 /// Where an adapter's events go: the engine task, as one source connection.
 pub struct EngineSink {
     engine: EngineClient,

@@ -257,16 +257,7 @@ impl QueueLogMapper {
             )
         };
         let s = &self.settings;
-        let reason = || {
-            // Cut to the protocol's identifier length at a character boundary (a reason that
-            // long is in no `reasons` table: it stays an unknown reason either way).
-            let r = l.data.first().copied().unwrap_or("");
-            let mut end = r.len().min(crate::event::MAX_ID_LEN);
-            while !r.is_char_boundary(end) {
-                end -= 1;
-            }
-            Id::from(&r[..end])
-        };
+        let reason = || super::protocol_reason(l.data.first().copied().unwrap_or(""));
         let one = |b: Option<Body>| b.map(|b| (l.ts, b)).into_iter().collect::<Vec<_>>();
         Ok(match l.event {
             "ENTERQUEUE" => one(Some(Body::CallQueued {

@@ -1,5 +1,6 @@
 // Messages are written from the `<managerEvent>` docs of Asterisk's apps/app_queue.c.
 use super::*;
+use crate::event::MAX_ID_LEN;
 
 const T0: Timestamp = Timestamp(1_795_827_600_000);
 
