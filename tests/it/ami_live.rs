@@ -15,9 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use floorwatch::adapter::ami::{parse_transcript, AmiMapper, AmiMessage, AmiParser, AmiSettings};
-use floorwatch::config::{AdapterKind, Config, RulesConfig};
+use floorwatch::config::{AdapterKind, Config};
 use floorwatch::daemon::DaemonHandle;
-use floorwatch::engine::{Effect, Engine};
 use floorwatch::event::{decode_event, Event};
 use floorwatch::time::Timestamp;
 use serde_json::Value;
@@ -321,22 +320,11 @@ fn story_violations() -> Found {
         .lines()
         .map(|l| decode_event(l).unwrap_or_else(|(_, e)| panic!("{l}: {e}")))
         .collect();
-    let mut engine = Engine::new(RulesConfig::default());
-    let mut out = Vec::new();
-    for e in &events {
-        engine.handle_event("pbx", e, &mut out);
-    }
-    let end = events.iter().map(|e| e.ts).max().expect("events");
-    engine.finish(end, &mut out);
-    out.iter()
-        .filter_map(|e| match e {
-            Effect::Violation(v) => Some((
-                v.rule.as_str().to_string(),
-                v.kind.as_str().to_string(),
-                v.agent.to_string(),
-                serde_json::to_value(v.at).expect("at").to_string(),
-            )),
-            _ => None,
+    crate::asterisk::violations(&events)
+        .into_iter()
+        .map(|(rule, kind, agent, at)| {
+            let at = serde_json::to_value(at).expect("at").to_string();
+            (rule, kind, agent, at)
         })
         .collect()
 }

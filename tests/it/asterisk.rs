@@ -19,10 +19,11 @@ fn fixture(name: &str) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-type Found = BTreeSet<(String, String, String, Timestamp)>;
+pub(crate) type Found = BTreeSet<(String, String, String, Timestamp)>;
 
-/// (rule, kind, agent, at) of every violation the events raise, deadlines included.
-fn violations(events: &[Event]) -> Found {
+/// (rule, kind, agent, at) of every violation the events raise in an engine of their own
+/// (default rules), deadlines included. Shared by the adapter tests.
+pub(crate) fn violations(events: &[Event]) -> Found {
     let mut engine = Engine::new(RulesConfig::default());
     let mut out = Vec::new();
     for e in events {

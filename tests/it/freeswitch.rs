@@ -11,8 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use floorwatch::adapter::esl::{AgentIdRule, EslDecoder, EslMapper, EslSettings, Frame};
-use floorwatch::config::{Config, RulesConfig};
-use floorwatch::engine::{Effect, Engine};
+use floorwatch::config::Config;
 use floorwatch::event::{decode_event, Event};
 use floorwatch::time::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -67,23 +66,9 @@ type Found = BTreeSet<(String, String, String, String)>;
 
 /// (rule, kind, agent, at) of every violation the events raise, deadlines included.
 fn violations(events: &[Event]) -> Found {
-    let mut engine = Engine::new(RulesConfig::default());
-    let mut out = Vec::new();
-    for e in events {
-        engine.handle_event("pbx", e, &mut out);
-    }
-    let end = events.iter().map(|e| e.ts).max().expect("events");
-    engine.finish(end, &mut out);
-    out.iter()
-        .filter_map(|e| match e {
-            Effect::Violation(v) => Some((
-                v.rule.as_str().to_string(),
-                v.kind.as_str().to_string(),
-                v.agent.to_string(),
-                v.at.to_string(),
-            )),
-            _ => None,
-        })
+    crate::asterisk::violations(events)
+        .into_iter()
+        .map(|(rule, kind, agent, at)| (rule, kind, agent, at.to_string()))
         .collect()
 }
 
