@@ -14,9 +14,8 @@ use std::time::Duration;
 
 use floorwatch::adapter::ami::AmiSettings;
 use floorwatch::adapter::queue_log::map_text;
-use floorwatch::config::{AdapterConfig, AdapterKind, Config, RulesConfig};
+use floorwatch::config::{AdapterConfig, AdapterKind, Config};
 use floorwatch::daemon::DaemonHandle;
-use floorwatch::engine::{Effect, Engine};
 use floorwatch::event::Event;
 use floorwatch::time::Timestamp;
 use serde_json::Value;
@@ -45,24 +44,9 @@ type Found = BTreeSet<(String, String, String, i64)>;
 /// (rule, kind, agent, at) of the violations the events raise, as asterisk.rs computes them.
 fn expected_violations() -> Found {
     let events = mapped();
-    let mut engine = Engine::new(RulesConfig::default());
-    let mut out = Vec::new();
-    for e in &events {
-        engine.handle_event("pbx", e, &mut out);
-    }
-    let end = events.iter().map(|e| e.ts).max().expect("events");
-    engine.finish(end, &mut out);
-    let found: Found = out
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Violation(v) => Some((
-                v.rule.as_str().to_string(),
-                v.kind.as_str().to_string(),
-                v.agent.to_string(),
-                v.at.0,
-            )),
-            _ => None,
-        })
+    let found: Found = crate::asterisk::violations(&events)
+        .into_iter()
+        .map(|(rule, kind, agent, at)| (rule, kind, agent, at.0))
         .collect();
     assert!(found.len() >= 3, "{found:?}");
     found
