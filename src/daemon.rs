@@ -1343,6 +1343,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         &engine.client(),
         clock,
         &metrics,
+        &limits,
         &shutdown,
         &config.store.dir,
     );

@@ -20,6 +20,7 @@ use crate::clock::Clock;
 use crate::config::{AdapterConfig, AdapterKind};
 use crate::daemon::{BatchReply, ConnId, EngineClient, EngineStopped};
 use crate::event::{Event, Id};
+use crate::limits::{Bucket, Limits};
 use crate::metrics::Metrics;
 
 /// A native identifier as a protocol one, or `None` when empty or longer than the protocol
@@ -39,20 +40,38 @@ pub(crate) fn protocol_reason(r: &str) -> Id {
 }
 
 /// Where an adapter's events go: the engine task, as one source connection.
+///
+/// Like a WebSocket source, an adapter is held to `limits.max_events_per_second`: over it,
+/// [`EngineSink::send`] waits before handing the events on, so the adapter reads the platform
+/// more slowly (TCP back-pressure on AMI and ESL, a slower tail of queue_log). Nothing is
+/// dropped for rate.
 pub struct EngineSink {
     engine: EngineClient,
     clock: Clock,
     source: Id,
     conn: Option<ConnId>,
+    limits: Arc<Limits>,
+    bucket: Arc<std::sync::Mutex<Bucket>>,
+    shutdown: CancellationToken,
 }
 
 impl EngineSink {
-    pub fn new(engine: EngineClient, clock: Clock, source: &str) -> EngineSink {
+    pub fn new(
+        engine: EngineClient,
+        clock: Clock,
+        source: &str,
+        limits: Arc<Limits>,
+        shutdown: CancellationToken,
+    ) -> EngineSink {
+        let source = Id::from(source);
         EngineSink {
             engine,
             clock,
-            source: Id::from(source),
+            bucket: limits.bucket(&source),
+            source,
             conn: None,
+            limits,
+            shutdown,
         }
     }
 
@@ -78,8 +97,19 @@ impl EngineSink {
         Ok(resume)
     }
 
-    /// Applies `events` (in time order), received now. Connects first if needed.
+    /// Applies `events` (in time order), received now. Connects first if needed. Waits first
+    /// when the source is over `limits.max_events_per_second`.
     pub async fn send(&mut self, events: Vec<Event>) -> Result<BatchReply, EngineStopped> {
+        let wait = self
+            .limits
+            .rate_wait(&self.source, &self.bucket, events.len());
+        if !wait.is_zero() {
+            tokio::select! {
+                // The engine refuses the batch below once it has stopped.
+                _ = self.shutdown.cancelled() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
         let conn = match self.conn {
             Some(c) => c,
             None => {
@@ -141,6 +171,7 @@ pub fn spawn_all(
     engine: &EngineClient,
     clock: Clock,
     metrics: &Arc<Metrics>,
+    limits: &Arc<Limits>,
     shutdown: &CancellationToken,
     store_dir: &std::path::Path,
 ) -> Vec<JoinHandle<()>> {
@@ -149,7 +180,13 @@ pub fn spawn_all(
         .map(|a| {
             let cx = AdapterContext {
                 name: a.name.clone(),
-                sink: EngineSink::new(engine.clone(), clock, &a.name),
+                sink: EngineSink::new(
+                    engine.clone(),
+                    clock,
+                    &a.name,
+                    limits.clone(),
+                    shutdown.clone(),
+                ),
                 metrics: metrics.clone(),
                 shutdown: shutdown.clone(),
                 store_dir: store_dir.to_path_buf(),

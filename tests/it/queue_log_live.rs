@@ -324,3 +324,40 @@ async fn queue_log_tail_resumes_after_a_restart_without_duplicates() {
     assert_eq!(applied(&d).await + before, mapped().len() as u64);
     finish(d, &store).await;
 }
+
+#[tokio::test]
+async fn queue_log_faster_than_the_rate_limit_is_read_more_slowly_and_loses_nothing() {
+    let (store, path) = setup();
+    let n = mapped().len() as u64;
+    assert!(n >= 20, "{n} events");
+    let toml = format!(
+        "[[sources]]\nname = \"pbx\"\nkind = \"asterisk-queue-log\"\npath = {:?}\nreorder_window = \"2s\"\n",
+        path.display().to_string()
+    );
+    let mut c = sup::config();
+    c.store.dir = store.clone();
+    c.adapters = Config::from_toml_str(&toml).expect("config").adapters;
+    // A third of the story a second: the bucket's first second lets a third through, the
+    // rest waits, so reading the whole file takes two seconds at least.
+    let rate = (n / 3) as u32;
+    c.limits.max_events_per_second = rate;
+    std::fs::write(&path, lines().concat()).expect("write");
+    let started = std::time::Instant::now();
+    let d = sup::start(c).await;
+    wait_applied(&d, n).await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1_500),
+        "{n} events at {rate}/s applied in {took:?}"
+    );
+    assert_eq!(applied(&d).await, n, "each event applied once");
+    assert!(
+        metric(
+            &d,
+            r#"floorwatch_limit_hits_total{limit="max_events_per_second"}"#
+        )
+        .await
+            >= 1.0
+    );
+    finish(d, &store).await;
+}
