@@ -410,7 +410,9 @@ pub fn decode_frame_limited(text: &str, max_batch: usize) -> Frame {
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
         frame.batch = true;
-        match serde_json::from_str::<Vec<&RawValue>>(text) {
+        // One pass: every element parsed straight into its raw fields. Only when the text
+        // is not valid JSON is it parsed again the old way, for the same error message.
+        match serde_json::from_str::<Vec<Element>>(text) {
             Ok(items) if items.len() > max_batch => frame.rejected.push(Rejected {
                 index: None,
                 seq: None,
@@ -421,8 +423,12 @@ pub fn decode_frame_limited(text: &str, max_batch: usize) -> Frame {
             }),
             Ok(items) => {
                 frame.events.reserve(items.len());
-                for (i, raw) in items.iter().enumerate() {
-                    match decode_event(raw.get()) {
+                for (i, item) in items.into_iter().enumerate() {
+                    let decoded = match item.0 {
+                        Some(raw) => finish_event(raw),
+                        None => Err((None, DecodeError::NotAnObject)),
+                    };
+                    match decoded {
                         Ok(ev) => frame.events.push((Some(i), ev)),
                         Err((seq, error)) => frame.rejected.push(Rejected {
                             index: Some(i),
@@ -432,11 +438,9 @@ pub fn decode_frame_limited(text: &str, max_batch: usize) -> Frame {
                     }
                 }
             }
-            Err(e) => frame.rejected.push(Rejected {
-                index: None,
-                seq: None,
-                error: DecodeError::InvalidJson(e.to_string()),
-            }),
+            // Not valid JSON (or too deep for one pass): the element-by-element path, which
+            // gives the same error message as ever.
+            Err(_) => decode_batch_in_two_passes(text, max_batch, &mut frame),
         }
     } else {
         match decode_event(text) {
@@ -449,6 +453,38 @@ pub fn decode_frame_limited(text: &str, max_batch: usize) -> Frame {
         }
     }
     frame
+}
+
+/// A batch parsed first into raw elements, then each element on its own.
+fn decode_batch_in_two_passes(text: &str, max_batch: usize, frame: &mut Frame) {
+    match serde_json::from_str::<Vec<&RawValue>>(text) {
+        Ok(items) if items.len() > max_batch => frame.rejected.push(Rejected {
+            index: None,
+            seq: None,
+            error: DecodeError::BatchTooLarge {
+                len: items.len(),
+                max: max_batch,
+            },
+        }),
+        Ok(items) => {
+            frame.events.reserve(items.len());
+            for (i, raw) in items.iter().enumerate() {
+                match decode_event(raw.get()) {
+                    Ok(ev) => frame.events.push((Some(i), ev)),
+                    Err((seq, error)) => frame.rejected.push(Rejected {
+                        index: Some(i),
+                        seq,
+                        error,
+                    }),
+                }
+            }
+        }
+        Err(e) => frame.rejected.push(Rejected {
+            index: None,
+            seq: None,
+            error: DecodeError::InvalidJson(e.to_string()),
+        }),
+    }
 }
 
 /// Decodes one event object. On error, also returns the `seq` if it could be read.
@@ -465,12 +501,58 @@ pub fn decode_event(text: &str) -> Result<Event, (Option<u64>, DecodeError)> {
             return Err((None, err));
         }
     };
+    finish_event(raw)
+}
+
+/// Checks the fields of a parsed event object and builds the event.
+fn finish_event(raw: RawEvent) -> Result<Event, (Option<u64>, DecodeError)> {
     let seq = match &raw.seq {
         None | Some(Scalar::Null) => None,
         Some(Scalar::U(n)) => Some(*n),
         Some(_) => return Err((None, DecodeError::BadSeq)),
     };
     raw.validate(seq).map_err(|e| (seq, e))
+}
+
+/// One element of a batch: an event object's raw fields, or `None` for any other JSON value.
+struct Element(Option<RawEvent>);
+
+impl<'de> Deserialize<'de> for Element {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Element, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Element;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Element, E> {
+                Ok(Element(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Element, E> {
+                Ok(Element(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Element, E> {
+                Ok(Element(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Element, E> {
+                Ok(Element(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Element, E> {
+                Ok(Element(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Element, E> {
+                Ok(Element(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Element, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Element(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<Element, A::Error> {
+                raw_event_fields(a).map(|r| Element(Some(r)))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A JSON value as seen by the decoder: scalars are kept, containers only noted, so that
@@ -563,47 +645,108 @@ impl<'de> Deserialize<'de> for RawEvent {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("NOT_AN_OBJECT")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<RawEvent, A::Error> {
-                let mut r = RawEvent::default();
-                while let Some(key) = a.next_key::<std::borrow::Cow<'de, str>>()? {
-                    // Later duplicates win, as in most JSON readers.
-                    let slot = match key.as_ref() {
-                        "type" => &mut r.ty,
-                        "ts" => &mut r.ts,
-                        "seq" => &mut r.seq,
-                        "id" => &mut r.id,
-                        "agent" => &mut r.agent,
-                        "team" => &mut r.team,
-                        "name" => &mut r.name,
-                        "extension" => &mut r.extension,
-                        "state" => &mut r.state,
-                        "reason" => &mut r.reason,
-                        "call" => &mut r.call,
-                        "queue" => &mut r.queue,
-                        "minutes" => &mut r.minutes,
-                        "by" => &mut r.by,
-                        "agents" => {
-                            r.agents = Some(a.next_value()?);
-                            continue;
-                        }
-                        "calls" => {
-                            r.calls = Some(a.next_value()?);
-                            continue;
-                        }
-                        _ => {
-                            a.next_value::<IgnoredAny>()?;
-                            continue;
-                        }
-                    };
-                    *slot = Some(a.next_value()?);
-                }
-                Ok(r)
+            fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<RawEvent, A::Error> {
+                raw_event_fields(a)
             }
             fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<RawEvent, A::Error> {
                 Err(de::Error::custom("NOT_AN_OBJECT"))
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// The fields of an event object, as raw scalars.
+fn raw_event_fields<'de, A: MapAccess<'de>>(mut a: A) -> Result<RawEvent, A::Error> {
+    let mut r = RawEvent::default();
+    while let Some(key) = a.next_key::<Key>()? {
+        // Later duplicates win, as in most JSON readers.
+        let slot = match key {
+            Key::Type => &mut r.ty,
+            Key::Ts => &mut r.ts,
+            Key::Seq => &mut r.seq,
+            Key::Id => &mut r.id,
+            Key::Agent => &mut r.agent,
+            Key::Team => &mut r.team,
+            Key::Name => &mut r.name,
+            Key::Extension => &mut r.extension,
+            Key::State => &mut r.state,
+            Key::Reason => &mut r.reason,
+            Key::Call => &mut r.call,
+            Key::Queue => &mut r.queue,
+            Key::Minutes => &mut r.minutes,
+            Key::By => &mut r.by,
+            Key::Agents => {
+                r.agents = Some(a.next_value()?);
+                continue;
+            }
+            Key::Calls => {
+                r.calls = Some(a.next_value()?);
+                continue;
+            }
+            Key::Other => {
+                a.next_value::<IgnoredAny>()?;
+                continue;
+            }
+        };
+        *slot = Some(a.next_value()?);
+    }
+    Ok(r)
+}
+
+/// A field name of an event object, read without allocating (a `Cow<str>` key would be an
+/// owned `String` each time: serde does not borrow into `Cow` unless told to).
+enum Key {
+    Type,
+    Ts,
+    Seq,
+    Id,
+    Agent,
+    Team,
+    Name,
+    Extension,
+    State,
+    Reason,
+    Call,
+    Queue,
+    Minutes,
+    By,
+    Agents,
+    Calls,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E>(self, k: &str) -> Result<Key, E> {
+                Ok(match k {
+                    "type" => Key::Type,
+                    "ts" => Key::Ts,
+                    "seq" => Key::Seq,
+                    "id" => Key::Id,
+                    "agent" => Key::Agent,
+                    "team" => Key::Team,
+                    "name" => Key::Name,
+                    "extension" => Key::Extension,
+                    "state" => Key::State,
+                    "reason" => Key::Reason,
+                    "call" => Key::Call,
+                    "queue" => Key::Queue,
+                    "minutes" => Key::Minutes,
+                    "by" => Key::By,
+                    "agents" => Key::Agents,
+                    "calls" => Key::Calls,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -1108,5 +1251,83 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.reason_label(), "bad_snapshot");
+    }
+}
+
+#[cfg(test)]
+mod one_pass_tests {
+    use super::*;
+
+    /// Elements of every kind a batch may hold: events of each type, every sort of mistake,
+    /// values that are not objects, unknown and duplicate fields.
+    const ELEMENTS: &[&str] = &[
+        r#"{"type":"agent.login","ts":"2026-11-28T01:00:00Z","seq":1,"agent":"a1","team":"t"}"#,
+        r#"{"type":"agent.state","ts":1795827600000,"seq":2,"agent":"a1","state":"not_ready","reason":"break"}"#,
+        r#"{"type":"call.offered","ts":"2026-11-28T09:00:00.5+08:00","seq":3,"call":"c1","queue":"q"}"#,
+        r#"{"type":"call.ringing","ts":"2026-11-28T01:00:01.000Z","seq":4,"call":"c1","agent":"a1","queue":"q","x":{"y":[1,2]}}"#,
+        r#"{"type":"call.answered","ts":"2026-11-28T01:00:02Z","seq":5,"call":"c1","agent":"a1","agent":"a2"}"#,
+        r#"{"type":"approval","ts":"2026-11-28T01:00:02Z","seq":6,"agent":"a1","minutes":1.5,"reason":"x","by":"lead"}"#,
+        r#"{"type":"snapshot","ts":"2026-11-28T01:00:03Z","seq":7,"agents":[{"agent":"a1","team":"t","state":"ready"}],"calls":[]}"#,
+        r#"{"type":"snapshot","ts":"2026-11-28T01:00:03Z","seq":8,"agents":[{"agent":""}]}"#,
+        r#"{"type":"agent.state","ts":"2026-11-28T01:00:00Z","seq":9,"agent":"a1","state":"lunch"}"#,
+        r#"{"type":"nope","ts":"2026-11-28T01:00:00Z","seq":10}"#,
+        r#"{"type":"agent.login","ts":"yesterday","seq":11,"agent":"a1"}"#,
+        r#"{"type":"agent.login","ts":1.5,"seq":12,"agent":"a1"}"#,
+        r#"{"type":"agent.login","ts":"2026-11-28T01:00:00Z","seq":-1,"agent":"a1"}"#,
+        r#"{"type":"agent.login","ts":"2026-11-28T01:00:00Z","seq":"13","agent":"a1"}"#,
+        r#"{"type":"agent.login","ts":"2026-11-28T01:00:00Z","seq":14,"agent":7}"#,
+        r#"{"ts":"2026-11-28T01:00:00Z","seq":15}"#,
+        r#"{"type":"agent.logout","seq":16,"agent":"a1"}"#,
+        r#"{}"#,
+        r#"1"#,
+        r#""text""#,
+        r#"null"#,
+        r#"true"#,
+        r#"[1,{"a":2}]"#,
+        r#"-3.5e7"#,
+    ];
+
+    fn two_pass(text: &str, max_batch: usize) -> String {
+        let mut f = Frame {
+            batch: true,
+            ..Frame::default()
+        };
+        decode_batch_in_two_passes(text, max_batch, &mut f);
+        format!("{f:?}")
+    }
+
+    #[test]
+    fn one_pass_batches_decode_as_element_by_element() {
+        // Every element alone, every pair, and all of them, in a batch.
+        let mut batches: Vec<Vec<&str>> = ELEMENTS.iter().map(|e| vec![*e]).collect();
+        for a in ELEMENTS {
+            for b in ELEMENTS {
+                batches.push(vec![a, b]);
+            }
+        }
+        batches.push(ELEMENTS.to_vec());
+        for b in &batches {
+            let text = format!("[{}]", b.join(","));
+            for max in [1, 2, usize::MAX] {
+                assert_eq!(
+                    format!("{:?}", decode_frame_limited(&text, max)),
+                    two_pass(&text, max),
+                    "{text} (max_batch {max})"
+                );
+            }
+        }
+        // Text that is not JSON takes the old path: same message as before.
+        for text in ["[", "[{]", "[1,]", r#"[{"type":"agent.login"} {}]"#, "[]x"] {
+            let f = decode_frame(text);
+            assert_eq!(format!("{f:?}"), two_pass(text, usize::MAX), "{text}");
+            assert!(matches!(
+                &f.rejected[..],
+                [Rejected {
+                    error: DecodeError::InvalidJson(_),
+                    index: None,
+                    ..
+                }]
+            ));
+        }
     }
 }

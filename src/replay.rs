@@ -14,7 +14,7 @@ use anyhow::Context;
 use crate::cli::ReplayArgs;
 use crate::config::{self, RulesConfig};
 use crate::engine::{AppraisalRow, Effect, Engine, KpiRetention, Violation};
-use crate::event::decode_frame;
+use crate::event::{decode_frame, Frame};
 use crate::time::{Period, Timestamp};
 
 /// What a replay is asked to do.
@@ -70,14 +70,26 @@ impl Replay {
         &mut self,
         source: &str,
         line: &str,
+        on_violation: impl FnMut(&Violation),
+        on_reject: impl FnMut(String),
+    ) {
+        if line.trim().is_empty() {
+            self.summary.lines += 1;
+            return;
+        }
+        self.frame(source, &decode_frame(line), on_violation, on_reject);
+    }
+
+    /// Applies one line already decoded with [`decode_frame`] (what [`Replay::line`] does
+    /// after decoding; `floorwatch replay` decodes on another thread).
+    pub fn frame(
+        &mut self,
+        source: &str,
+        frame: &Frame,
         mut on_violation: impl FnMut(&Violation),
         mut on_reject: impl FnMut(String),
     ) {
         self.summary.lines += 1;
-        if line.trim().is_empty() {
-            return;
-        }
-        let frame = decode_frame(line);
         for r in &frame.rejected {
             self.summary.rejected += 1;
             let at = match r.index {
@@ -166,46 +178,94 @@ impl<'a, W: Write> RecordWriter<'a, W> {
     }
 }
 
+/// Lines decoded by the reader thread, sent to the engine thread in chunks.
+const CHUNK_LINES: usize = 1024;
+/// Chunks in flight between the threads (bounds memory: at most this many plus two).
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// One line as the reader thread leaves it: decoded, blank, or not UTF-8.
+enum Line {
+    Frame(Frame),
+    Blank,
+    NotUtf8,
+}
+
 /// Replays `reader` as source `source` into `replay`, reporting rejections with line numbers.
+///
+/// Two threads: a scoped one reads and decodes lines (JSON parsing is about half the work),
+/// this one runs the engine on them in order, so the result is the same as one thread's.
 fn feed(
     replay: &mut Replay,
     source: &str,
     name: &str,
-    reader: impl BufRead,
+    reader: impl BufRead + Send,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let mut reader = reader;
-    let mut buf = Vec::with_capacity(4096);
-    let mut lineno = 0u64;
-    let mut records = RecordWriter::new(out);
-    loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .with_context(|| format!("reading {name}"))?;
-        if n == 0 {
-            break;
-        }
-        lineno += 1;
-        let Ok(line) = std::str::from_utf8(&buf) else {
-            writeln!(
-                err,
-                "{name}:{lineno}: invalid_json: line is not UTF-8; skipped"
-            )?;
-            continue;
-        };
-        replay.line(
-            source,
-            line,
-            |v| records.write(v),
-            |msg| {
-                let _ = writeln!(err, "{name}:{lineno}: {msg}; skipped");
-            },
-        );
-        records.check()?;
-    }
-    Ok(())
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Line>>(CHUNKS_IN_FLIGHT);
+    std::thread::scope(|scope| {
+        let reading = scope.spawn(move || -> anyhow::Result<()> {
+            let mut reader = reader;
+            let mut buf = Vec::with_capacity(4096);
+            let mut chunk = Vec::with_capacity(CHUNK_LINES);
+            loop {
+                buf.clear();
+                let n = reader
+                    .read_until(b'\n', &mut buf)
+                    .with_context(|| format!("reading {name}"))?;
+                if n == 0 {
+                    break;
+                }
+                chunk.push(match std::str::from_utf8(&buf) {
+                    Ok(line) if line.trim().is_empty() => Line::Blank,
+                    Ok(line) => Line::Frame(decode_frame(line)),
+                    Err(_) => Line::NotUtf8,
+                });
+                if chunk.len() == CHUNK_LINES {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_LINES));
+                    if tx.send(full).is_err() {
+                        // The engine side stopped on an error and reports it.
+                        return Ok(());
+                    }
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = tx.send(chunk);
+            }
+            Ok(())
+        });
+        let applied = (|| -> anyhow::Result<()> {
+            let mut lineno = 0u64;
+            let mut records = RecordWriter::new(out);
+            for chunk in rx {
+                for line in chunk {
+                    lineno += 1;
+                    match line {
+                        Line::Frame(frame) => replay.frame(
+                            source,
+                            &frame,
+                            |v| records.write(v),
+                            |msg| {
+                                let _ = writeln!(err, "{name}:{lineno}: {msg}; skipped");
+                            },
+                        ),
+                        Line::Blank => replay.summary.lines += 1,
+                        Line::NotUtf8 => writeln!(
+                            err,
+                            "{name}:{lineno}: invalid_json: line is not UTF-8; skipped"
+                        )?,
+                    }
+                    records.check()?;
+                }
+            }
+            Ok(())
+        })();
+        // Dropping the receiver (done: `rx` was consumed) unblocks a reader still sending.
+        let read = reading
+            .join()
+            .map_err(|_| anyhow::anyhow!("the replay reader thread panicked"))?;
+        read.and(applied)
+    })
 }
 
 /// `floorwatch replay`.
@@ -239,8 +299,8 @@ pub fn main(args: ReplayArgs) -> anyhow::Result<()> {
         // Each input is its own source for seq de-duplication.
         let source = format!("replay-{i}:{}", path.display());
         if path == Path::new("-") {
-            let stdin = io::stdin();
-            feed(&mut replay, &source, "-", stdin.lock(), &mut out, &mut err)?;
+            let stdin = BufReader::with_capacity(1 << 16, io::stdin());
+            feed(&mut replay, &source, "-", stdin, &mut out, &mut err)?;
         } else {
             let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
             let name = path.display().to_string();

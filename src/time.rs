@@ -36,6 +36,9 @@ impl Timestamp {
     /// Parses a protocol `ts` string: RFC 3339 with an offset (`Z` or `+08:00`), up to
     /// nanoseconds. Sub-millisecond digits are dropped (truncated toward the past).
     pub fn parse_rfc3339(s: &str) -> Result<Timestamp, TimeError> {
+        if let Some(t) = utc_millis_fast(s.as_bytes()) {
+            return Ok(Timestamp(t));
+        }
         // jiff also accepts RFC 9557 suffixes and a space separator; the protocol asks for
         // RFC 3339, so insist on the `T` form and an explicit offset.
         let b = s.as_bytes();
@@ -65,6 +68,53 @@ impl Timestamp {
     pub fn to_jiff(self) -> jiff::Timestamp {
         jiff::Timestamp::from_millisecond(self.0).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
     }
+}
+
+/// The common shape of a protocol `ts`, `YYYY-MM-DDTHH:MM:SS[.mmm]Z` (what floorwatch and
+/// most phone systems write), read without jiff: about a tenth of the decoding time of an
+/// event went to the general parser. Anything else, including a value this would have to
+/// judge (a leap second, a day past the month's end, year 0), is left to jiff (`None`); a
+/// test checks both agree.
+fn utc_millis_fast(b: &[u8]) -> Option<i64> {
+    let frac = match b.len() {
+        20 => false,
+        24 if b[19] == b'.' => true,
+        _ => return None,
+    };
+    if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if b[b.len() - 1] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        b[r].iter().try_fold(0i64, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
+        })
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let ms = if frac { num(20..23)? } else { 0 };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if year == 0 || day == 0 || day > month_days || hour > 23 || min > 59 || sec > 59 {
+        return None;
+    }
+    // Days from 1970-01-01 to the date (the proleptic Gregorian calendar, eras of 400 years).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hour) * 60 + min) * 60_000 + sec * 1000 + ms)
 }
 
 impl fmt::Display for Timestamp {
@@ -371,5 +421,70 @@ mod tests {
         let w = Period::parse("2026-W48").unwrap();
         assert!(w.contains(jiff::civil::date(2026, 11, 28)));
         assert!(!w.contains(jiff::civil::date(2026, 11, 30)));
+    }
+}
+
+#[cfg(test)]
+mod fast_parse_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What jiff makes of `s`, under the same rules as `parse_rfc3339` (the slow path).
+    fn by_jiff(s: &str) -> Option<i64> {
+        let t: jiff::Timestamp = s.parse().ok()?;
+        Some(t.as_nanosecond().div_euclid(1_000_000) as i64)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        #[test]
+        fn the_fast_path_agrees_with_jiff(
+            y in 0i64..=9999, mo in 0i64..=13, d in 0i64..=32,
+            h in 0i64..=24, mi in 0i64..=60, s in 0i64..=60, ms in 0i64..=999,
+            frac in any::<bool>(),
+        ) {
+            let text = if frac {
+                format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+            } else {
+                format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+            };
+            if let Some(fast) = utc_millis_fast(text.as_bytes()) {
+                prop_assert_eq!(Some(fast), by_jiff(&text), "{}", text);
+            }
+            // Whatever path it takes, parse_rfc3339 says what jiff says.
+            prop_assert_eq!(Timestamp::parse_rfc3339(&text).ok().map(|t| t.0), by_jiff(&text), "{}", text);
+        }
+
+        #[test]
+        fn the_fast_path_reads_what_display_writes(ms in TS_MIN_MS..=TS_MAX_MS) {
+            let text = Timestamp(ms).to_string();
+            prop_assert_eq!(utc_millis_fast(text.as_bytes()), Some(ms), "{}", text);
+        }
+    }
+
+    const TS_MIN_MS: i64 = -62_135_596_800_000;
+    const TS_MAX_MS: i64 = 253_402_300_799_999;
+
+    #[test]
+    fn the_fast_path_leaves_other_shapes_to_jiff() {
+        for s in [
+            "2026-11-28T09:00:00+08:00",
+            "2026-11-28t09:00:00z",
+            "2026-11-28T09:00:00.5Z",
+            "2026-11-28T09:00:00.123456Z",
+            "2026-11-28 09:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2024-02-30T00:00:00Z",
+            "2026-11-28T23:59:60Z",
+            "0000-01-01T00:00:00Z",
+            "2026-1a-28T09:00:00Z",
+        ] {
+            assert_eq!(utc_millis_fast(s.as_bytes()), None, "{s}");
+        }
+        assert_eq!(
+            utc_millis_fast(b"2024-02-29T23:59:59.999Z"),
+            by_jiff("2024-02-29T23:59:59.999Z")
+        );
     }
 }
