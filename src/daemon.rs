@@ -65,6 +65,17 @@ pub const COMMAND_CAPACITY: usize = 1024;
 /// commands (a batch may take it past this; nothing is ever dropped).
 pub const PENDING_CAPACITY: usize = 100_000;
 
+/// At most this many commands are applied before their records are stored together (group
+/// commit): one `fdatasync` for many frames when sources send faster than the disk syncs.
+const GROUP_COMMANDS: usize = 256;
+
+/// A batch applied and waiting for the group's write before it is answered.
+struct Answered {
+    reply: oneshot::Sender<BatchReply>,
+    source: Id,
+    outcomes: Vec<Outcome>,
+}
+
 /// How often retention runs (and once at start).
 pub const RETENTION_EVERY: Millis = 3_600_000;
 
@@ -418,17 +429,29 @@ impl Owner {
         tracing::debug!("engine task started");
         loop {
             let wake = self.next_wake();
-            let full = self
-                .durable
-                .as_ref()
-                .is_some_and(|d| d.records.len() >= PENDING_CAPACITY);
+            let full = self.pending_full();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 // While the pending queue is full, commands wait in the channel and senders
                 // wait on it: back-pressure on every source.
                 cmd = rx.recv(), if !full => match cmd {
-                    Some(cmd) => self.handle_command(cmd),
+                    Some(cmd) => {
+                        // Group commit: what else is already waiting is applied too, then
+                        // stored with one write and one fdatasync, then every batch of the
+                        // group is answered (so an ack never runs ahead of the journal).
+                        let mut done = Vec::new();
+                        self.handle_command(cmd, &mut done);
+                        let mut taken = 1;
+                        while taken < GROUP_COMMANDS && !self.pending_full() {
+                            match rx.try_recv() {
+                                Ok(cmd) => self.handle_command(cmd, &mut done),
+                                Err(_) => break,
+                            }
+                            taken += 1;
+                        }
+                        self.answer(done);
+                    }
                     None => break,
                 },
                 _ = tokio::time::sleep_until(self.clock.instant_at(wake)) => self.handle_tick(),
@@ -438,10 +461,12 @@ impl Owner {
         // stored (its acks may not reach the source; it resends, and duplicates are ignored).
         rx.close();
         let mut drained = 0u64;
+        let mut done = Vec::new();
         while let Ok(cmd) = rx.try_recv() {
-            self.handle_command(cmd);
+            self.handle_command(cmd, &mut done);
             drained += 1;
         }
+        self.answer(done);
         if self.durable.is_some() {
             self.flush();
             self.checkpoint();
@@ -470,7 +495,32 @@ impl Owner {
         wake
     }
 
-    fn handle_command(&mut self, cmd: Command) {
+    /// Whether the records waiting for the journal reached [`PENDING_CAPACITY`].
+    fn pending_full(&self) -> bool {
+        self.durable
+            .as_ref()
+            .is_some_and(|d| d.records.len() >= PENDING_CAPACITY)
+    }
+
+    /// Stores what the group of commands left pending, then answers its batches with the
+    /// ack as it stands after the write.
+    fn answer(&mut self, done: Vec<Answered>) {
+        if done.is_empty() {
+            return;
+        }
+        if self.durable.is_some() {
+            self.flush();
+        }
+        for a in done {
+            let _ = a.reply.send(BatchReply {
+                outcomes: a.outcomes,
+                ack: self.acked(&a.source),
+            });
+        }
+    }
+
+    /// `done` collects applied batches; they are answered by [`Owner::answer`] once stored.
+    fn handle_command(&mut self, cmd: Command, done: &mut Vec<Answered>) {
         match cmd {
             Command::Connect { source, reply } => {
                 let conn = ConnId(self.next_conn);
@@ -503,8 +553,12 @@ impl Owner {
                 events,
                 reply,
             } => {
-                let r = self.handle_batch(conn, received, events);
-                let _ = reply.send(r);
+                let (source, outcomes) = self.handle_batch(conn, received, events);
+                done.push(Answered {
+                    reply,
+                    source,
+                    outcomes,
+                });
             }
             Command::Api { event, reply } => {
                 let r = self.handle_api(event);
@@ -527,17 +581,16 @@ impl Owner {
             .set(i64::try_from(self.conns.len()).unwrap_or(i64::MAX));
     }
 
+    /// Applies a batch; returns its source and the outcome of each event. Its records wait
+    /// in `durable.records` for the group's write.
     fn handle_batch(
         &mut self,
         conn: ConnId,
         received: Timestamp,
         events: Vec<Event>,
-    ) -> BatchReply {
+    ) -> (Id, Vec<Outcome>) {
         let Some(state) = self.conns.get(&conn) else {
-            return BatchReply {
-                outcomes: Vec::new(),
-                ack: None,
-            };
+            return (Id::default(), Vec::new());
         };
         let source = state.source.clone();
         let mut outcomes = Vec::with_capacity(events.len());
@@ -591,13 +644,7 @@ impl Owner {
             .any(|o| matches!(o, Outcome::Applied { .. }));
         // Any applied event may move a queue (snapshots replace them without Queue effects).
         self.after_apply(queue_changed || applied, applied);
-        if self.durable.is_some() {
-            self.flush();
-        }
-        BatchReply {
-            outcomes,
-            ack: self.acked(&source),
-        }
+        (source, outcomes)
     }
 
     /// Counts and logs (rate-limited) an event refused by an engine limit.

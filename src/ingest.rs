@@ -480,44 +480,50 @@ impl Ingest {
         if !t.send_texts(vec![hello.to_string()]).await {
             return;
         }
+        // A frame read while gathering text frames, to handle next.
+        let mut held: Option<Incoming> = None;
         loop {
-            let incoming = tokio::select! {
-                // Shutdown first: the engine task ends with it, and the end of the ack
-                // channel below must not win and drop the peer without a close frame.
-                biased;
-                _ = inner.shutdown.cancelled() => {
-                    going_away(t).await;
-                    return;
-                }
-                m = t.next_incoming() => Some(m),
-                // The ack moved without a frame to reply to (a store retry succeeded).
-                changed = acks.changed() => match changed {
-                    Ok(()) => None,
-                    // The engine task stopped: the daemon is going down.
-                    Err(_) => {
+            let incoming = if let Some(h) = held.take() {
+                Some(h)
+            } else {
+                tokio::select! {
+                    // Shutdown first: the engine task ends with it, and the end of the ack
+                    // channel below must not win and drop the peer without a close frame.
+                    biased;
+                    _ = inner.shutdown.cancelled() => {
                         going_away(t).await;
                         return;
                     }
-                },
-                _ = sleep_until_keepalive(keepalive.as_ref()) => {
-                    let Some(k) = keepalive.as_mut() else { continue };
-                    let now = tokio::time::Instant::now();
-                    if now >= k.dead_at() {
-                        tracing::warn!(
-                            source = %source,
-                            silent_ms = now.duration_since(k.seen).as_millis() as u64,
-                            "no frame from the source within source.ping_timeout (half-open?), dropping connection"
-                        );
-                        return;
-                    }
-                    if now >= k.ping_at() {
-                        k.pinged = now;
-                        if !t.send_ping().await {
-                            tracing::warn!(source = %source, "cannot ping the source, dropping connection");
+                    m = t.next_incoming() => Some(m),
+                    // The ack moved without a frame to reply to (a store retry succeeded).
+                    changed = acks.changed() => match changed {
+                        Ok(()) => None,
+                        // The engine task stopped: the daemon is going down.
+                        Err(_) => {
+                            going_away(t).await;
                             return;
                         }
+                    },
+                    _ = sleep_until_keepalive(keepalive.as_ref()) => {
+                        let Some(k) = keepalive.as_mut() else { continue };
+                        let now = tokio::time::Instant::now();
+                        if now >= k.dead_at() {
+                            tracing::warn!(
+                                source = %source,
+                                silent_ms = now.duration_since(k.seen).as_millis() as u64,
+                                "no frame from the source within source.ping_timeout (half-open?), dropping connection"
+                            );
+                            return;
+                        }
+                        if now >= k.ping_at() {
+                            k.pinged = now;
+                            if !t.send_ping().await {
+                                tracing::warn!(source = %source, "cannot ping the source, dropping connection");
+                                return;
+                            }
+                        }
+                        continue;
                     }
-                    continue;
                 }
             };
             if let (Some(k), Some(_)) = (keepalive.as_mut(), incoming.as_ref()) {
@@ -534,7 +540,9 @@ impl Ingest {
             };
             let replies = match incoming {
                 Incoming::Text(text) => {
-                    match self.handle_text(conn, source, &bucket, &text).await {
+                    let (texts, next) = gather(t, text);
+                    held = next;
+                    match self.handle_texts(conn, source, &bucket, &texts).await {
                         Some(r) => {
                             // The reply carries the ack already.
                             acks.borrow_and_update();
@@ -593,59 +601,92 @@ impl Ingest {
         }
     }
 
-    /// Decodes a frame, applies its valid events; returns the replies (errors, then the ack),
-    /// or `None` when the engine task has stopped.
+    /// Decodes frames, applies their valid events as one batch; returns the replies (each
+    /// frame's decode errors in order, then the engine's refusals, then one ack), or `None`
+    /// when the engine task has stopped.
     ///
     /// Before the events go to the engine the session waits for the source's rate bucket
     /// (`limits.max_events_per_second`): a fast source is read more slowly, nothing is
     /// refused for rate.
-    async fn handle_text(
+    async fn handle_texts(
         &self,
         conn: ConnId,
         source: &Id,
         bucket: &std::sync::Mutex<crate::limits::Bucket>,
-        text: &str,
+        texts: &[String],
     ) -> Option<Vec<String>> {
         let inner = &*self.inner;
-        let frame = decode_frame_limited(text, inner.limits.config.max_batch);
-        let mut replies = Vec::with_capacity(frame.rejected.len() + 1);
-        for r in &frame.rejected {
-            inner.metrics.observe_rejected(r.error.reason_label());
-            if let crate::event::DecodeError::BatchTooLarge { len, max } = r.error {
-                inner.limits.log.hit("max_batch", || {
-                    tracing::warn!(source = %source, len, max, "batch longer than limits.max_batch refused");
-                });
+        let mut replies = Vec::new();
+        let mut keys = Vec::new();
+        let mut events = Vec::new();
+        for text in texts {
+            let frame = decode_frame_limited(text, inner.limits.config.max_batch);
+            for r in &frame.rejected {
+                inner.metrics.observe_rejected(r.error.reason_label());
+                if let crate::event::DecodeError::BatchTooLarge { len, max } = r.error {
+                    inner.limits.log.hit("max_batch", || {
+                        tracing::warn!(source = %source, len, max, "batch longer than limits.max_batch refused");
+                    });
+                }
+                replies.push(error_json(r.seq, r.index, &r.error.to_string()));
             }
-            replies.push(error_json(r.seq, r.index, &r.error.to_string()));
+            keys.reserve(frame.events.len());
+            events.reserve(frame.events.len());
+            for (index, e) in frame.events {
+                keys.push((index, e.seq));
+                events.push(e);
+            }
         }
-        if !frame.events.is_empty() {
-            let wait = inner.limits.rate_wait(source, bucket, frame.events.len());
-            if !wait.is_zero() {
-                tokio::select! {
-                    // The engine refuses the batch below once it has stopped.
-                    _ = inner.shutdown.cancelled() => {}
-                    _ = tokio::time::sleep(wait) => {}
-                }
+        if events.is_empty() {
+            return Some(replies);
+        }
+        let wait = inner.limits.rate_wait(source, bucket, events.len());
+        if !wait.is_zero() {
+            tokio::select! {
+                // The engine refuses the batch below once it has stopped.
+                _ = inner.shutdown.cancelled() => {}
+                _ = tokio::time::sleep(wait) => {}
             }
-            // Received after the wait: the rate limit is the daemon's doing, not lag.
-            let received = inner.clock.now();
-            let (keys, events): (Vec<_>, Vec<_>) = frame
-                .events
-                .into_iter()
-                .map(|(index, e)| ((index, e.seq), e))
-                .unzip();
-            let reply = inner.engine.apply(conn, received, events).await.ok()?;
-            for ((index, seq), outcome) in keys.iter().zip(&reply.outcomes) {
-                if let Outcome::Refused(limit) = outcome {
-                    replies.push(error_json(*seq, *index, &refusal(*limit)));
-                }
+        }
+        // Received after the wait: the rate limit is the daemon's doing, not lag.
+        let received = inner.clock.now();
+        let reply = inner.engine.apply(conn, received, events).await.ok()?;
+        for ((index, seq), outcome) in keys.iter().zip(&reply.outcomes) {
+            if let Outcome::Refused(limit) = outcome {
+                replies.push(error_json(*seq, *index, &refusal(*limit)));
             }
-            if let Some(seq) = reply.ack {
-                replies.push(serde_json::json!({"type": "ack", "seq": seq}).to_string());
-            }
+        }
+        if let Some(seq) = reply.ack {
+            replies.push(serde_json::json!({"type": "ack", "seq": seq}).to_string());
         }
         Some(replies)
     }
+}
+
+/// Frames already received and waiting are taken together, up to this many (one engine
+/// round trip and one journal write for all of them)...
+const GATHER_FRAMES: usize = 256;
+/// ... or this many bytes of text.
+const GATHER_BYTES: usize = 4 << 20;
+
+/// Takes more text frames that are already readable without waiting, after `first`; stops
+/// at the first frame of another kind, which is returned to be handled next.
+fn gather<T: Transport>(t: &mut T, first: String) -> (Vec<String>, Option<Incoming>) {
+    use futures_util::FutureExt;
+    let mut bytes = first.len();
+    let mut texts = vec![first];
+    while texts.len() < GATHER_FRAMES && bytes < GATHER_BYTES {
+        // Reading a WebSocket frame is cancel-safe: a read that is not ready loses nothing.
+        match t.next_incoming().now_or_never() {
+            Some(Incoming::Text(more)) => {
+                bytes += more.len();
+                texts.push(more);
+            }
+            Some(other) => return (texts, Some(other)),
+            None => break,
+        }
+    }
+    (texts, None)
 }
 
 /// Closes with 1001 (going away), then reads what the peer still sends until its close

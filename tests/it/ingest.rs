@@ -334,3 +334,93 @@ async fn a_source_that_does_not_read_holds_up_nobody() {
         .expect("shutdown in time");
     drop(stuck);
 }
+
+/// A source that sends thousands of frames without waiting: the daemon takes the frames
+/// already received together (one engine round trip, one journal write), and still answers
+/// every bad event of every frame, applies and stores each good event once, and acks the end.
+#[tokio::test]
+async fn frames_sent_without_waiting_are_applied_once_with_every_error_and_acked() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let c = sup::config();
+    let store = c.store.dir.clone();
+    let d = sup::start(c).await;
+    let addr = d.local_addr();
+    let (mut s, _) = Source::connect_hello(addr, "burst").await;
+    const FRAMES: u64 = 3_000;
+    let base = 1_795_827_600_000u64; // 2026-11-28T01:00:00Z
+    let mut want_errors = Vec::new();
+    let mut good = 0u64;
+    let mut seq = 0u64;
+    for f in 0..FRAMES {
+        let text = if f % 3 == 0 {
+            // A batch of three: login, a state outside its set, a state change.
+            let (a, b, c) = (seq + 1, seq + 2, seq + 3);
+            seq += 3;
+            want_errors.push((Value::from(1), Value::from(b)));
+            good += 2;
+            format!(
+                r#"[{{"type":"agent.login","ts":{t},"seq":{a},"agent":"a{f}","team":"t"}},
+                    {{"type":"agent.state","ts":{t},"seq":{b},"agent":"a{f}","state":"lunch"}},
+                    {{"type":"agent.state","ts":{t},"seq":{c},"agent":"a{f}","state":"acw"}}]"#,
+                t = base + f
+            )
+        } else if f % 100 == 1 {
+            seq += 1;
+            want_errors.push((Value::Null, Value::from(seq)));
+            format!(
+                r#"{{"type":"agent.teleport","ts":{},"seq":{seq},"agent":"x"}}"#,
+                base + f
+            )
+        } else {
+            seq += 1;
+            good += 1;
+            format!(
+                r#"{{"type":"agent.login","ts":{},"seq":{seq},"agent":"b{f}","team":"t"}}"#,
+                base + f
+            )
+        };
+        s.ws.feed(Message::text(text)).await.expect("feed");
+    }
+    s.ws.flush().await.expect("flush");
+    let last = seq;
+    let mut errors = Vec::new();
+    let mut acks = Vec::new();
+    while acks.last() != Some(&last) {
+        let v = s.json().await;
+        match v["type"].as_str() {
+            Some("error") => errors.push((v["index"].clone(), v["seq"].clone())),
+            Some("ack") => acks.push(v["seq"].as_u64().expect("seq")),
+            _ => panic!("unexpected {v}"),
+        }
+    }
+    assert!(
+        acks.windows(2).all(|w| w[0] <= w[1]),
+        "acks go up: {acks:?}"
+    );
+    errors.sort_by_key(|(_, s)| s.as_u64());
+    assert_eq!(errors, want_errors);
+    let (_, _, metrics) = get(addr, "/metrics").await;
+    let applied: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("floorwatch_events_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(applied as u64, good);
+    d.shutdown().await;
+    // The journal holds each good event once.
+    let mut out = Vec::new();
+    floorwatch::report::export(&store, None, None, &mut out).expect("export");
+    let stored: Vec<u64> = String::from_utf8(out)
+        .expect("utf-8")
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("json")["source_seq"]
+                .as_u64()
+                .expect("seq")
+        })
+        .collect();
+    assert_eq!(stored.len() as u64, good);
+    let distinct: std::collections::BTreeSet<_> = stored.iter().collect();
+    assert_eq!(distinct.len(), stored.len(), "no event stored twice");
+}
