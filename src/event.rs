@@ -189,6 +189,129 @@ impl Event {
     /// The event as protocol JSON (`ts` as epoch milliseconds). `decode_event` of the result
     /// gives back an equal event: this is how the journal and `export` write events.
     pub fn to_json(&self) -> String {
+        let mut out = Vec::with_capacity(160);
+        self.write_json(&mut out);
+        // Only JSON text was written: valid UTF-8.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Appends [`Event::to_json`] to `out`, without building a `serde_json::Value` (the
+    /// journal writes every event this way). Keys come in sorted order, the order the
+    /// `Value` form (a sorted map) has always written, so journal bytes do not change.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        enum V<'a> {
+            S(&'a str),
+            I(i64),
+            U(u64),
+            F(f64),
+        }
+        if matches!(self.body, Body::Snapshot { .. }) {
+            out.extend_from_slice(self.to_json_value().as_bytes());
+            return;
+        }
+        let mut f: Vec<(&str, V)> = Vec::with_capacity(10);
+        f.push(("type", V::S(self.body.type_name())));
+        f.push(("ts", V::I(self.ts.0)));
+        if let Some(seq) = self.seq {
+            f.push(("seq", V::U(seq)));
+        }
+        macro_rules! put {
+            ($k:expr, $v:expr) => {
+                if let Some(v) = $v {
+                    f.push(($k, V::S(v.as_str())));
+                }
+            };
+        }
+        put!("id", self.id.as_ref());
+        match &self.body {
+            Body::AgentLogin {
+                agent,
+                team,
+                name,
+                extension,
+                state,
+                reason,
+            } => {
+                f.push(("agent", V::S(agent)));
+                put!("team", team.as_ref());
+                put!("name", name.as_ref());
+                put!("extension", extension.as_ref());
+                if let Some(st) = state {
+                    f.push(("state", V::S(st.as_str())));
+                }
+                if !reason.is_empty() {
+                    f.push(("reason", V::S(reason)));
+                }
+            }
+            Body::AgentLogout { agent } => f.push(("agent", V::S(agent))),
+            Body::AgentState {
+                agent,
+                state,
+                reason,
+                call,
+                team,
+            } => {
+                f.push(("agent", V::S(agent)));
+                f.push(("state", V::S(state.as_str())));
+                if !reason.is_empty() {
+                    f.push(("reason", V::S(reason)));
+                }
+                put!("call", call.as_ref());
+                put!("team", team.as_ref());
+            }
+            Body::CallQueued { call, queue } => {
+                f.push(("call", V::S(call)));
+                f.push(("queue", V::S(queue)));
+            }
+            Body::CallRinging { call, agent, queue } | Body::CallDialing { call, agent, queue } => {
+                f.push(("call", V::S(call)));
+                f.push(("agent", V::S(agent)));
+                put!("queue", queue.as_ref());
+            }
+            Body::CallAnswered { call, agent } | Body::CallNoAnswer { call, agent } => {
+                f.push(("call", V::S(call)));
+                f.push(("agent", V::S(agent)));
+            }
+            Body::CallAbandoned { call } => f.push(("call", V::S(call))),
+            Body::CallEnded { call, agent } => {
+                f.push(("call", V::S(call)));
+                put!("agent", agent.as_ref());
+            }
+            Body::ApprovalGranted {
+                agent,
+                reason,
+                duration_ms,
+                by,
+            } => {
+                f.push(("agent", V::S(agent)));
+                f.push(("reason", V::S(reason)));
+                f.push(("minutes", V::F(*duration_ms as f64 / 60_000.0)));
+                f.push(("by", V::S(by)));
+            }
+            Body::Snapshot { .. } => {}
+        }
+        f.sort_unstable_by_key(|(k, _)| *k);
+        out.push(b'{');
+        for (i, (k, v)) in f.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            // Writing into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, k);
+            out.push(b':');
+            let _ = match v {
+                V::S(s) => serde_json::to_writer(&mut *out, s),
+                V::I(n) => serde_json::to_writer(&mut *out, n),
+                V::U(n) => serde_json::to_writer(&mut *out, n),
+                V::F(x) => serde_json::to_writer(&mut *out, x),
+            };
+        }
+        out.push(b'}');
+    }
+
+    /// [`Event::to_json`] through a `serde_json::Value` (snapshots; and the reference the
+    /// direct writer is tested against).
+    fn to_json_value(&self) -> String {
         use serde_json::{json, Map, Value};
         fn put(m: &mut Map<String, Value>, k: &str, v: Option<&Id>) {
             if let Some(v) = v {
@@ -1328,6 +1451,101 @@ mod one_pass_tests {
                     ..
                 }]
             ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod write_json_tests {
+    use super::*;
+    use proptest::option;
+    use proptest::prelude::*;
+
+    fn id() -> impl Strategy<Value = Id> {
+        // Plain ids, and text that needs escaping (quotes, backslashes, control and non-ASCII
+        // characters).
+        prop_oneof!["[a-z0-9.-]{1,12}", "[\"\\\\\u{1}\n\té坐席😀a-z]{0,10}",]
+            .prop_map(|s: String| Id::from(s.as_str()))
+    }
+
+    fn presence() -> impl Strategy<Value = PresenceState> {
+        prop_oneof![
+            Just(PresenceState::Ready),
+            Just(PresenceState::NotReady),
+            Just(PresenceState::Acw)
+        ]
+    }
+
+    fn body() -> impl Strategy<Value = Body> {
+        prop_oneof![
+            (
+                id(),
+                option::of(id()),
+                option::of(id()),
+                option::of(id()),
+                option::of(presence()),
+                id()
+            )
+                .prop_map(|(agent, team, name, extension, state, reason)| {
+                    Body::AgentLogin {
+                        agent,
+                        team,
+                        name,
+                        extension,
+                        state,
+                        reason,
+                    }
+                }),
+            id().prop_map(|agent| Body::AgentLogout { agent }),
+            (id(), presence(), id(), option::of(id()), option::of(id())).prop_map(
+                |(agent, state, reason, call, team)| Body::AgentState {
+                    agent,
+                    state,
+                    reason,
+                    call,
+                    team
+                }
+            ),
+            (id(), id()).prop_map(|(call, queue)| Body::CallQueued { call, queue }),
+            (id(), id(), option::of(id())).prop_map(|(call, agent, queue)| Body::CallRinging {
+                call,
+                agent,
+                queue
+            }),
+            (id(), id(), option::of(id())).prop_map(|(call, agent, queue)| Body::CallDialing {
+                call,
+                agent,
+                queue
+            }),
+            (id(), id()).prop_map(|(call, agent)| Body::CallAnswered { call, agent }),
+            (id(), id()).prop_map(|(call, agent)| Body::CallNoAnswer { call, agent }),
+            id().prop_map(|call| Body::CallAbandoned { call }),
+            (id(), option::of(id())).prop_map(|(call, agent)| Body::CallEnded { call, agent }),
+            (id(), id(), 1i64..100_000_000, id()).prop_map(|(agent, reason, duration_ms, by)| {
+                Body::ApprovalGranted {
+                    agent,
+                    reason,
+                    duration_ms,
+                    by,
+                }
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5_000))]
+
+        #[test]
+        fn the_direct_writer_writes_the_same_bytes_as_the_value_form(
+            ts in TS_MIN.0..=TS_MAX.0,
+            seq in option::of(any::<u64>()),
+            id in option::of(id()),
+            body in body(),
+        ) {
+            let e = Event { ts: Timestamp(ts), seq, id, body };
+            let mut direct = Vec::new();
+            e.write_json(&mut direct);
+            prop_assert_eq!(String::from_utf8(direct).expect("utf-8"), e.to_json_value());
         }
     }
 }

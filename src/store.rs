@@ -109,12 +109,12 @@ impl Record {
 pub fn encode_record(at: Timestamp, source: &str, event: &Event) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"{\"at\":");
-    out.extend_from_slice(at.0.to_string().as_bytes());
+    // Serializing a number or a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, &at.0);
     out.extend_from_slice(b",\"source\":");
-    // Serializing a string into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut out, source);
     out.extend_from_slice(b",\"event\":");
-    out.extend_from_slice(event.to_json().as_bytes());
+    event.write_json(&mut out);
     out.push(b'}');
     out
 }
