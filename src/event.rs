@@ -548,7 +548,7 @@ pub fn decode_frame_limited(text: &str, max_batch: usize) -> Frame {
                 frame.events.reserve(items.len());
                 for (i, item) in items.into_iter().enumerate() {
                     let decoded = match item.0 {
-                        Some(raw) => finish_event(raw),
+                        Some(raw) => finish_event(&raw),
                         None => Err((None, DecodeError::NotAnObject)),
                     };
                     match decoded {
@@ -624,11 +624,11 @@ pub fn decode_event(text: &str) -> Result<Event, (Option<u64>, DecodeError)> {
             return Err((None, err));
         }
     };
-    finish_event(raw)
+    finish_event(&raw)
 }
 
 /// Checks the fields of a parsed event object and builds the event.
-fn finish_event(raw: RawEvent) -> Result<Event, (Option<u64>, DecodeError)> {
+fn finish_event(raw: &RawEvent) -> Result<Event, (Option<u64>, DecodeError)> {
     let seq = match &raw.seq {
         None | Some(Scalar::Null) => None,
         Some(Scalar::U(n)) => Some(*n),
@@ -756,8 +756,9 @@ struct RawEvent {
     queue: Option<Scalar>,
     minutes: Option<Scalar>,
     by: Option<Scalar>,
-    agents: Option<serde_json::Value>,
-    calls: Option<serde_json::Value>,
+    // Boxed: only snapshots have them, and every other event moves this struct around.
+    agents: Option<Box<serde_json::Value>>,
+    calls: Option<Box<serde_json::Value>>,
 }
 
 impl<'de> Deserialize<'de> for RawEvent {
@@ -800,11 +801,11 @@ fn raw_event_fields<'de, A: MapAccess<'de>>(mut a: A) -> Result<RawEvent, A::Err
             Key::Minutes => &mut r.minutes,
             Key::By => &mut r.by,
             Key::Agents => {
-                r.agents = Some(a.next_value()?);
+                r.agents = Some(Box::new(a.next_value()?));
                 continue;
             }
             Key::Calls => {
-                r.calls = Some(a.next_value()?);
+                r.calls = Some(Box::new(a.next_value()?));
                 continue;
             }
             Key::Other => {
@@ -980,7 +981,7 @@ fn ts_field(v: &Option<Scalar>, field: &'static str) -> Result<Timestamp, Decode
 }
 
 impl RawEvent {
-    fn validate(self, seq: Option<u64>) -> Result<Event, DecodeError> {
+    fn validate(&self, seq: Option<u64>) -> Result<Event, DecodeError> {
         let ty = match &self.ty {
             None | Some(Scalar::Null) => return Err(DecodeError::MissingField("type")),
             Some(Scalar::Str(s)) => s.clone(),
@@ -1096,7 +1097,10 @@ impl RawEvent {
                     by,
                 }
             }
-            "snapshot" => decode_snapshot(self.agents, self.calls)?,
+            "snapshot" => decode_snapshot(
+                self.agents.as_deref().cloned(),
+                self.calls.as_deref().cloned(),
+            )?,
             _ => return Err(DecodeError::UnknownType(ty.to_string())),
         };
         Ok(Event { ts, seq, id, body })
