@@ -612,10 +612,7 @@ impl Owner {
                         d.records.push(encode_record(at, &source, &ev));
                         d.seqs.push((source.clone(), ev.seq));
                     }
-                    self.metrics
-                        .events
-                        .with_label_values(&[ev.body.type_name()])
-                        .inc();
+                    self.metrics.count_event(ev.body.type_name());
                     if late {
                         self.metrics.events_late.inc();
                     }
@@ -669,10 +666,7 @@ impl Owner {
                 return Err(limit);
             }
         };
-        self.metrics
-            .events
-            .with_label_values(&[event.body.type_name()])
-            .inc();
+        self.metrics.count_event(event.body.type_name());
         if let Some(d) = self.durable.as_mut() {
             d.records.push(encode_record(at, API_SOURCE, &event));
             d.seqs.push((Id::const_new(API_SOURCE), None));

@@ -134,6 +134,9 @@ pub const REJECT_BINARY: &str = "binary_frame";
 /// Every family of the surface page, plus `floorwatch_source_reconnects_total`.
 pub struct Metrics {
     registry: Registry,
+    /// The `floorwatch_events_total` series of each type in `EVENT_TYPES` order, resolved
+    /// once: a label lookup per applied event was measurable on the engine task.
+    events_by_type: Vec<IntCounter>,
     pub agents: IntGaugeVec,
     pub agent_state: AgentStates,
     pub calls_waiting: IntGaugeVec,
@@ -190,6 +193,14 @@ enum AgentNames {
 pub struct MetricsError(#[from] prometheus::Error);
 
 impl Metrics {
+    /// Counts one applied event of type `type_name` in `floorwatch_events_total`.
+    pub fn count_event(&self, type_name: &str) {
+        match EVENT_TYPES.iter().position(|t| *t == type_name) {
+            Some(i) => self.events_by_type[i].inc(),
+            None => self.events.with_label_values(&[type_name]).inc(),
+        }
+    }
+
     /// From then on every `agent` label is a pseudonym (see [`Metrics::agent_label`]). Call
     /// before the first series is set.
     pub fn pseudonymize_agents(mut self, key: &[u8]) -> Metrics {
@@ -223,7 +234,7 @@ impl Metrics {
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(name, help), labels)
         };
-        let m = Metrics {
+        let mut m = Metrics {
             agents: gauge_vec(
                 "floorwatch_agents",
                 "Logged-in agents by team and effective state",
@@ -400,11 +411,13 @@ impl Metrics {
             )?,
             registry,
             agent_names: AgentNames::Raw,
+            events_by_type: Vec::new(),
         };
         m.register()?;
-        for t in EVENT_TYPES {
-            m.events.with_label_values(&[t]);
-        }
+        m.events_by_type = EVENT_TYPES
+            .iter()
+            .map(|t| m.events.with_label_values(&[t]))
+            .collect();
         for r in DecodeError::LABELS
             .iter()
             .copied()
