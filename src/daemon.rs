@@ -871,7 +871,7 @@ impl Owner {
             None => Vec::new(),
         };
         let rows = self.engine.appraisal(month, now, &waived);
-        self.book.appraisal(&self.metrics, &rows);
+        self.book.appraisal(&self.metrics, rows);
     }
 
     /// Deletes checkpoints and journal segments older than `store.retention` (wall time).

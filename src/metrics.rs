@@ -171,7 +171,7 @@ pub struct Metrics {
     pub service_level: prometheus::GaugeVec,
     pub service_level_calls: IntGaugeVec,
     pub answer_rate: prometheus::GaugeVec,
-    pub appraisal: AppraisalGauges,
+    pub appraisal: AppraisalSeries,
     pub alert_deliveries: IntCounterVec,
     pub alert_delivery_lag_seconds: HistogramVec,
     pub alerts_pending: IntGaugeVec,
@@ -379,7 +379,7 @@ impl Metrics {
                 ),
                 &["queue", "window"],
             )?,
-            appraisal: AppraisalGauges::new()?,
+            appraisal: AppraisalSeries::default(),
             alert_deliveries: counter_vec(
                 "floorwatch_alert_deliveries_total",
                 "Alert requests to each target by outcome (delivered, failed: retried, rejected: refused for good)",
@@ -460,7 +460,6 @@ impl Metrics {
         r.register(Box::new(self.service_level.clone()))?;
         r.register(Box::new(self.service_level_calls.clone()))?;
         r.register(Box::new(self.answer_rate.clone()))?;
-        self.appraisal.register(r)?;
         r.register(Box::new(self.alert_deliveries.clone()))?;
         r.register(Box::new(self.alert_delivery_lag_seconds.clone()))?;
         r.register(Box::new(self.alerts_pending.clone()))?;
@@ -475,6 +474,7 @@ impl Metrics {
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
             tracing::error!(error = %e, "cannot encode metrics");
         }
+        self.appraisal.write_text(&mut buf);
         buf
     }
 
@@ -489,88 +489,94 @@ impl Metrics {
 
 /// Month-to-date appraisal per agent (`floorwatch_appraisal_*{agent,team}`): the columns of
 /// the appraisal CSV, for the local month of the engine clock, waivers subtracted.
-pub struct AppraisalGauges {
-    pub points: IntGaugeVec,
-    pub deduction: prometheus::GaugeVec,
-    pub calls_answered: IntGaugeVec,
-    pub ring_episodes: IntGaugeVec,
-    pub answered_within_rings: IntGaugeVec,
-    pub ring_compliance: prometheus::GaugeVec,
-    pub aht_seconds: prometheus::GaugeVec,
-    pub talk_seconds: prometheus::GaugeVec,
-    pub acw_seconds: prometheus::GaugeVec,
-    pub pause_seconds: prometheus::GaugeVec,
-    pub break_seconds: prometheus::GaugeVec,
-    /// Labels `agent`, `team`, `rule`.
-    pub violations: IntGaugeVec,
+///
+/// Kept as the latest rows (sorted, agent already as its label) and written as exposition
+/// text at scrape time. As a dozen gauge vectors they were a dozen series objects per agent:
+/// about 6 KiB per agent, a refresh that set 1.4 million series at 100,000 agents and held
+/// up the owner task (and so the deadlines) for a second, and most of a `/metrics` render.
+#[derive(Default)]
+pub struct AppraisalSeries {
+    rows: std::sync::RwLock<std::sync::Arc<Vec<crate::engine::AppraisalRow>>>,
 }
 
-impl AppraisalGauges {
-    fn new() -> Result<AppraisalGauges, prometheus::Error> {
-        let labels = &["agent", "team"];
-        let int = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), labels);
-        let float =
-            |name: &str, help: &str| prometheus::GaugeVec::new(Opts::new(name, help), labels);
-        Ok(AppraisalGauges {
-            points: int("floorwatch_appraisal_points", "Month to date: demerit points, waivers subtracted")?,
-            deduction: float("floorwatch_appraisal_deduction", "Month to date: points x appraisal.money_per_point")?,
-            calls_answered: int("floorwatch_appraisal_calls_answered", "Month to date: calls answered")?,
-            ring_episodes: int("floorwatch_appraisal_ring_episodes", "Month to date: ring episodes")?,
-            answered_within_rings: int("floorwatch_appraisal_answered_within_rings", "Month to date: rings answered within the ring limit")?,
-            ring_compliance: float("floorwatch_appraisal_ring_compliance", "Month to date: answered within the ring limit / ring episodes (absent without rings)")?,
-            aht_seconds: float("floorwatch_appraisal_aht_seconds", "Month to date: average handle time, (talk + wrap-up) / calls answered (absent without calls)")?,
-            talk_seconds: float("floorwatch_appraisal_talk_seconds", "Month to date: talk time")?,
-            acw_seconds: float("floorwatch_appraisal_acw_seconds", "Month to date: wrap-up time")?,
-            pause_seconds: float("floorwatch_appraisal_pause_seconds", "Month to date: paused (not_ready) time")?,
-            break_seconds: float("floorwatch_appraisal_break_seconds", "Month to date: time on reasons that count against the daily allowance")?,
-            violations: IntGaugeVec::new(
-                Opts::new("floorwatch_appraisal_violations", "Month to date: violations by rule, waivers subtracted"),
-                &["agent", "team", "rule"],
-            )?,
-        })
+type Column = fn(&crate::engine::AppraisalRow) -> Option<f64>;
+
+/// Name, help and value of each per-agent appraisal gauge (`None`: no series for that row).
+const APPRAISAL_GAUGES: [(&str, &str, Column); 11] = [
+    ("floorwatch_appraisal_acw_seconds", "Month to date: wrap-up time", |r| Some(r.acw_seconds)),
+    ("floorwatch_appraisal_aht_seconds", "Month to date: average handle time, (talk + wrap-up) / calls answered (absent without calls)", |r| r.aht_seconds),
+    ("floorwatch_appraisal_answered_within_rings", "Month to date: rings answered within the ring limit", |r| Some(r.answered_within_rings as f64)),
+    ("floorwatch_appraisal_break_seconds", "Month to date: time on reasons that count against the daily allowance", |r| Some(r.break_seconds)),
+    ("floorwatch_appraisal_calls_answered", "Month to date: calls answered", |r| Some(r.calls_answered as f64)),
+    ("floorwatch_appraisal_deduction", "Month to date: points x appraisal.money_per_point", |r| Some(r.deduction)),
+    ("floorwatch_appraisal_pause_seconds", "Month to date: paused (not_ready) time", |r| Some(r.pause_seconds)),
+    ("floorwatch_appraisal_points", "Month to date: demerit points, waivers subtracted", |r| Some(r.points as f64)),
+    ("floorwatch_appraisal_ring_compliance", "Month to date: answered within the ring limit / ring episodes (absent without rings)", |r| r.ring_compliance),
+    ("floorwatch_appraisal_ring_episodes", "Month to date: ring episodes", |r| Some(r.ring_episodes as f64)),
+    ("floorwatch_appraisal_talk_seconds", "Month to date: talk time", |r| Some(r.talk_seconds)),
+];
+
+impl AppraisalSeries {
+    /// Replaces every row (a scrape sees the old set or the new one, never none).
+    fn set(&self, mut rows: Vec<crate::engine::AppraisalRow>) {
+        rows.sort_by(|a, b| (&a.agent, &a.team).cmp(&(&b.agent, &b.team)));
+        *self.rows.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(rows);
     }
 
-    fn register(&self, r: &Registry) -> Result<(), prometheus::Error> {
-        r.register(Box::new(self.points.clone()))?;
-        r.register(Box::new(self.deduction.clone()))?;
-        r.register(Box::new(self.calls_answered.clone()))?;
-        r.register(Box::new(self.ring_episodes.clone()))?;
-        r.register(Box::new(self.answered_within_rings.clone()))?;
-        r.register(Box::new(self.ring_compliance.clone()))?;
-        r.register(Box::new(self.aht_seconds.clone()))?;
-        r.register(Box::new(self.talk_seconds.clone()))?;
-        r.register(Box::new(self.acw_seconds.clone()))?;
-        r.register(Box::new(self.pause_seconds.clone()))?;
-        r.register(Box::new(self.break_seconds.clone()))?;
-        r.register(Box::new(self.violations.clone()))
+    /// Appends the families in the text exposition format (0.0.4), as the registry's
+    /// encoder writes them: labels in name order, values as Rust prints an `f64`.
+    fn write_text(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let rows = self.rows.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if rows.is_empty() {
+            return;
+        }
+        for (name, help, value) in APPRAISAL_GAUGES {
+            let mut header = false;
+            for r in rows.iter() {
+                let Some(v) = value(r) else { continue };
+                if !header {
+                    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+                    header = true;
+                }
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b"{agent=\"");
+                escape_label(&r.agent, out);
+                out.extend_from_slice(b"\",team=\"");
+                escape_label(&r.team, out);
+                let _ = writeln!(out, "\"}} {v}");
+            }
+        }
+        let name = "floorwatch_appraisal_violations";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Month to date: violations by rule, waivers subtracted\n# TYPE {name} gauge"
+        );
+        for r in rows.iter() {
+            for (rule, n) in [
+                ("break_overrun", r.violations_break_overrun),
+                ("ring_answer", r.violations_ring_answer),
+                ("unauthorized_pause", r.violations_unauthorized_pause),
+            ] {
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b"{agent=\"");
+                escape_label(&r.agent, out);
+                let _ = write!(out, "\",rule=\"{rule}\",team=\"");
+                escape_label(&r.team, out);
+                let _ = writeln!(out, "\"}} {n}");
+            }
+        }
     }
+}
 
-    /// Removes every series of `agent` in `team`.
-    fn remove(&self, agent: &str, team: &str) {
-        let l = [agent, team];
-        for g in [
-            &self.points,
-            &self.calls_answered,
-            &self.ring_episodes,
-            &self.answered_within_rings,
-        ] {
-            let _ = g.remove_label_values(&l);
-        }
-        for g in [
-            &self.deduction,
-            &self.ring_compliance,
-            &self.aht_seconds,
-            &self.talk_seconds,
-            &self.acw_seconds,
-            &self.pause_seconds,
-            &self.break_seconds,
-        ] {
-            let _ = g.remove_label_values(&l);
-        }
-        for rule in crate::engine::Rule::ALL {
-            let _ = self
-                .violations
-                .remove_label_values(&[agent, team, rule.as_str()]);
+/// A label value as the text format wants it: backslash, double quote and newline escaped.
+fn escape_label(v: &str, out: &mut Vec<u8>) {
+    for b in v.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            _ => out.push(b),
         }
     }
 }
@@ -584,8 +590,6 @@ pub(crate) struct SeriesBook {
     agent_counters: HashMap<Id, AgentCounters>,
     /// Queues whose gauges were set.
     queues: HashSet<Id>,
-    /// (agent label, team) of the appraisal series set last.
-    appraisal: HashSet<(String, String)>,
 }
 
 #[derive(Default)]
@@ -596,57 +600,15 @@ struct AgentCounters {
 
 impl SeriesBook {
     /// Sets the month-to-date appraisal gauges to `rows`; agents no longer in them (a new
-    /// month, a team change) lose their series. Series are replaced, never cleared first, so
-    /// that a scrape never sees a floor without them.
-    pub(crate) fn appraisal(&mut self, m: &Metrics, rows: &[crate::engine::AppraisalRow]) {
-        let g = &m.appraisal;
-        let mut now = HashSet::with_capacity(rows.len());
-        for r in rows {
-            let agent = m.agent_label(&r.agent).into_owned();
-            let l = [agent.as_str(), r.team.as_str()];
-            let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-            g.points.with_label_values(&l).set(int(r.points));
-            g.deduction.with_label_values(&l).set(r.deduction);
-            g.calls_answered
-                .with_label_values(&l)
-                .set(int(r.calls_answered));
-            g.ring_episodes
-                .with_label_values(&l)
-                .set(int(r.ring_episodes));
-            g.answered_within_rings
-                .with_label_values(&l)
-                .set(int(r.answered_within_rings));
-            match r.ring_compliance {
-                Some(v) => g.ring_compliance.with_label_values(&l).set(v),
-                None => {
-                    let _ = g.ring_compliance.remove_label_values(&l);
-                }
+    /// month, a team change) lose their series. The set is replaced whole, so that a scrape
+    /// never sees a floor without them.
+    pub(crate) fn appraisal(&mut self, m: &Metrics, mut rows: Vec<crate::engine::AppraisalRow>) {
+        if let AgentNames::Pseudonyms(_) = m.agent_names {
+            for r in &mut rows {
+                r.agent = m.agent_label(&r.agent).into_owned();
             }
-            match r.aht_seconds {
-                Some(v) => g.aht_seconds.with_label_values(&l).set(v),
-                None => {
-                    let _ = g.aht_seconds.remove_label_values(&l);
-                }
-            }
-            g.talk_seconds.with_label_values(&l).set(r.talk_seconds);
-            g.acw_seconds.with_label_values(&l).set(r.acw_seconds);
-            g.pause_seconds.with_label_values(&l).set(r.pause_seconds);
-            g.break_seconds.with_label_values(&l).set(r.break_seconds);
-            for (rule, n) in [
-                ("ring_answer", r.violations_ring_answer),
-                ("break_overrun", r.violations_break_overrun),
-                ("unauthorized_pause", r.violations_unauthorized_pause),
-            ] {
-                g.violations
-                    .with_label_values(&[l[0], l[1], rule])
-                    .set(int(n));
-            }
-            now.insert((agent, r.team.clone()));
         }
-        for (agent, team) in self.appraisal.difference(&now) {
-            g.remove(agent, team);
-        }
-        self.appraisal = now;
+        m.appraisal.set(rows);
     }
 
     pub(crate) fn agent_changed(&mut self, m: &Metrics, view: &AgentView) {
@@ -922,7 +884,7 @@ mod tests {
             points: 3,
             ..Default::default()
         };
-        book.appraisal(&m, &[row("a1"), row("a-0001")]);
+        book.appraisal(&m, vec![row("a1"), row("a-0001")]);
         let t = text(&m);
         for raw in [r#"agent="a1""#, r#"agent="a2""#, r#"agent="a-0001""#] {
             assert!(!t.contains(raw), "{raw} in {t}");
@@ -938,11 +900,90 @@ mod tests {
         // Retiring and replacing series find them by their pseudonym too.
         book.agent_changed(&m, &view("a2", false, None));
         book.retire_logged_out(&m);
-        book.appraisal(&m, &[row("a1")]);
+        book.appraisal(&m, vec![row("a1")]);
         let t = text(&m);
         assert!(!t.contains("a_86214257bc97"), "{t}");
         assert!(!t.contains("a_0aedf779cb17"), "{t}");
         assert!(t.contains("a_476d5bb034da"), "{t}");
+    }
+
+    /// The appraisal text is what the prometheus crate writes for the same values set on
+    /// gauge vectors (how they were kept before), escaping and absent values included.
+    #[test]
+    fn appraisal_text_matches_the_registry_encoding() {
+        use crate::engine::AppraisalRow;
+        let rows = vec![
+            AppraisalRow {
+                agent: "b\"2".into(),
+                team: "t\\n\nx".into(),
+                points: 7,
+                deduction: 70.0,
+                calls_answered: 12,
+                ring_episodes: 13,
+                answered_within_rings: 11,
+                ring_compliance: Some(11.0 / 13.0),
+                aht_seconds: Some(123.456),
+                talk_seconds: 1000.5,
+                acw_seconds: 481.972,
+                pause_seconds: 0.0,
+                break_seconds: 900.0,
+                violations_ring_answer: 2,
+                violations_break_overrun: 1,
+                violations_unauthorized_pause: 0,
+                ..Default::default()
+            },
+            AppraisalRow {
+                agent: "a1".into(),
+                team: "坐席一组".into(),
+                ..Default::default()
+            },
+        ];
+        let reg = Registry::new();
+        let g = |name: &str, help: &str| {
+            let v =
+                prometheus::GaugeVec::new(Opts::new(name, help), &["agent", "team"]).expect("vec");
+            reg.register(Box::new(v.clone())).expect("register");
+            v
+        };
+        for (name, help, value) in APPRAISAL_GAUGES {
+            let v = g(name, help);
+            for r in &rows {
+                if let Some(x) = value(r) {
+                    v.with_label_values(&[&r.agent, &r.team]).set(x);
+                }
+            }
+        }
+        let viol = IntGaugeVec::new(
+            Opts::new(
+                "floorwatch_appraisal_violations",
+                "Month to date: violations by rule, waivers subtracted",
+            ),
+            &["agent", "team", "rule"],
+        )
+        .expect("vec");
+        reg.register(Box::new(viol.clone())).expect("register");
+        for r in &rows {
+            for (rule, n) in [
+                ("ring_answer", r.violations_ring_answer),
+                ("break_overrun", r.violations_break_overrun),
+                ("unauthorized_pause", r.violations_unauthorized_pause),
+            ] {
+                viol.with_label_values(&[&r.agent, &r.team, rule])
+                    .set(n as i64);
+            }
+        }
+        let mut want = Vec::new();
+        TextEncoder::new()
+            .encode(&reg.gather(), &mut want)
+            .expect("encode");
+        let series = AppraisalSeries::default();
+        series.set(rows);
+        let mut got = Vec::new();
+        series.write_text(&mut got);
+        assert_eq!(
+            String::from_utf8(got).expect("utf-8"),
+            String::from_utf8(want).expect("utf-8")
+        );
     }
 
     #[test]
