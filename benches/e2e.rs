@@ -30,6 +30,9 @@
 //! 7. `restart`: not measured here (`cargo bench --bench restart` takes minutes); the script
 //!    passes its figures in `E2E_RESTART_S` / `E2E_RESTART_BASE_S`.
 //!
+//! `E2E_WINDOW=N` changes the ingest sender's window of unacked events (default: 10,000
+//! events or 1,000 frames, whichever is fewer).
+//!
 //! Ports: daemons and the baseline server take the first free port in 18970–18999.
 //! Under `cargo test` (no `--bench` argument) every phase runs at toy sizes as a smoke test.
 
@@ -768,7 +771,11 @@ async fn daemon_run(
 ) -> anyhow::Result<(Sent, f64, f64, f64)> {
     // The rate limit is lifted: this measures the daemon, not limits.max_events_per_second.
     let d = Daemon::start("[limits]\nmax_events_per_second = 4000000000\n").await?;
-    let window = (1_000 * per_frame).min(10_000) as u64;
+    // `E2E_WINDOW` overrides the window (events), to check that the sender is not the limit.
+    let window = std::env::var("E2E_WINDOW")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or((1_000 * per_frame).min(10_000) as u64);
     let cpu0 = cpu_ticks(d.pid());
     let sent = run_sender(
         &format!("ws://{}/ingest?source=e2e", d.addr),
