@@ -1264,8 +1264,8 @@ fn restart_row() -> Row {
         },
         (None, _) => Row {
             measure,
-            result: "not run in this mode; last known 0.030 s (BENCHMARKS.md, 2026-11-28)".into(),
-            baseline: "last known: full replay 11.9 s".into(),
+            result: "not run in this mode; last known 0.019 s (BENCHMARKS.md, issue 8 suite, 2026-11-28)".into(),
+            baseline: "last known: full replay 12.1 s".into(),
             ratio: "—".into(),
             target,
             met: "—",
