@@ -18,15 +18,21 @@
 //! 3. `engine`: the same simulated floor decoded outside the timing, then only the
 //!    `Engine::handle_event` loop; baseline: decoding those events alone.
 //! 4. `lateness`: a daemon in this process (`daemon::start_with_clock`) with 100,000 agents
-//!    on a one-hour break (100,000 pending deadlines), then more agents pausing with a 2 s
-//!    limit, one every 5 ms. Each violation's lateness is the wall time at which it appears
-//!    on the read side (`Floor::subscribe` wakes the watcher) minus its deadline (`at`) minus
+//!    on a one-hour break (100,000 pending deadlines); after 3 s of settling, more agents
+//!    pause, one every `spacing_ms`, with a limit that ends after the last of them was sent,
+//!    so every deadline is found by the daemon's timer while the source is quiet. Each
+//!    violation's lateness is the wall time at which it appears on the read side
+//!    (`Floor::subscribe` wakes the watcher) minus its deadline (`at`) minus
 //!    `source.delay`. Baseline: tokio's own `sleep_until` lateness on the same clock.
 //! 5. `memory`: RSS of `floorwatch run` after start and after 100,000 agents logged in and
 //!    paused.
-//! 6. `http`: 10,000 agents (teams of 8, a quarter talking, some missed rings), then 50
-//!    sequential `GET /metrics` and `GET /api/v1/floor` each over a fresh connection, timed
-//!    client side; baseline `GET /healthz`.
+//! 6. `http`: 10,000 agents (teams of 8, a quarter talking, a quarter on a break, some
+//!    paused without a reason, some missed rings), then sequential `GET /metrics` and
+//!    `GET /api/v1/floor` (50 in quick mode, 200 in full), each over a fresh connection,
+//!    timed client side; baseline `GET /healthz`.
+//!
+//! Sizes: `--bench` without `E2E_QUICK=1` is the full run (see [`FULL`]); `E2E_QUICK=1`
+//! gives [`QUICK`].
 //! 7. `restart`: not measured here (`cargo bench --bench restart` takes minutes); the script
 //!    passes its figures in `E2E_RESTART_S` / `E2E_RESTART_BASE_S`.
 //!
