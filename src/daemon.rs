@@ -304,6 +304,12 @@ impl EngineTask {
         });
         let durable = store.map(|store| Durable {
             acked: engine.sources().into_iter().collect(),
+            writer: store
+                .checkpoint_writer()
+                .inspect_err(|e| {
+                    tracing::warn!(error = %e, "no checkpoint thread; checkpoints are written by the engine task")
+                })
+                .ok(),
             store,
             records: Vec::new(),
             seqs: Vec::new(),
@@ -378,6 +384,9 @@ struct ConnState {
 /// The store side of the owner task.
 struct Durable {
     store: Store,
+    /// Encodes and writes checkpoints off the engine task (`None`: it could not start, and
+    /// the task writes them itself).
+    writer: Option<crate::store::CheckpointWriter>,
     /// Encoded journal records of applied events not yet stored, in arrival order.
     records: Vec<Vec<u8>>,
     /// Source and `seq` of each of `records`.
@@ -469,7 +478,14 @@ impl Owner {
         self.answer(done);
         if self.durable.is_some() {
             self.flush();
+            // The last checkpoint must not be skipped for one still being written.
+            if let Some(w) = self.durable.as_ref().and_then(|d| d.writer.as_ref()) {
+                w.wait_idle();
+            }
             self.checkpoint();
+            if let Some(w) = self.durable.as_mut().and_then(|d| d.writer.as_mut()) {
+                w.finish();
+            }
         }
         tracing::debug!(drained, "engine task stopped");
     }
@@ -769,6 +785,25 @@ impl Owner {
         if d.checkpointed == Some((end, clock)) {
             return;
         }
+        let day = clock
+            .map(|c| self.calendar.day_of(c).date.to_string())
+            .unwrap_or_default();
+        if let Some(w) = &d.writer {
+            if w.is_busy() {
+                // The previous one is still being written: try again next time.
+                return;
+            }
+            let job = crate::store::CheckpointJob {
+                checkpoint: self.engine.checkpoint(),
+                clock,
+                position: end,
+                day,
+            };
+            if w.submit(job) {
+                d.checkpointed = Some((end, clock));
+            }
+            return;
+        }
         let json = match serde_json::to_string(&self.engine.checkpoint()) {
             Ok(j) => j,
             Err(e) => {
@@ -776,9 +811,6 @@ impl Owner {
                 return;
             }
         };
-        let day = clock
-            .map(|c| self.calendar.day_of(c).date.to_string())
-            .unwrap_or_default();
         match d.store.save_checkpoint(clock, end, &day, &json) {
             Ok(()) => {
                 d.checkpointed = Some((end, clock));

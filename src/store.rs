@@ -56,6 +56,8 @@ pub enum StoreError {
     BadCheckpoint { id: i64, reason: String },
     #[error("no such violation: {0}")]
     NoSuchViolation(u64),
+    #[error("cannot start the checkpoint thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 fn db(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -397,27 +399,12 @@ impl Store {
         day: &str,
         json: &str,
     ) -> Result<(), StoreError> {
-        let tx = self.db.transaction().map_err(db("begin"))?;
-        tx.execute(
-            "INSERT INTO checkpoints (clock, segment, offset, day, checkpoint) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                clock.map(|c| c.0),
-                position.segment as i64,
-                position.offset as i64,
-                day,
-                json
-            ],
-        )
-        .map_err(db("insert checkpoint"))?;
-        tx.execute(
-            "DELETE FROM checkpoints WHERE id NOT IN \
-             (SELECT id FROM checkpoints ORDER BY id DESC LIMIT ?1) \
-             AND id NOT IN (SELECT MAX(id) FROM checkpoints GROUP BY day)",
-            params![KEEP_CHECKPOINTS],
-        )
-        .map_err(db("prune checkpoints"))?;
-        tx.commit().map_err(db("commit checkpoint"))
+        save_checkpoint_to(&mut self.db, clock, position, day, json)
+    }
+
+    /// A [`CheckpointWriter`] on this store's database.
+    pub fn checkpoint_writer(&self) -> Result<CheckpointWriter, StoreError> {
+        CheckpointWriter::start(&self.dir)
     }
 
     /// The newest checkpoint, if any.
@@ -495,6 +482,148 @@ pub struct StoreReader {
 pub struct WaiverRequest {
     pub by: String,
     pub reason: String,
+}
+
+/// Inserts a checkpoint and prunes old ones, in one transaction on `db`.
+fn save_checkpoint_to(
+    conn: &mut Connection,
+    clock: Option<Timestamp>,
+    position: Position,
+    day: &str,
+    json: &str,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction().map_err(db("begin"))?;
+    tx.execute(
+        "INSERT INTO checkpoints (clock, segment, offset, day, checkpoint) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            clock.map(|c| c.0),
+            position.segment as i64,
+            position.offset as i64,
+            day,
+            json
+        ],
+    )
+    .map_err(db("insert checkpoint"))?;
+    tx.execute(
+        "DELETE FROM checkpoints WHERE id NOT IN \
+         (SELECT id FROM checkpoints ORDER BY id DESC LIMIT ?1) \
+         AND id NOT IN (SELECT MAX(id) FROM checkpoints GROUP BY day)",
+        params![KEEP_CHECKPOINTS],
+    )
+    .map_err(db("prune checkpoints"))?;
+    tx.commit().map_err(db("commit checkpoint"))
+}
+
+/// A checkpoint handed to the [`CheckpointWriter`]: the engine state, and where it stands.
+pub struct CheckpointJob {
+    pub checkpoint: crate::engine::Checkpoint,
+    pub clock: Option<Timestamp>,
+    pub position: Position,
+    pub day: String,
+}
+
+/// Encodes and stores checkpoints on a thread of its own, with its own database connection.
+///
+/// The state of a big floor is large (about 1 KB of JSON per agent: 100 MB at 100,000
+/// agents); encoding and writing it on the owner task held up the deadlines it fires by up
+/// to a second once a minute. The owner now only copies the state and hands it over. One
+/// checkpoint at a time: while one is being written the next is skipped (the owner tries
+/// again at the next `store.checkpoint_every`).
+pub struct CheckpointWriter {
+    jobs: Option<std::sync::mpsc::SyncSender<CheckpointJob>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    busy: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CheckpointWriter {
+    fn start(dir: &Path) -> Result<CheckpointWriter, StoreError> {
+        let mut conn = open_db(&dir.join("floorwatch.db"))?;
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<CheckpointJob>(1);
+        let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = busy.clone();
+        let thread = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || {
+                for job in rx {
+                    let started = std::time::Instant::now();
+                    match serde_json::to_string(&job.checkpoint) {
+                        Ok(json) => match save_checkpoint_to(
+                            &mut conn,
+                            job.clock,
+                            job.position,
+                            &job.day,
+                            &json,
+                        ) {
+                            Ok(()) => tracing::debug!(
+                                bytes = json.len(),
+                                segment = job.position.segment,
+                                offset = job.position.offset,
+                                ms = started.elapsed().as_millis() as u64,
+                                "checkpoint stored"
+                            ),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot store a checkpoint; will retry")
+                            }
+                        },
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot encode the engine checkpoint")
+                        }
+                    }
+                    done.store(false, std::sync::atomic::Ordering::Release);
+                }
+            })
+            .map_err(StoreError::Thread)?;
+        Ok(CheckpointWriter {
+            jobs: Some(jobs),
+            thread: Some(thread),
+            busy,
+        })
+    }
+
+    /// Whether a checkpoint is being encoded or written.
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Blocks until the checkpoint being written, if any, is stored.
+    pub fn wait_idle(&self) {
+        while self.is_busy() && self.thread.as_ref().is_some_and(|t| !t.is_finished()) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
+    /// Hands a checkpoint over; `false` when the previous one is still being written.
+    pub fn submit(&self, job: CheckpointJob) -> bool {
+        use std::sync::atomic::Ordering;
+        let Some(jobs) = &self.jobs else {
+            return false;
+        };
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        if jobs.try_send(job).is_err() {
+            self.busy.store(false, Ordering::Release);
+            return false;
+        }
+        true
+    }
+
+    /// Waits until every checkpoint handed over is stored (shutdown).
+    pub fn finish(&mut self) {
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("the checkpoint thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for CheckpointWriter {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
 
 impl StoreReader {
@@ -675,6 +804,43 @@ pub fn read_records(
 mod tests {
     use super::*;
     use crate::event::Body;
+
+    #[test]
+    fn the_checkpoint_thread_stores_what_it_is_handed_and_finishes_before_shutdown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path()).expect("opens");
+        let mut w = store.checkpoint_writer().expect("thread");
+        let engine = crate::engine::Engine::new(crate::config::RulesConfig::default());
+        let job = |offset| CheckpointJob {
+            checkpoint: engine.checkpoint(),
+            clock: Some(Timestamp(1_795_827_600_000)),
+            position: Position { segment: 1, offset },
+            day: "2026-11-28".into(),
+        };
+        assert!(w.submit(job(8)));
+        w.wait_idle();
+        assert!(!w.is_busy());
+        assert!(w.submit(job(99)));
+        // finish waits for the one in hand: it is the newest afterwards.
+        w.finish();
+        let latest = store.latest_checkpoint().expect("read").expect("stored");
+        assert_eq!(
+            latest.position,
+            Position {
+                segment: 1,
+                offset: 99
+            }
+        );
+        assert_eq!(latest.clock, Some(Timestamp(1_795_827_600_000)));
+        let back: crate::engine::Checkpoint =
+            serde_json::from_str(&latest.json).expect("checkpoint json");
+        assert_eq!(
+            serde_json::to_string(&back).expect("json"),
+            serde_json::to_string(&engine.checkpoint()).expect("json")
+        );
+        // After finish nothing more is taken.
+        assert!(!w.submit(job(100)));
+    }
 
     #[test]
     fn retention_removes_old_checkpoints_and_the_segments_before_the_oldest_kept() {
