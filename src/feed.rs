@@ -57,6 +57,9 @@ struct State {
     agents: BTreeMap<Id, String>,
     /// The latest rest members sent.
     rest: String,
+    /// No wallboard was connected at the last publish: `agents` and `rest` were dropped, and
+    /// the next subscriber rebuilds them from the floor.
+    idle: bool,
 }
 
 /// The shared feed: one per daemon.
@@ -93,6 +96,7 @@ impl FloorFeed {
                 version: 0,
                 agents: BTreeMap::new(),
                 rest: String::new(),
+                idle: false,
             }),
             tx,
             live: crate::ingest::LiveSockets::default(),
@@ -110,10 +114,23 @@ impl FloorFeed {
 
     /// Takes what changed on the floor since the last call; sends a delta if anything did.
     /// Returns the delta's version.
+    ///
+    /// With no wallboard connected nothing is encoded or kept (the JSON of every agent is a
+    /// few hundred bytes each, and encoding the rest every 250 ms is work for nobody); the
+    /// next subscriber starts from the floor as it is then.
     pub fn publish(&self) -> Option<u64> {
+        let mut st = self.state();
+        if self.tx.receiver_count() == 0 {
+            self.floor.discard_changed_agents();
+            if !st.idle {
+                st.idle = true;
+                st.agents = BTreeMap::new();
+                st.rest = String::new();
+            }
+            return None;
+        }
         let changed = self.floor.take_changed_agents();
         let rest = self.parts.rest_members();
-        let mut st = self.state();
         let mut agents = Vec::new();
         for view in changed {
             let Ok(json) = serde_json::to_string(&view) else {
@@ -142,8 +159,19 @@ impl FloorFeed {
 
     /// The current snapshot and a receiver of every delta after it.
     pub fn subscribe(&self) -> (u64, Utf8Bytes, broadcast::Receiver<(u64, Utf8Bytes)>) {
-        let st = self.state();
+        let mut st = self.state();
         let rx = self.tx.subscribe();
+        if st.idle {
+            st.idle = false;
+            st.agents = self
+                .floor
+                .agents()
+                .into_iter()
+                .filter_map(|v| Some((v.agent.clone(), serde_json::to_string(&v).ok()?)))
+                .collect();
+            st.rest = self.parts.rest_members();
+            st.version += 1;
+        }
         let agents: Vec<&str> = st.agents.values().map(String::as_str).collect();
         let rest = if st.rest.is_empty() {
             self.parts.rest_members()
@@ -291,7 +319,10 @@ mod tests {
         let feed = FloorFeed::new(floor.clone(), Parts(floor.clone()));
         floor.put_agent(view("a1", EffectiveState::Ready, 0));
         floor.put_agent(view("a2", EffectiveState::Ready, 0));
-        assert_eq!(feed.publish(), Some(1));
+        // Nobody listens: nothing is sent or kept, and the first subscriber still sees
+        // everything.
+        assert_eq!(feed.publish(), None);
+        assert!(feed.state().agents.is_empty());
         let (v, snapshot, mut rx) = feed.subscribe();
         let snapshot = json(&snapshot);
         assert_eq!((v, snapshot["type"].as_str()), (1, Some("snapshot")));

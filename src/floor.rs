@@ -241,6 +241,14 @@ impl Floor {
     }
 
     /// The agents put since the last call, with their current views, in id order.
+    /// Forgets which agents changed (nobody is watching the feed).
+    pub fn discard_changed_agents(&self) {
+        self.changed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     pub fn take_changed_agents(&self) -> Vec<AgentView> {
         let ids = std::mem::take(&mut *self.changed.lock().unwrap_or_else(|e| e.into_inner()));
         let mut views: Vec<AgentView> = ids.iter().filter_map(|id| self.agent(id)).collect();
