@@ -48,14 +48,18 @@ impl Engine {
     pub fn checkpoint(&self) -> Checkpoint {
         let mut seqs: Vec<_> = self.seqs.iter().map(|(k, v)| (k.clone(), *v)).collect();
         seqs.sort();
-        let mut agents: Vec<Agent> = self.agents.values().cloned().collect();
-        agents.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut calls: Vec<(Id, Call)> = self
-            .calls
-            .iter()
+        // Sorted as references, then cloned in order: sorting the clones moved every
+        // several-hundred-byte agent around (a tenth of the engine task's time at 100,000
+        // agents, where this runs once a minute).
+        let mut agents: Vec<&Agent> = self.agents.values().collect();
+        agents.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let agents: Vec<Agent> = agents.into_iter().cloned().collect();
+        let mut calls: Vec<(&Id, &Call)> = self.calls.iter().collect();
+        calls.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let calls: Vec<(Id, Call)> = calls
+            .into_iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        calls.sort_by(|a, b| a.0.cmp(&b.0));
         Checkpoint {
             version: CHECKPOINT_VERSION,
             clock: self.clock,

@@ -438,7 +438,10 @@ impl Engine {
         waived: &[Violation],
     ) -> Vec<AppraisalRow> {
         let mut sums = self.kpis.sum(period);
-        let in_period = |t: Timestamp| period.contains(self.cal.day_of(t).date);
+        // The instants whose local date is in the period: one comparison per open item
+        // instead of a time-zone conversion (this runs over every agent once a minute).
+        let (from, to) = period.bounds(&self.cal);
+        let in_period = |t: Timestamp| from <= t && t < to;
         // Open items are counted up to `end`, attributed to the period of their start.
         for a in self.agents.values() {
             if let Some(p) = &a.pause {

@@ -725,6 +725,33 @@ fn items_count_in_the_period_of_their_start_and_open_ones_up_to_the_end() {
 }
 
 #[test]
+fn an_open_pause_counts_in_the_month_of_its_start_to_the_millisecond() {
+    let mut s = Sim::new();
+    // 2026-12-01 00:00 local = 2026-11-30T16:00Z: "a" pauses 1 ms before, "b" exactly then.
+    let dec1 = 1_796_054_400_000 - T0;
+    s.login(dec1 - 10 * M, "a");
+    s.login(dec1 - 10 * M, "b");
+    s.state(dec1 - 1, "a", "not_ready", Some("training"));
+    s.state(dec1, "b", "not_ready", Some("training"));
+    let end = Timestamp(T0 + dec1 + 10 * M);
+    let nov = s
+        .engine
+        .appraisal(Period::parse("2026-11").unwrap(), end, &[]);
+    let dec = s
+        .engine
+        .appraisal(Period::parse("2026-12").unwrap(), end, &[]);
+    let pause = |rows: &[crate::engine::AppraisalRow], agent: &str| {
+        rows.iter()
+            .find(|r| r.agent == agent)
+            .map_or(0.0, |r| r.pause_seconds)
+    };
+    assert_eq!(pause(&nov, "a"), 600.001);
+    assert_eq!(pause(&dec, "a"), 0.0);
+    assert_eq!(pause(&nov, "b"), 0.0);
+    assert_eq!(pause(&dec, "b"), 600.0);
+}
+
+#[test]
 fn waived_violations_count_for_nothing() {
     let mut s = Sim::new();
     s.login(0, "a");
