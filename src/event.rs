@@ -520,6 +520,40 @@ pub struct Frame {
     pub rejected: Vec<Rejected>,
 }
 
+impl Frame {
+    /// Decodes the elements of a batch with `decode` into events and rejections, or refuses
+    /// the whole batch when it is longer than `max_batch`.
+    fn push_batch<T>(
+        &mut self,
+        items: Vec<T>,
+        max_batch: usize,
+        decode: impl Fn(T) -> Result<Event, (Option<u64>, DecodeError)>,
+    ) {
+        if items.len() > max_batch {
+            self.rejected.push(Rejected {
+                index: None,
+                seq: None,
+                error: DecodeError::BatchTooLarge {
+                    len: items.len(),
+                    max: max_batch,
+                },
+            });
+            return;
+        }
+        self.events.reserve(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            match decode(item) {
+                Ok(ev) => self.events.push((Some(i), ev)),
+                Err((seq, error)) => self.rejected.push(Rejected {
+                    index: Some(i),
+                    seq,
+                    error,
+                }),
+            }
+        }
+    }
+}
+
 /// Decodes a frame: one event object or an array of them. Never fails as a whole except for
 /// invalid JSON (reported as one rejection with `index: None`).
 pub fn decode_frame(text: &str) -> Frame {
@@ -536,31 +570,10 @@ pub fn decode_frame_limited(text: &str, max_batch: usize) -> Frame {
         // One pass: every element parsed straight into its raw fields. Only when the text
         // is not valid JSON is it parsed again the old way, for the same error message.
         match serde_json::from_str::<Vec<Element>>(text) {
-            Ok(items) if items.len() > max_batch => frame.rejected.push(Rejected {
-                index: None,
-                seq: None,
-                error: DecodeError::BatchTooLarge {
-                    len: items.len(),
-                    max: max_batch,
-                },
+            Ok(items) => frame.push_batch(items, max_batch, |item| match item.0 {
+                Some(raw) => finish_event(&raw),
+                None => Err((None, DecodeError::NotAnObject)),
             }),
-            Ok(items) => {
-                frame.events.reserve(items.len());
-                for (i, item) in items.into_iter().enumerate() {
-                    let decoded = match item.0 {
-                        Some(raw) => finish_event(&raw),
-                        None => Err((None, DecodeError::NotAnObject)),
-                    };
-                    match decoded {
-                        Ok(ev) => frame.events.push((Some(i), ev)),
-                        Err((seq, error)) => frame.rejected.push(Rejected {
-                            index: Some(i),
-                            seq,
-                            error,
-                        }),
-                    }
-                }
-            }
             // Not valid JSON (or too deep for one pass): the element-by-element path, which
             // gives the same error message as ever.
             Err(_) => decode_batch_in_two_passes(text, max_batch, &mut frame),
@@ -581,27 +594,7 @@ pub fn decode_frame_limited(text: &str, max_batch: usize) -> Frame {
 /// A batch parsed first into raw elements, then each element on its own.
 fn decode_batch_in_two_passes(text: &str, max_batch: usize, frame: &mut Frame) {
     match serde_json::from_str::<Vec<&RawValue>>(text) {
-        Ok(items) if items.len() > max_batch => frame.rejected.push(Rejected {
-            index: None,
-            seq: None,
-            error: DecodeError::BatchTooLarge {
-                len: items.len(),
-                max: max_batch,
-            },
-        }),
-        Ok(items) => {
-            frame.events.reserve(items.len());
-            for (i, raw) in items.iter().enumerate() {
-                match decode_event(raw.get()) {
-                    Ok(ev) => frame.events.push((Some(i), ev)),
-                    Err((seq, error)) => frame.rejected.push(Rejected {
-                        index: Some(i),
-                        seq,
-                        error,
-                    }),
-                }
-            }
-        }
+        Ok(items) => frame.push_batch(items, max_batch, |raw| decode_event(raw.get())),
         Err(e) => frame.rejected.push(Rejected {
             index: None,
             seq: None,
