@@ -42,6 +42,9 @@
 //! Ports: daemons and the baseline server take the first free port in 18970–18999.
 //! Under `cargo test` (no `--bench` argument) every phase runs at toy sizes as a smoke test.
 
+#[path = "support/proc_stats.rs"]
+mod proc_stats;
+use proc_stats::{cpu_ticks, rss_kib};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -250,17 +253,6 @@ fn free_port() -> anyhow::Result<SocketAddr> {
         .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
         .find(|a| std::net::TcpListener::bind(a).is_ok())
         .ok_or_else(|| anyhow!("no free port in 18970-18999"))
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// `floorwatch run` in its own process, killed when dropped.
@@ -795,18 +787,6 @@ async fn daemon_run(
     let cores = (cpu_ticks(d.pid()) - cpu0) as f64 / 100.0 / sent.secs;
     let (applied, rejected) = daemon_counts(d.addr).await?;
     Ok((sent, applied, rejected, cores))
-}
-
-/// User + system CPU time of process `pid` in clock ticks (1/100 s).
-fn cpu_ticks(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let rest = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0)
 }
 
 async fn ingest_phase(s: Sizes, rows: &mut Vec<Row>) {
