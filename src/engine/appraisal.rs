@@ -3,15 +3,17 @@
 //! because every item is attributed to the one day that contains its start.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 // A fast hash with per-process random seeds: ids come from outside, so keep it keyed.
 use foldhash::HashMap;
 
 use jiff::civil::Date;
 
-use super::types::{AppraisalRow, Rule};
+use super::state::{Agent, Call};
+use super::types::{AppraisalRow, Rule, Violation};
 use crate::event::Id;
-use crate::time::{Millis, Period};
+use crate::time::{Calendar, Millis, Period, Timestamp};
 
 /// Which days the engine keeps appraisal accumulators for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,11 +66,15 @@ pub fn rule_index(r: Rule) -> usize {
     }
 }
 
-/// Day → agent → items.
+/// The accumulators of one day, by agent.
+pub type DayMap = HashMap<Id, DayKpi>;
+
+/// Day → agent → items. Each day's map is shared with snapshots until it changes (the
+/// first change after a snapshot copies that day, in practice only today).
 #[derive(Debug)]
 pub struct Kpis {
     retention: KpiRetention,
-    days: BTreeMap<Date, HashMap<Id, DayKpi>>,
+    days: BTreeMap<Date, Arc<DayMap>>,
 }
 
 impl Kpis {
@@ -92,34 +98,24 @@ impl Kpis {
         if !self.keeps(date) {
             return None;
         }
-        let day = self.days.entry(date).or_default();
+        let day = Arc::make_mut(self.days.entry(date).or_default());
         if !day.contains_key(agent) {
             day.insert(agent.clone(), DayKpi::default());
         }
         day.get_mut(agent)
     }
 
-    /// Every kept day with its accumulators, oldest first (for checkpoints).
-    pub fn days(&self) -> Vec<(Date, Vec<(Id, DayKpi)>)> {
-        self.days
-            .iter()
-            .map(|(d, m)| {
-                let mut v: Vec<(Id, DayKpi)> =
-                    m.iter().map(|(a, k)| (a.clone(), k.clone())).collect();
-                v.sort_by(|a, b| a.0.cmp(&b.0));
-                (*d, v)
-            })
-            .collect()
+    /// Every kept day with its accumulators, oldest first, sharing the maps (for
+    /// checkpoints and the appraisal thread).
+    pub fn days(&self) -> Vec<(Date, Arc<DayMap>)> {
+        self.days.iter().map(|(d, m)| (*d, m.clone())).collect()
     }
 
     /// Accumulators restored from [`Kpis::days`].
-    pub fn from_days(retention: KpiRetention, days: Vec<(Date, Vec<(Id, DayKpi)>)>) -> Kpis {
+    pub fn from_days(retention: KpiRetention, days: Vec<(Date, Arc<DayMap>)>) -> Kpis {
         Kpis {
             retention,
-            days: days
-                .into_iter()
-                .map(|(d, v)| (d, v.into_iter().collect()))
-                .collect(),
+            days: days.into_iter().collect(),
         }
     }
 
@@ -137,28 +133,93 @@ impl Kpis {
             }
         }
     }
+}
 
-    /// Sums the days of `period`, per agent.
-    pub fn sum(&self, period: Period) -> BTreeMap<Id, DayKpi> {
-        let (from, to) = period.date_range();
-        let mut out: BTreeMap<Id, DayKpi> = BTreeMap::new();
-        for (_, agents) in self.days.range(from..to) {
-            for (agent, k) in agents {
-                out.entry(agent.clone()).or_default().add(k);
+/// What an appraisal is computed from: the engine's state, or a snapshot of it.
+pub struct AppraisalInput<'a, A, C> {
+    /// Kept days, oldest first.
+    pub days: &'a [(Date, Arc<DayMap>)],
+    pub agents: A,
+    pub calls: C,
+    pub cal: &'a Calendar,
+    pub money_per_point: f64,
+}
+
+/// The appraisal rows of `period`, counting open items up to `end`, leaving out `waived`
+/// violations; sorted by agent. `team_of` names each agent's team.
+pub fn rows<'a, A, C>(
+    input: AppraisalInput<'a, A, C>,
+    period: Period,
+    end: Timestamp,
+    waived: &[Violation],
+    team_of: impl Fn(&Id) -> Id,
+) -> Vec<AppraisalRow>
+where
+    A: Iterator<Item = &'a Agent>,
+    C: Iterator<Item = &'a Call>,
+{
+    let (first, last) = period.date_range();
+    let mut sums: HashMap<Id, DayKpi> = HashMap::default();
+    for (date, agents) in input.days {
+        if *date < first || *date >= last {
+            continue;
+        }
+        for (agent, k) in agents.iter() {
+            match sums.get_mut(agent) {
+                Some(s) => s.add(k),
+                None => {
+                    sums.insert(agent.clone(), k.clone());
+                }
             }
         }
-        out
     }
+    // The instants whose local date is in the period: one comparison per open item
+    // instead of a time-zone conversion (this runs over every agent once a minute).
+    let (from, to) = period.bounds(input.cal);
+    let in_period = |t: Timestamp| from <= t && t < to;
+    // Open items are counted up to `end`, attributed to the period of their start.
+    for a in input.agents {
+        if let Some(p) = &a.pause {
+            if in_period(p.start) && end > p.start {
+                let k = sums.entry(a.id.clone()).or_default();
+                k.pause_ms += end.since(p.start);
+                if p.allowance {
+                    k.break_ms += end.since(p.start);
+                }
+            }
+        }
+        if let Some(w) = &a.acw {
+            if in_period(w.start) && end > w.start {
+                sums.entry(a.id.clone()).or_default().acw_ms += end.since(w.start);
+            }
+        }
+    }
+    for c in input.calls {
+        for leg in &c.legs {
+            if in_period(leg.open) && end > leg.open {
+                sums.entry(leg.agent.clone()).or_default().talk_ms += end.since(leg.open);
+            }
+        }
+    }
+    for v in waived {
+        if in_period(v.at) {
+            if let Some(k) = sums.get_mut(&v.agent) {
+                let i = rule_index(v.rule);
+                k.violations[i] = k.violations[i].saturating_sub(1);
+                k.points = k.points.saturating_sub(u64::from(v.points));
+            }
+        }
+    }
+    let label = period.to_string();
+    let mut sums: Vec<(Id, DayKpi)> = sums.into_iter().collect();
+    sums.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    sums.iter()
+        .map(|(agent, k)| row(agent, &team_of(agent), &label, k, input.money_per_point))
+        .collect()
 }
 
 /// Turns summed items into a CSV/JSON row.
-pub fn row(
-    agent: &Id,
-    team: &str,
-    period: Period,
-    k: &DayKpi,
-    money_per_point: f64,
-) -> AppraisalRow {
+pub fn row(agent: &Id, team: &str, period: &str, k: &DayKpi, money_per_point: f64) -> AppraisalRow {
     let secs = |ms: Millis| ms as f64 / 1000.0;
     let talk = secs(k.talk_ms);
     let acw = secs(k.acw_ms);

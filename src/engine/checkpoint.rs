@@ -5,36 +5,138 @@
 //! effects, same violation ids. The rules are not part of a checkpoint: they come from the
 //! config at restore time (a changed config judges only what happens after the restart).
 
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
-use super::appraisal::{DayKpi, Kpis};
+use jiff::civil::Date;
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::appraisal::{self, AppraisalInput, DayKpi, DayMap, Kpis};
 use super::state::{Agent, Call, Queue, Timer, TimerKey};
-use super::types::{EventRef, Violation};
+use super::types::{AppraisalRow, EventRef, Violation};
 use super::{Engine, KpiRetention};
 use crate::config::RulesConfig;
 use crate::event::Id;
-use crate::time::{Calendar, Timestamp};
+use crate::time::{Calendar, Period, Timestamp};
 
 /// Format version of [`Checkpoint`]; bumped when its shape changes.
 pub const CHECKPOINT_VERSION: u32 = 1;
 
-/// The engine's state. Collections are sorted so the same state serializes the same way.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// The engine's state. Taking one is cheap: agents, calls and days of appraisal
+/// accumulators are shared with the engine until it changes them (see `cow.rs`), so the
+/// engine task only takes references; sorting and encoding happen where the checkpoint is
+/// written. It serializes with every collection sorted, so the same state gives the same
+/// bytes.
+#[derive(Clone, Debug, Deserialize)]
 pub struct Checkpoint {
     pub version: u32,
     /// The engine clock at the checkpoint.
     pub clock: Option<Timestamp>,
     seqs: Vec<(Id, u64)>,
-    agents: Vec<Agent>,
-    calls: Vec<(Id, Call)>,
+    agents: Vec<Arc<Agent>>,
+    calls: Vec<(Id, Arc<Call>)>,
     queues: Vec<(Id, Queue)>,
     timers: Vec<(TimerKey, Timer)>,
     timer_order: u64,
     episode_ids: u64,
     next_violation: u64,
     open: Vec<Violation>,
-    kpis: Vec<(jiff::civil::Date, Vec<(Id, DayKpi)>)>,
+    #[serde(deserialize_with = "days_from_lists")]
+    kpis: Vec<(Date, Arc<DayMap>)>,
     current: EventRef,
+}
+
+/// The serialized form: the fields of [`Checkpoint`] in order, collections sorted.
+#[derive(Serialize)]
+struct Sorted<'a> {
+    version: u32,
+    clock: Option<Timestamp>,
+    seqs: Vec<&'a (Id, u64)>,
+    agents: Vec<&'a Agent>,
+    calls: Vec<(&'a Id, &'a Call)>,
+    queues: &'a [(Id, Queue)],
+    timers: &'a [(TimerKey, Timer)],
+    timer_order: u64,
+    episode_ids: u64,
+    next_violation: u64,
+    open: &'a [Violation],
+    kpis: Vec<(Date, Vec<(&'a Id, &'a DayKpi)>)>,
+    current: &'a EventRef,
+}
+
+impl Serialize for Checkpoint {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seqs: Vec<&(Id, u64)> = self.seqs.iter().collect();
+        seqs.sort_unstable();
+        let mut agents: Vec<&Agent> = self.agents.iter().map(|a| &**a).collect();
+        agents.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let mut calls: Vec<(&Id, &Call)> = self.calls.iter().map(|(k, c)| (k, &**c)).collect();
+        calls.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let kpis = self
+            .kpis
+            .iter()
+            .map(|(d, m)| {
+                let mut v: Vec<(&Id, &DayKpi)> = m.iter().collect();
+                v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                (*d, v)
+            })
+            .collect();
+        Sorted {
+            version: self.version,
+            clock: self.clock,
+            seqs,
+            agents,
+            calls,
+            queues: &self.queues,
+            timers: &self.timers,
+            timer_order: self.timer_order,
+            episode_ids: self.episode_ids,
+            next_violation: self.next_violation,
+            open: &self.open,
+            kpis,
+            current: &self.current,
+        }
+        .serialize(s)
+    }
+}
+
+fn days_from_lists<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(Date, Arc<DayMap>)>, D::Error> {
+    let days: Vec<(Date, Vec<(Id, DayKpi)>)> = Deserialize::deserialize(d)?;
+    Ok(days
+        .into_iter()
+        .map(|(d, v)| (d, Arc::new(v.into_iter().collect())))
+        .collect())
+}
+
+impl Checkpoint {
+    /// The appraisal of `period` in this state, as [`Engine::appraisal`] gives it (the
+    /// daemon computes the month-to-date gauges from a checkpoint, off the engine task).
+    /// `rules` must be the engine's: teams from config and the money per point.
+    pub fn appraisal(
+        &self,
+        rules: &RulesConfig,
+        period: Period,
+        end: Timestamp,
+        waived: &[Violation],
+    ) -> Vec<AppraisalRow> {
+        let cal = Calendar::new(rules.timezone.clone());
+        let seen: foldhash::HashMap<&str, &Id> = self
+            .agents
+            .iter()
+            .filter_map(|a| a.team_seen.as_ref().map(|t| (a.id.as_str(), t)))
+            .collect();
+        let input = AppraisalInput {
+            days: &self.kpis,
+            agents: self.agents.iter().map(|a| &**a),
+            calls: self.calls.iter().map(|(_, c)| &**c),
+            cal: &cal,
+            money_per_point: rules.money_per_point,
+        };
+        appraisal::rows(input, period, end, waived, |a| {
+            super::team_of(rules, a, seen.get(a.as_str()).copied())
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,26 +148,12 @@ pub enum CheckpointError {
 impl Engine {
     /// The engine's whole state, for [`Engine::restore`].
     pub fn checkpoint(&self) -> Checkpoint {
-        let mut seqs: Vec<_> = self.seqs.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        seqs.sort();
-        // Sorted as references, then cloned in order: sorting the clones moved every
-        // several-hundred-byte agent around (a tenth of the engine task's time at 100,000
-        // agents, where this runs once a minute).
-        let mut agents: Vec<&Agent> = self.agents.values().collect();
-        agents.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        let agents: Vec<Agent> = agents.into_iter().cloned().collect();
-        let mut calls: Vec<(&Id, &Call)> = self.calls.iter().collect();
-        calls.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let calls: Vec<(Id, Call)> = calls
-            .into_iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
         Checkpoint {
             version: CHECKPOINT_VERSION,
             clock: self.clock,
-            seqs,
-            agents,
-            calls,
+            seqs: self.seqs.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            agents: self.agents.shared_values(),
+            calls: self.calls.snapshot(),
             queues: self
                 .queues
                 .iter()

@@ -23,6 +23,7 @@
 
 mod appraisal;
 mod checkpoint;
+mod cow;
 mod state;
 mod types;
 
@@ -42,6 +43,8 @@ use crate::event::{
 use crate::time::{format_duration, Calendar, Millis, Period, Timestamp};
 
 use appraisal::{rule_index, Kpis};
+
+use cow::CowMap;
 use state::*;
 
 /// What `handle_event` did with an event.
@@ -131,8 +134,8 @@ pub struct Engine {
     cal: Calendar,
     clock: Option<Timestamp>,
     seqs: HashMap<Id, u64>,
-    agents: HashMap<Id, Agent>,
-    calls: HashMap<Id, Call>,
+    agents: CowMap<Id, Agent>,
+    calls: CowMap<Id, Call>,
     queues: BTreeMap<Id, Queue>,
     timers: BTreeMap<TimerKey, Timer>,
     timer_order: u64,
@@ -158,8 +161,8 @@ impl Engine {
             cal,
             clock: None,
             seqs: HashMap::default(),
-            agents: HashMap::default(),
-            calls: HashMap::default(),
+            agents: CowMap::default(),
+            calls: CowMap::default(),
             queues: BTreeMap::new(),
             timers: BTreeMap::new(),
             timer_order: 0,
@@ -338,13 +341,11 @@ impl Engine {
     /// The team of `agent`: from config, else the latest seen in its events, else
     /// `unassigned`.
     pub fn team_of(&self, agent: &str) -> Id {
-        if let Some(t) = self.rules.team_of.get(agent) {
-            return Id::from(t.as_str());
-        }
-        self.agents
-            .get(agent)
-            .and_then(|a| a.team_seen.clone())
-            .unwrap_or_else(|| Id::const_new("unassigned"))
+        team_of(
+            &self.rules,
+            agent,
+            self.agents.get(agent).and_then(|a| a.team_seen.as_ref()),
+        )
     }
 
     /// The view of one agent the engine knows.
@@ -437,55 +438,15 @@ impl Engine {
         end: Timestamp,
         waived: &[Violation],
     ) -> Vec<AppraisalRow> {
-        let mut sums = self.kpis.sum(period);
-        // The instants whose local date is in the period: one comparison per open item
-        // instead of a time-zone conversion (this runs over every agent once a minute).
-        let (from, to) = period.bounds(&self.cal);
-        let in_period = |t: Timestamp| from <= t && t < to;
-        // Open items are counted up to `end`, attributed to the period of their start.
-        for a in self.agents.values() {
-            if let Some(p) = &a.pause {
-                if in_period(p.start) && end > p.start {
-                    let k = sums.entry(a.id.clone()).or_default();
-                    k.pause_ms += end.since(p.start);
-                    if p.allowance {
-                        k.break_ms += end.since(p.start);
-                    }
-                }
-            }
-            if let Some(w) = &a.acw {
-                if in_period(w.start) && end > w.start {
-                    sums.entry(a.id.clone()).or_default().acw_ms += end.since(w.start);
-                }
-            }
-        }
-        for c in self.calls.values() {
-            for leg in &c.legs {
-                if in_period(leg.open) && end > leg.open {
-                    sums.entry(leg.agent.clone()).or_default().talk_ms += end.since(leg.open);
-                }
-            }
-        }
-        for v in waived {
-            if in_period(v.at) {
-                if let Some(k) = sums.get_mut(&v.agent) {
-                    let i = rule_index(v.rule);
-                    k.violations[i] = k.violations[i].saturating_sub(1);
-                    k.points = k.points.saturating_sub(u64::from(v.points));
-                }
-            }
-        }
-        sums.iter()
-            .map(|(agent, k)| {
-                appraisal::row(
-                    agent,
-                    &self.team_of(agent),
-                    period,
-                    k,
-                    self.rules.money_per_point,
-                )
-            })
-            .collect()
+        let days = self.kpis.days();
+        let input = appraisal::AppraisalInput {
+            days: &days,
+            agents: self.agents.values(),
+            calls: self.calls.values(),
+            cal: &self.cal,
+            money_per_point: self.rules.money_per_point,
+        };
+        appraisal::rows(input, period, end, waived, |a| self.team_of(a))
     }
 
     // ---- time and timers ----
@@ -777,8 +738,7 @@ impl Engine {
 
     fn agent_mut(&mut self, id: &Id, t: Timestamp) -> &mut Agent {
         self.agents
-            .entry(id.clone())
-            .or_insert_with(|| Agent::new(id.clone(), t))
+            .get_or_insert_with(id, || Agent::new(id.clone(), t))
     }
 
     fn apply(&mut self, t: Timestamp, body: &Body, out: &mut Vec<Effect>) {
@@ -830,7 +790,7 @@ impl Engine {
                 self.touch(agent, t, out);
             }
             Body::CallQueued { call, queue } => {
-                let c = self.calls.entry(call.clone()).or_default();
+                let c = self.calls.get_or_insert_with(call, Call::default);
                 if c.waiting_since.is_some() {
                     return;
                 }
@@ -840,7 +800,7 @@ impl Engine {
             }
             Body::CallRinging { call, agent, queue } => {
                 {
-                    let c = self.calls.entry(call.clone()).or_default();
+                    let c = self.calls.get_or_insert_with(call, Call::default);
                     if c.queue.is_none() {
                         c.queue.clone_from(queue);
                     }
@@ -852,7 +812,7 @@ impl Engine {
                 self.start_ring(call, agent, t, out);
             }
             Body::CallAnswered { call, agent } => {
-                self.calls.entry(call.clone()).or_default();
+                self.calls.get_or_insert_with(call, Call::default);
                 self.end_rings_of_call(call, None, Some(agent), t, out);
                 self.queue_answered(call, t, out);
                 self.open_leg(call, agent, t);
@@ -893,7 +853,7 @@ impl Engine {
                 self.forget_call_if_idle(call);
             }
             Body::CallDialing { call, queue, .. } => {
-                let c = self.calls.entry(call.clone()).or_default();
+                let c = self.calls.get_or_insert_with(call, Call::default);
                 if c.queue.is_none() {
                     c.queue.clone_from(queue);
                 }
@@ -1541,14 +1501,14 @@ impl Engine {
         for sc in calls {
             let since = sc.since.min(t);
             {
-                let c = self.calls.entry(sc.call.clone()).or_default();
+                let c = self.calls.get_or_insert_with(&sc.call, Call::default);
                 if c.queue.is_none() {
                     c.queue.clone_from(&sc.queue);
                 }
             }
             match sc.state {
                 SnapshotCallState::Queued => {
-                    let c = self.calls.entry(sc.call.clone()).or_default();
+                    let c = self.calls.get_or_insert_with(&sc.call, Call::default);
                     if c.waiting_since.is_none() {
                         if let Some(q) = c.queue.clone() {
                             c.waiting_since = Some(since);
@@ -1627,6 +1587,14 @@ enum Holder {
 }
 
 /// Effective state of a logged-in agent: talking, ringing, then presence.
+/// An agent's team: from config, else `seen` (the latest in its events), else `unassigned`.
+fn team_of(rules: &RulesConfig, agent: &str, seen: Option<&Id>) -> Id {
+    if let Some(t) = rules.team_of.get(agent) {
+        return Id::from(t.as_str());
+    }
+    seen.cloned().unwrap_or_else(|| Id::const_new("unassigned"))
+}
+
 fn effective_state(a: &Agent) -> Option<EffectiveState> {
     if !a.logged_in {
         return None;

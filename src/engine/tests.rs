@@ -9,6 +9,7 @@ use crate::event::decode_event;
 const T0: i64 = 1_795_831_200_000;
 const S: i64 = 1000;
 const M: i64 = 60 * S;
+const D: i64 = 24 * 60 * M;
 
 struct Sim {
     engine: Engine,
@@ -766,6 +767,60 @@ fn waived_violations_count_for_nothing() {
         (rows[0].points, rows[0].violations_unauthorized_pause),
         (0, 0)
     );
+}
+
+#[test]
+fn a_checkpoint_appraises_as_the_engine_did_when_it_was_taken_whatever_happens_after() {
+    let mut r = RulesConfig::default();
+    r.team_of.insert("cfg".into(), "cfg-team".into());
+    let mut s = Sim::with(r.clone());
+    for a in ["cfg", "b", "c", "d"] {
+        s.login(0, a);
+    }
+    s.state(0, "b", "not_ready", None); // no reason: a violation, waived below
+    s.state(M, "b", "not_ready", Some("training")); // still open at the checkpoint
+    s.call(2 * M, "call.ringing", "c1", Some("c"));
+    s.call(2 * M + 5 * S, "call.answered", "c1", Some("c")); // an open leg
+    s.call(3 * M, "call.answered", "c2", Some("cfg"));
+    s.call(4 * M, "call.ended", "c2", Some("cfg"));
+    s.state(4 * M, "cfg", "acw", None); // an open acw episode
+    s.advance(5 * M);
+    let waived = s.raised();
+    assert!(!waived.is_empty(), "the pause without a reason was raised");
+    let p = Period::parse("2026-11").unwrap();
+    let end = Timestamp(T0 + 5 * M);
+    let cp = s.engine.checkpoint();
+    let json = serde_json::to_string(&cp).unwrap();
+    for w in [&[][..], &waived[..]] {
+        let live = s.engine.appraisal(p, end, w);
+        assert_eq!(live.len(), 3, "d has no items yet");
+        assert_eq!(cp.appraisal(&r, p, end, w), live, "waived: {}", w.len());
+    }
+    let before = s.engine.appraisal(p, end, &[]);
+    // Everything the snapshot shares changes afterwards: agents, calls, today's
+    // accumulators, a new agent and a new day.
+    s.state(6 * M, "b", "ready", None);
+    s.call(6 * M, "call.ended", "c1", Some("c"));
+    s.state(6 * M, "cfg", "ready", None);
+    s.login(7 * M, "e");
+    s.call(8 * M, "call.answered", "c3", Some("d"));
+    s.call(9 * M, "call.ended", "c3", Some("d"));
+    s.advance(D);
+    s.call(D + M, "call.answered", "c4", Some("d"));
+    assert_ne!(s.engine.appraisal(p, end, &[]), before);
+    assert_eq!(cp.appraisal(&r, p, end, &[]), before);
+    assert_eq!(
+        serde_json::to_string(&cp).unwrap(),
+        json,
+        "the snapshot is what it was"
+    );
+    // A later checkpoint sees the changes, and restoring either gives its own state back.
+    let later = s.engine.checkpoint();
+    assert_ne!(serde_json::to_string(&later).unwrap(), json);
+    let back: Checkpoint = serde_json::from_str(&json).unwrap();
+    let e = Engine::restore(r.clone(), KpiRetention::All, back).unwrap();
+    assert_eq!(e.appraisal(p, end, &[]), before);
+    assert_eq!(serde_json::to_string(&e.checkpoint()).unwrap(), json);
 }
 
 #[test]
