@@ -271,7 +271,7 @@ impl EngineTask {
         clock: Clock,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
-    ) -> EngineTask {
+    ) -> std::io::Result<EngineTask> {
         EngineTask::spawn_with(
             config,
             clock,
@@ -292,7 +292,7 @@ impl EngineTask {
         engine: Engine,
         store: Option<Store>,
         alerts: Option<Alerts>,
-    ) -> EngineTask {
+    ) -> std::io::Result<EngineTask> {
         let floor = Arc::new(Floor::new(Calendar::new(config.rules.timezone.clone())));
         let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
         let waivers = store.as_ref().and_then(|s| match s.reader() {
@@ -302,6 +302,7 @@ impl EngineTask {
                 None
             }
         });
+        let appraiser = crate::appraiser::start(config.rules.clone(), waivers, metrics.clone())?;
         let durable = store.map(|store| Durable {
             acked: engine.sources().into_iter().collect(),
             writer: store
@@ -336,19 +337,19 @@ impl EngineTask {
             calendar: Calendar::new(config.rules.timezone.clone()),
             day_end: None,
             alerts,
-            waivers,
+            appraiser,
             next_appraisal: clock.now(),
             appraisal_month: None,
             limits: crate::limits::LimitLog::new(metrics.clone()),
         };
         owner.publish_restored();
         let join = tokio::spawn(owner.run(rx, shutdown));
-        EngineTask {
+        Ok(EngineTask {
             client: EngineClient { tx },
             floor,
             metrics,
             join,
-        }
+        })
     }
 
     pub fn client(&self) -> EngineClient {
@@ -424,8 +425,8 @@ struct Owner {
     day_end: Option<Timestamp>,
     /// The alert book's handle, when alert targets are configured.
     alerts: Option<Alerts>,
-    /// Reads waivers for the month-to-date appraisal gauges (with a store).
-    waivers: Option<crate::store::StoreReader>,
+    /// Computes the month-to-date appraisal gauges (reading waivers, with a store).
+    appraiser: crate::appraiser::Appraiser,
     /// When the appraisal gauges are next refreshed (wall time), and the month they show.
     next_appraisal: Timestamp,
     appraisal_month: Option<crate::time::Period>,
@@ -487,6 +488,7 @@ impl Owner {
                 w.finish();
             }
         }
+        self.appraiser.finish();
         tracing::debug!(drained, "engine task stopped");
     }
 
@@ -765,6 +767,11 @@ impl Owner {
     /// Stores the engine's checkpoint with the journal end, if nothing is pending and the
     /// engine moved since the last one.
     fn checkpoint(&mut self) {
+        self.checkpoint_with(&mut None);
+    }
+
+    /// [`Owner::checkpoint`], with the snapshot already taken on this tick, if any.
+    fn checkpoint_with(&mut self, snapshot: &mut Option<Arc<Checkpoint>>) {
         let Some(d) = self.durable.as_mut() else {
             return;
         };
@@ -794,7 +801,9 @@ impl Owner {
                 return;
             }
             let job = crate::store::CheckpointJob {
-                checkpoint: self.engine.checkpoint(),
+                checkpoint: snapshot
+                    .get_or_insert_with(|| Arc::new(self.engine.checkpoint()))
+                    .clone(),
                 clock,
                 position: end,
                 day,
@@ -850,7 +859,9 @@ impl Owner {
         }
         // Queue views (waits, the 15-minute window) move only with the engine clock.
         self.after_apply(moved, moved);
-        self.refresh_appraisal(now);
+        // One snapshot serves the appraisal and the checkpoint of the same tick.
+        let mut snapshot = None;
+        self.refresh_appraisal(now, &mut snapshot);
         let Some(d) = self.durable.as_mut() else {
             return;
         };
@@ -872,7 +883,7 @@ impl Owner {
             self.flush();
         }
         if due {
-            self.checkpoint();
+            self.checkpoint_with(&mut snapshot);
         }
         if expire {
             self.expire(now);
@@ -880,8 +891,9 @@ impl Owner {
     }
 
     /// Sets the month-to-date appraisal gauges every [`APPRAISAL_EVERY`] and as soon as the
-    /// engine clock enters a new month.
-    fn refresh_appraisal(&mut self, wall: Timestamp) {
+    /// engine clock enters a new month. The rows are computed on the appraisal thread from a
+    /// snapshot; if the previous refresh is still running, this one waits for a later tick.
+    fn refresh_appraisal(&mut self, wall: Timestamp, snapshot: &mut Option<Arc<Checkpoint>>) {
         let Some(now) = self.engine.now() else {
             return;
         };
@@ -890,20 +902,20 @@ impl Owner {
         if wall < self.next_appraisal && self.appraisal_month == Some(month) {
             return;
         }
-        self.next_appraisal = wall.plus(APPRAISAL_EVERY);
-        self.appraisal_month = Some(month);
-        let waived = match &self.waivers {
-            Some(r) => {
-                let (from, to) = month.bounds(&self.calendar);
-                r.waived(from, to).unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "cannot read waivers; appraisal gauges count them this time");
-                    Vec::new()
-                })
-            }
-            None => Vec::new(),
+        if self.appraiser.is_busy() {
+            return;
+        }
+        let job = crate::appraiser::AppraisalJob {
+            snapshot: snapshot
+                .get_or_insert_with(|| Arc::new(self.engine.checkpoint()))
+                .clone(),
+            month,
+            end: now,
         };
-        let rows = self.engine.appraisal(month, now, &waived);
-        self.book.appraisal(&self.metrics, rows);
+        if self.appraiser.submit(job) {
+            self.next_appraisal = wall.plus(APPRAISAL_EVERY);
+            self.appraisal_month = Some(month);
+        }
     }
 
     /// Deletes checkpoints and journal segments older than `store.retention` (wall time).
@@ -1385,7 +1397,8 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         restored.engine,
         Some(restored.store),
         alerts.clone(),
-    );
+    )
+    .context("cannot start the appraisal thread")?;
     let deliveries = match &alerts {
         Some(a) => crate::alert::deliver::spawn(
             a,

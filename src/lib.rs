@@ -42,6 +42,7 @@
 
 pub mod adapter;
 pub mod alert;
+pub mod appraiser;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -63,3 +64,4 @@ pub mod simulate;
 pub mod store;
 pub mod time;
 pub mod tls;
+pub mod worker;

@@ -193,6 +193,18 @@ enum AgentNames {
 pub struct MetricsError(#[from] prometheus::Error);
 
 impl Metrics {
+    /// Sets the month-to-date appraisal gauges to `rows`; agents no longer in them (a new
+    /// month, a team change) lose their series. The set is replaced whole, so that a scrape
+    /// never sees a floor without them.
+    pub(crate) fn set_appraisal(&self, mut rows: Vec<crate::engine::AppraisalRow>) {
+        if let AgentNames::Pseudonyms(_) = self.agent_names {
+            for r in &mut rows {
+                r.agent = self.agent_label(&r.agent).into_owned();
+            }
+        }
+        self.appraisal.set(rows);
+    }
+
     /// Counts one applied event of type `type_name` in `floorwatch_events_total`.
     pub fn count_event(&self, type_name: &str) {
         match EVENT_TYPES.iter().position(|t| *t == type_name) {
@@ -599,18 +611,6 @@ struct AgentCounters {
 }
 
 impl SeriesBook {
-    /// Sets the month-to-date appraisal gauges to `rows`; agents no longer in them (a new
-    /// month, a team change) lose their series. The set is replaced whole, so that a scrape
-    /// never sees a floor without them.
-    pub(crate) fn appraisal(&mut self, m: &Metrics, mut rows: Vec<crate::engine::AppraisalRow>) {
-        if let AgentNames::Pseudonyms(_) = m.agent_names {
-            for r in &mut rows {
-                r.agent = m.agent_label(&r.agent).into_owned();
-            }
-        }
-        m.appraisal.set(rows);
-    }
-
     pub(crate) fn agent_changed(&mut self, m: &Metrics, view: &AgentView) {
         let now = match (view.logged_in, view.effective) {
             (true, Some(s)) => Some((view.team.clone(), s)),
@@ -884,7 +884,7 @@ mod tests {
             points: 3,
             ..Default::default()
         };
-        book.appraisal(&m, vec![row("a1"), row("a-0001")]);
+        m.set_appraisal(vec![row("a1"), row("a-0001")]);
         let t = text(&m);
         for raw in [r#"agent="a1""#, r#"agent="a2""#, r#"agent="a-0001""#] {
             assert!(!t.contains(raw), "{raw} in {t}");
@@ -900,7 +900,7 @@ mod tests {
         // Retiring and replacing series find them by their pseudonym too.
         book.agent_changed(&m, &view("a2", false, None));
         book.retire_logged_out(&m);
-        book.appraisal(&m, vec![row("a1")]);
+        m.set_appraisal(vec![row("a1")]);
         let t = text(&m);
         assert!(!t.contains("a_86214257bc97"), "{t}");
         assert!(!t.contains("a_0aedf779cb17"), "{t}");

@@ -404,7 +404,7 @@ impl Store {
 
     /// A [`CheckpointWriter`] on this store's database.
     pub fn checkpoint_writer(&self) -> Result<CheckpointWriter, StoreError> {
-        CheckpointWriter::start(&self.dir)
+        start_checkpoint_writer(&self.dir)
     }
 
     /// The newest checkpoint, if any.
@@ -517,7 +517,7 @@ fn save_checkpoint_to(
 
 /// A checkpoint handed to the [`CheckpointWriter`]: the engine state, and where it stands.
 pub struct CheckpointJob {
-    pub checkpoint: crate::engine::Checkpoint,
+    pub checkpoint: Arc<crate::engine::Checkpoint>,
     pub clock: Option<Timestamp>,
     pub position: Position,
     pub day: String,
@@ -527,103 +527,32 @@ pub struct CheckpointJob {
 ///
 /// The state of a big floor is large (about 1 KB of JSON per agent: 100 MB at 100,000
 /// agents); encoding and writing it on the owner task held up the deadlines it fires by up
-/// to a second once a minute. The owner now only copies the state and hands it over. One
-/// checkpoint at a time: while one is being written the next is skipped (the owner tries
-/// again at the next `store.checkpoint_every`).
-pub struct CheckpointWriter {
-    jobs: Option<std::sync::mpsc::SyncSender<CheckpointJob>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    busy: Arc<std::sync::atomic::AtomicBool>,
-}
+/// to a second once a minute. The owner now only takes a snapshot (which shares the state,
+/// see `engine/cow.rs`) and hands it over. One checkpoint at a time: while one is being
+/// written the next is skipped (the owner tries again at the next `store.checkpoint_every`).
+pub type CheckpointWriter = crate::worker::Worker<CheckpointJob>;
 
-impl CheckpointWriter {
-    fn start(dir: &Path) -> Result<CheckpointWriter, StoreError> {
-        let mut conn = open_db(&dir.join("floorwatch.db"))?;
-        let (jobs, rx) = std::sync::mpsc::sync_channel::<CheckpointJob>(1);
-        let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let done = busy.clone();
-        let thread = std::thread::Builder::new()
-            .name("checkpoint".into())
-            .spawn(move || {
-                for job in rx {
-                    let started = std::time::Instant::now();
-                    match serde_json::to_string(&job.checkpoint) {
-                        Ok(json) => match save_checkpoint_to(
-                            &mut conn,
-                            job.clock,
-                            job.position,
-                            &job.day,
-                            &json,
-                        ) {
-                            Ok(()) => tracing::debug!(
-                                bytes = json.len(),
-                                segment = job.position.segment,
-                                offset = job.position.offset,
-                                ms = started.elapsed().as_millis() as u64,
-                                "checkpoint stored"
-                            ),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "cannot store a checkpoint; will retry")
-                            }
-                        },
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot encode the engine checkpoint")
-                        }
-                    }
-                    done.store(false, std::sync::atomic::Ordering::Release);
+fn start_checkpoint_writer(dir: &Path) -> Result<CheckpointWriter, StoreError> {
+    let mut conn = open_db(&dir.join("floorwatch.db"))?;
+    crate::worker::Worker::start("checkpoint", move |job: CheckpointJob| {
+        let started = std::time::Instant::now();
+        match serde_json::to_string(&*job.checkpoint) {
+            Ok(json) => {
+                match save_checkpoint_to(&mut conn, job.clock, job.position, &job.day, &json) {
+                    Ok(()) => tracing::debug!(
+                        bytes = json.len(),
+                        segment = job.position.segment,
+                        offset = job.position.offset,
+                        ms = started.elapsed().as_millis() as u64,
+                        "checkpoint stored"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "cannot store a checkpoint; will retry"),
                 }
-            })
-            .map_err(StoreError::Thread)?;
-        Ok(CheckpointWriter {
-            jobs: Some(jobs),
-            thread: Some(thread),
-            busy,
-        })
-    }
-
-    /// Whether a checkpoint is being encoded or written.
-    pub fn is_busy(&self) -> bool {
-        self.busy.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Blocks until the checkpoint being written, if any, is stored.
-    pub fn wait_idle(&self) {
-        while self.is_busy() && self.thread.as_ref().is_some_and(|t| !t.is_finished()) {
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-    }
-
-    /// Hands a checkpoint over; `false` when the previous one is still being written.
-    pub fn submit(&self, job: CheckpointJob) -> bool {
-        use std::sync::atomic::Ordering;
-        let Some(jobs) = &self.jobs else {
-            return false;
-        };
-        if self.busy.swap(true, Ordering::AcqRel) {
-            return false;
-        }
-        if jobs.try_send(job).is_err() {
-            self.busy.store(false, Ordering::Release);
-            return false;
-        }
-        true
-    }
-
-    /// Waits until every checkpoint handed over is stored (shutdown).
-    pub fn finish(&mut self) {
-        self.jobs = None;
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                tracing::error!("the checkpoint thread panicked");
             }
+            Err(e) => tracing::error!(error = %e, "cannot encode the engine checkpoint"),
         }
-    }
-}
-
-impl Drop for CheckpointWriter {
-    fn drop(&mut self) {
-        self.finish();
-    }
+    })
+    .map_err(StoreError::Thread)
 }
 
 impl StoreReader {
@@ -812,7 +741,7 @@ mod tests {
         let mut w = store.checkpoint_writer().expect("thread");
         let engine = crate::engine::Engine::new(crate::config::RulesConfig::default());
         let job = |offset| CheckpointJob {
-            checkpoint: engine.checkpoint(),
+            checkpoint: Arc::new(engine.checkpoint()),
             clock: Some(Timestamp(1_795_827_600_000)),
             position: Position { segment: 1, offset },
             day: "2026-11-28".into(),

@@ -298,7 +298,8 @@ fn live(config: &Config, events: &[Event]) -> (Vec<ViolationRecord>, Timestamp) 
         let clock = Clock::starting_at(Timestamp(T0 - 1_000));
         let shutdown = CancellationToken::new();
         let metrics = Arc::new(Metrics::new().expect("metrics"));
-        let task = EngineTask::spawn(config, clock, metrics, shutdown.clone());
+        let task =
+            EngineTask::spawn(config, clock, metrics, shutdown.clone()).expect("engine task");
         let engine = task.client();
         let (conn, _) = engine.connect("pbx").await.expect("connect");
         // Events with the same `ts` arrive together as one batch.

@@ -255,7 +255,8 @@ async fn the_engine_task_applies_batches_handed_over_before_the_shutdown() {
     let config = crate::daemon_support::config();
     let shutdown = CancellationToken::new();
     let metrics = std::sync::Arc::new(Metrics::new().expect("metrics"));
-    let task = EngineTask::spawn(&config, Clock::system(), metrics, shutdown.clone());
+    let task = EngineTask::spawn(&config, Clock::system(), metrics, shutdown.clone())
+        .expect("engine task");
     let engine = task.client();
     let (conn, _) = engine.connect("pbx").await.expect("connect");
     let frame = floorwatch::event::decode_frame(&format!(
