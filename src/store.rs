@@ -3,7 +3,13 @@
 //! Owns the files under `store.dir`: `journal/` (the [`Journal`] of accepted events, one JSON
 //! record per event: `{"at":<applied ms>,"source":"<name>","event":<protocol JSON>}`) and
 //! `floorwatch.db` (SQLite in WAL mode, `synchronous=NORMAL`) with the tables `violations`,
-//! `checkpoints` and `meta`.
+//! `alert_outbox` and `meta`, and `checkpoints.db` (same modes) with the table `checkpoints`.
+//!
+//! Checkpoints have a database file of their own because they are big (about 1 KB per
+//! agent) and are written from their own thread: in the same file, the 100 MB insert of a
+//! 100,000-agent floor held SQLite's write lock for up to 200 ms, and the engine task,
+//! storing the violations it had just raised, waited that long (every deadline in between
+//! fired late). Stores made before the split have their checkpoints moved at open.
 //!
 //! Durability: the journal is the record. A journaled batch is `fdatasync`ed before
 //! [`Store::append`] returns, and only then may the daemon acknowledge it. The database is
@@ -160,6 +166,8 @@ pub struct Store {
     dir: PathBuf,
     journal: Journal,
     db: Connection,
+    /// `checkpoints.db`.
+    checkpoints: Connection,
     /// The first record position of the oldest segment (replay from the beginning).
     start: Position,
 }
@@ -186,14 +194,6 @@ CREATE TABLE IF NOT EXISTS violations (
 CREATE INDEX IF NOT EXISTS violations_at ON violations(at);
 CREATE INDEX IF NOT EXISTS violations_agent ON violations(agent, at);
 CREATE INDEX IF NOT EXISTS violations_team ON violations(team, at);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    clock INTEGER,
-    segment INTEGER NOT NULL,
-    offset INTEGER NOT NULL,
-    day TEXT NOT NULL,
-    checkpoint TEXT NOT NULL
-);
 CREATE TABLE IF NOT EXISTS alert_outbox (
     id INTEGER PRIMARY KEY,
     alert TEXT NOT NULL
@@ -204,8 +204,86 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 ";
 
+/// `checkpoints.db` (and, in stores made before it existed, a table of `floorwatch.db`).
+const CHECKPOINTS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    clock INTEGER,
+    segment INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    day TEXT NOT NULL,
+    checkpoint TEXT NOT NULL
+);
+";
+
 /// Opens the database at `path` with the store's pragmas and schema.
 fn open_db(path: &Path) -> Result<Connection, StoreError> {
+    let c = open_sqlite(path)?;
+    c.execute_batch(SCHEMA).map_err(db("create schema"))?;
+    c.execute(
+        "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1')",
+        [],
+    )
+    .map_err(db("write meta"))?;
+    Ok(c)
+}
+
+/// Opens `checkpoints.db` in `dir`.
+fn open_checkpoints(dir: &Path) -> Result<Connection, StoreError> {
+    let c = open_sqlite(&dir.join("checkpoints.db"))?;
+    c.execute_batch(CHECKPOINTS_SCHEMA)
+        .map_err(db("create checkpoint schema"))?;
+    Ok(c)
+}
+
+/// Moves the checkpoints of a store made before `checkpoints.db` into it (oldest first, so
+/// the newest stays the newest), in one transaction on each side. A crash between the two
+/// leaves copies in both; the next open copies them again, which is harmless (the newest is
+/// still the newest, and pruning drops the extra ones).
+fn move_old_checkpoints(from: &mut Connection, to: &mut Connection) -> Result<(), StoreError> {
+    let old: bool = from
+        .query_row(
+            "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checkpoints')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db("look for old checkpoints"))?;
+    if !old {
+        return Ok(());
+    }
+    let tx = to.transaction().map_err(db("begin"))?;
+    {
+        let mut read = from
+            .prepare("SELECT clock, segment, offset, day, checkpoint FROM checkpoints ORDER BY id")
+            .map_err(db("read old checkpoints"))?;
+        let rows = read
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, Option<i64>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(db("read old checkpoints"))?;
+        for row in rows {
+            let (clock, segment, offset, day, json) = row.map_err(db("read old checkpoints"))?;
+            tx.execute(
+                "INSERT INTO checkpoints (clock, segment, offset, day, checkpoint) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![clock, segment, offset, day, json],
+            )
+            .map_err(db("move a checkpoint"))?;
+        }
+    }
+    tx.commit().map_err(db("commit moved checkpoints"))?;
+    from.execute_batch("DROP TABLE checkpoints")
+        .map_err(db("drop old checkpoints"))
+}
+
+/// Opens an SQLite file with the store's pragmas.
+fn open_sqlite(path: &Path) -> Result<Connection, StoreError> {
     let c = Connection::open(path).map_err(db("open"))?;
     c.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(db("set busy timeout"))?;
@@ -213,12 +291,6 @@ fn open_db(path: &Path) -> Result<Connection, StoreError> {
         .map_err(db("set WAL mode"))?;
     c.pragma_update(None, "synchronous", "NORMAL")
         .map_err(db("set synchronous"))?;
-    c.execute_batch(SCHEMA).map_err(db("create schema"))?;
-    c.execute(
-        "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1')",
-        [],
-    )
-    .map_err(db("write meta"))?;
     Ok(c)
 }
 
@@ -236,7 +308,9 @@ impl Store {
             source,
         })?;
         let (journal, recovery) = Journal::open(&dir.join("journal"), opts)?;
-        let db = open_db(&dir.join("floorwatch.db"))?;
+        let mut db = open_db(&dir.join("floorwatch.db"))?;
+        let mut checkpoints = open_checkpoints(dir)?;
+        move_old_checkpoints(&mut db, &mut checkpoints)?;
         // Segments are contiguous (open refuses a gap), so the oldest is this one.
         let first = recovery
             .end
@@ -251,6 +325,7 @@ impl Store {
                 dir: dir.to_path_buf(),
                 journal,
                 db,
+                checkpoints,
                 start,
             },
             recovery,
@@ -399,7 +474,7 @@ impl Store {
         day: &str,
         json: &str,
     ) -> Result<(), StoreError> {
-        save_checkpoint_to(&mut self.db, clock, position, day, json)
+        save_checkpoint_to(&mut self.checkpoints, clock, position, day, json)
     }
 
     /// A [`CheckpointWriter`] on this store's database.
@@ -409,7 +484,7 @@ impl Store {
 
     /// The newest checkpoint, if any.
     pub fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
-        self.db
+        self.checkpoints
             .query_row(
                 "SELECT id, clock, segment, offset, checkpoint FROM checkpoints \
                  ORDER BY id DESC LIMIT 1",
@@ -437,14 +512,14 @@ impl Store {
     pub fn apply_retention(&mut self, now: Timestamp, keep: Millis) -> Result<u64, StoreError> {
         let cutoff = now.plus(-keep).0;
         // The oldest checkpoint we keep decides how much journal is still needed.
-        self.db
+        self.checkpoints
             .execute(
                 "DELETE FROM checkpoints WHERE clock < ?1 AND id <> (SELECT MAX(id) FROM checkpoints)",
                 params![cutoff],
             )
             .map_err(db("expire checkpoints"))?;
         let oldest: Option<(i64, i64)> = self
-            .db
+            .checkpoints
             .query_row(
                 "SELECT segment, offset FROM checkpoints ORDER BY id ASC LIMIT 1",
                 [],
@@ -533,7 +608,7 @@ pub struct CheckpointJob {
 pub type CheckpointWriter = crate::worker::Worker<CheckpointJob>;
 
 fn start_checkpoint_writer(dir: &Path) -> Result<CheckpointWriter, StoreError> {
-    let mut conn = open_db(&dir.join("floorwatch.db"))?;
+    let mut conn = open_checkpoints(dir)?;
     crate::worker::Worker::start("checkpoint", move |job: CheckpointJob| {
         let started = std::time::Instant::now();
         match serde_json::to_string(&*job.checkpoint) {
@@ -772,6 +847,48 @@ mod tests {
     }
 
     #[test]
+    fn checkpoints_of_a_store_made_before_checkpoints_db_are_moved_there_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            // A store as the previous version left it: checkpoints in floorwatch.db.
+            let c = open_db(&dir.path().join("floorwatch.db")).expect("db");
+            c.execute_batch(CHECKPOINTS_SCHEMA).expect("old table");
+            for (clock, day) in [(1000, "2026-11-27"), (2000, "2026-11-28")] {
+                c.execute(
+                    "INSERT INTO checkpoints (clock, segment, offset, day, checkpoint) \
+                     VALUES (?1, 1, ?1, ?2, ?3)",
+                    params![clock, day, format!("{{\"n\":{clock}}}")],
+                )
+                .expect("insert");
+            }
+        }
+        let (store, _) = Store::open(dir.path()).expect("open");
+        let newest = store.latest_checkpoint().expect("read").expect("moved");
+        assert_eq!(newest.clock, Some(Timestamp(2000)));
+        assert_eq!(newest.position.offset, 2000);
+        assert_eq!(newest.json, r#"{"n":2000}"#);
+        let moved: i64 = store
+            .checkpoints
+            .query_row("SELECT COUNT(*) FROM checkpoints", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(moved, 2);
+        let left: i64 = store
+            .db
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'checkpoints'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(left, 0, "the old table is gone");
+        drop(store);
+        // Opening again finds nothing more to move and keeps what was moved.
+        let (store, _) = Store::open(dir.path()).expect("reopen");
+        let again = store.latest_checkpoint().expect("read").expect("kept");
+        assert_eq!(again.id, newest.id);
+    }
+
+    #[test]
     fn retention_removes_old_checkpoints_and_the_segments_before_the_oldest_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
         let opts = JournalOptions {
@@ -806,7 +923,7 @@ mod tests {
         assert!(freed > 0);
         assert!(segments(dir.path()) < before);
         let oldest: i64 = store
-            .db
+            .checkpoints
             .query_row("SELECT MIN(clock) FROM checkpoints", [], |r| r.get(0))
             .expect("min");
         assert_eq!(oldest, 6 * day);

@@ -109,9 +109,10 @@ async fn a_torn_journal_tail_is_truncated_and_nothing_acked_is_lost() {
         .expect("garbage");
     drop(f);
     // Without the checkpoint the whole journal is replayed through the torn tail.
-    let db = dir.path().join("floorwatch.db");
-    let c = rusqlite::Connection::open(&db).expect("db");
+    let c = rusqlite::Connection::open(dir.path().join("checkpoints.db")).expect("db");
     c.execute("DELETE FROM checkpoints", []).expect("delete");
+    drop(c);
+    let c = rusqlite::Connection::open(dir.path().join("floorwatch.db")).expect("db");
     c.execute("DELETE FROM violations", []).expect("delete");
     drop(c);
 
