@@ -276,7 +276,18 @@ impl Daemon {
                 dir.path().join("data").display()
             ),
         )?;
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_floorwatch"))
+        // `E2E_WRAP="heaptrack -o /tmp/fw"` (any command and its arguments) runs the daemon
+        // under it, for profiles of these phases; the RSS figures then include the wrapper's.
+        let wrap: Vec<String> = std::env::var("E2E_WRAP")
+            .map(|w| w.split_whitespace().map(String::from).collect())
+            .unwrap_or_default();
+        let exe = env!("CARGO_BIN_EXE_floorwatch").to_string();
+        let (program, args) = match wrap.split_first() {
+            Some((p, rest)) => (p.clone(), [rest, &[exe][..]].concat()),
+            None => (exe, Vec::new()),
+        };
+        let child = std::process::Command::new(program)
+            .args(args)
             .args(["run", "--config"])
             .arg(&config)
             .env("RUST_LOG", "warn")

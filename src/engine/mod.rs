@@ -641,14 +641,14 @@ impl Engine {
     fn pause_of(&self, agent: &Id, episode: u64) -> Option<&PauseEpisode> {
         self.agents
             .get(agent)
-            .and_then(|a| a.pause.as_ref())
+            .and_then(|a| a.pause.as_deref())
             .filter(|p| p.id == episode)
     }
 
     fn acw_of(&self, agent: &Id, episode: u64) -> Option<&AcwEpisode> {
         self.agents
             .get(agent)
-            .and_then(|a| a.acw.as_ref())
+            .and_then(|a| a.acw.as_deref())
             .filter(|w| w.id == episode)
     }
 
@@ -1020,7 +1020,7 @@ impl Engine {
             Some(r) => r.approval,
         };
         if let Some(a) = self.agents.get_mut(agent) {
-            a.pause = Some(PauseEpisode {
+            a.pause = Some(Box::new(PauseEpisode {
                 id: episode,
                 reason,
                 start: s,
@@ -1028,7 +1028,7 @@ impl Engine {
                 allowance,
                 timers: Vec::new(),
                 violations: Vec::new(),
-            });
+            }));
         }
         if allowance {
             if let Some(key) = self.allowance_deadline(agent, s).map(|(d, day)| {
@@ -1135,14 +1135,14 @@ impl Engine {
             },
         ));
         if let Some(a) = self.agents.get_mut(agent) {
-            a.acw = Some(AcwEpisode {
+            a.acw = Some(Box::new(AcwEpisode {
                 id: episode,
                 start: s,
                 started_by,
                 linked,
                 timers,
                 violations: Vec::new(),
-            });
+            }));
         }
     }
 

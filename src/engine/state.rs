@@ -90,8 +90,9 @@ pub struct Agent {
     pub presence: Option<PresenceState>,
     pub reason: Id,
     pub presence_since: Timestamp,
-    pub pause: Option<PauseEpisode>,
-    pub acw: Option<AcwEpisode>,
+    /// Boxed: most agents are in neither at a time, and an episode is about 200 bytes.
+    pub pause: Option<Box<PauseEpisode>>,
+    pub acw: Option<Box<AcwEpisode>>,
     /// Calls ringing at this agent (open ring episodes).
     pub ringing: Vec<Id>,
     /// Calls with an open leg of this agent.
