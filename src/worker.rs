@@ -40,7 +40,9 @@ impl<J: Send + 'static> Worker<J> {
             thread: Some(thread),
         })
     }
+}
 
+impl<J> Worker<J> {
     /// Whether a job is being worked on.
     pub fn is_busy(&self) -> bool {
         self.busy.load(Ordering::Acquire)
@@ -81,12 +83,7 @@ impl<J: Send + 'static> Worker<J> {
 
 impl<J> Drop for Worker<J> {
     fn drop(&mut self) {
-        self.jobs = None;
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                tracing::error!(thread = self.name, "a worker thread panicked");
-            }
-        }
+        self.finish();
     }
 }
 
