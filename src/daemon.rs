@@ -434,6 +434,12 @@ struct Owner {
     limits: crate::limits::LimitLog,
 }
 
+/// The engine's snapshot for this tick: taken once, then shared by the threads that need it.
+fn shared_snapshot(engine: &Engine, slot: &mut Option<Arc<Checkpoint>>) -> Arc<Checkpoint> {
+    slot.get_or_insert_with(|| Arc::new(engine.checkpoint()))
+        .clone()
+}
+
 impl Owner {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>, shutdown: CancellationToken) {
         tracing::debug!("engine task started");
@@ -801,9 +807,7 @@ impl Owner {
                 return;
             }
             let job = crate::store::CheckpointJob {
-                checkpoint: snapshot
-                    .get_or_insert_with(|| Arc::new(self.engine.checkpoint()))
-                    .clone(),
+                checkpoint: shared_snapshot(&self.engine, snapshot),
                 clock,
                 position: end,
                 day,
@@ -906,9 +910,7 @@ impl Owner {
             return;
         }
         let job = crate::appraiser::AppraisalJob {
-            snapshot: snapshot
-                .get_or_insert_with(|| Arc::new(self.engine.checkpoint()))
-                .clone(),
+            snapshot: shared_snapshot(&self.engine, snapshot),
             month,
             end: now,
         };
