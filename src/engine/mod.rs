@@ -43,7 +43,6 @@ use crate::event::{
 use crate::time::{format_duration, Calendar, Millis, Period, Timestamp};
 
 use appraisal::{rule_index, Kpis};
-
 use cow::CowMap;
 use state::*;
 
@@ -1586,7 +1585,6 @@ enum Holder {
     Acw,
 }
 
-/// Effective state of a logged-in agent: talking, ringing, then presence.
 /// An agent's team: from config, else `seen` (the latest in its events), else `unassigned`.
 fn team_of(rules: &RulesConfig, agent: &str, seen: Option<&Id>) -> Id {
     if let Some(t) = rules.team_of.get(agent) {
@@ -1595,6 +1593,7 @@ fn team_of(rules: &RulesConfig, agent: &str, seen: Option<&Id>) -> Id {
     seen.cloned().unwrap_or_else(|| Id::const_new("unassigned"))
 }
 
+/// Effective state of a logged-in agent: talking, ringing, then presence.
 fn effective_state(a: &Agent) -> Option<EffectiveState> {
     if !a.logged_in {
         return None;
