@@ -939,8 +939,10 @@ fn state(v: &Option<Scalar>) -> Result<Option<PresenceState>, DecodeError> {
 
 /// The earliest `ts` the protocol accepts (0001-01-01T00:00:00Z).
 pub const TS_MIN: Timestamp = Timestamp(-62_135_596_800_000);
-/// The latest `ts` the protocol accepts (9999-12-31T23:59:59.999Z).
-pub const TS_MAX: Timestamp = Timestamp(253_402_300_799_999);
+/// The latest `ts` the protocol accepts (9999-12-30T22:00:00.000Z): the last millisecond
+/// the time library (jiff) represents, so that every accepted time prints and falls in a
+/// local day in every time zone. A later time is rejected as `bad_ts`.
+pub const TS_MAX: Timestamp = Timestamp(253_402_207_200_000);
 
 /// Whether `t` is a time an event may carry: adapters that read native times check it, so
 /// that every event they make decodes back from the journal.

@@ -49,8 +49,13 @@ impl Timestamp {
             return Err(TimeError::Invalid(s.to_string()));
         }
         let ts: jiff::Timestamp = s.parse().map_err(|_| TimeError::Invalid(s.to_string()))?;
-        let ns = ts.as_nanosecond();
-        Ok(Timestamp(ns.div_euclid(1_000_000) as i64))
+        let t = Timestamp(ts.as_nanosecond().div_euclid(1_000_000) as i64);
+        // Years 1 to 9999 (see `event::TS_MAX`): what prints back in the same form.
+        if crate::event::ts_in_range(t) {
+            Ok(t)
+        } else {
+            Err(TimeError::Invalid(s.to_string()))
+        }
     }
 
     /// Parses `--until`-style input: RFC 3339 or integer epoch milliseconds.
@@ -114,7 +119,9 @@ fn utc_millis_fast(b: &[u8]) -> Option<i64> {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    Some(((days * 24 + hour) * 60 + min) * 60_000 + sec * 1000 + ms)
+    let t = ((days * 24 + hour) * 60 + min) * 60_000 + sec * 1000 + ms;
+    // Past the end of jiff's range, jiff decides (it rejects).
+    (t <= crate::event::TS_MAX.0).then_some(t)
 }
 
 impl fmt::Display for Timestamp {
@@ -429,10 +436,12 @@ mod fast_parse_tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// What jiff makes of `s`, under the same rules as `parse_rfc3339` (the slow path).
+    /// What jiff makes of `s`, under the same rules as `parse_rfc3339` (the slow path),
+    /// within the protocol's range.
     fn by_jiff(s: &str) -> Option<i64> {
         let t: jiff::Timestamp = s.parse().ok()?;
-        Some(t.as_nanosecond().div_euclid(1_000_000) as i64)
+        let ms = t.as_nanosecond().div_euclid(1_000_000) as i64;
+        crate::event::ts_in_range(Timestamp(ms)).then_some(ms)
     }
 
     proptest! {
@@ -457,14 +466,26 @@ mod fast_parse_tests {
         }
 
         #[test]
-        fn the_fast_path_reads_what_display_writes(ms in TS_MIN_MS..=TS_MAX_MS) {
+        fn the_fast_path_reads_what_display_writes(ms in crate::event::TS_MIN.0..=crate::event::TS_MAX.0) {
             let text = Timestamp(ms).to_string();
             prop_assert_eq!(utc_millis_fast(text.as_bytes()), Some(ms), "{}", text);
         }
     }
 
-    const TS_MIN_MS: i64 = -62_135_596_800_000;
-    const TS_MAX_MS: i64 = 253_402_300_799_999;
+    #[test]
+    fn the_ends_of_the_accepted_range_print_and_parse_back() {
+        use crate::event::{TS_MAX, TS_MIN};
+        assert_eq!(TS_MIN.to_string(), "0001-01-01T00:00:00.000Z");
+        assert_eq!(TS_MAX.to_string(), "9999-12-30T22:00:00.000Z");
+        for t in [TS_MIN, TS_MAX] {
+            assert_eq!(Timestamp::parse_rfc3339(&t.to_string()), Ok(t));
+        }
+        // One millisecond later, and year 0, are outside the range, and are rejected.
+        assert!(Timestamp::parse_rfc3339("0000-12-31T23:59:59.999Z").is_err());
+        assert!(Timestamp::parse_rfc3339("0001-01-01T08:00:00+08:01").is_err());
+        assert!(Timestamp::parse_rfc3339("9999-12-30T22:00:00.001Z").is_err());
+        assert!(Timestamp::parse_rfc3339("9999-12-31T23:59:59.999Z").is_err());
+    }
 
     #[test]
     fn the_fast_path_leaves_other_shapes_to_jiff() {
