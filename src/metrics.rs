@@ -37,12 +37,13 @@ use crate::time::{Millis, Timestamp};
 ///
 /// A state change only writes the map: with an `IntGaugeVec` each change removed one series
 /// and created another (label hashing, a new descriptor, several allocations), which was a
-/// fifth of the engine task's time under a fast source.
+/// fifth of the engine task's time under a fast source. The map is also what the owner task
+/// reads to know an agent's previous series ([`SeriesBook`] keeps no copy of it).
 #[derive(Clone)]
 pub struct AgentStates {
     desc: prometheus::core::Desc,
-    /// Agent label → (team, state).
-    series: std::sync::Arc<std::sync::Mutex<HashMap<String, (Id, &'static str)>>>,
+    /// Agent label → (team, effective state).
+    series: std::sync::Arc<std::sync::Mutex<HashMap<Id, (Id, EffectiveState)>>>,
 }
 
 impl AgentStates {
@@ -61,17 +62,22 @@ impl AgentStates {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Id, &'static str)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Id, (Id, EffectiveState)>> {
         self.series.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The series of the agent labelled `agent`, if it has one.
+    fn get(&self, agent: &str) -> Option<(Id, EffectiveState)> {
+        self.lock().get(agent).cloned()
+    }
+
     /// The agent's one series is now `{team, state}`.
-    pub fn set(&self, agent: &str, team: &Id, state: &'static str) {
+    pub fn set(&self, agent: &str, team: &Id, state: EffectiveState) {
         let mut map = self.lock();
         match map.get_mut(agent) {
             Some(v) => *v = (team.clone(), state),
             None => {
-                map.insert(agent.to_string(), (team.clone(), state));
+                map.insert(Id::from(agent), (team.clone(), state));
             }
         }
     }
@@ -79,6 +85,10 @@ impl AgentStates {
     /// The agent logged out: its series goes.
     pub fn remove(&self, agent: &str) {
         self.lock().remove(agent);
+    }
+
+    fn contains(&self, agent: &str) -> bool {
+        self.lock().contains_key(agent)
     }
 }
 
@@ -95,10 +105,10 @@ impl prometheus::core::Collector for AgentStates {
             l.set_value(value.to_string());
             l
         };
-        let mut rows: Vec<(String, Id, &'static str)> = self
+        let mut rows: Vec<(Id, Id, &'static str)> = self
             .lock()
             .iter()
-            .map(|(a, (t, s))| (a.clone(), t.clone(), *s))
+            .map(|(a, (t, s))| (a.clone(), t.clone(), s.as_str()))
             .collect();
         // In label order, as the registry's own families are.
         rows.sort_unstable();
@@ -596,8 +606,6 @@ fn escape_label(v: &str, out: &mut Vec<u8>) {
 /// What the owner task remembers about the series it has set, to keep cardinality bounded.
 #[derive(Default)]
 pub(crate) struct SeriesBook {
-    /// Logged-in agent → (team, effective state) of its `floorwatch_agent_state` series.
-    agent_state: HashMap<Id, (Id, EffectiveState)>,
     /// Agent → label sets of its per-agent counters: (rule, kind, team) and team.
     agent_counters: HashMap<Id, AgentCounters>,
     /// Queues whose gauges were set.
@@ -616,25 +624,21 @@ impl SeriesBook {
             (true, Some(s)) => Some((view.team.clone(), s)),
             _ => None,
         };
-        let before = self.agent_state.get(&view.agent).cloned();
+        let agent = m.agent_label(&view.agent);
+        let agent = agent.as_ref();
+        let before = m.agent_state.get(agent);
         if before == now {
             return;
         }
-        let agent = m.agent_label(&view.agent);
-        let agent = agent.as_ref();
         if let Some((team, s)) = &before {
             m.agents.with_label_values(&[team, s.as_str()]).dec();
         }
         match now {
             Some((team, s)) => {
-                m.agent_state.set(agent, &team, s.as_str());
                 m.agents.with_label_values(&[&team, s.as_str()]).inc();
-                self.agent_state.insert(view.agent.clone(), (team, s));
+                m.agent_state.set(agent, &team, s);
             }
-            None => {
-                m.agent_state.remove(agent);
-                self.agent_state.remove(&view.agent);
-            }
+            None => m.agent_state.remove(agent),
         }
     }
 
@@ -665,7 +669,7 @@ impl SeriesBook {
         let gone: Vec<Id> = self
             .agent_counters
             .keys()
-            .filter(|a| !self.agent_state.contains_key(*a))
+            .filter(|a| !m.agent_state.contains(&m.agent_label(a)))
             .cloned()
             .collect();
         for agent in gone {
