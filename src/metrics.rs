@@ -209,7 +209,7 @@ impl Metrics {
     pub(crate) fn set_appraisal(&self, mut rows: Vec<crate::engine::AppraisalRow>) {
         if let AgentNames::Pseudonyms(_) = self.agent_names {
             for r in &mut rows {
-                r.agent = self.agent_label(&r.agent).into_owned();
+                r.agent = Id::from(self.agent_label(&r.agent));
             }
         }
         self.appraisal.set(rows);

@@ -224,9 +224,9 @@ pub fn row(agent: &Id, team: &str, period: &str, k: &DayKpi, money_per_point: f6
     let talk = secs(k.talk_ms);
     let acw = secs(k.acw_ms);
     AppraisalRow {
-        agent: agent.to_string(),
-        team: team.to_string(),
-        period: period.to_string(),
+        agent: agent.clone(),
+        team: Id::from(team),
+        period: Id::from(period),
         ring_episodes: k.ring_episodes,
         answered_within_rings: k.answered_within_rings,
         ring_compliance: (k.ring_episodes > 0)

@@ -341,9 +341,11 @@ pub struct QueueView {
 /// One row of the appraisal (rules page, "Agent appraisal KPIs").
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AppraisalRow {
-    pub agent: String,
-    pub team: String,
-    pub period: String,
+    /// Ids, not `String`s: short ones are stored inline, without an allocation each (the
+    /// daemon keeps a row per agent for `/metrics`).
+    pub agent: Id,
+    pub team: Id,
+    pub period: Id,
     pub ring_episodes: u64,
     pub answered_within_rings: u64,
     pub ring_compliance: Option<f64>,
