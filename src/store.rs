@@ -263,7 +263,7 @@ fn move_old_checkpoints(from: &mut Connection, to: &mut Connection) -> Result<()
                     r.get::<_, i64>(1)?,
                     r.get::<_, i64>(2)?,
                     r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
+                    r.get::<_, rusqlite::types::Value>(4)?,
                 ))
             })
             .map_err(db("read old checkpoints"))?;
@@ -497,7 +497,7 @@ impl Store {
                             segment: r.get::<_, i64>(2)? as u64,
                             offset: r.get::<_, i64>(3)? as u64,
                         },
-                        json: r.get(4)?,
+                        json: checkpoint_json(r, 4)?,
                     })
                 },
             )
@@ -568,18 +568,29 @@ fn save_checkpoint_to(
     json: &str,
 ) -> Result<(), StoreError> {
     let tx = conn.transaction().map_err(db("begin"))?;
+    // The JSON goes in through incremental blob I/O: bound as a parameter, SQLite would copy
+    // it twice (the bound value, then the record), 200 MB more for a moment at 100,000
+    // agents. The value is then a BLOB of UTF-8 (older stores have TEXT; readers take both).
     tx.execute(
         "INSERT INTO checkpoints (clock, segment, offset, day, checkpoint) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+         VALUES (?1, ?2, ?3, ?4, zeroblob(?5))",
         params![
             clock.map(|c| c.0),
             position.segment as i64,
             position.offset as i64,
             day,
-            json
+            json.len() as i64
         ],
     )
     .map_err(db("insert checkpoint"))?;
+    let row = tx.last_insert_rowid();
+    {
+        let mut blob = tx
+            .blob_open(rusqlite::MAIN_DB, "checkpoints", "checkpoint", row, false)
+            .map_err(db("open checkpoint blob"))?;
+        blob.write_at(json.as_bytes(), 0)
+            .map_err(db("write checkpoint blob"))?;
+    }
     tx.execute(
         "DELETE FROM checkpoints WHERE id NOT IN \
          (SELECT id FROM checkpoints ORDER BY id DESC LIMIT ?1) \
@@ -588,6 +599,14 @@ fn save_checkpoint_to(
     )
     .map_err(db("prune checkpoints"))?;
     tx.commit().map_err(db("commit checkpoint"))
+}
+
+/// A checkpoint's JSON as stored: TEXT (older stores) or a BLOB of UTF-8.
+fn checkpoint_json(r: &rusqlite::Row, i: usize) -> rusqlite::Result<String> {
+    let bytes = r.get_ref(i)?.as_bytes()?;
+    String::from_utf8(bytes.to_vec()).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, e.into())
+    })
 }
 
 /// A checkpoint handed to the [`CheckpointWriter`]: the engine state, and where it stands.
@@ -886,6 +905,39 @@ mod tests {
         let (store, _) = Store::open(dir.path()).expect("reopen");
         let again = store.latest_checkpoint().expect("read").expect("kept");
         assert_eq!(again.id, newest.id);
+    }
+
+    #[test]
+    fn checkpoints_are_stored_as_utf8_blobs_and_read_back_exactly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut store, _) = Store::open(dir.path()).expect("open");
+        let end = store.end();
+        for json in [r#"{"name":"张伟","n":1}"#, "", &"x".repeat(300_000)] {
+            store
+                .save_checkpoint(Some(Timestamp(5)), end, "2026-11-28", json)
+                .expect("save");
+            let back = store.latest_checkpoint().expect("read").expect("one");
+            assert_eq!(back.json, json);
+            let kind: String = store
+                .checkpoints
+                .query_row(
+                    "SELECT typeof(checkpoint) FROM checkpoints WHERE id = ?1",
+                    [back.id],
+                    |r| r.get(0),
+                )
+                .expect("typeof");
+            assert_eq!(kind, "blob");
+        }
+        // A row that is not UTF-8 is an error, not a panic or a lossy string.
+        store
+            .checkpoints
+            .execute(
+                "INSERT INTO checkpoints (clock, segment, offset, day, checkpoint) \
+                 VALUES (6, 0, 0, 'd', X'FF00')",
+                [],
+            )
+            .expect("insert");
+        assert!(store.latest_checkpoint().is_err());
     }
 
     #[test]
