@@ -183,17 +183,25 @@ const CHUNK_LINES: usize = 1024;
 /// Chunks in flight between the threads (bounds memory: at most this many plus two).
 const CHUNKS_IN_FLIGHT: usize = 4;
 
-/// One line as the reader thread leaves it: decoded, blank, or not UTF-8.
+/// One line as the reader thread leaves it: decoded, left for the engine thread to decode,
+/// blank, or not UTF-8.
 enum Line {
     Frame(Frame),
+    Text(String),
     Blank,
     NotUtf8,
 }
 
+/// Every `DECODE_ON_ENGINE_EVERY`th chunk is decoded by the engine thread. Decoding costs
+/// more than applying (about 370 ns against 290 ns an event here), and the reader also reads
+/// and frees; giving the engine thread a quarter of the decoding evens the two threads out.
+const DECODE_ON_ENGINE_EVERY: u64 = 4;
+
 /// Replays `reader` as source `source` into `replay`, reporting rejections with line numbers.
 ///
 /// Two threads: a scoped one reads and decodes lines (JSON parsing is about half the work),
-/// this one runs the engine on them in order, so the result is the same as one thread's.
+/// this one decodes every [`DECODE_ON_ENGINE_EVERY`]th chunk itself and runs the engine on
+/// all of them in order, so the result is the same as one thread's.
 fn feed(
     replay: &mut Replay,
     source: &str,
@@ -212,6 +220,7 @@ fn feed(
             let mut reader = reader;
             let mut buf = Vec::with_capacity(4096);
             let mut chunk = Vec::with_capacity(CHUNK_LINES);
+            let mut chunks = 0u64;
             loop {
                 buf.clear();
                 let n = reader
@@ -220,12 +229,15 @@ fn feed(
                 if n == 0 {
                     break;
                 }
+                let decode_here = chunks % DECODE_ON_ENGINE_EVERY != DECODE_ON_ENGINE_EVERY - 1;
                 chunk.push(match std::str::from_utf8(&buf) {
                     Ok(line) if line.trim().is_empty() => Line::Blank,
-                    Ok(line) => Line::Frame(decode_frame(line)),
+                    Ok(line) if decode_here => Line::Frame(decode_frame(line)),
+                    Ok(line) => Line::Text(line.to_string()),
                     Err(_) => Line::NotUtf8,
                 });
                 if chunk.len() == CHUNK_LINES {
+                    chunks += 1;
                     while let Ok(old) = applied_chunks.try_recv() {
                         drop(old);
                     }
@@ -247,21 +259,33 @@ fn feed(
             for chunk in rx {
                 for line in &chunk {
                     lineno += 1;
-                    match line {
-                        Line::Frame(frame) => replay.frame(
-                            source,
-                            frame,
-                            |v| records.write(v),
-                            |msg| {
-                                let _ = writeln!(err, "{name}:{lineno}: {msg}; skipped");
-                            },
-                        ),
-                        Line::Blank => replay.summary.lines += 1,
-                        Line::NotUtf8 => writeln!(
-                            err,
-                            "{name}:{lineno}: invalid_json: line is not UTF-8; skipped"
-                        )?,
-                    }
+                    let decoded;
+                    let frame = match line {
+                        Line::Frame(frame) => frame,
+                        Line::Text(text) => {
+                            decoded = decode_frame(text);
+                            &decoded
+                        }
+                        Line::Blank => {
+                            replay.summary.lines += 1;
+                            continue;
+                        }
+                        Line::NotUtf8 => {
+                            writeln!(
+                                err,
+                                "{name}:{lineno}: invalid_json: line is not UTF-8; skipped"
+                            )?;
+                            continue;
+                        }
+                    };
+                    replay.frame(
+                        source,
+                        frame,
+                        |v| records.write(v),
+                        |msg| {
+                            let _ = writeln!(err, "{name}:{lineno}: {msg}; skipped");
+                        },
+                    );
                     records.check()?;
                 }
                 // The reader may have finished: then this chunk is freed here.

@@ -146,6 +146,39 @@ fn replay_binary_prints_the_records_and_reports_bad_lines_with_line_numbers() {
 }
 
 #[test]
+fn replay_gives_the_same_records_and_line_numbers_wherever_a_line_is_decoded() {
+    // `floorwatch replay` decodes most chunks of 1,024 lines on its reading thread and every
+    // fourth on the engine thread. Blank lines in front move the example into, and across,
+    // those chunks; records and line numbers must not change.
+    let example = read("floor-8-agents.ndjson");
+    let expected = record_set(&read("floor-8-agents.violations.ndjson"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    for blank in [0usize, 3072 - 50, 3072, 4096 - 100] {
+        let file = dir.path().join(format!("padded-{blank}.ndjson"));
+        std::fs::write(&file, format!("{}{example}", "\n".repeat(blank))).expect("write");
+        let out = Command::new(env!("CARGO_BIN_EXE_floorwatch"))
+            .arg("replay")
+            .arg(&file)
+            .output()
+            .expect("run floorwatch replay");
+        assert!(out.status.success(), "{blank}");
+        let stdout = String::from_utf8(out.stdout).expect("utf-8");
+        assert_eq!(
+            record_set(&stdout),
+            expected,
+            "{blank} blank lines in front"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let name = format!("padded-{blank}.ndjson");
+        for (line, reason) in [(96, "bad_ts"), (152, "unknown_type")] {
+            let want = format!("{name}:{}: {reason}", line + blank);
+            assert!(stderr.contains(&want), "{want} in {stderr}");
+        }
+        assert_eq!(stderr.lines().count(), 8, "{stderr}");
+    }
+}
+
+#[test]
 fn replay_until_ends_the_replay_and_fires_deadlines_before_it() {
     // li.na's break starts 02:50:00; its 15-minute max passes at 03:05:00.
     let run = |until: &str| {
