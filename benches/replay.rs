@@ -15,9 +15,11 @@ use floorwatch::replay::{Replay, ReplayOptions};
 fn synthetic(copies: usize) -> Vec<String> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/examples/floor-8-agents.ndjson"
+        "/tests/fixtures/examples/floor-8-agents.ndjson"
     );
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    // A missing fixture must fail the run (`cargo test --all-targets` runs this bench once),
+    // never time an empty stream.
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut lines = Vec::new();
     for k in 0..copies {
         let shift = k as i64 * 7 * 3_600_000;
@@ -66,6 +68,7 @@ fn bench(c: &mut Criterion) {
         .iter()
         .map(|l| decode_frame(l).events.len() as u64)
         .sum();
+    assert!(events > 20_000, "the synthetic stream holds only {events} events");
     let mut g = c.benchmark_group("replay");
     g.throughput(Throughput::Elements(events));
     g.sample_size(20);

@@ -1,4 +1,4 @@
-//! The worked examples of `shared/examples/`: replay must print exactly their violations
+//! The worked examples of `tests/fixtures/examples/`: replay must print exactly their violations
 //! (as a set) and their appraisal (numbers within 0.0015). Checked both through the library
 //! and through the `floorwatch replay` binary.
 
@@ -11,7 +11,7 @@ use floorwatch::replay::{Replay, ReplayOptions};
 use floorwatch::time::Period;
 
 fn examples_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/examples")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/examples")
 }
 
 fn read(name: &str) -> String {
