@@ -16,6 +16,9 @@ use toml::Spanned;
 
 use crate::time::{parse_duration, Millis};
 
+mod rulebook;
+pub use rulebook::{digest_of, RulebookError, RULEBOOK_FORMAT};
+
 /// A fully validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -292,13 +295,65 @@ pub struct ServiceLevelConfig {
     pub short_abandon: Millis,
 }
 
-/// The part of the config the engine reads.
+/// `[rules.attendance]`: shifts, handover and logging out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttendanceRule {
+    /// A shift's agent must be logged in by start + this (`late_login`).
+    pub login_grace: Millis,
+    /// After the release (the end, or the relief's arrival) the agent has this long to log
+    /// out (`not_logged_out`).
+    pub logout_grace: Millis,
+    /// A logout from this long before the end on, while the relief is not there, is
+    /// `left_before_relief`.
+    pub handover_window: Millis,
+    pub points: AttendancePoints,
+}
+
+/// `[rules.attendance.points]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttendancePoints {
+    pub late_login: u32,
+    pub left_before_relief: u32,
+    pub not_logged_out: u32,
+}
+
+/// The points of a floor-discipline item: fixed, or chosen by the lead within a range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ItemPoints {
+    Fixed(u32),
+    Range(u32, u32),
+}
+
+/// One row of the `discipline` catalog.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DisciplineItem {
+    pub name: String,
+    pub points: ItemPoints,
+}
+
+/// One row of the `dispositions` table (wrap-up codes).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Disposition {
+    pub name: String,
+    /// A disposition with this code counts as a sale.
+    pub sale: bool,
+}
+
+/// The part of the config the engine reads: the rulebook (everything that judges, see
+/// [`RulesConfig::rulebook_json`]) and the engine's `[limits]`.
 #[derive(Clone, Debug)]
 pub struct RulesConfig {
     pub ring_answer: RingAnswerRule,
     pub break_overrun: BreakOverrunRule,
     pub unauthorized_pause: UnauthorizedPauseRule,
+    pub attendance: AttendanceRule,
     pub reasons: BTreeMap<String, ReasonRule>,
+    /// The floor-discipline catalog (item key → name and points).
+    pub discipline: BTreeMap<String, DisciplineItem>,
+    /// Wrap-up codes (code → name and whether it is a sale).
+    pub dispositions: BTreeMap<String, Disposition>,
+    /// Team id → sales target per day (`[[teams]] sales_target`).
+    pub sales_target: BTreeMap<String, u32>,
     pub service_level: ServiceLevelConfig,
     pub timezone: jiff::tz::TimeZone,
     pub timezone_name: String,
@@ -386,6 +441,19 @@ impl Default for RulesConfig {
         );
         reasons.insert("technical".to_string(), ReasonRule::default());
         RulesConfig {
+            attendance: AttendanceRule {
+                login_grace: 60_000,
+                logout_grace: 10 * 60_000,
+                handover_window: 15 * 60_000,
+                points: AttendancePoints {
+                    late_login: 1,
+                    left_before_relief: 2,
+                    not_logged_out: 1,
+                },
+            },
+            discipline: default_discipline(),
+            dispositions: default_dispositions(),
+            sales_target: BTreeMap::new(),
             ring_answer: RingAnswerRule {
                 rings: 3,
                 ring_cycle: 5_000,
@@ -417,6 +485,64 @@ impl Default for RulesConfig {
     }
 }
 
+/// The default floor-discipline catalog: the manual's 2.2.1 (现场纪律) and 2.2.2 (系统操作)
+/// items that a lead sees walking the floor (组长巡视), with the manual's points.
+fn default_discipline() -> BTreeMap<String, DisciplineItem> {
+    use ItemPoints::{Fixed, Range};
+    [
+        ("noise", "现场大声喧哗吵闹", Fixed(1)),
+        ("littering", "现场乱扔废纸、杂物", Fixed(1)),
+        ("posture", "坐姿不端正、脚放在主机或工作台上", Fixed(1)),
+        ("left_post", "交班人员未到离开岗位、闭席", Fixed(2)),
+        ("desk_clutter", "工作台放置与工作无关的东西", Fixed(1)),
+        ("eating", "在现场吃食物", Fixed(2)),
+        ("defacing", "在办公设备上乱涂乱画", Fixed(1)),
+        ("no_raised_hand", "提问未先举手、随意起立或大声呼叫", Fixed(1)),
+        ("mobile_phone", "在现场拨打或接听私人手机", Fixed(3)),
+        ("private_call", "用热线电话拨打私人电话", Fixed(2)),
+        ("chatting", "上班时间闲谈、随意串岗", Fixed(2)),
+        ("unrelated_work", "工作时间做与工作无关的事情", Fixed(2)),
+        ("visitor_protocol", "客人参观时未暂停小休、交接班等杂事", Fixed(2)),
+        ("equipment_damage", "违规使用、损坏设备", Range(1, 5)),
+        ("terminal_settings", "随意调整终端的设置和属性", Fixed(1)),
+        ("fault_not_reported", "严重故障未立即上报", Fixed(1)),
+        ("data_copied", "复制或携带客户资料外出", Fixed(10)),
+        ("data_altered", "擅自改动客户资料", Fixed(5)),
+    ]
+    .into_iter()
+    .map(|(key, name, points)| {
+        (
+            key.to_string(),
+            DisciplineItem {
+                name: name.to_string(),
+                points,
+            },
+        )
+    })
+    .collect()
+}
+
+/// The default wrap-up codes.
+fn default_dispositions() -> BTreeMap<String, Disposition> {
+    [
+        ("sale", "销售成功", true),
+        ("no_sale", "拒绝", false),
+        ("callback", "回访", false),
+        ("wrong_number", "号码错误", false),
+    ]
+    .into_iter()
+    .map(|(code, name, sale)| {
+        (
+            code.to_string(),
+            Disposition {
+                name: name.to_string(),
+                sale,
+            },
+        )
+    })
+    .collect()
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct TeamConfig {
     pub id: String,
@@ -425,6 +551,8 @@ pub struct TeamConfig {
     /// Who gets escalations (主管).
     pub supervisor: Option<String>,
     pub members: Vec<String>,
+    /// Sales per day the team aims for (shown on the wallboard).
+    pub sales_target: Option<u32>,
 }
 
 /// `[alerts]`: where violation alerts go and when they escalate and resolve.
@@ -726,6 +854,8 @@ struct RawConfig {
     store: Option<RawStore>,
     rules: Option<RawRules>,
     reasons: Option<BTreeMap<Spanned<String>, RawReason>>,
+    discipline: Option<BTreeMap<Spanned<String>, RawDisciplineItem>>,
+    dispositions: Option<BTreeMap<Spanned<String>, RawDisposition>>,
     service_level: Option<RawServiceLevel>,
     appraisal: Option<RawAppraisal>,
     teams: Option<Vec<Spanned<RawTeam>>>,
@@ -906,6 +1036,46 @@ struct RawRules {
     ring_answer: Option<RawRingAnswer>,
     break_overrun: Option<RawBreakOverrun>,
     unauthorized_pause: Option<RawUnauthorizedPause>,
+    attendance: Option<RawAttendance>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAttendance {
+    login_grace: Option<Duration>,
+    logout_grace: Option<Duration>,
+    handover_window: Option<Duration>,
+    points: Option<RawAttendancePoints>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAttendancePoints {
+    late_login: Option<u32>,
+    left_before_relief: Option<u32>,
+    not_logged_out: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDisciplineItem {
+    name: Option<Spanned<String>>,
+    points: Option<Spanned<RawItemPoints>>,
+}
+
+/// `points = 3` or `points = [1, 5]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawItemPoints {
+    Fixed(i64),
+    Range(Vec<i64>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDisposition {
+    name: Option<Spanned<String>>,
+    sale: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -962,6 +1132,7 @@ struct RawTeam {
     lead: Option<Spanned<String>>,
     supervisor: Option<Spanned<String>>,
     members: Option<Vec<Spanned<String>>>,
+    sales_target: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -1323,6 +1494,12 @@ impl Check<'_> {
         if let Some(reasons) = raw.reasons {
             config.rules.reasons = self.reasons(reasons)?;
         }
+        if let Some(items) = raw.discipline {
+            config.rules.discipline = self.discipline(items)?;
+        }
+        if let Some(codes) = raw.dispositions {
+            config.rules.dispositions = self.dispositions(codes)?;
+        }
         if let Some(sl) = raw.service_level {
             let target = &mut config.rules.service_level;
             if let Some(t) = sl.threshold {
@@ -1337,6 +1514,11 @@ impl Check<'_> {
         }
         if let Some(teams) = raw.teams {
             config.teams = self.teams(teams, &mut config.rules.team_of)?;
+            config.rules.sales_target = config
+                .teams
+                .iter()
+                .filter_map(|t| t.sales_target.map(|n| (t.id.clone(), n)))
+                .collect();
         }
         if let Some(alerts) = raw.alerts {
             self.alerts(alerts, &mut config.alerts)?;
@@ -1830,6 +2012,30 @@ impl Check<'_> {
                 target.daily_allowance = d.0;
             }
         }
+        if let Some(r) = raw.attendance {
+            let target = &mut rules.attendance;
+            if let Some(d) = r.login_grace {
+                target.login_grace = d.0;
+            }
+            if let Some(d) = r.logout_grace {
+                target.logout_grace = d.0;
+            }
+            if let Some(d) = r.handover_window {
+                target.handover_window = d.0;
+            }
+            if let Some(p) = r.points {
+                let points = &mut target.points;
+                if let Some(n) = p.late_login {
+                    points.late_login = n;
+                }
+                if let Some(n) = p.left_before_relief {
+                    points.left_before_relief = n;
+                }
+                if let Some(n) = p.not_logged_out {
+                    points.not_logged_out = n;
+                }
+            }
+        }
         if let Some(r) = raw.unauthorized_pause {
             let target = &mut rules.unauthorized_pause;
             if let Some(p) = r.points {
@@ -1874,6 +2080,76 @@ impl Check<'_> {
             );
         }
         Ok(reasons)
+    }
+
+    /// A `[discipline.*]` catalog; it replaces the default catalog as a whole.
+    fn discipline(
+        &self,
+        raw: BTreeMap<Spanned<String>, RawDisciplineItem>,
+    ) -> Result<BTreeMap<String, DisciplineItem>, ConfigError> {
+        const MAX_POINTS: i64 = 1_000;
+        let mut items = BTreeMap::new();
+        for (key, item) in raw {
+            let key_span = key.span();
+            let key = self.id(key, "a discipline item key")?.into_inner();
+            let name = match item.name {
+                Some(n) if n.get_ref().trim().is_empty() => {
+                    return self.err(n.span(), "must not be empty (leave it out to use the key)")
+                }
+                Some(n) => n.into_inner(),
+                None => key.clone(),
+            };
+            let Some(points) = item.points else {
+                return self.err_key(
+                    key_span,
+                    format!("discipline.{key}.points"),
+                    "required: the item's points, e.g. 2 or [1, 5] for a range the lead chooses from",
+                );
+            };
+            let span = points.span();
+            let want = format!(
+                "want a whole number of points from 0 to {MAX_POINTS}, or [min, max] with min < max"
+            );
+            let in_range = |n: i64| (0..=MAX_POINTS).contains(&n);
+            let points = match points.into_inner() {
+                RawItemPoints::Fixed(n) if in_range(n) => ItemPoints::Fixed(n as u32),
+                RawItemPoints::Range(v) => match v.as_slice() {
+                    [lo, hi] if in_range(*lo) && in_range(*hi) && lo < hi => {
+                        ItemPoints::Range(*lo as u32, *hi as u32)
+                    }
+                    _ => return self.err(span, want),
+                },
+                RawItemPoints::Fixed(_) => return self.err(span, want),
+            };
+            items.insert(key, DisciplineItem { name, points });
+        }
+        Ok(items)
+    }
+
+    /// A `[dispositions.*]` table; it replaces the default codes as a whole.
+    fn dispositions(
+        &self,
+        raw: BTreeMap<Spanned<String>, RawDisposition>,
+    ) -> Result<BTreeMap<String, Disposition>, ConfigError> {
+        let mut codes = BTreeMap::new();
+        for (code, d) in raw {
+            let code = self.id(code, "a disposition code")?.into_inner();
+            let name = match d.name {
+                Some(n) if n.get_ref().trim().is_empty() => {
+                    return self.err(n.span(), "must not be empty (leave it out to use the code)")
+                }
+                Some(n) => n.into_inner(),
+                None => code.clone(),
+            };
+            codes.insert(
+                code,
+                Disposition {
+                    name,
+                    sale: d.sale.unwrap_or(false),
+                },
+            );
+        }
+        Ok(codes)
     }
 
     fn appraisal(&self, raw: RawAppraisal, rules: &mut RulesConfig) -> Result<(), ConfigError> {
@@ -1966,11 +2242,24 @@ impl Check<'_> {
                 team_of.insert(agent.get_ref().clone(), id.get_ref().clone());
                 members.push(agent.into_inner());
             }
+            let sales_target = match team.sales_target {
+                Some(n) => match u32::try_from(*n.get_ref()) {
+                    Ok(v) if v <= 1_000_000 => Some(v),
+                    _ => {
+                        return self.err(
+                            n.span(),
+                            "want a whole number of sales per day from 0 to 1000000",
+                        )
+                    }
+                },
+                None => None,
+            };
             teams.push(TeamConfig {
                 id: id.into_inner(),
                 lead: lead.map(Spanned::into_inner),
                 supervisor: supervisor.map(Spanned::into_inner),
                 members,
+                sales_target,
             });
         }
         Ok(teams)

@@ -96,7 +96,7 @@ pub struct GraceExceeded(pub Duration);
 pub struct ConnId(u64);
 
 /// What happened to one event of a batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Applied {
         at: Timestamp,
@@ -105,6 +105,8 @@ pub enum Outcome {
     Duplicate,
     /// Refused by an engine limit; not applied, not journaled.
     Refused(Limit),
+    /// Refused by the record's rules; journaled (it moved the clock), its `seq` not acked.
+    Rejected(crate::engine::Refusal),
 }
 
 /// The owner task's answer to a batch.
@@ -650,6 +652,16 @@ impl Owner {
                     self.limit_hit(limit);
                     Outcome::Refused(limit)
                 }
+                Applied::Rejected { at, refusal } => {
+                    if let Some(d) = self.durable.as_mut() {
+                        ev.ts = ts;
+                        d.records.push(encode_record(at, &source, &ev));
+                        // Its seq is not seen: the source may send it again.
+                        d.seqs.push((source.clone(), None));
+                    }
+                    self.metrics.observe_rejected(refusal.reason_label());
+                    Outcome::Rejected(refusal)
+                }
             };
             outcomes.push(outcome);
             queue_changed |= self.drain_effects();
@@ -688,6 +700,11 @@ impl Owner {
             Applied::Refused(limit) => {
                 self.limit_hit(limit);
                 return Err(limit);
+            }
+            // The API makes no record events yet.
+            Applied::Rejected { at, refusal } => {
+                self.metrics.observe_rejected(refusal.reason_label());
+                at
             }
         };
         self.metrics.count_event(event.body.type_name());
@@ -1016,7 +1033,12 @@ impl Owner {
                     // through the view.
                     self.refresh_agent(&agent);
                 }
-                Effect::Cleared { id, at, ended_by } => {
+                Effect::Cleared {
+                    id,
+                    at,
+                    ended_by,
+                    lasted_ms,
+                } => {
                     if let Some(alerts) = &self.alerts {
                         alerts.cleared(id, at, self.clock.now_micros());
                     }
@@ -1025,6 +1047,7 @@ impl Owner {
                             id,
                             at,
                             ended_by: ended_by.clone(),
+                            lasted_ms,
                         });
                     }
                     if let Some((rule, team, agent)) = self.floor.close_violation(id, at, ended_by)
@@ -1053,6 +1076,13 @@ impl Owner {
                         }
                     }
                 }
+                // Published to the store, floor and metrics once the daemon takes record
+                // events.
+                Effect::Waiver { .. }
+                | Effect::PeriodClosed { .. }
+                | Effect::Rulebook { .. }
+                | Effect::ShiftChanged { .. }
+                | Effect::Outbound { .. } => {}
                 Effect::RingEnded { team, ring, .. } => {
                     metrics
                         .ring_seconds

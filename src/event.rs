@@ -137,6 +137,52 @@ pub enum Body {
         agents: Vec<SnapshotAgent>,
         calls: Vec<SnapshotCall>,
     },
+    /// A shift is planned or re-planned (rule `attendance`).
+    ShiftScheduled {
+        shift: Id,
+        agent: Id,
+        start: Timestamp,
+        end: Timestamp,
+        position: Option<Id>,
+        team: Option<Id>,
+    },
+    ShiftCancelled {
+        shift: Id,
+    },
+    /// The agent's wrap-up code for a call; the latest per (call, agent) counts.
+    CallDisposition {
+        call: Id,
+        agent: Id,
+        code: Id,
+    },
+    /// A floor-discipline item recorded by a lead (rule `discipline`).
+    DemeritRecorded {
+        agent: Id,
+        item: Id,
+        by: Id,
+        points: Option<u32>,
+        note: Option<Id>,
+    },
+    /// A waiver (`waived`) or the reversal of the latest one (`!waived`) of a violation.
+    ViolationWaiver {
+        violation: u64,
+        waived: bool,
+        by: Id,
+        why: Id,
+    },
+    /// A month's statement is frozen with the SHA-256 of its CSV.
+    PeriodClosed {
+        /// `YYYY-MM`.
+        period: Id,
+        by: Id,
+        digest: Id,
+    },
+    /// The judging config in force from the engine clock on (written by the daemon).
+    Rulebook {
+        /// The rulebook object as canonical JSON text.
+        rulebook: Box<str>,
+        digest: Id,
+    },
 }
 
 impl Body {
@@ -155,12 +201,36 @@ impl Body {
             Body::CallEnded { .. } => "call.ended",
             Body::ApprovalGranted { .. } => "approval.granted",
             Body::Snapshot { .. } => "snapshot",
+            Body::ShiftScheduled { .. } => "shift.scheduled",
+            Body::ShiftCancelled { .. } => "shift.cancelled",
+            Body::CallDisposition { .. } => "call.disposition",
+            Body::DemeritRecorded { .. } => "demerit.recorded",
+            Body::ViolationWaiver { waived: true, .. } => "violation.waived",
+            Body::ViolationWaiver { waived: false, .. } => "violation.unwaived",
+            Body::PeriodClosed { .. } => "period.closed",
+            Body::Rulebook { .. } => "rulebook",
         }
+    }
+
+    /// Whether this is a record-keeping event (waivers, closes, rulebooks): kept in the
+    /// journal like any other, but rare, so it is written through the generic JSON form.
+    fn is_rare(&self) -> bool {
+        matches!(
+            self,
+            Body::Snapshot { .. }
+                | Body::ShiftScheduled { .. }
+                | Body::ShiftCancelled { .. }
+                | Body::CallDisposition { .. }
+                | Body::DemeritRecorded { .. }
+                | Body::ViolationWaiver { .. }
+                | Body::PeriodClosed { .. }
+                | Body::Rulebook { .. }
+        )
     }
 }
 
 /// Every event type name the protocol defines, for metrics labels.
-pub const EVENT_TYPES: [&str; 12] = [
+pub const EVENT_TYPES: [&str; 20] = [
     "agent.login",
     "agent.logout",
     "agent.state",
@@ -173,6 +243,14 @@ pub const EVENT_TYPES: [&str; 12] = [
     "call.ended",
     "approval.granted",
     "snapshot",
+    "shift.scheduled",
+    "shift.cancelled",
+    "call.disposition",
+    "demerit.recorded",
+    "violation.waived",
+    "violation.unwaived",
+    "period.closed",
+    "rulebook",
 ];
 
 /// One decoded, valid event.
@@ -205,7 +283,7 @@ impl Event {
             U(u64),
             F(f64),
         }
-        if matches!(self.body, Body::Snapshot { .. }) {
+        if self.body.is_rare() {
             out.extend_from_slice(self.to_json_value().as_bytes());
             return;
         }
@@ -288,7 +366,15 @@ impl Event {
                 f.push(("minutes", V::F(*duration_ms as f64 / 60_000.0)));
                 f.push(("by", V::S(by)));
             }
-            Body::Snapshot { .. } => {}
+            // Written through `to_json_value` above.
+            Body::Snapshot { .. }
+            | Body::ShiftScheduled { .. }
+            | Body::ShiftCancelled { .. }
+            | Body::CallDisposition { .. }
+            | Body::DemeritRecorded { .. }
+            | Body::ViolationWaiver { .. }
+            | Body::PeriodClosed { .. }
+            | Body::Rulebook { .. } => {}
         }
         f.sort_unstable_by_key(|(k, _)| *k);
         out.push(b'{');
@@ -424,6 +510,61 @@ impl Event {
                 m.insert("agents".into(), Value::Array(agents));
                 m.insert("calls".into(), Value::Array(calls));
             }
+            Body::ShiftScheduled {
+                shift,
+                agent,
+                start,
+                end,
+                position,
+                team,
+            } => {
+                put(&mut m, "shift", Some(shift));
+                put(&mut m, "agent", Some(agent));
+                m.insert("start".into(), json!(start.0));
+                m.insert("end".into(), json!(end.0));
+                put(&mut m, "position", position.as_ref());
+                put(&mut m, "team", team.as_ref());
+            }
+            Body::ShiftCancelled { shift } => put(&mut m, "shift", Some(shift)),
+            Body::CallDisposition { call, agent, code } => {
+                put(&mut m, "call", Some(call));
+                put(&mut m, "agent", Some(agent));
+                put(&mut m, "code", Some(code));
+            }
+            Body::DemeritRecorded {
+                agent,
+                item,
+                by,
+                points,
+                note,
+            } => {
+                put(&mut m, "agent", Some(agent));
+                put(&mut m, "item", Some(item));
+                put(&mut m, "by", Some(by));
+                if let Some(p) = points {
+                    m.insert("points".into(), json!(p));
+                }
+                put(&mut m, "note", note.as_ref());
+            }
+            Body::ViolationWaiver {
+                violation, by, why, ..
+            } => {
+                m.insert("violation".into(), json!(violation));
+                put(&mut m, "by", Some(by));
+                put(&mut m, "why", Some(why));
+            }
+            Body::PeriodClosed { period, by, digest } => {
+                put(&mut m, "period", Some(period));
+                put(&mut m, "by", Some(by));
+                put(&mut m, "digest", Some(digest));
+            }
+            Body::Rulebook { rulebook, digest } => {
+                // Written from a parsed object, so this cannot fail; an empty object stays
+                // recognisable as broken when read back.
+                let v: Value = serde_json::from_str(rulebook).unwrap_or_default();
+                m.insert("rulebook".into(), v);
+                put(&mut m, "digest", Some(digest));
+            }
         }
         Value::Object(m).to_string()
     }
@@ -458,6 +599,16 @@ pub enum DecodeError {
     BadSeq,
     #[error("batch of {len} events is longer than limits.max_batch ({max}): nothing of it was applied; send it in smaller batches")]
     BatchTooLarge { len: usize, max: usize },
+    #[error("bad shift: {0}")]
+    BadShift(String),
+    #[error("`{field}` must be a string of at most {max} bytes")]
+    BadText { field: &'static str, max: usize },
+    #[error("`violation` must be a violation id: an integer >= 1")]
+    BadViolation,
+    #[error("`period` must be a month as YYYY-MM, not {0:?}")]
+    BadPeriod(String),
+    #[error("`digest` must be a SHA-256 as 64 hex digits")]
+    BadDigest,
     #[error("snapshot entry {index} of `{list}`: {error}")]
     BadSnapshot {
         list: &'static str,
@@ -481,11 +632,16 @@ impl DecodeError {
             DecodeError::BadSeq => "bad_seq",
             DecodeError::BadSnapshot { .. } => "bad_snapshot",
             DecodeError::BatchTooLarge { .. } => "batch_too_large",
+            DecodeError::BadShift(_) => "bad_shift",
+            DecodeError::BadText { .. } => "bad_text",
+            DecodeError::BadViolation => "bad_violation",
+            DecodeError::BadPeriod(_) => "bad_period",
+            DecodeError::BadDigest => "bad_digest",
         }
     }
 
     /// Every label `reason_label` can return, so counters can be pre-registered.
-    pub const LABELS: [&'static str; 12] = [
+    pub const LABELS: [&'static str; 17] = [
         "invalid_json",
         "not_an_object",
         "missing_field",
@@ -498,6 +654,11 @@ impl DecodeError {
         "bad_seq",
         "bad_snapshot",
         "batch_too_large",
+        "bad_shift",
+        "bad_text",
+        "bad_violation",
+        "bad_period",
+        "bad_digest",
     ];
 }
 
@@ -752,6 +913,27 @@ struct RawEvent {
     // Boxed: only snapshots have them, and every other event moves this struct around.
     agents: Option<Box<serde_json::Value>>,
     calls: Option<Box<serde_json::Value>>,
+    /// Fields of the record-keeping types (shifts, demerits, waivers, ...), boxed for the
+    /// same reason: allocated only when one of them appears.
+    extra: Option<Box<RawExtra>>,
+}
+
+/// The fields only record-keeping events use.
+#[derive(Default, Debug)]
+struct RawExtra {
+    shift: Option<Scalar>,
+    start: Option<Scalar>,
+    end: Option<Scalar>,
+    position: Option<Scalar>,
+    code: Option<Scalar>,
+    item: Option<Scalar>,
+    points: Option<Scalar>,
+    note: Option<Scalar>,
+    violation: Option<Scalar>,
+    why: Option<Scalar>,
+    period: Option<Scalar>,
+    digest: Option<Scalar>,
+    rulebook: Option<serde_json::Value>,
 }
 
 impl<'de> Deserialize<'de> for RawEvent {
@@ -805,6 +987,30 @@ fn raw_event_fields<'de, A: MapAccess<'de>>(mut a: A) -> Result<RawEvent, A::Err
                 a.next_value::<IgnoredAny>()?;
                 continue;
             }
+            Key::Extra(k) => {
+                let x = r.extra.get_or_insert_with(Box::default);
+                if k == ExtraKey::Rulebook {
+                    x.rulebook = Some(a.next_value()?);
+                    continue;
+                }
+                let slot = match k {
+                    ExtraKey::Shift => &mut x.shift,
+                    ExtraKey::Start => &mut x.start,
+                    ExtraKey::End => &mut x.end,
+                    ExtraKey::Position => &mut x.position,
+                    ExtraKey::Code => &mut x.code,
+                    ExtraKey::Item => &mut x.item,
+                    ExtraKey::Points => &mut x.points,
+                    ExtraKey::Note => &mut x.note,
+                    ExtraKey::Violation => &mut x.violation,
+                    ExtraKey::Why => &mut x.why,
+                    ExtraKey::Period => &mut x.period,
+                    ExtraKey::Digest => &mut x.digest,
+                    ExtraKey::Rulebook => continue,
+                };
+                *slot = Some(a.next_value()?);
+                continue;
+            }
         };
         *slot = Some(a.next_value()?);
     }
@@ -830,7 +1036,26 @@ enum Key {
     By,
     Agents,
     Calls,
+    Extra(ExtraKey),
     Other,
+}
+
+/// A field name of the record-keeping types.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ExtraKey {
+    Shift,
+    Start,
+    End,
+    Position,
+    Code,
+    Item,
+    Points,
+    Note,
+    Violation,
+    Why,
+    Period,
+    Digest,
+    Rulebook,
 }
 
 impl<'de> Deserialize<'de> for Key {
@@ -859,6 +1084,19 @@ impl<'de> Deserialize<'de> for Key {
                     "by" => Key::By,
                     "agents" => Key::Agents,
                     "calls" => Key::Calls,
+                    "shift" => Key::Extra(ExtraKey::Shift),
+                    "start" => Key::Extra(ExtraKey::Start),
+                    "end" => Key::Extra(ExtraKey::End),
+                    "position" => Key::Extra(ExtraKey::Position),
+                    "code" => Key::Extra(ExtraKey::Code),
+                    "item" => Key::Extra(ExtraKey::Item),
+                    "points" => Key::Extra(ExtraKey::Points),
+                    "note" => Key::Extra(ExtraKey::Note),
+                    "violation" => Key::Extra(ExtraKey::Violation),
+                    "why" => Key::Extra(ExtraKey::Why),
+                    "period" => Key::Extra(ExtraKey::Period),
+                    "digest" => Key::Extra(ExtraKey::Digest),
+                    "rulebook" => Key::Extra(ExtraKey::Rulebook),
                     _ => Key::Other,
                 })
             }
@@ -903,6 +1141,42 @@ fn opt_text(v: &Option<Scalar>, field: &'static str) -> Result<Option<Id>, Decod
             field,
             want: "a string",
         }),
+    }
+}
+
+/// Longest `why` and `note`, in bytes.
+pub const MAX_NOTE_LEN: usize = 1_000;
+
+/// Required text of at most `max` bytes (`by`, `why`); empty is refused for `by`-like
+/// fields by the caller's choice of `non_empty`.
+fn text(
+    v: &Option<Scalar>,
+    field: &'static str,
+    max: usize,
+    non_empty: bool,
+) -> Result<Id, DecodeError> {
+    match v {
+        None | Some(Scalar::Null) => Err(DecodeError::MissingField(field)),
+        Some(Scalar::Str(s)) if s.len() > max || (non_empty && s.trim().is_empty()) => {
+            Err(DecodeError::BadText { field, max })
+        }
+        Some(Scalar::Str(s)) => Ok(s.clone()),
+        Some(_) => Err(DecodeError::WrongType {
+            field,
+            want: "a string",
+        }),
+    }
+}
+
+/// Optional text of at most `max` bytes.
+fn opt_bounded_text(
+    v: &Option<Scalar>,
+    field: &'static str,
+    max: usize,
+) -> Result<Option<Id>, DecodeError> {
+    match v {
+        None | Some(Scalar::Null) => Ok(None),
+        _ => text(v, field, max, false).map(Some),
     }
 }
 
@@ -1096,9 +1370,132 @@ impl RawEvent {
                 self.agents.as_deref().cloned(),
                 self.calls.as_deref().cloned(),
             )?,
-            _ => return Err(DecodeError::UnknownType(ty.to_string())),
+            _ => self.validate_record_keeping(ty.as_str())?,
         };
         Ok(Event { ts, seq, id, body })
+    }
+}
+
+/// The longest shift the protocol accepts.
+pub const MAX_SHIFT_MS: i64 = 24 * 3_600_000;
+
+impl RawEvent {
+    /// The body of a shift, disposition, demerit, waiver, close or rulebook event.
+    fn validate_record_keeping(&self, ty: &str) -> Result<Body, DecodeError> {
+        let empty = RawExtra::default();
+        let x = self.extra.as_deref().unwrap_or(&empty);
+        let by = || text(&self.by, "by", MAX_ID_LEN, true);
+        Ok(match ty {
+            "shift.scheduled" => {
+                let shift = ident(&x.shift, "shift")?;
+                let agent = ident(&self.agent, "agent")?;
+                let when = |v: &Option<Scalar>, field: &'static str| match v {
+                    None | Some(Scalar::Null) => Err(DecodeError::MissingField(field)),
+                    Some(v) => ts_of(v).map_err(|e| {
+                        DecodeError::BadShift(format!("`{field}` is not a valid time ({e})"))
+                    }),
+                };
+                let start = when(&x.start, "start")?;
+                let end = when(&x.end, "end")?;
+                if end <= start {
+                    return Err(DecodeError::BadShift("`end` must be after `start`".into()));
+                }
+                if end.since(start) > MAX_SHIFT_MS {
+                    return Err(DecodeError::BadShift(
+                        "a shift is at most 24 hours long".into(),
+                    ));
+                }
+                Body::ShiftScheduled {
+                    shift,
+                    agent,
+                    start,
+                    end,
+                    position: opt_ident(&x.position, "position")?,
+                    team: opt_ident(&self.team, "team")?,
+                }
+            }
+            "shift.cancelled" => Body::ShiftCancelled {
+                shift: ident(&x.shift, "shift")?,
+            },
+            "call.disposition" => Body::CallDisposition {
+                call: ident(&self.call, "call")?,
+                agent: ident(&self.agent, "agent")?,
+                code: ident(&x.code, "code")?,
+            },
+            "demerit.recorded" => Body::DemeritRecorded {
+                agent: ident(&self.agent, "agent")?,
+                item: ident(&x.item, "item")?,
+                by: by()?,
+                points: match &x.points {
+                    None | Some(Scalar::Null) => None,
+                    Some(Scalar::U(n)) if *n <= u64::from(u32::MAX) => Some(*n as u32),
+                    Some(_) => {
+                        return Err(DecodeError::WrongType {
+                            field: "points",
+                            want: "an integer >= 0",
+                        })
+                    }
+                },
+                note: opt_bounded_text(&x.note, "note", MAX_NOTE_LEN)?,
+            },
+            "violation.waived" | "violation.unwaived" => Body::ViolationWaiver {
+                violation: match &x.violation {
+                    None | Some(Scalar::Null) => {
+                        return Err(DecodeError::MissingField("violation"))
+                    }
+                    Some(Scalar::U(n)) if *n >= 1 => *n,
+                    Some(_) => return Err(DecodeError::BadViolation),
+                },
+                waived: ty == "violation.waived",
+                by: by()?,
+                why: text(&x.why, "why", MAX_NOTE_LEN, false)?,
+            },
+            "period.closed" => {
+                let period = match &x.period {
+                    None | Some(Scalar::Null) => return Err(DecodeError::MissingField("period")),
+                    Some(Scalar::Str(p)) => match crate::time::Period::parse(p) {
+                        Some(crate::time::Period::Month(..)) if p.len() == 7 => p.clone(),
+                        _ => return Err(DecodeError::BadPeriod(p.to_string())),
+                    },
+                    Some(other) => return Err(DecodeError::BadPeriod(format!("{other:?}"))),
+                };
+                Body::PeriodClosed {
+                    period,
+                    by: by()?,
+                    digest: digest(&x.digest)?,
+                }
+            }
+            "rulebook" => {
+                let rulebook = match &x.rulebook {
+                    None | Some(serde_json::Value::Null) => {
+                        return Err(DecodeError::MissingField("rulebook"))
+                    }
+                    Some(v @ serde_json::Value::Object(_)) => v.to_string().into_boxed_str(),
+                    Some(_) => {
+                        return Err(DecodeError::WrongType {
+                            field: "rulebook",
+                            want: "an object",
+                        })
+                    }
+                };
+                Body::Rulebook {
+                    rulebook,
+                    digest: digest(&x.digest)?,
+                }
+            }
+            other => return Err(DecodeError::UnknownType(other.to_string())),
+        })
+    }
+}
+
+/// A SHA-256 as 64 hex digits (kept as sent, compared lowercased).
+fn digest(v: &Option<Scalar>) -> Result<Id, DecodeError> {
+    match v {
+        None | Some(Scalar::Null) => Err(DecodeError::MissingField("digest")),
+        Some(Scalar::Str(s)) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(Id::from(s.to_ascii_lowercase()))
+        }
+        Some(_) => Err(DecodeError::BadDigest),
     }
 }
 

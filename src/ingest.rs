@@ -652,8 +652,16 @@ impl Ingest {
         let received = inner.clock.now();
         let reply = inner.engine.apply(conn, received, events).await.ok()?;
         for ((index, seq), outcome) in keys.iter().zip(&reply.outcomes) {
-            if let Outcome::Refused(limit) = outcome {
-                replies.push(error_json(*seq, *index, &refusal(*limit)));
+            match outcome {
+                Outcome::Refused(limit) => {
+                    replies.push(error_json(*seq, *index, &refusal(*limit)))
+                }
+                Outcome::Rejected(r) => replies.push(error_json(
+                    *seq,
+                    *index,
+                    &format!("{}: {r}", r.reason_label()),
+                )),
+                _ => {}
             }
         }
         if let Some(seq) = reply.ack {

@@ -614,7 +614,7 @@ pub(crate) struct SeriesBook {
 
 #[derive(Default)]
 struct AgentCounters {
-    violations: HashSet<(&'static str, &'static str, Id)>,
+    violations: HashSet<(&'static str, Id, Id)>,
     points: HashSet<Id>,
 }
 
@@ -644,6 +644,7 @@ impl SeriesBook {
 
     pub(crate) fn violation(&mut self, m: &Metrics, v: &Violation) {
         let (rule, kind) = (v.rule.as_str(), v.kind.as_str());
+        let kind_id = Id::from(kind);
         let agent = m.agent_label(&v.agent);
         let agent = agent.as_ref();
         m.violations
@@ -656,7 +657,7 @@ impl SeriesBook {
             .with_label_values(&[rule, &v.team])
             .inc();
         let c = self.agent_counters.entry(v.agent.clone()).or_default();
-        c.violations.insert((rule, kind, v.team.clone()));
+        c.violations.insert((rule, kind_id, v.team.clone()));
         c.points.insert(v.team.clone());
     }
 
@@ -679,7 +680,7 @@ impl SeriesBook {
                 for (rule, kind, team) in c.violations {
                     let _ = m
                         .violations
-                        .remove_label_values(&[rule, kind, &team, agent]);
+                        .remove_label_values(&[rule, &kind, &team, agent]);
                 }
                 for team in c.points {
                     let _ = m
@@ -773,20 +774,20 @@ mod tests {
             reason: None,
             at: Timestamp(15_000),
             points: 1,
+            deduction: 10.0,
             detected_at: Timestamp(15_000),
-            evidence: Evidence {
-                started_by: EventRef {
+            evidence: Evidence::new(
+                EventRef {
                     at: Timestamp(0),
                     source: None,
                     seq: None,
                     id: None,
                     event_type: crate::engine::TypeName("call.ringing"),
                 },
-                ended_by: None,
-                limit_ms: 15_000,
-                limit: String::new(),
-                measured_ms: 15_000,
-            },
+                15_000,
+                "",
+                15_000,
+            ),
         }
     }
 

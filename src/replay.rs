@@ -115,6 +115,12 @@ impl Replay {
                     self.summary.rejected += 1;
                     on_reject(format!("{}: {}", limit.reason_label(), limit.message()));
                 }
+                crate::engine::Applied::Rejected { at, refusal } => {
+                    // The clock moved with it, as it does live.
+                    self.summary.rejected += 1;
+                    self.last_applied = Some(at);
+                    on_reject(format!("{}: {refusal}", refusal.reason_label()));
+                }
             }
             for e in &self.effects {
                 if let Effect::Violation(v) = e {

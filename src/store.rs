@@ -137,6 +137,7 @@ pub enum ViolationOp {
         id: u64,
         at: Timestamp,
         ended_by: EventRef,
+        lasted_ms: crate::time::Millis,
     },
 }
 
@@ -145,7 +146,17 @@ impl ViolationOp {
     pub fn from_effect(e: Effect) -> Option<ViolationOp> {
         match e {
             Effect::Violation(v) => Some(ViolationOp::Raised(v)),
-            Effect::Cleared { id, at, ended_by } => Some(ViolationOp::Cleared { id, at, ended_by }),
+            Effect::Cleared {
+                id,
+                at,
+                ended_by,
+                lasted_ms,
+            } => Some(ViolationOp::Cleared {
+                id,
+                at,
+                ended_by,
+                lasted_ms,
+            }),
             _ => None,
         }
     }
@@ -381,7 +392,7 @@ impl Store {
                     "UPDATE violations SET \
                      status = CASE status WHEN 'open' THEN 'closed' ELSE status END, \
                      cleared_at = ?2, \
-                     evidence = json_set(evidence, '$.ended_by', json(?3)) \
+                     evidence = json_set(evidence, '$.ended_by', json(?3), '$.lasted_ms', ?4) \
                      WHERE id = ?1",
                 )
                 .map_err(db("prepare clear"))?;
@@ -406,10 +417,15 @@ impl Store {
                             ])
                             .map_err(db("insert violation"))?;
                     }
-                    ViolationOp::Cleared { id, at, ended_by } => {
+                    ViolationOp::Cleared {
+                        id,
+                        at,
+                        ended_by,
+                        lasted_ms,
+                    } => {
                         let ended = serde_json::to_string(ended_by).unwrap_or_else(|_| "{}".into());
                         clear
-                            .execute(params![*id as i64, at.0, ended])
+                            .execute(params![*id as i64, at.0, ended, lasted_ms])
                             .map_err(db("close violation"))?;
                     }
                 }
@@ -799,6 +815,8 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ViolationRecord> {
             reason: r.get::<_, Option<String>>("reason")?.map(Id::from),
             at: Timestamp(r.get("at")?),
             points: r.get("points")?,
+            // Not stored: the engine keeps the money of each violation (the appraisal).
+            deduction: 0.0,
             detected_at: Timestamp(r.get("detected_at")?),
             evidence,
         },

@@ -190,29 +190,30 @@ impl Alerts {
 #[cfg(test)]
 pub(crate) fn sample_violation(id: u64, kind: crate::engine::Kind, at: Timestamp) -> Violation {
     use crate::engine::{EventRef, Evidence, Rule, TypeName};
+    let rule = kind.rule();
     Violation {
         id,
-        rule: kind.rule(),
+        rule,
         kind,
         agent: "a-0042".into(),
         team: "hotline-1".into(),
-        call: (kind.rule() == Rule::RingAnswer).then(|| "c-77".into()),
-        reason: (kind.rule() == Rule::BreakOverrun).then(|| "break".into()),
+        call: (rule == Rule::RingAnswer).then(|| "c-77".into()),
+        reason: (rule == Rule::BreakOverrun).then(|| "break".into()),
         at,
         points: 1,
+        deduction: 10.0,
         detected_at: at,
-        evidence: Evidence {
-            started_by: EventRef {
+        evidence: Evidence::new(
+            EventRef {
                 at: at.plus(-15_000),
                 source: None,
                 seq: None,
                 id: None,
                 event_type: TypeName("call.ringing"),
             },
-            ended_by: None,
-            limit_ms: 15_000,
-            limit: "3 rings x 5s = 15s".into(),
-            measured_ms: 15_000,
-        },
+            15_000,
+            "3 rings x 5s = 15s",
+            15_000,
+        ),
     }
 }

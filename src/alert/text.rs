@@ -31,8 +31,9 @@ pub fn summary(lang: Language, v: &Violation) -> String {
     let call = v.call.as_deref().unwrap_or("-");
     let reason = v.reason.as_deref().unwrap_or("-");
     let limit = format_duration(v.evidence.limit_ms);
+    let by = v.evidence.recorded_by.as_deref().unwrap_or("-");
     match lang {
-        Language::Zh => match v.kind {
+        Language::Zh => match &v.kind {
             Kind::Late => format!("坐席 {agent} 来电振铃超过 {limit} 未接听（来电铃响3声内必须应答），通话 {call}"),
             Kind::Missed => format!("坐席 {agent} 振铃未接听（振铃无应答），通话 {call}"),
             Kind::PerBreak => format!("坐席 {agent} {reason} 超时（单次上限 {limit}）"),
@@ -43,8 +44,12 @@ pub fn summary(lang: Language, v: &Violation) -> String {
             Kind::ApprovalExpired => format!("坐席 {agent} 的 {reason} 批准已到期，仍在暂停"),
             Kind::AcwWithoutCall => format!("坐席 {agent} 无通话进入事后工作"),
             Kind::AcwOverrun => format!("坐席 {agent} 事后工作超过 {limit}"),
+            Kind::LateLogin => format!("坐席 {agent} 班次已开始仍未登录（上班后立即登录服务系统），请安排顶岗"),
+            Kind::LeftBeforeRelief => format!("坐席 {agent} 交班人员未到即退出系统（交班人员未到不能离开岗位）"),
+            Kind::NotLoggedOut => format!("坐席 {agent} 下班后未退出系统（下班后终端必须按正常程序退出系统）"),
+            Kind::Discipline(item) => format!("坐席 {agent} 违反现场纪律（{item}），由 {by} 记录"),
         },
-        Language::En => match v.kind {
+        Language::En => match &v.kind {
             Kind::Late => format!("Agent {agent} let call {call} ring past {limit} without answering (answer within 3 rings)"),
             Kind::Missed => format!("Agent {agent} did not answer call {call} (ring, no answer)"),
             Kind::PerBreak => format!("Agent {agent} is over the {reason} limit of {limit}"),
@@ -55,14 +60,19 @@ pub fn summary(lang: Language, v: &Violation) -> String {
             Kind::ApprovalExpired => format!("Agent {agent}'s approval for {reason} has ended; still paused"),
             Kind::AcwWithoutCall => format!("Agent {agent} went into wrap-up without a call"),
             Kind::AcwOverrun => format!("Agent {agent} has been in wrap-up longer than {limit}"),
+            Kind::LateLogin => format!("Agent {agent} has not logged in although the shift has started: arrange cover"),
+            Kind::LeftBeforeRelief => format!("Agent {agent} logged out before the relief arrived"),
+            Kind::NotLoggedOut => format!("Agent {agent} is still logged in after the shift"),
+            Kind::Discipline(item) => format!("Agent {agent}: floor discipline ({item}) recorded by {by}"),
         },
     }
 }
 
-/// The longer text: rule, limit, measured time, points, and who is to act.
+/// The longer text: rule, limit, how long the episode had lasted when raised, points, and
+/// who is to act.
 pub fn description(lang: Language, v: &Violation, lead: Option<&str>) -> String {
     let limit = &v.evidence.limit;
-    let measured = format_duration(v.evidence.measured_ms);
+    let measured = format_duration(v.evidence.raised_after_ms);
     let points = v.points;
     let team = &*v.team;
     match lang {
@@ -72,7 +82,7 @@ pub fn description(lang: Language, v: &Violation, lead: Option<&str>) -> String 
                 |l| format!("组长 {l}（班组 {team}）"),
             );
             format!(
-                "规则 {rule}/{kind}：限值 {limit}，实测 {measured}，发生于 {at}。扣 {points} 分。请{who}立即处理。",
+                "规则 {rule}/{kind}：限值 {limit}，触发时已持续 {measured}，发生于 {at}。扣 {points} 分。请{who}立即处理。",
                 rule = v.rule.as_str(),
                 kind = v.kind.as_str(),
                 at = v.at,
@@ -84,7 +94,7 @@ pub fn description(lang: Language, v: &Violation, lead: Option<&str>) -> String 
                 |l| format!("team lead {l} (team {team})"),
             );
             format!(
-                "Rule {rule}/{kind}: limit {limit}, measured {measured}, at {at}. Demerit points: {points}. For {who} to act now.",
+                "Rule {rule}/{kind}: limit {limit}, raised after {measured}, at {at}. Demerit points: {points}. For {who} to act now.",
                 rule = v.rule.as_str(),
                 kind = v.kind.as_str(),
                 at = v.at,
@@ -106,9 +116,12 @@ mod tests {
     fn every_kind_has_words_in_both_languages() {
         let mut v = late();
         v.reason = Some("break".into());
-        for kind in Kind::ALL {
-            v.kind = kind;
+        let kinds = Kind::ALL
+            .into_iter()
+            .chain([Kind::Discipline("mobile_phone".into())]);
+        for kind in kinds {
             v.rule = kind.rule();
+            v.kind = kind.clone();
             for lang in [Language::Zh, Language::En] {
                 let s = summary(lang, &v);
                 assert!(s.contains("a-0042"), "{kind:?} {lang:?}: {s}");
@@ -127,7 +140,7 @@ mod tests {
         );
         assert_eq!(
             description(Language::En, &v, None),
-            "Rule ring_answer/late: limit 3 rings x 5s = 15s, measured 15s, at \
+            "Rule ring_answer/late: limit 3 rings x 5s = 15s, raised after 15s, at \
              2025-11-28T09:15:17.000Z. Demerit points: 1. For team hotline-1 to act now."
         );
         assert_eq!(Language::from_config("en"), Language::En);

@@ -10,8 +10,8 @@ use foldhash::HashMap;
 
 use jiff::civil::Date;
 
-use super::state::{Agent, Call};
-use super::types::{AppraisalRow, Rule, Violation};
+use super::state::{Agent, Call, Shift};
+use super::types::{AppraisalRow, Violation};
 use crate::event::Id;
 use crate::time::{Calendar, Millis, Period, Timestamp};
 
@@ -38,8 +38,29 @@ pub struct DayKpi {
     pub acw_ms: Millis,
     pub pause_ms: Millis,
     pub break_ms: Millis,
-    pub violations: [u64; 3],
+    /// Violations not waived, by rule (`Rule::index`).
+    #[serde(deserialize_with = "per_rule")]
+    pub violations: [u64; 5],
     pub points: u64,
+    /// The money of those points, each at the rate in force when it was raised.
+    #[serde(default)]
+    pub deduction: f64,
+    #[serde(default)]
+    pub outbound_attempts: u64,
+    #[serde(default)]
+    pub outbound_connected: u64,
+    #[serde(default)]
+    pub sales: u64,
+}
+
+/// Per-rule counts; a checkpoint from before the attendance and discipline rules has three.
+fn per_rule<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u64; 5], D::Error> {
+    let v: Vec<u64> = serde::Deserialize::deserialize(d)?;
+    let mut out = [0; 5];
+    for (o, x) in out.iter_mut().zip(v) {
+        *o = x;
+    }
+    Ok(out)
 }
 
 impl DayKpi {
@@ -51,19 +72,23 @@ impl DayKpi {
         self.acw_ms += o.acw_ms;
         self.pause_ms += o.pause_ms;
         self.break_ms += o.break_ms;
-        for i in 0..3 {
+        for i in 0..5 {
             self.violations[i] += o.violations[i];
         }
         self.points += o.points;
+        self.deduction += o.deduction;
+        self.outbound_attempts += o.outbound_attempts;
+        self.outbound_connected += o.outbound_connected;
+        self.sales += o.sales;
     }
 }
 
-pub fn rule_index(r: Rule) -> usize {
-    match r {
-        Rule::RingAnswer => 0,
-        Rule::BreakOverrun => 1,
-        Rule::UnauthorizedPause => 2,
-    }
+/// Shift items of one agent in a period.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct ShiftSums {
+    shifts: u64,
+    scheduled_ms: Millis,
+    logged_in_ms: Millis,
 }
 
 /// The accumulators of one day, by agent.
@@ -83,6 +108,10 @@ impl Kpis {
             retention,
             days: BTreeMap::new(),
         }
+    }
+
+    pub fn retention(&self) -> KpiRetention {
+        self.retention
     }
 
     fn keeps(&self, date: Date) -> bool {
@@ -136,27 +165,29 @@ impl Kpis {
 }
 
 /// What an appraisal is computed from: the engine's state, or a snapshot of it.
-pub struct AppraisalInput<'a, A, C> {
+pub struct AppraisalInput<'a, A, C, S> {
     /// Kept days, oldest first.
     pub days: &'a [(Date, Arc<DayMap>)],
     pub agents: A,
     pub calls: C,
+    pub shifts: S,
     pub cal: &'a Calendar,
-    pub money_per_point: f64,
 }
 
 /// The appraisal rows of `period`, counting open items up to `end`, leaving out `waived`
-/// violations; sorted by agent. `team_of` names each agent's team.
-pub fn rows<'a, A, C>(
-    input: AppraisalInput<'a, A, C>,
+/// violations (waivers the engine did not see: stores from before waivers were journaled);
+/// sorted by agent. `team_of` names each agent's team.
+pub fn rows<'a, A, C, S>(
+    input: AppraisalInput<'a, A, C, S>,
     period: Period,
     end: Timestamp,
     waived: &[Violation],
     team_of: impl Fn(&Id) -> Id,
 ) -> Vec<AppraisalRow>
 where
-    A: Iterator<Item = &'a Agent>,
+    A: Iterator<Item = &'a Agent> + Clone,
     C: Iterator<Item = &'a Call>,
+    S: Iterator<Item = &'a Shift>,
 {
     let (first, last) = period.date_range();
     let mut sums: HashMap<Id, DayKpi> = HashMap::default();
@@ -177,6 +208,7 @@ where
     // instead of a time-zone conversion (this runs over every agent once a minute).
     let (from, to) = period.bounds(input.cal);
     let in_period = |t: Timestamp| from <= t && t < to;
+    let agents = input.agents.clone();
     // Open items are counted up to `end`, attributed to the period of their start.
     for a in input.agents {
         if let Some(p) = &a.pause {
@@ -204,22 +236,56 @@ where
     for v in waived {
         if in_period(v.at) {
             if let Some(k) = sums.get_mut(&v.agent) {
-                let i = rule_index(v.rule);
+                let i = v.rule.index();
                 k.violations[i] = k.violations[i].saturating_sub(1);
                 k.points = k.points.saturating_sub(u64::from(v.points));
+                k.deduction -= v.deduction;
             }
         }
+    }
+    // Shifts: those that start in the period, before the end; logged-in time up to the end.
+    let mut shift_sums: HashMap<Id, ShiftSums> = HashMap::default();
+    let mut login: HashMap<&Id, Timestamp> = HashMap::default();
+    for s in input.shifts {
+        if !in_period(s.start) || s.start >= end {
+            continue;
+        }
+        if login.is_empty() {
+            login = agents
+                .clone()
+                .filter(|a| a.logged_in)
+                .map(|a| (&a.id, a.login_since))
+                .collect();
+        }
+        let until = s.end.min(end);
+        let open = login
+            .get(&s.agent)
+            .map(|&since| overlap(since, end, s.start, until))
+            .unwrap_or(0);
+        let x = shift_sums.entry(s.agent.clone()).or_default();
+        x.shifts += 1;
+        x.scheduled_ms += until.since(s.start);
+        x.logged_in_ms += (s.logged_in_ms + open).min(until.since(s.start));
+        sums.entry(s.agent.clone()).or_default();
     }
     let label = period.to_string();
     let mut sums: Vec<(Id, DayKpi)> = sums.into_iter().collect();
     sums.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     sums.iter()
-        .map(|(agent, k)| row(agent, &team_of(agent), &label, k, input.money_per_point))
+        .map(|(agent, k)| {
+            let sh = shift_sums.get(agent).cloned().unwrap_or_default();
+            row(agent, &team_of(agent), &label, k, &sh)
+        })
         .collect()
 }
 
+/// The length of `[a0, a1) ∩ [b0, b1)`.
+pub fn overlap(a0: Timestamp, a1: Timestamp, b0: Timestamp, b1: Timestamp) -> Millis {
+    a1.min(b1).since(a0.max(b0)).max(0)
+}
+
 /// Turns summed items into a CSV/JSON row.
-pub fn row(agent: &Id, team: &str, period: &str, k: &DayKpi, money_per_point: f64) -> AppraisalRow {
+fn row(agent: &Id, team: &str, period: &str, k: &DayKpi, sh: &ShiftSums) -> AppraisalRow {
     let secs = |ms: Millis| ms as f64 / 1000.0;
     let talk = secs(k.talk_ms);
     let acw = secs(k.acw_ms);
@@ -240,7 +306,21 @@ pub fn row(agent: &Id, team: &str, period: &str, k: &DayKpi, money_per_point: f6
         violations_ring_answer: k.violations[0],
         violations_break_overrun: k.violations[1],
         violations_unauthorized_pause: k.violations[2],
+        violations_attendance: k.violations[3],
+        violations_discipline: k.violations[4],
+        shifts: sh.shifts,
+        scheduled_seconds: secs(sh.scheduled_ms),
+        logged_in_scheduled_seconds: secs(sh.logged_in_ms),
+        adherence: (sh.scheduled_ms > 0)
+            .then(|| sh.logged_in_ms as f64 / sh.scheduled_ms as f64),
+        outbound_attempts: k.outbound_attempts,
+        outbound_connected: k.outbound_connected,
+        outbound_connect_rate: (k.outbound_attempts > 0)
+            .then(|| k.outbound_connected as f64 / k.outbound_attempts as f64),
+        sales: k.sales,
+        conversion: (k.calls_answered > 0).then(|| k.sales as f64 / k.calls_answered as f64),
         points: k.points,
-        deduction: k.points as f64 * money_per_point,
+        // Rounded to the cent: a sum of products of decimal fractions.
+        deduction: (k.deduction * 100.0).round() / 100.0,
     }
 }

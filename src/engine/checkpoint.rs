@@ -2,8 +2,9 @@
 //! can restart from a checkpoint plus the journal tail instead of replaying months.
 //!
 //! A restored engine behaves exactly like the one that was checkpointed: same future
-//! effects, same violation ids. The rules are not part of a checkpoint: they come from the
-//! config at restore time (a changed config judges only what happens after the restart).
+//! effects, same violation ids. The rulebooks it judged by are part of it (format 2); a
+//! format-1 checkpoint, from before rulebooks were journaled, takes the config's rules as
+//! its only rulebook.
 
 use std::sync::Arc;
 
@@ -11,15 +12,25 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::appraisal::{self, AppraisalInput, DayKpi, DayMap, Kpis};
-use super::state::{Agent, Call, Queue, Timer, TimerKey};
-use super::types::{AppraisalRow, EventRef, Violation};
+use super::record::RulebookVersion;
+use super::state::{Agent, Call, LedgerEntry, Pair, Queue, Shift, Timer, TimerKey};
+use super::types::{AppraisalRow, EventRef, OutboundCounts, Violation};
 use super::{Engine, KpiRetention};
-use crate::config::RulesConfig;
+use crate::config::{RulebookError, RulesConfig};
 use crate::event::Id;
 use crate::time::{Calendar, Period, Timestamp};
 
-/// Format version of [`Checkpoint`]; bumped when its shape changes.
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// Format version of [`Checkpoint`]; bumped when its shape changes. Format 1 (no rulebooks,
+/// shifts, ledger, pairs or closed months) is still read.
+pub const CHECKPOINT_VERSION: u32 = 2;
+
+/// A rulebook as a checkpoint keeps it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SavedRulebook {
+    from: Option<Timestamp>,
+    rulebook: String,
+    digest: Id,
+}
 
 /// The engine's state. Taking one is cheap: agents, calls and days of appraisal
 /// accumulators are shared with the engine until it changes them (see `cow.rs`), so the
@@ -43,6 +54,26 @@ pub struct Checkpoint {
     #[serde(deserialize_with = "days_from_lists")]
     kpis: Vec<(Date, Arc<DayMap>)>,
     current: EventRef,
+    #[serde(default)]
+    rulebooks: Vec<SavedRulebook>,
+    #[serde(default)]
+    shifts: Vec<Arc<Shift>>,
+    #[serde(default)]
+    relief_waits: Vec<((Id, Id), Timestamp)>,
+    #[serde(default)]
+    ledger: Vec<LedgerEntry>,
+    #[serde(default)]
+    ledger_base: u64,
+    #[serde(default)]
+    closed: Vec<(Id, Id)>,
+    #[serde(default)]
+    pairs: Vec<((Id, Id), Arc<Pair>)>,
+    #[serde(default)]
+    outbound_today: Option<(Date, Vec<(Id, OutboundCounts)>)>,
+    /// The rulebook in force, for [`Checkpoint::appraisal`] (not serialized: `rulebooks`
+    /// holds it).
+    #[serde(skip)]
+    in_force: Option<Arc<RulesConfig>>,
 }
 
 /// The serialized form: the fields of [`Checkpoint`] in order, collections sorted.
@@ -61,6 +92,14 @@ struct Sorted<'a> {
     open: &'a [Violation],
     kpis: Vec<(Date, Vec<(&'a Id, &'a DayKpi)>)>,
     current: &'a EventRef,
+    rulebooks: &'a [SavedRulebook],
+    shifts: Vec<&'a Shift>,
+    relief_waits: &'a [((Id, Id), Timestamp)],
+    ledger: &'a [LedgerEntry],
+    ledger_base: u64,
+    closed: &'a [(Id, Id)],
+    pairs: Vec<(&'a (Id, Id), &'a Pair)>,
+    outbound_today: &'a Option<(Date, Vec<(Id, OutboundCounts)>)>,
 }
 
 impl Serialize for Checkpoint {
@@ -80,6 +119,11 @@ impl Serialize for Checkpoint {
                 (*d, v)
             })
             .collect();
+        let mut shifts: Vec<&Shift> = self.shifts.iter().map(|x| &**x).collect();
+        shifts.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let mut pairs: Vec<(&(Id, Id), &Pair)> =
+            self.pairs.iter().map(|(k, p)| (k, &**p)).collect();
+        pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
         Sorted {
             version: self.version,
             clock: self.clock,
@@ -94,6 +138,14 @@ impl Serialize for Checkpoint {
             open: &self.open,
             kpis,
             current: &self.current,
+            rulebooks: &self.rulebooks,
+            shifts,
+            relief_waits: &self.relief_waits,
+            ledger: &self.ledger,
+            ledger_base: self.ledger_base,
+            closed: &self.closed,
+            pairs,
+            outbound_today: &self.outbound_today,
         }
         .serialize(s)
     }
@@ -112,7 +164,7 @@ fn days_from_lists<'de, D: serde::Deserializer<'de>>(
 impl Checkpoint {
     /// The appraisal of `period` in this state, as [`Engine::appraisal`] gives it (the
     /// daemon computes the month-to-date gauges from a checkpoint, off the engine task).
-    /// `rules` must be the engine's: teams from config and the money per point.
+    /// `rules` (for teams) is used only by a checkpoint that was read back rather than taken.
     pub fn appraisal(
         &self,
         rules: &RulesConfig,
@@ -120,6 +172,7 @@ impl Checkpoint {
         end: Timestamp,
         waived: &[Violation],
     ) -> Vec<AppraisalRow> {
+        let rules = self.in_force.as_deref().unwrap_or(rules);
         let cal = Calendar::new(rules.timezone.clone());
         let seen: foldhash::HashMap<&str, &Id> = self
             .agents
@@ -130,8 +183,8 @@ impl Checkpoint {
             days: &self.kpis,
             agents: self.agents.iter().map(|a| &**a),
             calls: self.calls.iter().map(|(_, c)| &**c),
+            shifts: self.shifts.iter().map(|s| &**s),
             cal: &cal,
-            money_per_point: rules.money_per_point,
         };
         appraisal::rows(input, period, end, waived, |a| {
             super::team_of(rules, a, seen.get(a.as_str()).copied())
@@ -141,8 +194,10 @@ impl Checkpoint {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("checkpoint format {found} is not supported (this build reads {CHECKPOINT_VERSION})")]
+    #[error("checkpoint format {found} is not supported (this build reads 1 to {CHECKPOINT_VERSION})")]
     Version { found: u32 },
+    #[error("rulebook {index} of the checkpoint: {error}")]
+    Rulebook { index: usize, error: RulebookError },
 }
 
 impl Engine {
@@ -166,19 +221,63 @@ impl Engine {
             open: self.open.values().cloned().collect(),
             kpis: self.kpis.days(),
             current: self.current.clone(),
+            rulebooks: self
+                .rulebooks
+                .iter()
+                .map(|v| SavedRulebook {
+                    from: v.from,
+                    rulebook: v.rules.rulebook_json(),
+                    digest: v.digest.clone(),
+                })
+                .collect(),
+            shifts: self.shifts.shared_values(),
+            relief_waits: self
+                .relief_waits
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            ledger: self.ledger.iter().cloned().collect(),
+            ledger_base: self.ledger_base,
+            closed: self
+                .closed
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            pairs: self.pairs.snapshot(),
+            outbound_today: self
+                .outbound_today
+                .as_ref()
+                .map(|(d, m)| (*d, m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())),
+            in_force: Some(self.rules.clone()),
         }
     }
 
-    /// An engine in the state of `cp`, judging by `rules` from here on.
+    /// An engine in the state of `cp`, judging by the rulebooks it holds (a format-1
+    /// checkpoint: by `rules`). `rules` also gives the engine limits.
     pub fn restore(
         rules: RulesConfig,
         retention: KpiRetention,
         cp: Checkpoint,
     ) -> Result<Engine, CheckpointError> {
-        if cp.version != CHECKPOINT_VERSION {
+        if !(1..=CHECKPOINT_VERSION).contains(&cp.version) {
             return Err(CheckpointError::Version { found: cp.version });
         }
+        let limits = rules.limits;
         let mut e = Engine::with_retention(rules, retention);
+        if !cp.rulebooks.is_empty() {
+            let mut books = Vec::with_capacity(cp.rulebooks.len());
+            for (index, b) in cp.rulebooks.into_iter().enumerate() {
+                let r = RulesConfig::from_rulebook_json(&b.rulebook, limits)
+                    .map_err(|error| CheckpointError::Rulebook { index, error })?;
+                books.push(RulebookVersion {
+                    from: b.from,
+                    rules: Arc::new(r),
+                    digest: b.digest,
+                });
+            }
+            e.rules = books[books.len() - 1].rules.clone();
+            e.rulebooks = books;
+        }
         e.cal = Calendar::new(e.rules.timezone.clone());
         e.clock = cp.clock;
         e.seqs = cp.seqs.into_iter().collect();
@@ -192,6 +291,26 @@ impl Engine {
         e.open = cp.open.into_iter().map(|v| (v.id, v)).collect();
         e.kpis = Kpis::from_days(retention, cp.kpis);
         e.current = cp.current;
+        for x in &cp.shifts {
+            if let Some(p) = &x.position {
+                e.positions
+                    .entry(p.clone())
+                    .or_default()
+                    .insert((x.start, x.id.clone()));
+            }
+            if x.end_timer.is_some() {
+                e.live_shifts.insert((x.start, x.id.clone()));
+            }
+        }
+        e.shifts = cp.shifts.into_iter().map(|x| (x.id.clone(), x)).collect();
+        e.relief_waits = cp.relief_waits.into_iter().collect();
+        e.ledger = cp.ledger.into_iter().collect();
+        e.ledger_base = cp.ledger_base.max(1);
+        e.closed = cp.closed.into_iter().collect();
+        e.pairs = cp.pairs.into_iter().collect();
+        e.outbound_today = cp
+            .outbound_today
+            .map(|(d, v)| (d, v.into_iter().collect()));
         Ok(e)
     }
 }

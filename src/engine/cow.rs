@@ -60,6 +60,11 @@ impl<K: Eq + Hash + Clone, V: Clone> CowMap<K, V> {
         Arc::make_mut(self.map.entry(k.clone()).or_insert_with(|| Arc::new(f())))
     }
 
+    /// Sets the value of `k` (a snapshot keeps the old one).
+    pub fn insert(&mut self, k: K, v: V) {
+        self.map.insert(k, Arc::new(v));
+    }
+
     pub fn remove<Q>(&mut self, k: &Q) -> Option<Arc<V>>
     where
         K: Borrow<Q>,
@@ -72,7 +77,7 @@ impl<K: Eq + Hash + Clone, V: Clone> CowMap<K, V> {
         self.map.keys()
     }
 
-    pub fn values(&self) -> impl Iterator<Item = &V> {
+    pub fn values(&self) -> impl Iterator<Item = &V> + Clone {
         self.map.values().map(|v| &**v)
     }
 

@@ -22,16 +22,21 @@
 //! never produced by iterating a hash map.
 
 mod appraisal;
+mod attendance;
 mod checkpoint;
 mod cow;
+mod outbound;
+mod record;
 mod state;
 mod types;
 
 pub use appraisal::KpiRetention;
 pub use checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_VERSION};
+pub use record::{Refusal, RulebookVersion};
 pub use types::*;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 // A fast hash with per-process random seeds: ids come from outside, so keep it keyed.
 use foldhash::HashMap;
@@ -42,12 +47,12 @@ use crate::event::{
 };
 use crate::time::{format_duration, Calendar, Millis, Period, Timestamp};
 
-use appraisal::{rule_index, Kpis};
+use appraisal::Kpis;
 use cow::CowMap;
 use state::*;
 
 /// What `handle_event` did with an event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Applied {
     /// Applied at `at` (the event's `ts`, or the engine clock if that was later: `late`).
     Applied { at: Timestamp, late: bool },
@@ -56,6 +61,12 @@ pub enum Applied {
     /// Applying it would have made the engine track more than a limit allows: refused,
     /// nothing changed (not the clock, not the highest `seq`).
     Refused(Limit),
+    /// Refused by the record's rules (an unknown discipline item, a waiver of an unknown or
+    /// closed-month violation, ...): the deadlines before its time fired and the clock moved
+    /// to `at`, but nothing else changed and its `seq` is not recorded as seen. It is kept in
+    /// the journal like an applied event, so that a replay of the journal moves the clock
+    /// the same way.
+    Rejected { at: Timestamp, refusal: Refusal },
 }
 
 /// An engine limit (`[limits]`, [`EngineLimits`]) that refused an event.
@@ -128,8 +139,10 @@ const APPROVAL_KEEP: Millis = 24 * 3_600_000;
 
 /// The rules engine. See the module doc for its contract.
 pub struct Engine {
-    rules: RulesConfig,
-    ring_limit: Millis,
+    /// The rulebook in force (the last of `rulebooks`).
+    rules: Arc<RulesConfig>,
+    /// Every rulebook judged by, oldest first; episodes name theirs by index.
+    rulebooks: Vec<RulebookVersion>,
     cal: Calendar,
     clock: Option<Timestamp>,
     seqs: HashMap<Id, u64>,
@@ -144,6 +157,26 @@ pub struct Engine {
     kpis: Kpis,
     /// The event being applied, for evidence.
     current: EventRef,
+    /// Shifts by id (rule `attendance`); ended ones are kept as long as the appraisal
+    /// accumulators are.
+    shifts: CowMap<Id, Shift>,
+    /// Shifts by position and start, for relief lookups (derived from `shifts`).
+    positions: BTreeMap<Id, BTreeSet<(Timestamp, Id)>>,
+    /// Shifts whose end has not passed, by start (derived from `shifts`).
+    live_shifts: BTreeSet<(Timestamp, Id)>,
+    /// Shifts waiting for their relief to log in: (relief agent, shift) → the relief
+    /// shift's end, after which a login no longer releases.
+    relief_waits: BTreeMap<(Id, Id), Timestamp>,
+    /// What may still be waived: the violations raised within the retention, by id from
+    /// `ledger_base` on.
+    ledger: VecDeque<LedgerEntry>,
+    ledger_base: u64,
+    /// Closed months (`YYYY-MM`) with their statement digest.
+    closed: BTreeMap<Id, Id>,
+    /// Outbound and dispositioned (call, agent) pairs.
+    pairs: CowMap<(Id, Id), Pair>,
+    /// Today's outbound counters per team (the day of the engine clock).
+    outbound_today: Option<(jiff::civil::Date, BTreeMap<Id, OutboundCounts>)>,
 }
 
 impl Engine {
@@ -154,8 +187,13 @@ impl Engine {
 
     pub fn with_retention(rules: RulesConfig, retention: KpiRetention) -> Engine {
         let cal = Calendar::new(rules.timezone.clone());
+        let rules = Arc::new(rules);
         Engine {
-            ring_limit: rules.ring_answer.limit(),
+            rulebooks: vec![RulebookVersion {
+                from: None,
+                digest: Id::from(rules.rulebook_digest()),
+                rules: rules.clone(),
+            }],
             rules,
             cal,
             clock: None,
@@ -176,6 +214,15 @@ impl Engine {
                 id: None,
                 event_type: TypeName(""),
             },
+            shifts: CowMap::default(),
+            positions: BTreeMap::new(),
+            live_shifts: BTreeSet::new(),
+            relief_waits: BTreeMap::new(),
+            ledger: VecDeque::new(),
+            ledger_base: 1,
+            closed: BTreeMap::new(),
+            pairs: CowMap::default(),
+            outbound_today: None,
         }
     }
 
@@ -188,6 +235,19 @@ impl Engine {
         self.clock
     }
 
+    /// The rulebook of index `rb` (an episode's), or the one in force.
+    fn rb(&self, rb: u32) -> &RulesConfig {
+        self.rulebooks
+            .get(rb as usize)
+            .map(|v| &*v.rules)
+            .unwrap_or(&self.rules)
+    }
+
+    /// The index of the rulebook in force.
+    fn rb_now(&self) -> u32 {
+        (self.rulebooks.len() - 1) as u32
+    }
+
     /// Applies one event from `source`; effects are appended to `out` in order.
     pub fn handle_event(&mut self, source: &str, ev: &Event, out: &mut Vec<Effect>) -> Applied {
         if let Some(seq) = ev.seq {
@@ -198,20 +258,25 @@ impl Engine {
         if let Err(limit) = self.check_limits(&ev.body) {
             return Applied::Refused(limit);
         }
+        if let Body::Rulebook { rulebook, digest } = &ev.body {
+            // A rulebook never moves the engine clock: it takes effect at the clock.
+            let at = self.clock.unwrap_or(ev.ts);
+            if let Err(refusal) = self.apply_rulebook(rulebook, digest, out) {
+                return Applied::Rejected { at, refusal };
+            }
+            self.note_seq(source, ev.seq);
+            return Applied::Applied { at, late: false };
+        }
         let (t, late) = match self.clock {
             Some(c) if ev.ts < c => (c, true),
             _ => (ev.ts, false),
         };
         self.fire_until(t, out);
         self.set_clock(t);
-        if let Some(seq) = ev.seq {
-            match self.seqs.get_mut(source) {
-                Some(h) => *h = seq,
-                None => {
-                    self.seqs.insert(Id::from(source), seq);
-                }
-            }
+        if let Err(refusal) = self.check_record(&ev.body) {
+            return Applied::Rejected { at: t, refusal };
         }
+        self.note_seq(source, ev.seq);
         // The source name rarely changes between events; keep its copy.
         if self.current.source.as_deref() != Some(source) {
             self.current.source = Some(Id::from(source));
@@ -227,6 +292,18 @@ impl Engine {
         Applied::Applied { at: t, late }
     }
 
+    /// Records `seq` as the highest processed from `source`.
+    fn note_seq(&mut self, source: &str, seq: Option<u64>) {
+        if let Some(seq) = seq {
+            match self.seqs.get_mut(source) {
+                Some(h) => *h = seq,
+                None => {
+                    self.seqs.insert(Id::from(source), seq);
+                }
+            }
+        }
+    }
+
     /// Whether applying `body` keeps the agents, calls and queues tracked within
     /// `rules.limits`. Counts what the event could add, before anything changes; a
     /// snapshot replaces the calls, so only its own calls count.
@@ -239,11 +316,28 @@ impl Engine {
         let known_queue = |call: &Id| self.calls.get(call).and_then(|c| c.queue.as_ref());
         let new_queue =
             |q: Option<&Id>| usize::from(q.is_some_and(|q| !self.queues.contains_key(q)));
+        // A pair that is neither dialed nor dispositioned yet is new state too.
+        if let Body::CallDisposition { call, agent, .. } | Body::CallDialing { call, agent, .. } =
+            body
+        {
+            let key = (call.clone(), agent.clone());
+            if !self.pairs.contains_key(&key) && self.pairs.len() >= limits.max_calls {
+                return Err(Limit::Calls);
+            }
+        }
         let (agents, calls, queues) = match body {
             Body::AgentLogin { agent, .. }
             | Body::AgentState { agent, .. }
-            | Body::ApprovalGranted { agent, .. } => (new_agent(agent), 0, 0),
-            Body::AgentLogout { .. } => (0, 0, 0),
+            | Body::ApprovalGranted { agent, .. }
+            | Body::ShiftScheduled { agent, .. }
+            | Body::DemeritRecorded { agent, .. } => (new_agent(agent), 0, 0),
+            Body::AgentLogout { .. }
+            | Body::ShiftCancelled { .. }
+            | Body::ViolationWaiver { .. }
+            | Body::PeriodClosed { .. }
+            | Body::Rulebook { .. } => (0, 0, 0),
+            // A disposition names a pair, not a live call.
+            Body::CallDisposition { agent, .. } => (new_agent(agent), 0, 0),
             Body::CallQueued { call, queue } => (0, new_call(call), new_queue(Some(queue))),
             Body::CallRinging { call, agent, queue } => (
                 new_agent(agent),
@@ -442,8 +536,8 @@ impl Engine {
             days: &days,
             agents: self.agents.values(),
             calls: self.calls.values(),
+            shifts: self.shifts.values(),
             cal: &self.cal,
-            money_per_point: self.rules.money_per_point,
         };
         appraisal::rows(input, period, end, waived, |a| self.team_of(a))
     }
@@ -458,6 +552,7 @@ impl Engine {
         if new_day {
             let today = self.cal.day(t).date;
             self.kpis.prune(today);
+            self.prune_record(t, today);
         }
     }
 
@@ -498,23 +593,16 @@ impl Engine {
                 if ep.late.is_some() {
                     return;
                 }
-                let rc = &self.rules.ring_answer;
+                let rc = &self.rb(ep.rb).ring_answer;
                 let limit = format!(
                     "{} rings x {} = {}",
                     rc.rings,
                     format_duration(rc.ring_cycle),
-                    format_duration(self.ring_limit)
+                    format_duration(rc.limit())
                 );
-                let f = Finding {
-                    kind: Kind::Late,
-                    call: Some(call.clone()),
-                    reason: None,
-                    start: ep.start,
-                    started_by: ep.started_by.clone(),
-                    limit_ms: self.ring_limit,
-                    limit,
-                };
-                let id = self.raise(&agent, f, d, now, Holder::Ring, out);
+                let f = Finding::new(Kind::Late, ep.start, ep.started_by.clone(), rc.limit(), limit)
+                    .call(call.clone());
+                let id = self.raise(&agent, f, d, now, Holder::Other, out);
                 if let Some(ep) = self
                     .calls
                     .get_mut(&call)
@@ -540,7 +628,7 @@ impl Engine {
                 let Some(p) = self.pause_of(&agent, episode) else {
                     return;
                 };
-                let allowance = self.rules.break_overrun.daily_allowance;
+                let allowance = self.rb(p.rb).break_overrun.daily_allowance;
                 let limit = format!("daily break allowance {}", format_duration(allowance));
                 let f = Finding::pause(p, Kind::DailyAllowance, allowance, limit);
                 self.raise(&agent, f, d, now, Holder::Pause, out);
@@ -555,11 +643,12 @@ impl Engine {
                 let Some(p) = self.pause_of(&agent, episode) else {
                     return;
                 };
-                let grace = self.rules.unauthorized_pause.grace;
+                let rules = self.rb(p.rb);
+                let grace = rules.unauthorized_pause.grace;
                 let kind = if p.reason.is_empty() {
                     Kind::NoReason
                 } else {
-                    match self.rules.reasons.get(p.reason.as_str()) {
+                    match rules.reasons.get(p.reason.as_str()) {
                         None => Kind::UnknownReason,
                         Some(r) if r.approval => match self.cover_end(&agent, &p.reason, d) {
                             None => Kind::Unapproved,
@@ -590,7 +679,7 @@ impl Engine {
                             p,
                             Kind::ApprovalExpired,
                             d.since(p.start),
-                            format!("approval ended at {d}"),
+                            format!("covered by approvals until {d}"),
                         );
                         self.raise(&agent, f, d, now, Holder::Pause, out);
                     }
@@ -603,19 +692,23 @@ impl Engine {
                 if w.linked {
                     return;
                 }
-                let link = self.rules.unauthorized_pause.acw_link;
+                let up = &self.rb(w.rb).unauthorized_pause;
                 let limit = format!(
-                    "no call.ended within {} before wrap-up",
-                    format_duration(link)
+                    "wrap-up without a call.ended within {} before it, for longer than the grace {}",
+                    format_duration(up.acw_link),
+                    format_duration(up.grace)
                 );
-                let f = Finding::acw(w, Kind::AcwWithoutCall, link, limit);
+                let f = Finding::acw(w, Kind::AcwWithoutCall, up.grace, limit);
                 self.raise(&agent, f, d, now, Holder::Acw, out);
             }
+            Timer::ShiftLogin { shift } => self.fire_shift_login(&shift, d, now, out),
+            Timer::ShiftEnd { shift } => self.fire_shift_end(&shift, d, out),
+            Timer::ShiftLogout { shift } => self.fire_shift_logout(&shift, d, now, out),
             Timer::AcwOverrun { agent, episode } => {
                 let Some(w) = self.acw_of(&agent, episode) else {
                     return;
                 };
-                let max = self.rules.unauthorized_pause.acw_max;
+                let max = self.rb(w.rb).unauthorized_pause.acw_max;
                 let limit = format!("wrap-up max {}", format_duration(max));
                 let f = Finding::acw(w, Kind::AcwOverrun, max, limit);
                 self.raise(&agent, f, d, now, Holder::Acw, out);
@@ -674,11 +767,18 @@ impl Engine {
         out: &mut Vec<Effect>,
     ) -> u64 {
         let rule = f.kind.rule();
-        let points = match rule {
-            Rule::RingAnswer => self.rules.ring_answer.points,
-            Rule::BreakOverrun => self.rules.break_overrun.points,
-            Rule::UnauthorizedPause => self.rules.unauthorized_pause.points,
-        };
+        // The points and money in force when raised.
+        let r = &self.rules;
+        let points = f.points.unwrap_or(match &f.kind {
+            Kind::Late | Kind::Missed => r.ring_answer.points,
+            Kind::PerBreak | Kind::DailyAllowance => r.break_overrun.points,
+            Kind::LateLogin => r.attendance.points.late_login,
+            Kind::LeftBeforeRelief => r.attendance.points.left_before_relief,
+            Kind::NotLoggedOut => r.attendance.points.not_logged_out,
+            Kind::Discipline(_) => 0,
+            _ => r.unauthorized_pause.points,
+        });
+        let deduction = f64::from(points) * r.money_per_point;
         let id = self.next_violation;
         self.next_violation += 1;
         let v = Violation {
@@ -691,26 +791,34 @@ impl Engine {
             reason: f.reason,
             at,
             points,
+            deduction,
             detected_at,
             evidence: Evidence {
                 started_by: f.started_by,
                 ended_by: None,
                 limit_ms: f.limit_ms,
                 limit: f.limit,
-                measured_ms: at.since(f.start),
+                raised_after_ms: at.since(f.start),
+                lasted_ms: None,
+                recorded_by: f.recorded_by,
+                note: f.note,
+                shift: f.shift,
+                relief: f.relief,
             },
         };
         let date = self.cal.day(at).date;
         if let Some(k) = self.kpis.entry(date, agent) {
-            k.violations[rule_index(rule)] += 1;
+            k.violations[rule.index()] += 1;
             k.points += u64::from(points);
+            k.deduction += deduction;
         }
+        self.ledger_push(&v);
         if let Some(a) = self.agents.get_mut(agent) {
             a.open_violations += 1;
             match holder {
                 Holder::Pause => a.pause.iter_mut().for_each(|p| p.violations.push(id)),
                 Holder::Acw => a.acw.iter_mut().for_each(|w| w.violations.push(id)),
-                Holder::Ring => {}
+                Holder::Other => {}
             }
         }
         self.open.insert(id, v.clone());
@@ -718,16 +826,20 @@ impl Engine {
         id
     }
 
+    /// Clears the open violations `ids` at `at`: their episode ended there.
     fn clear(&mut self, ids: &[u64], at: Timestamp, out: &mut Vec<Effect>) {
         for &id in ids {
             if let Some(v) = self.open.remove(&id) {
                 if let Some(a) = self.agents.get_mut(&v.agent) {
                     a.open_violations = a.open_violations.saturating_sub(1);
                 }
+                // The episode started `raised_after_ms` before the violation's `at`.
+                let start = v.at.plus(-v.evidence.raised_after_ms);
                 out.push(Effect::Cleared {
                     id,
                     at,
                     ended_by: self.current.clone(),
+                    lasted_ms: at.since(start).max(0),
                 });
             }
         }
@@ -764,6 +876,8 @@ impl Engine {
             Body::AgentLogout { agent } => {
                 self.end_rings_of_agent(agent, t, out);
                 if self.agents.get(agent).is_some_and(|a| a.logged_in) {
+                    // Judged on the floor as it was just before the logout.
+                    self.check_left_before_relief(agent, t, out);
                     self.end_presence(agent, t, out);
                     if let Some(a) = self.agents.get_mut(agent) {
                         a.logged_in = false;
@@ -771,6 +885,7 @@ impl Engine {
                         a.reason = Id::default();
                         a.presence_since = t;
                     }
+                    self.on_logout(agent, t, out);
                 }
                 self.touch(agent, t, out);
             }
@@ -815,6 +930,7 @@ impl Engine {
                 self.end_rings_of_call(call, None, Some(agent), t, out);
                 self.queue_answered(call, t, out);
                 self.open_leg(call, agent, t);
+                self.answered_pair(call, agent, t, out);
                 self.touch(agent, t, out);
             }
             Body::CallNoAnswer { call, agent } => {
@@ -825,20 +941,22 @@ impl Engine {
                     return;
                 };
                 let ep = c.rings.remove(i);
-                let limit = self.ring_limit;
+                let limit = self.rb(ep.rb).ring_answer.limit();
                 self.ring_ended(call, ep.clone(), t, out);
                 if ep.late.is_none() {
-                    let f = Finding {
-                        kind: Kind::Missed,
-                        call: Some(call.clone()),
-                        reason: None,
-                        start: ep.start,
-                        started_by: ep.started_by,
-                        limit_ms: limit,
-                        limit: format!("ring-no-answer within {}", format_duration(limit)),
-                    };
+                    let f = Finding::new(
+                        Kind::Missed,
+                        ep.start,
+                        ep.started_by,
+                        0,
+                        format!(
+                            "ring-no-answer (the platform took the call away) within {}",
+                            format_duration(limit)
+                        ),
+                    )
+                    .call(call.clone());
                     // One-shot: the ring episode has already ended.
-                    let id = self.raise(agent, f, t, t, Holder::Ring, out);
+                    let id = self.raise(agent, f, t, t, Holder::Other, out);
                     self.clear(&[id], t, out);
                 }
                 self.forget_call_if_idle(call);
@@ -851,11 +969,12 @@ impl Engine {
                 self.queue_abandoned(call, t, out);
                 self.forget_call_if_idle(call);
             }
-            Body::CallDialing { call, queue, .. } => {
+            Body::CallDialing { call, queue, agent } => {
                 let c = self.calls.get_or_insert_with(call, Call::default);
                 if c.queue.is_none() {
                     c.queue.clone_from(queue);
                 }
+                self.dialed(call, agent, t, out);
             }
             Body::CallEnded { call, agent } => {
                 if !self.calls.contains_key(call) {
@@ -896,6 +1015,49 @@ impl Engine {
                 });
             }
             Body::Snapshot { agents, calls } => self.apply_snapshot(t, agents, calls, out),
+            Body::ShiftScheduled {
+                shift,
+                agent,
+                start,
+                end,
+                position,
+                team,
+            } => {
+                let a = self.agent_mut(agent, t);
+                if team.is_some() {
+                    a.team_seen.clone_from(team);
+                }
+                self.schedule_shift(shift, agent, *start, *end, position, t, out);
+                self.touch(agent, t, out);
+            }
+            Body::ShiftCancelled { shift } => self.cancel_shift(shift, out),
+            Body::CallDisposition { call, agent, code } => {
+                self.disposition(call, agent, code, t, out)
+            }
+            Body::DemeritRecorded {
+                agent,
+                item,
+                by,
+                points,
+                note,
+            } => self.record_demerit(agent, item, by, *points, note, t, out),
+            Body::ViolationWaiver {
+                violation,
+                waived,
+                by,
+                why,
+            } => self.waiver(*violation, *waived, by, why, t, out),
+            Body::PeriodClosed { period, by, digest } => {
+                self.closed.insert(period.clone(), digest.clone());
+                out.push(Effect::PeriodClosed {
+                    period: period.clone(),
+                    at: t,
+                    by: by.clone(),
+                    digest: digest.clone(),
+                });
+            }
+            // Applied in `handle_event`: it never moves the clock.
+            Body::Rulebook { .. } => {}
         }
     }
 
@@ -941,6 +1103,7 @@ impl Engine {
         let Some(a) = self.agents.get_mut(agent) else {
             return;
         };
+        let was_in = a.logged_in;
         a.logged_in = true;
         a.presence = Some(st);
         a.reason = reason.clone();
@@ -949,6 +1112,9 @@ impl Engine {
             PresenceState::NotReady => self.start_pause(agent, reason, start),
             PresenceState::Acw => self.start_acw(agent, start, false),
             PresenceState::Ready => {}
+        }
+        if !was_in {
+            self.on_login(agent, t, out);
         }
     }
 
@@ -994,6 +1160,7 @@ impl Engine {
     fn start_pause(&mut self, agent: &Id, reason: Id, s: Timestamp) {
         self.episode_ids += 1;
         let episode = self.episode_ids;
+        let rb = self.rb_now();
         let rule = if reason.is_empty() {
             None
         } else {
@@ -1021,6 +1188,7 @@ impl Engine {
         if let Some(a) = self.agents.get_mut(agent) {
             a.pause = Some(Box::new(PauseEpisode {
                 id: episode,
+                rb,
                 reason,
                 start: s,
                 started_by,
@@ -1030,7 +1198,8 @@ impl Engine {
             }));
         }
         if allowance {
-            if let Some(key) = self.allowance_deadline(agent, s).map(|(d, day)| {
+            let allowance = self.rules.break_overrun.daily_allowance;
+            if let Some(key) = self.allowance_deadline(agent, s, allowance).map(|(d, day)| {
                 self.set_timer(
                     d,
                     Timer::DailyAllowance {
@@ -1065,8 +1234,8 @@ impl Engine {
         &mut self,
         agent: &Id,
         from: Timestamp,
+        allowance: Millis,
     ) -> Option<(Timestamp, jiff::civil::Date)> {
-        let allowance = self.rules.break_overrun.daily_allowance;
         let a = self.agents.get(agent)?;
         let (used_day, used, violated) = (a.allowance_day, a.allowance_used, a.allowance_violated);
         let mut x = from;
@@ -1086,7 +1255,11 @@ impl Engine {
     }
 
     fn set_allowance_timer(&mut self, agent: &Id, episode: u64, from: Timestamp) {
-        if let Some((d, day)) = self.allowance_deadline(agent, from) {
+        let Some(rb) = self.pause_of(agent, episode).map(|p| p.rb) else {
+            return;
+        };
+        let allowance = self.rb(rb).break_overrun.daily_allowance;
+        if let Some((d, day)) = self.allowance_deadline(agent, from, allowance) {
             let key = self.set_timer(
                 d,
                 Timer::DailyAllowance {
@@ -1104,6 +1277,7 @@ impl Engine {
     fn start_acw(&mut self, agent: &Id, s: Timestamp, from_snapshot: bool) {
         self.episode_ids += 1;
         let episode = self.episode_ids;
+        let rb = self.rb_now();
         let link = self.rules.unauthorized_pause.acw_link;
         let grace = self.rules.unauthorized_pause.grace;
         let acw_max = self.rules.unauthorized_pause.acw_max;
@@ -1136,6 +1310,7 @@ impl Engine {
         if let Some(a) = self.agents.get_mut(agent) {
             a.acw = Some(Box::new(AcwEpisode {
                 id: episode,
+                rb,
                 start: s,
                 started_by,
                 linked,
@@ -1170,7 +1345,8 @@ impl Engine {
     // ---- ring episodes and legs ----
 
     fn start_ring(&mut self, call: &Id, agent: &Id, t: Timestamp, out: &mut Vec<Effect>) {
-        let limit = self.ring_limit;
+        let limit = self.rules.ring_answer.limit();
+        let rb = self.rb_now();
         let key = self.set_timer(
             t.plus(limit),
             Timer::RingLate {
@@ -1180,6 +1356,7 @@ impl Engine {
         );
         let ep = RingEpisode {
             agent: agent.clone(),
+            rb,
             start: t,
             started_by: self.current.clone(),
             timer: key,
@@ -1240,7 +1417,9 @@ impl Engine {
             }
         });
         for ep in ended {
-            if answered_by == Some(&ep.agent) && t.since(ep.start) <= self.ring_limit {
+            if answered_by == Some(&ep.agent)
+                && t.since(ep.start) <= self.rb(ep.rb).ring_answer.limit()
+            {
                 let date = self.cal.day(ep.start).date;
                 if let Some(k) = self.kpis.entry(date, &ep.agent) {
                     k.answered_within_rings += 1;
@@ -1307,8 +1486,13 @@ impl Engine {
             if let Some(k) = self.kpis.entry(date, &leg.agent) {
                 k.talk_ms += t.since(leg.open).max(0);
             }
+            let mut last_leg = false;
             if let Some(a) = self.agents.get_mut(&leg.agent) {
                 a.legs.retain(|x| x != call);
+                last_leg = a.legs.is_empty();
+            }
+            if last_leg {
+                self.on_last_leg_closed(&leg.agent, t);
             }
             agents.push(leg.agent);
         }
@@ -1452,6 +1636,7 @@ impl Engine {
                 a.reason = Id::default();
                 a.presence_since = t;
             }
+            self.on_logout(&id, t, out);
             self.touch(&id, t, out);
         }
         for sa in agents {
@@ -1460,6 +1645,7 @@ impl Engine {
             if sa.team.is_some() {
                 a.team_seen.clone_from(&sa.team);
             }
+            let was_in = a.logged_in;
             let same = a.logged_in && a.presence == Some(sa.presence) && a.reason == sa.reason;
             if !same {
                 self.end_presence(&sa.agent, t, out);
@@ -1476,6 +1662,9 @@ impl Engine {
                     PresenceState::Acw => self.start_acw(&sa.agent, since, true),
                     PresenceState::Ready => {}
                 }
+            }
+            if !was_in {
+                self.on_login(&sa.agent, t, out);
             }
             self.touch(&sa.agent, t, out);
         }
@@ -1548,39 +1737,60 @@ struct Finding {
     started_by: EventRef,
     limit_ms: Millis,
     limit: String,
+    /// Points given by the event (floor discipline); else the rule's points in force.
+    points: Option<u32>,
+    recorded_by: Option<Id>,
+    note: Option<Id>,
+    shift: Option<Id>,
+    relief: Option<Relief>,
 }
 
 impl Finding {
-    /// A finding on a pause episode; its reason is reported unless it is empty.
-    fn pause(p: &PauseEpisode, kind: Kind, limit_ms: Millis, limit: String) -> Finding {
-        Finding {
-            kind,
-            call: None,
-            reason: (!p.reason.is_empty()).then(|| p.reason.clone()),
-            start: p.start,
-            started_by: p.started_by.clone(),
-            limit_ms,
-            limit,
-        }
-    }
-
-    fn acw(w: &AcwEpisode, kind: Kind, limit_ms: Millis, limit: String) -> Finding {
+    fn new(
+        kind: Kind,
+        start: Timestamp,
+        started_by: EventRef,
+        limit_ms: Millis,
+        limit: String,
+    ) -> Finding {
         Finding {
             kind,
             call: None,
             reason: None,
-            start: w.start,
-            started_by: w.started_by.clone(),
+            start,
+            started_by,
             limit_ms,
             limit,
+            points: None,
+            recorded_by: None,
+            note: None,
+            shift: None,
+            relief: None,
         }
+    }
+
+    fn call(mut self, call: Id) -> Finding {
+        self.call = Some(call);
+        self
+    }
+
+    /// A finding on a pause episode; its reason is reported unless it is empty.
+    fn pause(p: &PauseEpisode, kind: Kind, limit_ms: Millis, limit: String) -> Finding {
+        let mut f = Finding::new(kind, p.start, p.started_by.clone(), limit_ms, limit);
+        f.reason = (!p.reason.is_empty()).then(|| p.reason.clone());
+        f
+    }
+
+    fn acw(w: &AcwEpisode, kind: Kind, limit_ms: Millis, limit: String) -> Finding {
+        Finding::new(kind, w.start, w.started_by.clone(), limit_ms, limit)
     }
 }
 
 /// The episode a violation belongs to (cleared when it ends).
 #[derive(Clone, Copy)]
 enum Holder {
-    Ring,
+    /// Ring episodes, shifts and one-shot kinds keep their own ids.
+    Other,
     Pause,
     Acw,
 }

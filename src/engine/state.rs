@@ -47,11 +47,26 @@ pub enum Timer {
         agent: Id,
         episode: u64,
     },
+    /// `late_login`: the shift's agent must be logged in by start + `login_grace`.
+    ShiftLogin {
+        shift: Id,
+    },
+    /// The shift's end: the relief is looked up and the release found.
+    ShiftEnd {
+        shift: Id,
+    },
+    /// `not_logged_out`: the release + `logout_grace`.
+    ShiftLogout {
+        shift: Id,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PauseEpisode {
     pub id: u64,
+    /// The rulebook in force when it started (index into the engine's rulebooks).
+    #[serde(default)]
+    pub rb: u32,
     pub reason: Id,
     pub start: Timestamp,
     pub started_by: EventRef,
@@ -65,6 +80,9 @@ pub struct PauseEpisode {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AcwEpisode {
     pub id: u64,
+    /// The rulebook in force when it started.
+    #[serde(default)]
+    pub rb: u32,
     pub start: Timestamp,
     pub started_by: EventRef,
     /// A `call.ended` of the agent lies in `[start - acw_link, start]` (or the episode came
@@ -109,7 +127,22 @@ pub struct Agent {
     pub effective_since: Timestamp,
     pub last_effective: Option<super::types::EffectiveState>,
     pub open_violations: u32,
+    /// Since when the agent is logged in (meaningful while `logged_in`).
+    #[serde(default)]
+    pub login_since: Timestamp,
+    /// Login stretches `[from, to)` that ended within the last [`RECENT_LOGINS_KEEP`], for
+    /// a shift planned after it started (its logged-in time counts them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_logins: Vec<(Timestamp, Timestamp)>,
+    /// The agent's shifts that are kept (ids), in no particular order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shifts: Vec<Id>,
 }
+
+/// How long ended login stretches are kept for shifts planned late.
+pub const RECENT_LOGINS_KEEP: Millis = 48 * 3_600_000;
+/// At most this many recent login stretches per agent.
+pub const RECENT_LOGINS_MAX: usize = 16;
 
 impl Agent {
     pub fn new(id: Id, now: Timestamp) -> Agent {
@@ -133,6 +166,9 @@ impl Agent {
             effective_since: now,
             last_effective: None,
             open_violations: 0,
+            login_since: now,
+            recent_logins: Vec::new(),
+            shifts: Vec::new(),
         }
     }
 }
@@ -140,6 +176,9 @@ impl Agent {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RingEpisode {
     pub agent: Id,
+    /// The rulebook in force when it started.
+    #[serde(default)]
+    pub rb: u32,
     pub start: Timestamp,
     pub started_by: EventRef,
     pub timer: TimerKey,
@@ -185,3 +224,77 @@ pub struct Queue {
 
 /// How long the sliding window of floor KPIs is.
 pub const WINDOW: Millis = 15 * 60_000;
+
+/// Where a shift's `not_logged_out` check stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum LogoutCheck {
+    /// Before the end.
+    Pending,
+    /// At the end the relief (agent, whose shift ends at `until`) was not logged in: the
+    /// release is the relief's login, if it comes before `until`.
+    AwaitingRelief { relief: Id, until: Timestamp },
+    /// Released at `release`; the check runs at the timer.
+    Armed { release: Timestamp, timer: TimerKey },
+    /// The agent was on a call at the check: it runs again once the last leg closes.
+    AwaitingCallEnd { release: Timestamp },
+    /// Nothing more to check.
+    Done,
+}
+
+/// A planned shift (rule `attendance`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Shift {
+    pub id: Id,
+    pub agent: Id,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub position: Option<Id>,
+    /// The event that (re)scheduled it, for evidence.
+    pub scheduled_by: EventRef,
+    /// The `late_login` deadline, while armed.
+    pub login_timer: Option<TimerKey>,
+    /// The end deadline, while armed.
+    pub end_timer: Option<TimerKey>,
+    pub logout: LogoutCheck,
+    /// Kinds already raised for this shift (each at most once): late_login,
+    /// left_before_relief, not_logged_out.
+    pub raised: [bool; 3],
+    /// Violations of this shift not yet cleared (a late login clears at the login, a
+    /// missing logout at the logout).
+    pub open: Vec<u64>,
+    /// Logged-in time inside the shift over login stretches that have ended.
+    pub logged_in_ms: Millis,
+    /// The first login inside the shift and the last logout after its start, for the
+    /// schedule API.
+    pub first_login: Option<Timestamp>,
+    pub last_logout: Option<Timestamp>,
+}
+
+/// What the engine keeps of a raised violation while it may still be waived: enough to
+/// refuse a bad waiver and to move its points in and out of the appraisal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub at: Timestamp,
+    pub agent: Id,
+    pub rule: super::types::Rule,
+    pub points: u32,
+    /// points × the money per point in force when raised.
+    pub deduction: f64,
+    pub waived: bool,
+}
+
+/// An outbound (dialed) or dispositioned (call, agent) pair.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Pair {
+    /// The first `call.dialing` of the agent for the call.
+    pub dialed: Option<Timestamp>,
+    /// The agent answered a leg of the call after dialing it.
+    pub connected: bool,
+    /// The latest disposition: its time and whether its code is a sale.
+    pub disposition: Option<(Timestamp, Id, bool)>,
+    /// The last time anything happened to the pair (pairs are forgotten a while after).
+    pub touched: Timestamp,
+}
+
+/// How long a (call, agent) pair is remembered after its last event, for late dispositions.
+pub const PAIR_KEEP: Millis = 48 * 3_600_000;

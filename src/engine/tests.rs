@@ -87,7 +87,7 @@ impl Sim {
         self.effects
             .iter()
             .filter_map(|e| match e {
-                Effect::Violation(v) => Some((v.kind, v.at.0 - T0)),
+                Effect::Violation(v) => Some((v.kind.clone(), v.at.0 - T0)),
                 _ => None,
             })
             .collect()
@@ -630,7 +630,7 @@ fn snapshot_episodes_continue_from_since() {
     s.advance(10 * M + 1);
     // b's break since 1 ms after the epoch implies its per-break overrun; c1's ring since
     // then implies a late answer.
-    let kinds: Vec<Kind> = s.violations().iter().map(|v| v.0).collect();
+    let kinds: Vec<Kind> = s.violations().iter().map(|v| v.0.clone()).collect();
     assert!(kinds.contains(&Kind::Late), "{kinds:?}");
     assert_eq!(kinds.iter().filter(|k| **k == Kind::PerBreak).count(), 1);
     s.advance(15 * M + 1);

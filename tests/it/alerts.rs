@@ -45,6 +45,7 @@ fn daemon_config(am: Option<&str>) -> Config {
         lead: Some("zhang.wei".into()),
         supervisor: Some("li.na".into()),
         members: (1..=6).map(|i| format!("a{i}")).collect(),
+        sales_target: None,
     }];
     for m in &c.teams[0].members {
         c.rules

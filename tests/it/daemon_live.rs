@@ -341,7 +341,9 @@ fn replay(config: &Config, events: &[Event], end: Timestamp) -> Vec<ViolationRec
                 cleared_at: None,
                 waiver: None,
             }),
-            Effect::Cleared { id, at, ended_by } => {
+            Effect::Cleared {
+                id, at, ended_by, ..
+            } => {
                 if let Some(r) = records.iter_mut().find(|r| r.violation.id == id) {
                     r.status = Status::Closed;
                     r.cleared_at = Some(at);

@@ -14,7 +14,7 @@ const WINDOW: i64 = 20_000;
 
 struct Opening {
     states: BTreeSet<&'static str>,
-    violations: BTreeMap<&'static str, Timestamp>,
+    violations: BTreeMap<String, Timestamp>,
 }
 
 /// Replays the demo stream up to T0 + 20 s, noting every effective state any agent was in
@@ -28,7 +28,7 @@ fn opening(agents: usize, seed: u64) -> Opening {
     let mut note = |effects: &mut Vec<Effect>| {
         for e in effects.drain(..) {
             if let Effect::Violation(v) = e {
-                violations.entry(v.kind.as_str()).or_insert(v.at);
+                violations.entry(v.kind.as_str().to_string()).or_insert(v.at);
             }
         }
     };

@@ -51,12 +51,12 @@ fn assert_csv_close(got: &str, want: &str) {
     }
 }
 
-fn replay_lib(name: &str) -> (BTreeSet<String>, String, u64) {
+fn replay_lib(name: &str, month: &str) -> (BTreeSet<String>, String, u64) {
     let mut r = Replay::new(
         RulesConfig::default(),
         ReplayOptions {
             until: None,
-            appraisal: Period::parse("2026-11"),
+            appraisal: Period::parse(month),
         },
     );
     let mut out = Vec::new();
@@ -75,15 +75,30 @@ fn replay_lib(name: &str) -> (BTreeSet<String>, String, u64) {
 
 #[test]
 fn walkthrough_violations_and_appraisal() {
-    let (got, csv, rejected) = replay_lib("walkthrough.ndjson");
+    let (got, csv, rejected) = replay_lib("walkthrough.ndjson", "2026-11");
     assert_eq!(got, record_set(&read("walkthrough.violations.ndjson")));
-    assert_csv_close(&csv, &read("walkthrough.appraisal.csv"));
+    assert_csv_close(&csv, &read("walkthrough.appraisal.full.csv"));
     assert_eq!(rejected, 0);
 }
 
 #[test]
+fn shifts_violations_and_appraisal() {
+    let (got, csv, rejected) = replay_lib("shifts.ndjson", "2026-12");
+    let want = record_set(&read("shifts.violations.ndjson"));
+    let missing: Vec<_> = want.difference(&got).collect();
+    let extra: Vec<_> = got.difference(&want).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:#?}\nextra {extra:#?}"
+    );
+    assert_csv_close(&csv, &read("shifts.appraisal.full.csv"));
+    // The demerit of an unknown item ("sleeping") is refused by the engine.
+    assert_eq!(rejected, 1);
+}
+
+#[test]
 fn floor_8_agents_violations_and_appraisal() {
-    let (got, csv, rejected) = replay_lib("floor-8-agents.ndjson");
+    let (got, csv, rejected) = replay_lib("floor-8-agents.ndjson", "2026-11");
     let want = record_set(&read("floor-8-agents.violations.ndjson"));
     let missing: Vec<_> = want.difference(&got).collect();
     let extra: Vec<_> = got.difference(&want).collect();
@@ -91,7 +106,7 @@ fn floor_8_agents_violations_and_appraisal() {
         missing.is_empty() && extra.is_empty(),
         "missing {missing:#?}\nextra {extra:#?}"
     );
-    assert_csv_close(&csv, &read("floor-8-agents.appraisal.csv"));
+    assert_csv_close(&csv, &read("floor-8-agents.appraisal.full.csv"));
     // The stream carries invalid events that must be rejected one by one.
     assert_eq!(rejected, 8);
 }
@@ -141,7 +156,7 @@ fn replay_binary_prints_the_records_and_reports_bad_lines_with_line_numbers() {
     }
     assert_csv_close(
         &std::fs::read_to_string(&csv).expect("csv written"),
-        &read("floor-8-agents.appraisal.csv"),
+        &read("floor-8-agents.appraisal.full.csv"),
     );
 }
 

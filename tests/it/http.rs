@@ -197,6 +197,7 @@ async fn ws_floor_sends_a_snapshot_then_deltas_of_changed_agents_then_heartbeats
         lead: Some("zhang.wei".into()),
         supervisor: None,
         members: vec!["a1".into(), "a2".into()],
+        sales_target: None,
     }];
     let d = sup::start(config).await;
     let addr = d.local_addr();

@@ -48,7 +48,7 @@ pub fn decode_all(text: &str) -> Vec<Event> {
 }
 
 /// Replays events through the real engine with default rules; returns violation kinds.
-pub fn replay_kinds(events: &[Event], end: Option<Timestamp>) -> BTreeMap<&'static str, usize> {
+pub fn replay_kinds(events: &[Event], end: Option<Timestamp>) -> BTreeMap<String, usize> {
     let mut engine = Engine::new(RulesConfig::default());
     let mut effects = Vec::new();
     for ev in events {
@@ -60,7 +60,7 @@ pub fn replay_kinds(events: &[Event], end: Option<Timestamp>) -> BTreeMap<&'stat
     let mut kinds = BTreeMap::new();
     for e in effects {
         if let Effect::Violation(v) = e {
-            *kinds.entry(v.kind.as_str()).or_insert(0) += 1;
+            *kinds.entry(v.kind.as_str().to_string()).or_insert(0) += 1;
         }
     }
     kinds
@@ -158,7 +158,7 @@ fn modest_mix_raises_some_violations_but_fewer() {
         &decode_all(&ndjson(eight_hours(20, 4, Misconduct::unruly()))),
         None,
     );
-    let total = |m: &BTreeMap<&str, usize>| m.values().sum::<usize>();
+    let total = |m: &BTreeMap<String, usize>| m.values().sum::<usize>();
     assert!(total(&modest) > 0);
     assert!(total(&modest) < total(&unruly), "{modest:?} vs {unruly:?}");
 }

@@ -45,6 +45,7 @@ async fn daemon(teams: &[(&str, &str)]) -> DaemonHandle {
             lead: Some(lead.to_string()),
             supervisor: None,
             members: Vec::new(),
+            sales_target: None,
         })
         .collect();
     daemon_support::start(c).await
@@ -521,7 +522,7 @@ async fn the_board_speaks_the_typed_floor_protocol() {
         "oldest_since": iso(now - 30_000), "today": kpis(10, 8, 1), "last_15m": kpis(4, 4, 0)});
     let violation = json!({"id": 7, "rule": "unauthorized_pause", "kind": "no_reason", "agent": "a3",
         "team": "t2", "at": iso(now - 2_000), "points": 5, "detected_at": iso(now - 2_000),
-        "status": "open", "evidence": {"limit": "reason within grace 5s", "limit_ms": 5000, "measured_ms": 5000}});
+        "status": "open", "evidence": {"limit": "reason within grace 5s", "limit_ms": 5000, "raised_after_ms": 5000}});
     let snapshot = json!({
         "type": "snapshot", "version": 5, "engine_clock": iso(now), "sources_connected": 1,
         "language": "en",

@@ -70,7 +70,7 @@ fn a_raised_violation_is_one_firing_alert_with_the_surface_labels() {
         },
         "annotations": {
             "summary": "Agent a-0042 let call c-77 ring past 15s without answering (answer within 3 rings)",
-            "description": "Rule ring_answer/late: limit 3 rings x 5s = 15s, measured 15s, at 2025-11-28T09:15:17.000Z. Demerit points: 1. For team lead zhang.wei (team hotline-1) to act now.",
+            "description": "Rule ring_answer/late: limit 3 rings x 5s = 15s, raised after 15s, at 2025-11-28T09:15:17.000Z. Demerit points: 1. For team lead zhang.wei (team hotline-1) to act now.",
             "points": "1",
             "violation_at": "2025-11-28T09:15:17.000Z",
             "call": "c-77",
