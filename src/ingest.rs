@@ -653,9 +653,7 @@ impl Ingest {
         let reply = inner.engine.apply(conn, received, events).await.ok()?;
         for ((index, seq), outcome) in keys.iter().zip(&reply.outcomes) {
             match outcome {
-                Outcome::Refused(limit) => {
-                    replies.push(error_json(*seq, *index, &refusal(*limit)))
-                }
+                Outcome::Refused(limit) => replies.push(error_json(*seq, *index, &refusal(*limit))),
                 Outcome::Rejected(r) => replies.push(error_json(
                     *seq,
                     *index,

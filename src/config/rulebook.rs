@@ -12,9 +12,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AttendancePoints, AttendanceRule, BreakOverrunRule, DisciplineItem, Disposition,
-    EngineLimits, ItemPoints, ReasonRule, RingAnswerRule, RulesConfig, ServiceLevelConfig,
-    UnauthorizedPauseRule,
+    AttendancePoints, AttendanceRule, BreakOverrunRule, DisciplineItem, Disposition, EngineLimits,
+    ItemPoints, ReasonRule, RingAnswerRule, RulesConfig, ServiceLevelConfig, UnauthorizedPauseRule,
 };
 use crate::time::Millis;
 

@@ -311,8 +311,7 @@ fn row(agent: &Id, team: &str, period: &str, k: &DayKpi, sh: &ShiftSums) -> Appr
         shifts: sh.shifts,
         scheduled_seconds: secs(sh.scheduled_ms),
         logged_in_scheduled_seconds: secs(sh.logged_in_ms),
-        adherence: (sh.scheduled_ms > 0)
-            .then(|| sh.logged_in_ms as f64 / sh.scheduled_ms as f64),
+        adherence: (sh.scheduled_ms > 0).then(|| sh.logged_in_ms as f64 / sh.scheduled_ms as f64),
         outbound_attempts: k.outbound_attempts,
         outbound_connected: k.outbound_connected,
         outbound_connect_rate: (k.outbound_attempts > 0)

@@ -86,7 +86,8 @@ impl Engine {
         }
         let login_deadline = start.plus(self.rulebook_at(start).attendance.login_grace);
         if login_deadline > t {
-            x.login_timer = Some(self.set_timer(login_deadline, Timer::ShiftLogin { shift: id.clone() }));
+            x.login_timer =
+                Some(self.set_timer(login_deadline, Timer::ShiftLogin { shift: id.clone() }));
         }
         if end > t {
             x.end_timer = Some(self.set_timer(end, Timer::ShiftEnd { shift: id.clone() }));
@@ -227,7 +228,10 @@ impl Engine {
             return;
         };
         let grace = self.rulebook_at(start).attendance.logout_grace;
-        let timer = self.set_timer(release.plus(grace), Timer::ShiftLogout { shift: id.clone() });
+        let timer = self.set_timer(
+            release.plus(grace),
+            Timer::ShiftLogout { shift: id.clone() },
+        );
         if let Some(x) = self.shifts.get_mut(id) {
             x.logout = LogoutCheck::Armed { release, timer };
         }
@@ -263,9 +267,10 @@ impl Engine {
         if let Some(x) = self.shifts.get_mut(id) {
             x.logout = LogoutCheck::Done;
         }
-        let covered = self.shifts.values().any(|y| {
-            y.agent == x.agent && y.id != x.id && y.start <= d && d < y.end
-        });
+        let covered = self
+            .shifts
+            .values()
+            .any(|y| y.agent == x.agent && y.id != x.id && y.start <= d && d < y.end);
         if !logged_in || covered || x.raised[NOT_LOGGED_OUT] {
             return;
         }
@@ -486,9 +491,7 @@ impl Engine {
                 let a = self.agents.get(&x.agent);
                 let logged_in = a.is_some_and(|a| a.logged_in);
                 let open = match a {
-                    Some(a) if a.logged_in => {
-                        overlap(a.login_since, now, x.start, x.end.min(now))
-                    }
+                    Some(a) if a.logged_in => overlap(a.login_since, now, x.start, x.end.min(now)),
                     _ => 0,
                 };
                 let kinds = [Kind::LateLogin, Kind::LeftBeforeRelief, Kind::NotLoggedOut];

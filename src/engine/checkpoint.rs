@@ -194,7 +194,9 @@ impl Checkpoint {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("checkpoint format {found} is not supported (this build reads 1 to {CHECKPOINT_VERSION})")]
+    #[error(
+        "checkpoint format {found} is not supported (this build reads 1 to {CHECKPOINT_VERSION})"
+    )]
     Version { found: u32 },
     #[error("rulebook {index} of the checkpoint: {error}")]
     Rulebook { index: usize, error: RulebookError },
@@ -308,9 +310,7 @@ impl Engine {
         e.ledger_base = cp.ledger_base.max(1);
         e.closed = cp.closed.into_iter().collect();
         e.pairs = cp.pairs.into_iter().collect();
-        e.outbound_today = cp
-            .outbound_today
-            .map(|(d, v)| (d, v.into_iter().collect()));
+        e.outbound_today = cp.outbound_today.map(|(d, v)| (d, v.into_iter().collect()));
         Ok(e)
     }
 }

@@ -600,8 +600,14 @@ impl Engine {
                     format_duration(rc.ring_cycle),
                     format_duration(rc.limit())
                 );
-                let f = Finding::new(Kind::Late, ep.start, ep.started_by.clone(), rc.limit(), limit)
-                    .call(call.clone());
+                let f = Finding::new(
+                    Kind::Late,
+                    ep.start,
+                    ep.started_by.clone(),
+                    rc.limit(),
+                    limit,
+                )
+                .call(call.clone());
                 let id = self.raise(&agent, f, d, now, Holder::Other, out);
                 if let Some(ep) = self
                     .calls
@@ -1199,16 +1205,19 @@ impl Engine {
         }
         if allowance {
             let allowance = self.rules.break_overrun.daily_allowance;
-            if let Some(key) = self.allowance_deadline(agent, s, allowance).map(|(d, day)| {
-                self.set_timer(
-                    d,
-                    Timer::DailyAllowance {
-                        agent: agent.clone(),
-                        episode,
-                        day,
-                    },
-                )
-            }) {
+            if let Some(key) = self
+                .allowance_deadline(agent, s, allowance)
+                .map(|(d, day)| {
+                    self.set_timer(
+                        d,
+                        Timer::DailyAllowance {
+                            agent: agent.clone(),
+                            episode,
+                            day,
+                        },
+                    )
+                })
+            {
                 timers.push(key);
             }
         }

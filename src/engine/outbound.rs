@@ -18,7 +18,12 @@ use crate::time::Timestamp;
 
 impl Engine {
     /// Today's counters of `team`, changed by `f`, when `at` lies on the engine clock's day.
-    fn count_today(&mut self, team: &Id, at: Timestamp, f: impl FnOnce(&mut OutboundCounts)) -> bool {
+    fn count_today(
+        &mut self,
+        team: &Id,
+        at: Timestamp,
+        f: impl FnOnce(&mut OutboundCounts),
+    ) -> bool {
         let Some(now) = self.clock else {
             return false;
         };

@@ -284,7 +284,10 @@ impl Engine {
 
     /// The digest of the rulebook in force.
     pub fn rulebook_digest(&self) -> &str {
-        self.rulebooks.last().map(|v| v.digest.as_str()).unwrap_or("")
+        self.rulebooks
+            .last()
+            .map(|v| v.digest.as_str())
+            .unwrap_or("")
     }
 
     /// Closed months with their digests.

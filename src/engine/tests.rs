@@ -1011,3 +1011,6 @@ fn snapshot_deadlines_already_past_fire_at_once_and_poll_timeout_stays_after_the
     // No reason within the 5 s grace: raised at since + 5 s, detected at the snapshot.
     assert_eq!(s.violations(), vec![(Kind::NoReason, 15 * S)]);
 }
+
+mod attendance;
+mod record;

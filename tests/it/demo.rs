@@ -28,7 +28,9 @@ fn opening(agents: usize, seed: u64) -> Opening {
     let mut note = |effects: &mut Vec<Effect>| {
         for e in effects.drain(..) {
             if let Effect::Violation(v) = e {
-                violations.entry(v.kind.as_str().to_string()).or_insert(v.at);
+                violations
+                    .entry(v.kind.as_str().to_string())
+                    .or_insert(v.at);
             }
         }
     };
