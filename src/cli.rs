@@ -43,6 +43,47 @@ pub enum Command {
     Export(ExportArgs),
     /// Map a phone system's historical log to protocol NDJSON (for `replay`).
     Import(ImportArgs),
+    /// Rosters: plan shifts from a CSV file.
+    Schedule(ScheduleArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ScheduleArgs {
+    #[command(subcommand)]
+    pub what: ScheduleCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScheduleCommand {
+    /// A roster CSV (header `shift,agent,start,end,position,team`; times RFC 3339 with an
+    /// offset, or local as `2026-12-07 08:00` in appraisal.timezone) into `shift.scheduled`
+    /// events: POSTed to a running daemon (--url) or written as NDJSON. Every bad row is
+    /// reported with its line number, and then nothing is sent or written.
+    Import(ScheduleImportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ScheduleImportArgs {
+    /// The roster CSV; `-` is stdin.
+    pub file: PathBuf,
+    /// A running daemon's base URL (e.g. http://127.0.0.1:8080): the shifts go to its
+    /// `POST /api/v1/shifts`.
+    #[arg(long, conflicts_with = "out")]
+    pub url: Option<String>,
+    /// Bearer token for --url (a lead's or an admin's).
+    #[arg(long, requires = "url")]
+    pub token: Option<String>,
+    /// Write NDJSON here instead of stdout (without --url).
+    #[arg(short = 'o', long = "out")]
+    pub out: Option<PathBuf>,
+    /// The events' `ts` in the NDJSON (RFC 3339 or epoch ms); default: now. For a replay of
+    /// past days, give a time before the first shift starts: a shift's deadlines are judged
+    /// only when they lie after the event that planned it.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Config file: `appraisal.timezone` for local times.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -42,6 +42,7 @@
 
 pub mod adapter;
 pub mod alert;
+pub mod api_client;
 pub mod appraiser;
 pub mod cli;
 pub mod clock;
@@ -60,6 +61,7 @@ pub mod limits;
 pub mod metrics;
 pub mod replay;
 pub mod report;
+pub mod schedule;
 pub mod simulate;
 pub mod store;
 pub mod time;

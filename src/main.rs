@@ -13,6 +13,9 @@ fn main() {
         Command::Report(a) => floorwatch::report::report_main(a),
         Command::Export(a) => floorwatch::report::export_main(a),
         Command::Import(a) => floorwatch::import::main(a),
+        Command::Schedule(a) => match a.what {
+            floorwatch::cli::ScheduleCommand::Import(a) => floorwatch::schedule::import_main(a),
+        },
     };
     if let Err(e) = result {
         eprintln!("floorwatch: {e:#}");
