@@ -268,7 +268,7 @@ pub fn parse_epoch(s: &str) -> Option<Timestamp> {
     let ms: i64 = format!("{:0<3}", &frac[..frac.len().min(3)]).parse().ok()?;
     let t = Timestamp(secs.checked_mul(1000)?.checked_add(ms)?);
     // Outside the protocol's range an event could not be read back from the journal.
-    crate::event::ts_in_range(t).then_some(t)
+    crate::time::ts_in_range(t).then_some(t)
 }
 
 #[cfg(test)]
@@ -280,7 +280,7 @@ mod epoch_tests {
         // Found by the adapters fuzz target: a queue_log line stamped 1795829240719 (ms
         // written as seconds) became a call.abandoned whose ts no decoder accepts.
         assert_eq!(parse_epoch("1795829240719"), None);
-        assert_eq!(parse_epoch("253402207200"), Some(crate::event::TS_MAX));
+        assert_eq!(parse_epoch("253402207200"), Some(crate::time::TS_MAX));
         assert_eq!(parse_epoch("253402207200.001"), None);
         assert_eq!(
             parse_epoch("1764321317.123456"),

@@ -370,7 +370,7 @@ impl EslMapper {
         let ts = field(event, "Event-Date-Timestamp")
             .and_then(|v| v.parse::<i64>().ok())
             .map(|us| Timestamp(us / 1000))
-            .filter(|t| crate::event::ts_in_range(*t))
+            .filter(|t| crate::time::ts_in_range(*t))
             .unwrap_or(received);
         let Some(action) = field(event, "CC-Action") else {
             return out;
@@ -611,7 +611,7 @@ fn ident(event: &Map<String, Value>, key: &str) -> Option<Id> {
 fn epoch_s(event: &Map<String, Value>, key: &str) -> Option<Timestamp> {
     let s: i64 = field(event, key)?.parse().ok()?;
     let t = Timestamp(s.checked_mul(1000)?);
-    (s > 0 && crate::event::ts_in_range(t)).then_some(t)
+    (s > 0 && crate::time::ts_in_range(t)).then_some(t)
 }
 
 fn at(ts: Timestamp, body: Body) -> Event {
