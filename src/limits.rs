@@ -18,19 +18,6 @@ use crate::config::LimitsConfig;
 use crate::event::Id;
 use crate::metrics::Metrics;
 
-/// Every `limit` label of `floorwatch_limit_hits_total`: the `[limits]` key, or
-/// `source.max_frame`'s `max_frame`.
-pub const LIMIT_LABELS: [&str; 8] = [
-    "max_frame",
-    "max_batch",
-    "max_agents",
-    "max_calls",
-    "max_queues",
-    "max_ingest_connections",
-    "max_floor_connections",
-    "max_events_per_second",
-];
-
 /// A limit reached is logged at most this often (each one is counted).
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -48,8 +35,8 @@ impl LimitLog {
         }
     }
 
-    /// Counts a hit of `limit` (a [`LIMIT_LABELS`] value) and calls `log` unless it was
-    /// called for this limit within [`LOG_EVERY`].
+    /// Counts a hit of `limit` (a [`crate::metrics::LIMIT_LABELS`] value) and calls `log`
+    /// unless it was called for this limit within [`LOG_EVERY`].
     pub fn hit(&self, limit: &'static str, log: impl FnOnce()) {
         self.metrics.limit_hits.with_label_values(&[limit]).inc();
         let now = Instant::now();
