@@ -35,6 +35,10 @@ pub struct Config {
     pub adapters: Vec<AdapterConfig>,
 }
 
+/// The source name of events made by the HTTP API (approvals); no configured source may
+/// take it.
+pub const API_SOURCE: &str = "api";
+
 /// `source.kind`: which protocol a source speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -110,11 +114,16 @@ pub struct AmiSource {
     pub address: String,
     pub username: String,
     pub secret: Secret,
-    pub settings: crate::adapter::ami::AmiSettings,
+    pub settings: AmiSettings,
     /// Silence after which the client sends `Action: Ping`; a third of it without an
-    /// answer drops the connection. [`crate::adapter::ami::client::KEEPALIVE`]; not a key
-    /// of the file (tests shorten it).
+    /// answer drops the connection. [`AmiSource::KEEPALIVE`]; not a key of the file (tests
+    /// shorten it).
     pub keepalive: std::time::Duration,
+}
+
+impl AmiSource {
+    /// The keepalive of every AMI source read from a file.
+    pub const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(30);
 }
 
 /// `kind = "asterisk-queue-log"`.
@@ -123,7 +132,7 @@ pub struct QueueLogSource {
     pub path: PathBuf,
     /// How long events are held to be put back in time order (the longest ring expected).
     pub reorder_window: Millis,
-    pub settings: crate::adapter::ami::AmiSettings,
+    pub settings: AmiSettings,
 }
 
 /// `kind = "freeswitch-esl"`.
@@ -132,7 +141,69 @@ pub struct EslSource {
     /// `host:port` of the event socket (default port 8021).
     pub address: String,
     pub password: Secret,
-    pub settings: crate::adapter::esl::EslSettings,
+    pub settings: EslSettings,
+}
+
+/// Which member header names the agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AmiAgentId {
+    /// `MemberName` (`Name` in a `QueueStatus` answer): the name given at `AddQueueMember`.
+    #[default]
+    MemberName,
+    /// `Interface` (`Location` in a `QueueStatus` answer), e.g. `PJSIP/801`.
+    Interface,
+}
+
+/// The mapping choices of the Asterisk adapters (AMI and `queue_log`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AmiSettings {
+    pub agent_id: AmiAgentId,
+    /// Pause reasons that mean after-call work: mapped to `acw` (exact match).
+    pub acw_reasons: Vec<String>,
+    /// The reason given to app_queue's own `Auto-Pause` (after ring-no-answer with
+    /// `autopause`).
+    pub auto_pause_reason: String,
+}
+
+impl Default for AmiSettings {
+    fn default() -> AmiSettings {
+        AmiSettings {
+            agent_id: AmiAgentId::MemberName,
+            acw_reasons: vec!["ACW".to_string()],
+            auto_pause_reason: "auto-pause".to_string(),
+        }
+    }
+}
+
+/// How an agent id is made from mod_callcenter's `CC-Agent` (agent names are often
+/// `1000@default`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum EslAgentId {
+    /// `CC-Agent` as it is.
+    #[default]
+    Name,
+    /// The part of `CC-Agent` before the first `@`.
+    BeforeAt,
+}
+
+/// The mapping choices of a FreeSWITCH source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EslSettings {
+    /// The pause reason given to `On Break` (mod_callcenter has no pause reasons).
+    pub break_reason: String,
+    pub agent_id: EslAgentId,
+    /// Largest accepted frame body in bytes.
+    pub max_frame: usize,
+}
+
+impl Default for EslSettings {
+    fn default() -> EslSettings {
+        EslSettings {
+            break_reason: "break".to_string(),
+            agent_id: EslAgentId::Name,
+            max_frame: 1 << 20,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -1272,7 +1343,7 @@ impl Check<'_> {
         }
         let mut names = std::collections::HashSet::new();
         for a in &config.adapters {
-            if a.name == crate::daemon::API_SOURCE
+            if a.name == API_SOURCE
                 || (config.source.kind == SourceKind::Floorwatch
                     && config.source.mode == SourceMode::Connect
                     && a.name == config.source.name)
@@ -1647,7 +1718,6 @@ impl Check<'_> {
     }
 
     fn adapter(&self, mut raw: RawAdapter, table: &str) -> Result<AdapterConfig, ConfigError> {
-        use crate::adapter::{ami, esl};
         let kind = *raw.kind.get_ref();
         let kind_span = raw.kind.span();
         let name = match raw.name.take() {
@@ -1665,12 +1735,12 @@ impl Check<'_> {
                 None => Ok(()),
             }
         };
-        let ami_settings = |raw: &mut RawAdapter| -> Result<ami::AmiSettings, ConfigError> {
-            let mut s = ami::AmiSettings::default();
+        let ami_settings = |raw: &mut RawAdapter| -> Result<AmiSettings, ConfigError> {
+            let mut s = AmiSettings::default();
             if let Some(a) = raw.agent_id.take() {
                 s.agent_id = match a.get_ref().as_str() {
-                    "membername" => ami::AgentIdRule::MemberName,
-                    "interface" => ami::AgentIdRule::Interface,
+                    "membername" => AmiAgentId::MemberName,
+                    "interface" => AmiAgentId::Interface,
                     other => {
                         return self.err(
                             a.span(),
@@ -1719,7 +1789,7 @@ impl Check<'_> {
                         "the manager.conf secret",
                     )?),
                     settings,
-                    keepalive: ami::client::KEEPALIVE,
+                    keepalive: AmiSource::KEEPALIVE,
                 })
             }
             SourceKind::AsteriskQueueLog => {
@@ -1763,11 +1833,11 @@ impl Check<'_> {
                     "reorder_window",
                     raw.reorder_window.as_ref().map(|v| v.span()),
                 )?;
-                let mut settings = esl::EslSettings::default();
+                let mut settings = EslSettings::default();
                 if let Some(a) = raw.agent_id {
                     settings.agent_id = match a.get_ref().as_str() {
-                        "name" => esl::AgentIdRule::Name,
-                        "before-at" => esl::AgentIdRule::BeforeAt,
+                        "name" => EslAgentId::Name,
+                        "before-at" => EslAgentId::BeforeAt,
                         other => {
                             return self.err(
                                 a.span(),
@@ -2468,10 +2538,7 @@ mod tests {
                 assert_eq!(a.address, "10.0.0.5:5038");
                 assert_eq!(a.username, "floorwatch");
                 assert_eq!(a.secret, Secret("s3cret".into()));
-                assert_eq!(
-                    a.settings.agent_id,
-                    crate::adapter::ami::AgentIdRule::Interface
-                );
+                assert_eq!(a.settings.agent_id, AmiAgentId::Interface);
                 assert_eq!(a.settings.acw_reasons, vec!["ACW", "Wrapup"]);
                 assert_eq!(a.settings.auto_pause_reason, "no_answer");
             }
@@ -2482,7 +2549,7 @@ mod tests {
             AdapterKind::AsteriskQueueLog(q) => {
                 assert_eq!(q.path, PathBuf::from("/var/log/asterisk/queue_log"));
                 assert_eq!(q.reorder_window, 30_000);
-                assert_eq!(q.settings, crate::adapter::ami::AmiSettings::default());
+                assert_eq!(q.settings, AmiSettings::default());
             }
             other => panic!("{other:?}"),
         }
@@ -2490,10 +2557,7 @@ mod tests {
             AdapterKind::FreeswitchEsl(f) => {
                 assert_eq!(f.address, "fs.local:9000");
                 assert_eq!(f.password, Secret("ClueCon".into()));
-                assert_eq!(
-                    f.settings.agent_id,
-                    crate::adapter::esl::AgentIdRule::BeforeAt
-                );
+                assert_eq!(f.settings.agent_id, EslAgentId::BeforeAt);
                 assert_eq!(f.settings.break_reason, "lunch");
             }
             other => panic!("{other:?}"),

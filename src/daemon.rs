@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alert::{Admitted, Alert, Alerts, Micros};
 use crate::cli::RunArgs;
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError, SourceClock, SourceConfig, SourceMode};
+use crate::config::{Config, ConfigError, SourceClock, SourceConfig, SourceMode, API_SOURCE};
 use crate::engine::{Applied, Checkpoint, Effect, Engine, KpiRetention, Limit, QueueOutcome};
 use crate::event::{Event, Id};
 use crate::floor::Floor;
@@ -145,9 +145,6 @@ enum Command {
         reply: oneshot::Sender<Vec<crate::engine::ApprovalView>>,
     },
 }
-
-/// The source name of events made by the HTTP API.
-pub const API_SOURCE: &str = "api";
 
 /// What happened to an API event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
+use crate::config::{EslAgentId, EslSettings};
 use crate::event::{Body, Event, Id, PresenceState};
 use crate::time::Timestamp;
 
@@ -194,37 +195,6 @@ fn parse_headers(block: &[u8]) -> Result<Vec<(String, String)>, EslError> {
         out.push((k.trim().to_string(), v.trim().to_string()));
     }
     Ok(out)
-}
-
-/// How an agent id is made from mod_callcenter's `CC-Agent` (agent names are often
-/// `1000@default`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum AgentIdRule {
-    /// `CC-Agent` as it is.
-    #[default]
-    Name,
-    /// The part of `CC-Agent` before the first `@`.
-    BeforeAt,
-}
-
-/// The mapping choices of a FreeSWITCH source.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EslSettings {
-    /// The pause reason given to `On Break` (mod_callcenter has no pause reasons).
-    pub break_reason: String,
-    pub agent_id: AgentIdRule,
-    /// Largest accepted frame body in bytes.
-    pub max_frame: usize,
-}
-
-impl Default for EslSettings {
-    fn default() -> EslSettings {
-        EslSettings {
-            break_reason: "break".to_string(),
-            agent_id: AgentIdRule::Name,
-            max_frame: 1 << 20,
-        }
-    }
 }
 
 /// What the mapper knows of an agent.
@@ -584,8 +554,8 @@ impl EslMapper {
     fn agent(&self, event: &Map<String, Value>) -> Option<Id> {
         let raw = field(event, "CC-Agent")?;
         let name = match self.settings.agent_id {
-            AgentIdRule::Name => raw,
-            AgentIdRule::BeforeAt => raw.split('@').next().unwrap_or(raw),
+            EslAgentId::Name => raw,
+            EslAgentId::BeforeAt => raw.split('@').next().unwrap_or(raw),
         };
         valid_id(name)
     }
@@ -766,7 +736,7 @@ mod tests {
     #[test]
     fn agent_state_idle_is_acw_and_waiting_is_ready_unless_on_break() {
         let mut m = EslMapper::new(EslSettings {
-            agent_id: AgentIdRule::BeforeAt,
+            agent_id: EslAgentId::BeforeAt,
             ..EslSettings::default()
         });
         let status = |s: &str| {

@@ -13,7 +13,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::adapter::ami::{AmiSettings, Roster};
+use crate::adapter::ami::Roster;
+use crate::config::AmiSettings;
 use crate::event::{Body, Event, Id};
 use crate::time::{Millis, Timestamp};
 

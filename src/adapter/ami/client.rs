@@ -23,8 +23,6 @@ use crate::daemon::EngineStopped;
 use crate::event::Event;
 use crate::ingest::backoff;
 
-/// Silence after which the client pings (see [`AmiSource::keepalive`]).
-pub const KEEPALIVE: Duration = Duration::from_secs(30);
 /// The longest line kept; a longer one discards the message it is part of.
 pub const MAX_LINE: usize = 64 * 1024;
 /// The most bytes one message may hold; a larger one is discarded.
