@@ -52,18 +52,13 @@ use crate::event::{decode_frame_limited, Id, MAX_ID_LEN};
 use crate::http::{authorize, ApiError, AppState};
 use crate::limits::Limits;
 use crate::metrics::{Metrics, REJECT_BINARY};
+use crate::sockets::{LiveSockets, CLOSE_GOING_AWAY, WRITE_TIMEOUT};
 
 /// The protocol name sent in the hello.
 pub const PROTOCOL: &str = "floorwatch.v1";
 
 /// Close code for a frame over `source.max_frame` (RFC 6455 "message too big").
 pub const CLOSE_TOO_BIG: u16 = 1009;
-/// Close code when the daemon shuts down ("going away").
-pub const CLOSE_GOING_AWAY: u16 = 1001;
-
-/// A write to a source that takes longer than this drops the connection.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Connect mode back-off: first delay, doubled per failed attempt up to the cap.
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
@@ -73,41 +68,6 @@ const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 /// After a close the daemon lingers this long before dropping the socket, so that the peer
 /// reads the close frame before the TCP connection is reset.
 const CLOSE_LINGER: Duration = Duration::from_millis(250);
-
-/// Counts open WebSocket connections, so that shutdown can wait until each has sent its
-/// close frame (axum detaches upgraded connections from the server).
-#[derive(Debug)]
-pub struct LiveSockets(tokio::sync::watch::Sender<usize>);
-
-impl Default for LiveSockets {
-    fn default() -> LiveSockets {
-        LiveSockets(tokio::sync::watch::channel(0).0)
-    }
-}
-
-/// One open connection of a [`LiveSockets`]; the count drops with it.
-pub struct SocketGuard<'a>(&'a LiveSockets);
-
-impl LiveSockets {
-    pub fn hold(&self) -> SocketGuard<'_> {
-        self.0.send_modify(|n| *n += 1);
-        SocketGuard(self)
-    }
-
-    /// Resolves once no connection is open.
-    pub fn all_closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut rx = self.0.subscribe();
-        async move {
-            let _ = rx.wait_for(|n| *n == 0).await;
-        }
-    }
-}
-
-impl Drop for SocketGuard<'_> {
-    fn drop(&mut self) {
-        self.0 .0.send_modify(|n| *n = n.saturating_sub(1));
-    }
-}
 
 /// Everything a session needs. Cheap to clone.
 #[derive(Clone)]

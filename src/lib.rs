@@ -61,6 +61,7 @@ pub mod metrics;
 pub mod replay;
 pub mod report;
 pub mod simulate;
+pub mod sockets;
 pub mod store;
 pub mod time;
 pub mod tls;
