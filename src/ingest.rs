@@ -15,7 +15,7 @@
 //! Whatever ends a dialed connection (refused, reset, a handshake that is not HTTP, a TLS
 //! error, garbage frames, a close frame with any code, silence past `source.ping_timeout`)
 //! ends in the same place: the session ends, `floorwatch_source_reconnects_total` counts the
-//! redial, and the next dial waits [`backoff`]. The next session's hello carries the stored
+//! redial, and the next dial waits its [`Redial`] back-off. The next session's hello carries the stored
 //! resume point. A half-open connection is found by keepalive: after `source.ping_every`
 //! without a frame from the source the dialer pings, and with no frame at all (pong or
 //! other) for `source.ping_timeout` it drops the connection.
@@ -39,7 +39,6 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use futures_util::{SinkExt, StreamExt};
-use rand::Rng;
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +51,7 @@ use crate::event::{decode_frame_limited, Id, MAX_ID_LEN};
 use crate::http::{authorize, ApiError, AppState};
 use crate::limits::Limits;
 use crate::metrics::{Metrics, REJECT_BINARY};
+use crate::redial::Redial;
 use crate::sockets::{LiveSockets, CLOSE_GOING_AWAY, WRITE_TIMEOUT};
 
 /// The protocol name sent in the hello.
@@ -59,12 +59,6 @@ pub const PROTOCOL: &str = "floorwatch.v1";
 
 /// Close code for a frame over `source.max_frame` (RFC 6455 "message too big").
 pub const CLOSE_TOO_BIG: u16 = 1009;
-/// Connect mode back-off: first delay, doubled per failed attempt up to the cap.
-const BACKOFF_BASE: Duration = Duration::from_millis(200);
-const BACKOFF_CAP: Duration = Duration::from_secs(30);
-/// A connection that lasted this long resets the back-off.
-const STABLE_CONNECTION: Duration = Duration::from_secs(10);
-
 /// After a close the daemon lingers this long before dropping the socket, so that the peer
 /// reads the close frame before the TCP connection is reset.
 const CLOSE_LINGER: Duration = Duration::from_millis(250);
@@ -342,24 +336,20 @@ impl Ingest {
         let ws_config = tungstenite::protocol::WebSocketConfig::default()
             .max_message_size(Some(cfg.max_frame))
             .max_frame_size(Some(cfg.max_frame));
-        let mut failures: u32 = 0;
-        let mut first = true;
+        let mut redial = Redial::new();
         loop {
-            if !first {
+            let announce = |delay: Duration| {
                 self.inner.metrics.source_reconnects.inc();
-                let delay = backoff(failures);
                 tracing::info!(url = %url, delay_ms = delay.as_millis() as u64, "redialing source");
-                tokio::select! {
-                    _ = self.inner.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
-                }
+            };
+            if !redial.pause(&self.inner.shutdown, announce).await {
+                return;
             }
-            first = false;
             let request = match client_request(&url, &cfg.headers) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(url = %url, error = %e, "bad source request");
-                    failures = failures.saturating_add(1);
+                    redial.failed();
                     continue;
                 }
             };
@@ -367,7 +357,7 @@ impl Ingest {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(url = %url, error = %e, "cannot set up tls for the source");
-                    failures = failures.saturating_add(1);
+                    redial.failed();
                     continue;
                 }
             };
@@ -391,18 +381,12 @@ impl Ingest {
                     );
                     self.serve(&mut stream, source.clone(), Some(keepalive))
                         .await;
-                    // A peer that accepts and drops at once is backed off like one that
-                    // refuses; a connection that held for a while starts over.
-                    if since.elapsed() >= STABLE_CONNECTION {
-                        failures = 0;
-                    } else {
-                        failures = failures.saturating_add(1);
-                    }
+                    redial.ended(since.elapsed());
                     tracing::warn!(url = %url, source = %source, "source connection ended");
                 }
                 Err(e) => {
-                    failures = failures.saturating_add(1);
-                    tracing::warn!(url = %url, error = %e, attempt = failures, "cannot connect to source");
+                    redial.failed();
+                    tracing::warn!(url = %url, error = %e, attempt = redial.failures(), "cannot connect to source");
                 }
             }
             if self.inner.shutdown.is_cancelled() {
@@ -737,14 +721,6 @@ fn error_json(seq: Option<u64>, index: Option<usize>, reason: &str) -> String {
     serde_json::json!({"type": "error", "seq": seq, "index": index, "reason": reason}).to_string()
 }
 
-/// Delay before redial number `failures + 1`: base × 2^failures, capped, times a random
-/// factor in [0.5, 1).
-pub(crate) fn backoff(failures: u32) -> Duration {
-    let exp = BACKOFF_BASE.saturating_mul(1u32.checked_shl(failures.min(16)).unwrap_or(u32::MAX));
-    let capped = exp.min(BACKOFF_CAP);
-    capped.mul_f64(rand::rng().random_range(0.5..1.0))
-}
-
 #[derive(Debug, thiserror::Error)]
 enum RequestError {
     #[error("invalid source.url: {0}")]
@@ -772,33 +748,6 @@ fn client_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_is_capped_with_jitter() {
-        for f in 0..40 {
-            let d = backoff(f);
-            assert!(d <= BACKOFF_CAP, "{f}: {d:?}");
-            assert!(d >= BACKOFF_BASE / 2, "{f}: {d:?}");
-        }
-        assert!(backoff(30) >= BACKOFF_CAP / 2);
-    }
-
-    #[test]
-    fn backoff_doubles_and_jitters_within_half_to_whole_of_its_step() {
-        for failures in 0..6 {
-            let step = BACKOFF_BASE * (1 << failures);
-            let samples: Vec<Duration> = (0..500).map(|_| backoff(failures)).collect();
-            for d in &samples {
-                assert!(*d >= step / 2 && *d < step, "{failures}: {d:?} of {step:?}");
-            }
-            let (min, max) = (
-                samples.iter().min().copied().unwrap_or_default(),
-                samples.iter().max().copied().unwrap_or_default(),
-            );
-            // 500 draws from [0.5, 1) spread over most of it: a fixed factor would not.
-            assert!(max - min > step / 4, "{failures}: {min:?}..{max:?}");
-        }
-    }
 
     #[test]
     fn keepalive_pings_after_quiet_and_gives_up_after_the_timeout() {
