@@ -40,13 +40,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{Config, SourceMode, Tokens};
-use crate::daemon::EngineClient;
 use crate::engine::{AgentView, QueueCounts, Rule};
 use crate::event::Id;
 use crate::feed::{FloorFeed, FloorParts};
 use crate::floor::{Floor, Percentiles, Status, ViolationFilter, ViolationRecord};
 use crate::ingest::Ingest;
 use crate::metrics::{Metrics, CONTENT_TYPE};
+use crate::owner::EngineClient;
 use crate::store::StoreReader;
 use crate::time::Timestamp;
 

@@ -45,12 +45,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::daemon::{ConnId, EngineClient, Outcome};
-use crate::engine::Limit;
+use crate::engine::{Applied, Limit};
 use crate::event::{decode_frame_limited, Id, MAX_ID_LEN};
 use crate::http::{authorize, ApiError, AppState};
 use crate::limits::Limits;
 use crate::metrics::{Metrics, REJECT_BINARY};
+use crate::owner::{ConnId, EngineClient};
 use crate::redial::Redial;
 use crate::sockets::{LiveSockets, CLOSE_GOING_AWAY, WRITE_TIMEOUT};
 
@@ -596,7 +596,7 @@ impl Ingest {
         let received = inner.clock.now();
         let reply = inner.engine.apply(conn, received, events).await.ok()?;
         for ((index, seq), outcome) in keys.iter().zip(&reply.outcomes) {
-            if let Outcome::Refused(limit) = outcome {
+            if let Applied::Refused(limit) = outcome {
                 replies.push(error_json(*seq, *index, &refusal(*limit)));
             }
         }

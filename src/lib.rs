@@ -58,6 +58,7 @@ pub mod ingest;
 pub mod journal;
 pub mod limits;
 pub mod metrics;
+pub mod owner;
 pub mod redial;
 pub mod replay;
 pub mod report;

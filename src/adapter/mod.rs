@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{AdapterConfig, AdapterKind};
-use crate::daemon::{BatchReply, ConnId, EngineClient, EngineStopped};
 use crate::event::{Event, Id};
 use crate::limits::{Bucket, Limits};
 use crate::metrics::Metrics;
+use crate::owner::{BatchReply, ConnId, EngineClient, EngineStopped};
 
 /// A native identifier as a protocol one, or `None` when empty or longer than the protocol
 /// allows (an event with it could not be decoded again, so not replayed from the journal).

@@ -19,8 +19,8 @@ use tokio::time::Instant;
 use crate::adapter::ami::{AmiMapper, AmiMessage, AmiParser};
 use crate::adapter::AdapterContext;
 use crate::config::AmiSource;
-use crate::daemon::EngineStopped;
 use crate::event::Event;
+use crate::owner::EngineStopped;
 use crate::redial::Redial;
 
 /// The longest line kept; a longer one discards the message it is part of.
