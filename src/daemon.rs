@@ -60,7 +60,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         }
     }
     if let (SourceMode::Connect, Some(ca)) = (config.source.mode, config.source.ca.as_deref()) {
-        if let Err(e) = crate::ingest::load_ca(ca) {
+        if let Err(e) = crate::tls::load_ca(ca) {
             return Err(err("source.ca", e.to_string()));
         }
     }

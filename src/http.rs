@@ -1,5 +1,5 @@
-//! The HTTP surface on one port: `/metrics`, `/healthz`, `/readyz`, `/ingest` (WebSocket,
-//! see `ingest`), `/api/v1/floor`, `/api/v1/violations`, `/ws/floor` (a snapshot, then
+//! The HTTP surface on one port: `/metrics`, `/healthz`, `/readyz`, `/ingest` (the WebSocket
+//! upgrade is checked here; the session is [`crate::ingest`]'s), `/api/v1/floor`, `/api/v1/violations`, `/ws/floor` (a snapshot, then
 //! deltas: see [`crate::feed`]), and the built-in wallboard at `/`.
 //!
 //! Owns: the axum [`router`], the JSON shapes of the API, and [`ApiError`] (every error is
@@ -28,20 +28,21 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{Config, SourceMode, Tokens};
 use crate::engine::{AgentView, QueueCounts, Rule};
-use crate::event::Id;
+use crate::event::{Id, MAX_ID_LEN};
 use crate::feed::{FloorFeed, FloorParts};
 use crate::floor::{Floor, Percentiles, Status, ViolationFilter, ViolationRecord};
 use crate::ingest::Ingest;
@@ -251,7 +252,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/ingest", get(crate::ingest::handle_upgrade))
+        .route("/ingest", get(ingest_upgrade))
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
 }
@@ -473,6 +474,60 @@ impl FloorParts for FeedParts {
             sources_connected: self.floor.sources_connected(),
         })
     }
+}
+
+#[derive(Deserialize)]
+struct IngestQuery {
+    source: Option<String>,
+}
+
+/// `GET /ingest?source=NAME`: checks the bearer token (401 before the upgrade), the source
+/// name and the connection permit, then hands the WebSocket session to [`Ingest`].
+async fn ingest_upgrade(
+    State(s): State<AppState>,
+    Query(query): Query<IngestQuery>,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let config = &s.config;
+    let peer = peer.map(|Extension(ConnectInfo(a))| a);
+    if let Err(e) = authorize(
+        "ingest",
+        &[&config.server.tokens.ingest],
+        &config.server.tokens,
+        &headers,
+        None,
+        peer,
+    ) {
+        tracing::warn!(peer = ?peer, error = %e, "ingest refused");
+        return e.into_response();
+    }
+    let source = query.source.unwrap_or_else(|| "default".to_string());
+    if source.is_empty() || source.len() > MAX_ID_LEN {
+        return ApiError::BadRequest(format!(
+            "source must be a non-empty name of at most {MAX_ID_LEN} bytes"
+        ))
+        .into_response();
+    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let Some(permit) = s.limits.ingest_permit() else {
+        return ApiError::Unavailable(
+            "too many ingest connections (limits.max_ingest_connections): retry later",
+        )
+        .into_response();
+    };
+    let max = config.source.max_frame;
+    let ingest = s.ingest;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |mut socket| async move {
+            ingest.serve_socket(&mut socket, Id::from(source)).await;
+            drop(permit);
+        })
 }
 
 /// `GET /ws/floor`: a snapshot, then deltas and heartbeats (see [`crate::feed`]). Messages

@@ -3,12 +3,13 @@
 //! (connect mode, redialing forever with capped exponential back-off and jitter).
 //!
 //! Owns: the per-connection session: hello, frame decoding, error replies, acks, the frame
-//! size limit (close code 1009), access to `/ingest` (an ingest bearer token; with none
-//! configured, loopback peers only).
+//! size limit (close code 1009), keepalive and the dialer of connect mode. Access to
+//! `/ingest` (an ingest bearer token; with none configured, loopback peers only) is checked
+//! by [`crate::http`] before the upgrade.
 //! Must not: touch the engine other than through [`EngineClient`], or block the engine task:
 //! a connection waits for its own batch's reply, and waits when the engine channel is full
 //! (back-pressure on that source only); writes to a peer that does not read time out after
-//! [`WRITE_TIMEOUT`] and drop that connection.
+//! [`WRITE_TIMEOUT`] and drop that connection. Must not know routes or tokens.
 //!
 //! # Connect-mode faults
 //!
@@ -29,25 +30,18 @@
 //! While the store is failing the reply carries the last stored `seq` (the ack stands
 //! still); a daemon without a store (tests) acks what it applied.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use axum::Extension;
+use axum::extract::ws::{self, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::{Applied, Limit};
-use crate::event::{decode_frame_limited, Id, MAX_ID_LEN};
-use crate::http::{authorize, ApiError, AppState};
+use crate::event::{decode_frame_limited, Id};
 use crate::limits::Limits;
 use crate::metrics::{Metrics, REJECT_BINARY};
 use crate::owner::{ConnId, EngineClient};
@@ -240,60 +234,6 @@ impl Transport for ClientStream {
     }
 }
 
-#[derive(Deserialize)]
-pub struct IngestQuery {
-    source: Option<String>,
-}
-
-/// `GET /ingest?source=NAME`: checks the bearer token (401 before the upgrade), then serves
-/// the WebSocket session.
-pub async fn handle_upgrade(
-    State(state): State<AppState>,
-    Query(query): Query<IngestQuery>,
-    headers: HeaderMap,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    ws: Result<WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection>,
-) -> Response {
-    let ingest = state.ingest;
-    let config = &ingest.inner.config;
-    let peer = peer.map(|Extension(ConnectInfo(a))| a);
-    if let Err(e) = authorize(
-        "ingest",
-        &[&config.server.tokens.ingest],
-        &config.server.tokens,
-        &headers,
-        None,
-        peer,
-    ) {
-        tracing::warn!(peer = ?peer, error = %e, "ingest refused");
-        return e.into_response();
-    }
-    let source = query.source.unwrap_or_else(|| "default".to_string());
-    if source.is_empty() || source.len() > MAX_ID_LEN {
-        return ApiError::BadRequest(format!(
-            "source must be a non-empty name of at most {MAX_ID_LEN} bytes"
-        ))
-        .into_response();
-    }
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(rejection) => return rejection.into_response(),
-    };
-    let Some(permit) = ingest.inner.limits.ingest_permit() else {
-        return ApiError::Unavailable(
-            "too many ingest connections (limits.max_ingest_connections): retry later",
-        )
-        .into_response();
-    };
-    let max = config.source.max_frame;
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |mut socket| async move {
-            ingest.serve(&mut socket, Id::from(source), None).await;
-            drop(permit);
-        })
-}
-
 impl Ingest {
     pub fn new(
         config: Arc<Config>,
@@ -319,6 +259,12 @@ impl Ingest {
     /// Resolves once every session (listen and connect mode) has ended.
     pub fn all_closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         self.inner.live.all_closed()
+    }
+
+    /// Listen mode: serves one upgraded `/ingest` connection of `source` until it ends (the
+    /// HTTP layer checked its token and took its connection permit).
+    pub async fn serve_socket(&self, socket: &mut WebSocket, source: Id) {
+        self.serve(socket, source, None).await;
     }
 
     /// Connect mode: dials `source.url` and serves it, redialing forever with capped
@@ -653,38 +599,6 @@ async fn sleep_until_keepalive(keepalive: Option<&Keepalive>) {
     }
 }
 
-/// A `source.ca` file that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum CaError {
-    #[error("cannot read source.ca {path}: {error}")]
-    Read {
-        path: String,
-        error: rustls::pki_types::pem::Error,
-    },
-    #[error("source.ca {path} holds no certificate")]
-    Empty { path: String },
-    #[error("source.ca {path}: a certificate is not usable as a root: {error}")]
-    Root { path: String, error: rustls::Error },
-}
-
-/// The CA certificates of a PEM file (`source.ca`).
-pub fn load_ca(
-    path: &std::path::Path,
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, CaError> {
-    use rustls::pki_types::pem::PemObject;
-    let shown = || path.display().to_string();
-    let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|error| CaError::Read {
-            path: shown(),
-            error,
-        })?;
-    if certs.is_empty() {
-        return Err(CaError::Empty { path: shown() });
-    }
-    Ok(certs)
-}
-
 /// The TLS setup for a dial: `None` (tokio-tungstenite's default, the public web roots)
 /// unless `url` is `wss://` and `ca` names a private CA, which is then trusted besides them.
 fn tls_connector(
@@ -696,8 +610,8 @@ fn tls_connector(
     };
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for cert in load_ca(ca)? {
-        roots.add(cert).map_err(|error| CaError::Root {
+    for cert in crate::tls::load_ca(ca)? {
+        roots.add(cert).map_err(|error| crate::tls::CaError::Root {
             path: ca.display().to_string(),
             error,
         })?;
