@@ -29,7 +29,7 @@ pub struct Config {
     pub ui: UiConfig,
     pub metrics: MetricsConfig,
     /// `[limits]` enforced by the I/O shell (the engine's own are in `rules.limits`).
-    pub limits: LimitsConfig,
+    pub limits: ShellLimits,
     /// Phone-system adapters to run (`[source]` with a `kind` other than `"floorwatch"`, and
     /// every `[[sources]]` table), in file order. Names are unique.
     pub adapters: Vec<AdapterConfig>,
@@ -406,7 +406,7 @@ impl Default for EngineLimits {
 
 /// `[limits]` the I/O shell enforces (frames, connections, rates).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LimitsConfig {
+pub struct ShellLimits {
     /// Events in one batch frame; a longer batch is refused as a whole (`batch_too_large`).
     pub max_batch: usize,
     /// Concurrent `/ingest` connections (more: HTTP 503 before the upgrade).
@@ -418,9 +418,9 @@ pub struct LimitsConfig {
     pub max_events_per_second: u32,
 }
 
-impl Default for LimitsConfig {
-    fn default() -> LimitsConfig {
-        LimitsConfig {
+impl Default for ShellLimits {
+    fn default() -> ShellLimits {
+        ShellLimits {
             max_batch: 10_000,
             max_ingest_connections: 1_000,
             max_floor_connections: 5_000,
@@ -599,7 +599,7 @@ impl Default for Config {
                 language: "zh-CN".to_string(),
             },
             metrics: MetricsConfig::default(),
-            limits: LimitsConfig::default(),
+            limits: ShellLimits::default(),
             adapters: Vec::new(),
         }
     }
@@ -2228,7 +2228,7 @@ mod tests {
         );
         assert_eq!(
             c.limits,
-            LimitsConfig {
+            ShellLimits {
                 max_batch: 5,
                 max_ingest_connections: 9,
                 max_floor_connections: 10,

@@ -208,13 +208,13 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         None => Vec::new(),
     };
     let config = Arc::new(config);
-    let limits = Arc::new(crate::limits::Limits::new(config.limits, metrics.clone()));
+    let limiter = Arc::new(crate::limits::Limiter::new(config.limits, metrics.clone()));
     let ingest = crate::ingest::Ingest::new(
         config.clone(),
         clock,
         engine.client(),
         metrics.clone(),
-        limits.clone(),
+        limiter.clone(),
         shutdown.clone(),
     );
     let dialer = (config.source.mode == SourceMode::Connect).then(|| {
@@ -226,7 +226,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         &engine.client(),
         clock,
         &metrics,
-        &limits,
+        &limiter,
         &shutdown,
         &config.store.dir,
     );
@@ -255,7 +255,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         clock,
         shutdown: shutdown.clone(),
         feed,
-        limits,
+        limiter,
     });
     let token = shutdown.clone();
     let app = app.into_make_service_with_connect_info::<SocketAddr>();

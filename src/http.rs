@@ -46,6 +46,7 @@ use crate::event::{Id, MAX_ID_LEN};
 use crate::feed::{FloorFeed, FloorParts};
 use crate::floor::{Floor, Percentiles, Status, ViolationFilter, ViolationRecord};
 use crate::ingest::Ingest;
+use crate::limits::Limiter;
 use crate::metrics::{Metrics, CONTENT_TYPE};
 use crate::owner::EngineClient;
 use crate::store::StoreReader;
@@ -75,7 +76,7 @@ pub struct AppState {
     /// The `/ws/floor` feed (its task runs apart, see [`crate::feed`]).
     pub feed: Arc<FloorFeed>,
     /// Connection permits of `[limits]`.
-    pub limits: Arc<crate::limits::Limits>,
+    pub limiter: Arc<Limiter>,
 }
 
 /// The one error type of the HTTP surface.
@@ -298,7 +299,7 @@ async fn readyz(State(s): State<AppState>) -> Result<Json<serde_json::Value>, Ap
 
 /// KPIs of one window, as the API shows them.
 #[derive(Serialize)]
-struct Kpis {
+struct KpisJson {
     offered: u64,
     answered: u64,
     abandoned: u64,
@@ -307,9 +308,9 @@ struct Kpis {
     asa_seconds: Option<f64>,
 }
 
-impl From<&QueueCounts> for Kpis {
-    fn from(c: &QueueCounts) -> Kpis {
-        Kpis {
+impl From<&QueueCounts> for KpisJson {
+    fn from(c: &QueueCounts) -> KpisJson {
+        KpisJson {
             offered: c.offered,
             answered: c.answered,
             abandoned: c.abandoned,
@@ -327,16 +328,16 @@ struct QueueJson {
     longest_wait_seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     oldest_since: Option<Timestamp>,
-    today: Kpis,
-    last_15m: Kpis,
+    today: KpisJson,
+    last_15m: KpisJson,
     #[serde(skip_serializing_if = "Option::is_none")]
     wait_percentiles: Option<Percentiles>,
 }
 
 #[derive(Serialize)]
-struct FloorKpis {
-    today: Kpis,
-    last_15m: Kpis,
+struct FloorKpisJson {
+    today: KpisJson,
+    last_15m: KpisJson,
 }
 
 /// The floor of `/api/v1/floor` and of `/ws/floor` snapshots.
@@ -356,7 +357,7 @@ struct FloorRest {
     engine_clock: Option<Timestamp>,
     sources_connected: usize,
     queues: Vec<QueueJson>,
-    floor: FloorKpis,
+    floor: FloorKpisJson,
     /// Today's ring times per team, seconds.
     ring_percentiles: BTreeMap<Id, Percentiles>,
     open_violations: Vec<ViolationRecord>,
@@ -368,7 +369,7 @@ struct FloorRest {
 struct FloorStatics {
     language: String,
     teams: Vec<TeamJson>,
-    limits: Limits,
+    limits: LimitsJson,
 }
 
 #[derive(Serialize)]
@@ -381,15 +382,15 @@ struct TeamJson {
 }
 
 #[derive(Serialize)]
-struct Limits {
+struct LimitsJson {
     ring_ms: i64,
     grace_ms: i64,
     acw_max_ms: i64,
-    reasons: BTreeMap<String, ReasonLimit>,
+    reasons: BTreeMap<String, ReasonLimitJson>,
 }
 
 #[derive(Serialize)]
-struct ReasonLimit {
+struct ReasonLimitJson {
     #[serde(skip_serializing_if = "Option::is_none")]
     max_ms: Option<i64>,
     allowance: bool,
@@ -409,7 +410,7 @@ fn floor_statics(config: &Config) -> FloorStatics {
                 supervisor: t.supervisor.clone(),
             })
             .collect(),
-        limits: Limits {
+        limits: LimitsJson {
             ring_ms: r.ring_answer.limit(),
             grace_ms: r.unauthorized_pause.grace,
             acw_max_ms: r.unauthorized_pause.acw_max,
@@ -419,7 +420,7 @@ fn floor_statics(config: &Config) -> FloorStatics {
                 .map(|(k, v)| {
                     (
                         k.clone(),
-                        ReasonLimit {
+                        ReasonLimitJson {
                             max_ms: v.max,
                             allowance: v.allowance,
                             approval: v.approval,
@@ -514,7 +515,7 @@ async fn ingest_upgrade(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
-    let Some(permit) = s.limits.ingest_permit() else {
+    let Some(permit) = s.limiter.ingest_permit() else {
         return ApiError::Unavailable(
             "too many ingest connections (limits.max_ingest_connections): retry later",
         )
@@ -533,7 +534,7 @@ async fn ingest_upgrade(
 /// `GET /ws/floor`: a snapshot, then deltas and heartbeats (see [`crate::feed`]). Messages
 /// from the client are ignored.
 async fn floor_stream(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    let Some(permit) = s.limits.floor_permit() else {
+    let Some(permit) = s.limiter.floor_permit() else {
         return ApiError::Unavailable(
             "too many wallboard connections (limits.max_floor_connections): retry later",
         )
@@ -572,8 +573,8 @@ fn floor_rest(floor: &Floor) -> FloorRest {
                 waiting: q.waiting,
                 longest_wait_seconds: longest,
                 oldest_since: q.oldest_since,
-                today: Kpis::from(&q.today),
-                last_15m: Kpis::from(&q.last_15m),
+                today: KpisJson::from(&q.today),
+                last_15m: KpisJson::from(&q.last_15m),
                 wait_percentiles: waits.remove(&q.queue),
             }
         })
@@ -582,9 +583,9 @@ fn floor_rest(floor: &Floor) -> FloorRest {
         engine_clock: now,
         sources_connected: floor.sources_connected(),
         queues,
-        floor: FloorKpis {
-            today: Kpis::from(&today),
-            last_15m: Kpis::from(&last_15m),
+        floor: FloorKpisJson {
+            today: KpisJson::from(&today),
+            last_15m: KpisJson::from(&last_15m),
         },
         ring_percentiles: floor.ring_percentiles(),
         open_violations: floor.open_violations(),

@@ -42,7 +42,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::{Applied, Limit};
 use crate::event::{decode_frame_limited, Id};
-use crate::limits::Limits;
+use crate::limits::Limiter;
 use crate::metrics::{Metrics, REJECT_BINARY};
 use crate::owner::{ConnId, EngineClient};
 use crate::redial::Redial;
@@ -68,7 +68,7 @@ struct Inner {
     clock: Clock,
     engine: EngineClient,
     metrics: Arc<Metrics>,
-    limits: Arc<Limits>,
+    limiter: Arc<Limiter>,
     shutdown: CancellationToken,
     live: LiveSockets,
 }
@@ -240,7 +240,7 @@ impl Ingest {
         clock: Clock,
         engine: EngineClient,
         metrics: Arc<Metrics>,
-        limits: Arc<Limits>,
+        limiter: Arc<Limiter>,
         shutdown: CancellationToken,
     ) -> Ingest {
         Ingest {
@@ -249,7 +249,7 @@ impl Ingest {
                 clock,
                 engine,
                 metrics,
-                limits,
+                limiter,
                 shutdown,
                 live: LiveSockets::default(),
             }),
@@ -364,7 +364,7 @@ impl Ingest {
         mut keepalive: Option<Keepalive>,
     ) {
         let inner = &*self.inner;
-        let bucket = inner.limits.bucket(source);
+        let bucket = inner.limiter.bucket(source);
         let hello =
             serde_json::json!({"type": "hello", "protocol": PROTOCOL, "resume_after": resume});
         if !t.send_texts(vec![hello.to_string()]).await {
@@ -454,7 +454,7 @@ impl Ingest {
                 }
                 Incoming::TooBig => {
                     let max = inner.config.source.max_frame;
-                    inner.limits.log.hit("max_frame", || {
+                    inner.limiter.log.hit("max_frame", || {
                         tracing::warn!(source = %source, max_frame = max, "frame too large, closing");
                     });
                     t.close_with(CLOSE_TOO_BIG, &format!("frame larger than {max} bytes"))
@@ -510,11 +510,11 @@ impl Ingest {
         let mut keys = Vec::new();
         let mut events = Vec::new();
         for text in texts {
-            let frame = decode_frame_limited(text, inner.limits.config.max_batch);
+            let frame = decode_frame_limited(text, inner.limiter.config.max_batch);
             for r in &frame.rejected {
                 inner.metrics.observe_rejected(r.error.reason_label());
                 if let crate::event::DecodeError::BatchTooLarge { len, max } = r.error {
-                    inner.limits.log.hit("max_batch", || {
+                    inner.limiter.log.hit("max_batch", || {
                         tracing::warn!(source = %source, len, max, "batch longer than limits.max_batch refused");
                     });
                 }
@@ -530,7 +530,7 @@ impl Ingest {
         if events.is_empty() {
             return Some(replies);
         }
-        let wait = inner.limits.rate_wait(source, bucket, events.len());
+        let wait = inner.limiter.rate_wait(source, bucket, events.len());
         if !wait.is_zero() {
             tokio::select! {
                 // The engine refuses the batch below once it has stopped.

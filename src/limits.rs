@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::config::LimitsConfig;
+use crate::config::ShellLimits;
 use crate::event::Id;
 use crate::metrics::Metrics;
 
@@ -90,9 +90,10 @@ impl Bucket {
     }
 }
 
-/// Runtime state of `[limits]` shared by every connection.
-pub struct Limits {
-    pub config: LimitsConfig,
+/// Enforces the shell's `[limits]` ([`ShellLimits`]) for every connection and adapter:
+/// connection permits, rate buckets, and the count and log of each limit reached.
+pub struct Limiter {
+    pub config: ShellLimits,
     ingest: Arc<Semaphore>,
     floor: Arc<Semaphore>,
     /// One bucket per source name while a connection of it holds it.
@@ -100,9 +101,9 @@ pub struct Limits {
     pub log: LimitLog,
 }
 
-impl Limits {
-    pub fn new(config: LimitsConfig, metrics: Arc<Metrics>) -> Limits {
-        Limits {
+impl Limiter {
+    pub fn new(config: ShellLimits, metrics: Arc<Metrics>) -> Limiter {
+        Limiter {
             config,
             ingest: Arc::new(Semaphore::new(config.max_ingest_connections)),
             floor: Arc::new(Semaphore::new(config.max_floor_connections)),
@@ -200,17 +201,17 @@ mod tests {
     #[test]
     fn connections_of_one_source_share_a_bucket() {
         let metrics = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}")));
-        let limits = Limits::new(LimitsConfig::default(), metrics);
-        let a = limits.bucket(&Id::from("pbx"));
-        let b = limits.bucket(&Id::from("pbx"));
-        let c = limits.bucket(&Id::from("other"));
+        let limiter = Limiter::new(ShellLimits::default(), metrics);
+        let a = limiter.bucket(&Id::from("pbx"));
+        let b = limiter.bucket(&Id::from("pbx"));
+        let c = limiter.bucket(&Id::from("other"));
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &c));
         drop((a, b));
-        let d = limits.bucket(&Id::from("new"));
-        assert!(Arc::ptr_eq(&d, &limits.bucket(&Id::from("new"))));
+        let d = limiter.bucket(&Id::from("new"));
+        assert!(Arc::ptr_eq(&d, &limiter.bucket(&Id::from("new"))));
         assert_eq!(
-            limits
+            limiter
                 .buckets
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -223,15 +224,15 @@ mod tests {
     #[test]
     fn connection_permits_run_out_and_come_back() {
         let metrics = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}")));
-        let config = LimitsConfig {
+        let config = ShellLimits {
             max_ingest_connections: 2,
-            ..LimitsConfig::default()
+            ..ShellLimits::default()
         };
-        let limits = Limits::new(config, metrics.clone());
-        let a = limits.ingest_permit();
-        let b = limits.ingest_permit();
+        let limiter = Limiter::new(config, metrics.clone());
+        let a = limiter.ingest_permit();
+        let b = limiter.ingest_permit();
         assert!(a.is_some() && b.is_some());
-        assert!(limits.ingest_permit().is_none());
+        assert!(limiter.ingest_permit().is_none());
         assert_eq!(
             metrics
                 .limit_hits
@@ -240,6 +241,6 @@ mod tests {
             1
         );
         drop(a);
-        assert!(limits.ingest_permit().is_some());
+        assert!(limiter.ingest_permit().is_some());
     }
 }
