@@ -317,7 +317,7 @@ pub fn run_main(args: RunArgs) -> anyhow::Result<()> {
     validate(&config)?;
     // A second install (e.g. a test harness did it) is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    init_tracing();
+    crate::logging::init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -363,17 +363,6 @@ impl StopSignal {
             StopSignal::Terminate => 143,
         }
     }
-}
-
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 async fn shutdown_signal() -> StopSignal {

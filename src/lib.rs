@@ -57,6 +57,7 @@ pub mod import;
 pub mod ingest;
 pub mod journal;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod owner;
 pub mod redial;
