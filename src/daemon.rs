@@ -30,49 +30,6 @@ use crate::owner::{restore, EngineTask};
 #[error("shutdown did not finish within server.shutdown_grace ({0:?}); stopped waiting")]
 pub struct GraceExceeded(pub Duration);
 
-/// Checks what the daemon needs of a config beyond what `config` validates.
-pub fn validate(config: &Config) -> Result<(), ConfigError> {
-    let err = |key: &str, message: String| ConfigError {
-        message,
-        key: Some(key.to_string()),
-        line: None,
-        column: None,
-    };
-    // Also here, not only in the file's validation: `demo --listen` and embedders set it.
-    if let Some(message) = config.server.exposure() {
-        return Err(err("server.listen", message));
-    }
-    if config.source.mode == SourceMode::Connect {
-        match config.source.url.as_deref() {
-            None | Some("") => {
-                return Err(err(
-                    "source.url",
-                    "source.url: required when source.mode = \"connect\"".into(),
-                ))
-            }
-            Some(u) if !(u.starts_with("ws://") || u.starts_with("wss://")) => {
-                return Err(err(
-                    "source.url",
-                    format!("source.url: want a ws:// or wss:// URL, not {u:?}"),
-                ))
-            }
-            Some(_) => {}
-        }
-    }
-    if let (SourceMode::Connect, Some(ca)) = (config.source.mode, config.source.ca.as_deref()) {
-        if let Err(e) = crate::tls::load_ca(ca) {
-            return Err(err("source.ca", e.to_string()));
-        }
-    }
-    if config.source.max_frame == 0 {
-        return Err(err(
-            "source.max_frame",
-            "source.max_frame: must be > 0".into(),
-        ));
-    }
-    Ok(())
-}
-
 /// A running daemon.
 pub struct DaemonHandle {
     local_addr: SocketAddr,
@@ -156,7 +113,7 @@ pub async fn start(config: Config) -> anyhow::Result<DaemonHandle> {
 
 /// [`start`] with a given clock (tests under `tokio::time::pause()`).
 pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<DaemonHandle> {
-    validate(&config)?;
+    config.validate()?;
     let tls = match &config.server.tls {
         Some(files) => Some(
             crate::tls::server_config(&files.cert, &files.key).map_err(|e| ConfigError {
@@ -313,8 +270,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 /// `floorwatch run`: loads and validates the config before binding, then runs until SIGINT or
 /// SIGTERM. A config error comes back as [`ConfigError`] (exit code 78 in `main`).
 pub fn run_main(args: RunArgs) -> anyhow::Result<()> {
+    // Checked as it is read; `start` checks the files it names before binding.
     let config = crate::config::load(args.config.as_deref())?;
-    validate(&config)?;
     // A second install (e.g. a test harness did it) is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     crate::logging::init();
@@ -389,23 +346,5 @@ async fn shutdown_signal() -> StopSignal {
     tokio::select! {
         _ = ctrl_c => StopSignal::Interrupt,
         _ = term => StopSignal::Terminate,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn connect_mode_needs_a_websocket_url() {
-        let mut c = Config::default();
-        assert!(validate(&c).is_ok());
-        c.source.mode = SourceMode::Connect;
-        let e = validate(&c).expect_err("no url");
-        assert_eq!(e.key.as_deref(), Some("source.url"));
-        c.source.url = Some("http://pbx/events".into());
-        assert!(validate(&c).is_err());
-        c.source.url = Some("wss://pbx/events".into());
-        assert!(validate(&c).is_ok());
     }
 }
