@@ -29,7 +29,7 @@ fn main() {
         return;
     };
     if std::env::var_os("RUST_LOG").is_some() {
-        floorwatch::daemon::init_tracing();
+        floorwatch::logging::init();
     }
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     println!("| load | alerts | p50 | p90 | p99 | max |");

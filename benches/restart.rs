@@ -101,7 +101,7 @@ fn main() {
     );
 
     let t = Instant::now();
-    let restored = floorwatch::daemon::restore(&config, None, 0).expect("restore");
+    let restored = floorwatch::owner::restore(&config, None, 0).expect("restore");
     println!(
         "restart (checkpoint + tail): {:.3} s, {} records replayed, from checkpoint: {}",
         t.elapsed().as_secs_f64(),

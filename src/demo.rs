@@ -124,7 +124,7 @@ pub fn main(args: DemoArgs) -> anyhow::Result<()> {
     let mut config = crate::config::load(args.config.as_deref())?;
     config.server.listen = args.listen;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    crate::daemon::init_tracing();
+    crate::logging::init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

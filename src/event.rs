@@ -11,7 +11,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::time::Timestamp;
+use crate::time::{Timestamp, TS_MAX, TS_MIN};
 
 /// Identifiers (agent, call, queue, team) are at most this many bytes.
 pub const MAX_ID_LEN: usize = 128;
@@ -1209,19 +1209,6 @@ fn state(v: &Option<Scalar>) -> Result<Option<PresenceState>, DecodeError> {
             got: format!("{other:?}"),
         }),
     }
-}
-
-/// The earliest `ts` the protocol accepts (0001-01-01T00:00:00Z).
-pub const TS_MIN: Timestamp = Timestamp(-62_135_596_800_000);
-/// The latest `ts` the protocol accepts (9999-12-30T22:00:00.000Z): the last millisecond
-/// the time library (jiff) represents, so that every accepted time prints and falls in a
-/// local day in every time zone. A later time is rejected as `bad_ts`.
-pub const TS_MAX: Timestamp = Timestamp(253_402_207_200_000);
-
-/// Whether `t` is a time an event may carry: adapters that read native times check it, so
-/// that every event they make decodes back from the journal.
-pub fn ts_in_range(t: Timestamp) -> bool {
-    (TS_MIN..=TS_MAX).contains(&t)
 }
 
 /// Parses a `ts` value: RFC 3339 string with offset, or integer epoch milliseconds.

@@ -21,7 +21,7 @@
 //! One encoded message per change is shared by all clients (a broadcast ring of
 //! [`CLIENT_QUEUE`] messages): a client that falls behind gets a fresh snapshot instead of
 //! the backlog; a client that does not take a message within
-//! [`crate::ingest::WRITE_TIMEOUT`] is disconnected. Neither touches ingest.
+//! [`WRITE_TIMEOUT`] is disconnected.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::Id;
 use crate::floor::Floor;
+use crate::sockets::{LiveSockets, CLOSE_GOING_AWAY, WRITE_TIMEOUT};
 
 /// At most one delta per this interval; changes in between are coalesced.
 pub const FEED_INTERVAL: Duration = Duration::from_millis(250);
@@ -69,17 +70,13 @@ pub struct FloorFeed {
     statics: String,
     state: Mutex<State>,
     tx: broadcast::Sender<(u64, Utf8Bytes)>,
-    live: crate::ingest::LiveSockets,
+    live: LiveSockets,
 }
 
 /// Sends one text frame; false when the client is gone or took longer than the write timeout.
 async fn send(socket: &mut WebSocket, text: Utf8Bytes) -> bool {
     matches!(
-        tokio::time::timeout(
-            crate::ingest::WRITE_TIMEOUT,
-            socket.send(ws::Message::Text(text))
-        )
-        .await,
+        tokio::time::timeout(WRITE_TIMEOUT, socket.send(ws::Message::Text(text))).await,
         Ok(Ok(()))
     )
 }
@@ -99,7 +96,7 @@ impl FloorFeed {
                 idle: false,
             }),
             tx,
-            live: crate::ingest::LiveSockets::default(),
+            live: LiveSockets::default(),
         })
     }
 
@@ -220,12 +217,12 @@ impl FloorFeed {
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     let close = ws::CloseFrame {
-                        code: crate::ingest::CLOSE_GOING_AWAY,
+                        code: CLOSE_GOING_AWAY,
                         reason: "daemon shutting down".into(),
                     };
                     let send = socket.send(ws::Message::Close(Some(close)));
                     // A wallboard that does not read must not hold up shutdown.
-                    let _ = tokio::time::timeout(crate::ingest::WRITE_TIMEOUT, send).await;
+                    let _ = tokio::time::timeout(WRITE_TIMEOUT, send).await;
                     return;
                 }
                 msg = rx.recv() => {

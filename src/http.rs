@@ -1,5 +1,5 @@
-//! The HTTP surface on one port: `/metrics`, `/healthz`, `/readyz`, `/ingest` (WebSocket,
-//! see `ingest`), `/api/v1/floor`, `/api/v1/violations`, `/ws/floor` (a snapshot, then
+//! The HTTP surface on one port: `/metrics`, `/healthz`, `/readyz`, `/ingest` (the WebSocket
+//! upgrade is checked here; the session is [`crate::ingest`]'s), `/api/v1/floor`, `/api/v1/violations`, `/ws/floor` (a snapshot, then
 //! deltas: see [`crate::feed`]), and the built-in wallboard at `/`.
 //!
 //! Owns: the axum [`router`], the JSON shapes of the API, and [`ApiError`] (every error is
@@ -28,25 +28,27 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{Config, SourceMode, Tokens};
-use crate::daemon::EngineClient;
 use crate::engine::{AgentView, QueueCounts, Rule};
-use crate::event::Id;
+use crate::event::{Id, MAX_ID_LEN};
 use crate::feed::{FloorFeed, FloorParts};
 use crate::floor::{Floor, Percentiles, Status, ViolationFilter, ViolationRecord};
 use crate::ingest::Ingest;
+use crate::limits::Limiter;
 use crate::metrics::{Metrics, CONTENT_TYPE};
+use crate::owner::EngineClient;
 use crate::store::StoreReader;
 use crate::time::Timestamp;
 
@@ -74,7 +76,7 @@ pub struct AppState {
     /// The `/ws/floor` feed (its task runs apart, see [`crate::feed`]).
     pub feed: Arc<FloorFeed>,
     /// Connection permits of `[limits]`.
-    pub limits: Arc<crate::limits::Limits>,
+    pub limiter: Arc<Limiter>,
 }
 
 /// The one error type of the HTTP surface.
@@ -251,7 +253,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/ingest", get(crate::ingest::handle_upgrade))
+        .route("/ingest", get(ingest_upgrade))
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
 }
@@ -297,7 +299,7 @@ async fn readyz(State(s): State<AppState>) -> Result<Json<serde_json::Value>, Ap
 
 /// KPIs of one window, as the API shows them.
 #[derive(Serialize)]
-struct Kpis {
+struct KpisJson {
     offered: u64,
     answered: u64,
     abandoned: u64,
@@ -306,9 +308,9 @@ struct Kpis {
     asa_seconds: Option<f64>,
 }
 
-impl From<&QueueCounts> for Kpis {
-    fn from(c: &QueueCounts) -> Kpis {
-        Kpis {
+impl From<&QueueCounts> for KpisJson {
+    fn from(c: &QueueCounts) -> KpisJson {
+        KpisJson {
             offered: c.offered,
             answered: c.answered,
             abandoned: c.abandoned,
@@ -326,16 +328,16 @@ struct QueueJson {
     longest_wait_seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     oldest_since: Option<Timestamp>,
-    today: Kpis,
-    last_15m: Kpis,
+    today: KpisJson,
+    last_15m: KpisJson,
     #[serde(skip_serializing_if = "Option::is_none")]
     wait_percentiles: Option<Percentiles>,
 }
 
 #[derive(Serialize)]
-struct FloorKpis {
-    today: Kpis,
-    last_15m: Kpis,
+struct FloorKpisJson {
+    today: KpisJson,
+    last_15m: KpisJson,
 }
 
 /// The floor of `/api/v1/floor` and of `/ws/floor` snapshots.
@@ -355,7 +357,7 @@ struct FloorRest {
     engine_clock: Option<Timestamp>,
     sources_connected: usize,
     queues: Vec<QueueJson>,
-    floor: FloorKpis,
+    floor: FloorKpisJson,
     /// Today's ring times per team, seconds.
     ring_percentiles: BTreeMap<Id, Percentiles>,
     open_violations: Vec<ViolationRecord>,
@@ -367,7 +369,7 @@ struct FloorRest {
 struct FloorStatics {
     language: String,
     teams: Vec<TeamJson>,
-    limits: Limits,
+    limits: LimitsJson,
 }
 
 #[derive(Serialize)]
@@ -380,15 +382,15 @@ struct TeamJson {
 }
 
 #[derive(Serialize)]
-struct Limits {
+struct LimitsJson {
     ring_ms: i64,
     grace_ms: i64,
     acw_max_ms: i64,
-    reasons: BTreeMap<String, ReasonLimit>,
+    reasons: BTreeMap<String, ReasonLimitJson>,
 }
 
 #[derive(Serialize)]
-struct ReasonLimit {
+struct ReasonLimitJson {
     #[serde(skip_serializing_if = "Option::is_none")]
     max_ms: Option<i64>,
     allowance: bool,
@@ -408,7 +410,7 @@ fn floor_statics(config: &Config) -> FloorStatics {
                 supervisor: t.supervisor.clone(),
             })
             .collect(),
-        limits: Limits {
+        limits: LimitsJson {
             ring_ms: r.ring_answer.limit(),
             grace_ms: r.unauthorized_pause.grace,
             acw_max_ms: r.unauthorized_pause.acw_max,
@@ -418,7 +420,7 @@ fn floor_statics(config: &Config) -> FloorStatics {
                 .map(|(k, v)| {
                     (
                         k.clone(),
-                        ReasonLimit {
+                        ReasonLimitJson {
                             max_ms: v.max,
                             allowance: v.allowance,
                             approval: v.approval,
@@ -475,10 +477,64 @@ impl FloorParts for FeedParts {
     }
 }
 
+#[derive(Deserialize)]
+struct IngestQuery {
+    source: Option<String>,
+}
+
+/// `GET /ingest?source=NAME`: checks the bearer token (401 before the upgrade), the source
+/// name and the connection permit, then hands the WebSocket session to [`Ingest`].
+async fn ingest_upgrade(
+    State(s): State<AppState>,
+    Query(query): Query<IngestQuery>,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let config = &s.config;
+    let peer = peer.map(|Extension(ConnectInfo(a))| a);
+    if let Err(e) = authorize(
+        "ingest",
+        &[&config.server.tokens.ingest],
+        &config.server.tokens,
+        &headers,
+        None,
+        peer,
+    ) {
+        tracing::warn!(peer = ?peer, error = %e, "ingest refused");
+        return e.into_response();
+    }
+    let source = query.source.unwrap_or_else(|| "default".to_string());
+    if source.is_empty() || source.len() > MAX_ID_LEN {
+        return ApiError::BadRequest(format!(
+            "source must be a non-empty name of at most {MAX_ID_LEN} bytes"
+        ))
+        .into_response();
+    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let Some(permit) = s.limiter.ingest_permit() else {
+        return ApiError::Unavailable(
+            "too many ingest connections (limits.max_ingest_connections): retry later",
+        )
+        .into_response();
+    };
+    let max = config.source.max_frame;
+    let ingest = s.ingest;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |mut socket| async move {
+            ingest.serve_socket(&mut socket, Id::from(source)).await;
+            drop(permit);
+        })
+}
+
 /// `GET /ws/floor`: a snapshot, then deltas and heartbeats (see [`crate::feed`]). Messages
 /// from the client are ignored.
 async fn floor_stream(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    let Some(permit) = s.limits.floor_permit() else {
+    let Some(permit) = s.limiter.floor_permit() else {
         return ApiError::Unavailable(
             "too many wallboard connections (limits.max_floor_connections): retry later",
         )
@@ -517,8 +573,8 @@ fn floor_rest(floor: &Floor) -> FloorRest {
                 waiting: q.waiting,
                 longest_wait_seconds: longest,
                 oldest_since: q.oldest_since,
-                today: Kpis::from(&q.today),
-                last_15m: Kpis::from(&q.last_15m),
+                today: KpisJson::from(&q.today),
+                last_15m: KpisJson::from(&q.last_15m),
                 wait_percentiles: waits.remove(&q.queue),
             }
         })
@@ -527,9 +583,9 @@ fn floor_rest(floor: &Floor) -> FloorRest {
         engine_clock: now,
         sources_connected: floor.sources_connected(),
         queues,
-        floor: FloorKpis {
-            today: Kpis::from(&today),
-            last_15m: Kpis::from(&last_15m),
+        floor: FloorKpisJson {
+            today: KpisJson::from(&today),
+            last_15m: KpisJson::from(&last_15m),
         },
         ring_percentiles: floor.ring_percentiles(),
         open_violations: floor.open_violations(),
@@ -701,7 +757,10 @@ async fn grant_approval(
         .apply_api(event)
         .await
         .map_err(|_| ApiError::Unavailable("shutting down"))?
-        .map_err(|limit| ApiError::Unavailable(limit.message()))?;
+        .map_err(|r| match r {
+            crate::owner::ApiRefused::Limit(limit) => ApiError::Unavailable(limit.message()),
+            crate::owner::ApiRefused::Record(r) => ApiError::BadRequest(r.to_string()),
+        })?;
     let status = if reply.stored {
         StatusCode::CREATED
     } else {

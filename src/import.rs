@@ -14,11 +14,10 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::adapter::ami::AmiSettings;
 use crate::adapter::queue_log::tail::{LineReader, Piece, MAX_LINE};
 use crate::adapter::queue_log::{QueueLogMapper, QueueLogStats};
 use crate::cli::{ImportArgs, ImportCommand, ImportQueueLogArgs};
-use crate::config::{self, AdapterKind, Config, QueueLogSource};
+use crate::config::{self, AdapterKind, AmiSettings, Config, QueueLogSource};
 use crate::time::Millis;
 
 /// The outcome of an import.

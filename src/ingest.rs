@@ -3,19 +3,20 @@
 //! (connect mode, redialing forever with capped exponential back-off and jitter).
 //!
 //! Owns: the per-connection session: hello, frame decoding, error replies, acks, the frame
-//! size limit (close code 1009), access to `/ingest` (an ingest bearer token; with none
-//! configured, loopback peers only).
+//! size limit (close code 1009), keepalive and the dialer of connect mode. Access to
+//! `/ingest` (an ingest bearer token; with none configured, loopback peers only) is checked
+//! by [`crate::http`] before the upgrade.
 //! Must not: touch the engine other than through [`EngineClient`], or block the engine task:
 //! a connection waits for its own batch's reply, and waits when the engine channel is full
 //! (back-pressure on that source only); writes to a peer that does not read time out after
-//! [`WRITE_TIMEOUT`] and drop that connection.
+//! [`WRITE_TIMEOUT`] and drop that connection. Must not know routes or tokens.
 //!
 //! # Connect-mode faults
 //!
 //! Whatever ends a dialed connection (refused, reset, a handshake that is not HTTP, a TLS
 //! error, garbage frames, a close frame with any code, silence past `source.ping_timeout`)
 //! ends in the same place: the session ends, `floorwatch_source_reconnects_total` counts the
-//! redial, and the next dial waits [`backoff`]. The next session's hello carries the stored
+//! redial, and the next dial waits its [`Redial`] back-off. The next session's hello carries the stored
 //! resume point. A half-open connection is found by keepalive: after `source.ping_every`
 //! without a frame from the source the dialer pings, and with no frame at all (pong or
 //! other) for `source.ping_timeout` it drops the connection.
@@ -29,85 +30,32 @@
 //! While the store is failing the reply carries the last stored `seq` (the ack stands
 //! still); a daemon without a store (tests) acks what it applied.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use axum::Extension;
+use axum::extract::ws::{self, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use rand::Rng;
-use serde::Deserialize;
 use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::daemon::{ConnId, EngineClient, Outcome};
-use crate::engine::Limit;
-use crate::event::{decode_frame_limited, Id, MAX_ID_LEN};
-use crate::http::{authorize, ApiError, AppState};
-use crate::limits::Limits;
+use crate::engine::{Applied, Limit};
+use crate::event::{decode_frame_limited, Id};
+use crate::limits::Limiter;
 use crate::metrics::{Metrics, REJECT_BINARY};
+use crate::owner::{ConnId, EngineClient};
+use crate::redial::Redial;
+use crate::sockets::{LiveSockets, CLOSE_GOING_AWAY, WRITE_TIMEOUT};
 
 /// The protocol name sent in the hello.
 pub const PROTOCOL: &str = "floorwatch.v1";
 
 /// Close code for a frame over `source.max_frame` (RFC 6455 "message too big").
 pub const CLOSE_TOO_BIG: u16 = 1009;
-/// Close code when the daemon shuts down ("going away").
-pub const CLOSE_GOING_AWAY: u16 = 1001;
-
-/// A write to a source that takes longer than this drops the connection.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Connect mode back-off: first delay, doubled per failed attempt up to the cap.
-const BACKOFF_BASE: Duration = Duration::from_millis(200);
-const BACKOFF_CAP: Duration = Duration::from_secs(30);
-/// A connection that lasted this long resets the back-off.
-const STABLE_CONNECTION: Duration = Duration::from_secs(10);
-
 /// After a close the daemon lingers this long before dropping the socket, so that the peer
 /// reads the close frame before the TCP connection is reset.
 const CLOSE_LINGER: Duration = Duration::from_millis(250);
-
-/// Counts open WebSocket connections, so that shutdown can wait until each has sent its
-/// close frame (axum detaches upgraded connections from the server).
-#[derive(Debug)]
-pub struct LiveSockets(tokio::sync::watch::Sender<usize>);
-
-impl Default for LiveSockets {
-    fn default() -> LiveSockets {
-        LiveSockets(tokio::sync::watch::channel(0).0)
-    }
-}
-
-/// One open connection of a [`LiveSockets`]; the count drops with it.
-pub struct SocketGuard<'a>(&'a LiveSockets);
-
-impl LiveSockets {
-    pub fn hold(&self) -> SocketGuard<'_> {
-        self.0.send_modify(|n| *n += 1);
-        SocketGuard(self)
-    }
-
-    /// Resolves once no connection is open.
-    pub fn all_closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut rx = self.0.subscribe();
-        async move {
-            let _ = rx.wait_for(|n| *n == 0).await;
-        }
-    }
-}
-
-impl Drop for SocketGuard<'_> {
-    fn drop(&mut self) {
-        self.0 .0.send_modify(|n| *n = n.saturating_sub(1));
-    }
-}
 
 /// Everything a session needs. Cheap to clone.
 #[derive(Clone)]
@@ -120,7 +68,7 @@ struct Inner {
     clock: Clock,
     engine: EngineClient,
     metrics: Arc<Metrics>,
-    limits: Arc<Limits>,
+    limiter: Arc<Limiter>,
     shutdown: CancellationToken,
     live: LiveSockets,
 }
@@ -286,67 +234,13 @@ impl Transport for ClientStream {
     }
 }
 
-#[derive(Deserialize)]
-pub struct IngestQuery {
-    source: Option<String>,
-}
-
-/// `GET /ingest?source=NAME`: checks the bearer token (401 before the upgrade), then serves
-/// the WebSocket session.
-pub async fn handle_upgrade(
-    State(state): State<AppState>,
-    Query(query): Query<IngestQuery>,
-    headers: HeaderMap,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    ws: Result<WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection>,
-) -> Response {
-    let ingest = state.ingest;
-    let config = &ingest.inner.config;
-    let peer = peer.map(|Extension(ConnectInfo(a))| a);
-    if let Err(e) = authorize(
-        "ingest",
-        &[&config.server.tokens.ingest],
-        &config.server.tokens,
-        &headers,
-        None,
-        peer,
-    ) {
-        tracing::warn!(peer = ?peer, error = %e, "ingest refused");
-        return e.into_response();
-    }
-    let source = query.source.unwrap_or_else(|| "default".to_string());
-    if source.is_empty() || source.len() > MAX_ID_LEN {
-        return ApiError::BadRequest(format!(
-            "source must be a non-empty name of at most {MAX_ID_LEN} bytes"
-        ))
-        .into_response();
-    }
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(rejection) => return rejection.into_response(),
-    };
-    let Some(permit) = ingest.inner.limits.ingest_permit() else {
-        return ApiError::Unavailable(
-            "too many ingest connections (limits.max_ingest_connections): retry later",
-        )
-        .into_response();
-    };
-    let max = config.source.max_frame;
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |mut socket| async move {
-            ingest.serve(&mut socket, Id::from(source), None).await;
-            drop(permit);
-        })
-}
-
 impl Ingest {
     pub fn new(
         config: Arc<Config>,
         clock: Clock,
         engine: EngineClient,
         metrics: Arc<Metrics>,
-        limits: Arc<Limits>,
+        limiter: Arc<Limiter>,
         shutdown: CancellationToken,
     ) -> Ingest {
         Ingest {
@@ -355,7 +249,7 @@ impl Ingest {
                 clock,
                 engine,
                 metrics,
-                limits,
+                limiter,
                 shutdown,
                 live: LiveSockets::default(),
             }),
@@ -365,6 +259,12 @@ impl Ingest {
     /// Resolves once every session (listen and connect mode) has ended.
     pub fn all_closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         self.inner.live.all_closed()
+    }
+
+    /// Listen mode: serves one upgraded `/ingest` connection of `source` until it ends (the
+    /// HTTP layer checked its token and took its connection permit).
+    pub async fn serve_socket(&self, socket: &mut WebSocket, source: Id) {
+        self.serve(socket, source, None).await;
     }
 
     /// Connect mode: dials `source.url` and serves it, redialing forever with capped
@@ -382,24 +282,20 @@ impl Ingest {
         let ws_config = tungstenite::protocol::WebSocketConfig::default()
             .max_message_size(Some(cfg.max_frame))
             .max_frame_size(Some(cfg.max_frame));
-        let mut failures: u32 = 0;
-        let mut first = true;
+        let mut redial = Redial::new();
         loop {
-            if !first {
+            let announce = |delay: Duration| {
                 self.inner.metrics.source_reconnects.inc();
-                let delay = backoff(failures);
                 tracing::info!(url = %url, delay_ms = delay.as_millis() as u64, "redialing source");
-                tokio::select! {
-                    _ = self.inner.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
-                }
+            };
+            if !redial.pause(&self.inner.shutdown, announce).await {
+                return;
             }
-            first = false;
             let request = match client_request(&url, &cfg.headers) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(url = %url, error = %e, "bad source request");
-                    failures = failures.saturating_add(1);
+                    redial.failed();
                     continue;
                 }
             };
@@ -407,7 +303,7 @@ impl Ingest {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(url = %url, error = %e, "cannot set up tls for the source");
-                    failures = failures.saturating_add(1);
+                    redial.failed();
                     continue;
                 }
             };
@@ -431,18 +327,12 @@ impl Ingest {
                     );
                     self.serve(&mut stream, source.clone(), Some(keepalive))
                         .await;
-                    // A peer that accepts and drops at once is backed off like one that
-                    // refuses; a connection that held for a while starts over.
-                    if since.elapsed() >= STABLE_CONNECTION {
-                        failures = 0;
-                    } else {
-                        failures = failures.saturating_add(1);
-                    }
+                    redial.ended(since.elapsed());
                     tracing::warn!(url = %url, source = %source, "source connection ended");
                 }
                 Err(e) => {
-                    failures = failures.saturating_add(1);
-                    tracing::warn!(url = %url, error = %e, attempt = failures, "cannot connect to source");
+                    redial.failed();
+                    tracing::warn!(url = %url, error = %e, attempt = redial.failures(), "cannot connect to source");
                 }
             }
             if self.inner.shutdown.is_cancelled() {
@@ -474,7 +364,7 @@ impl Ingest {
         mut keepalive: Option<Keepalive>,
     ) {
         let inner = &*self.inner;
-        let bucket = inner.limits.bucket(source);
+        let bucket = inner.limiter.bucket(source);
         let hello =
             serde_json::json!({"type": "hello", "protocol": PROTOCOL, "resume_after": resume});
         if !t.send_texts(vec![hello.to_string()]).await {
@@ -564,7 +454,7 @@ impl Ingest {
                 }
                 Incoming::TooBig => {
                     let max = inner.config.source.max_frame;
-                    inner.limits.log.hit("max_frame", || {
+                    inner.limiter.log.hit("max_frame", || {
                         tracing::warn!(source = %source, max_frame = max, "frame too large, closing");
                     });
                     t.close_with(CLOSE_TOO_BIG, &format!("frame larger than {max} bytes"))
@@ -620,11 +510,11 @@ impl Ingest {
         let mut keys = Vec::new();
         let mut events = Vec::new();
         for text in texts {
-            let frame = decode_frame_limited(text, inner.limits.config.max_batch);
+            let frame = decode_frame_limited(text, inner.limiter.config.max_batch);
             for r in &frame.rejected {
                 inner.metrics.observe_rejected(r.error.reason_label());
                 if let crate::event::DecodeError::BatchTooLarge { len, max } = r.error {
-                    inner.limits.log.hit("max_batch", || {
+                    inner.limiter.log.hit("max_batch", || {
                         tracing::warn!(source = %source, len, max, "batch longer than limits.max_batch refused");
                     });
                 }
@@ -640,7 +530,7 @@ impl Ingest {
         if events.is_empty() {
             return Some(replies);
         }
-        let wait = inner.limits.rate_wait(source, bucket, events.len());
+        let wait = inner.limiter.rate_wait(source, bucket, events.len());
         if !wait.is_zero() {
             tokio::select! {
                 // The engine refuses the batch below once it has stopped.
@@ -653,8 +543,8 @@ impl Ingest {
         let reply = inner.engine.apply(conn, received, events).await.ok()?;
         for ((index, seq), outcome) in keys.iter().zip(&reply.outcomes) {
             match outcome {
-                Outcome::Refused(limit) => replies.push(error_json(*seq, *index, &refusal(*limit))),
-                Outcome::Rejected(r) => replies.push(error_json(
+                Applied::Refused(limit) => replies.push(error_json(*seq, *index, &refusal(*limit))),
+                Applied::Rejected { refusal: r, .. } => replies.push(error_json(
                     *seq,
                     *index,
                     &format!("{}: {r}", r.reason_label()),
@@ -715,38 +605,6 @@ async fn sleep_until_keepalive(keepalive: Option<&Keepalive>) {
     }
 }
 
-/// A `source.ca` file that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum CaError {
-    #[error("cannot read source.ca {path}: {error}")]
-    Read {
-        path: String,
-        error: rustls::pki_types::pem::Error,
-    },
-    #[error("source.ca {path} holds no certificate")]
-    Empty { path: String },
-    #[error("source.ca {path}: a certificate is not usable as a root: {error}")]
-    Root { path: String, error: rustls::Error },
-}
-
-/// The CA certificates of a PEM file (`source.ca`).
-pub fn load_ca(
-    path: &std::path::Path,
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, CaError> {
-    use rustls::pki_types::pem::PemObject;
-    let shown = || path.display().to_string();
-    let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|error| CaError::Read {
-            path: shown(),
-            error,
-        })?;
-    if certs.is_empty() {
-        return Err(CaError::Empty { path: shown() });
-    }
-    Ok(certs)
-}
-
 /// The TLS setup for a dial: `None` (tokio-tungstenite's default, the public web roots)
 /// unless `url` is `wss://` and `ca` names a private CA, which is then trusted besides them.
 fn tls_connector(
@@ -758,8 +616,8 @@ fn tls_connector(
     };
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for cert in load_ca(ca)? {
-        roots.add(cert).map_err(|error| CaError::Root {
+    for cert in crate::tls::load_ca(ca)? {
+        roots.add(cert).map_err(|error| crate::tls::CaError::Root {
             path: ca.display().to_string(),
             error,
         })?;
@@ -781,14 +639,6 @@ fn refusal(limit: Limit) -> String {
 
 fn error_json(seq: Option<u64>, index: Option<usize>, reason: &str) -> String {
     serde_json::json!({"type": "error", "seq": seq, "index": index, "reason": reason}).to_string()
-}
-
-/// Delay before redial number `failures + 1`: base × 2^failures, capped, times a random
-/// factor in [0.5, 1).
-pub(crate) fn backoff(failures: u32) -> Duration {
-    let exp = BACKOFF_BASE.saturating_mul(1u32.checked_shl(failures.min(16)).unwrap_or(u32::MAX));
-    let capped = exp.min(BACKOFF_CAP);
-    capped.mul_f64(rand::rng().random_range(0.5..1.0))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -818,33 +668,6 @@ fn client_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_is_capped_with_jitter() {
-        for f in 0..40 {
-            let d = backoff(f);
-            assert!(d <= BACKOFF_CAP, "{f}: {d:?}");
-            assert!(d >= BACKOFF_BASE / 2, "{f}: {d:?}");
-        }
-        assert!(backoff(30) >= BACKOFF_CAP / 2);
-    }
-
-    #[test]
-    fn backoff_doubles_and_jitters_within_half_to_whole_of_its_step() {
-        for failures in 0..6 {
-            let step = BACKOFF_BASE * (1 << failures);
-            let samples: Vec<Duration> = (0..500).map(|_| backoff(failures)).collect();
-            for d in &samples {
-                assert!(*d >= step / 2 && *d < step, "{failures}: {d:?} of {step:?}");
-            }
-            let (min, max) = (
-                samples.iter().min().copied().unwrap_or_default(),
-                samples.iter().max().copied().unwrap_or_default(),
-            );
-            // 500 draws from [0.5, 1) spread over most of it: a fixed factor would not.
-            assert!(max - min > step / 4, "{failures}: {min:?}..{max:?}");
-        }
-    }
 
     #[test]
     fn keepalive_pings_after_quiet_and_gives_up_after_the_timeout() {

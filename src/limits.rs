@@ -14,22 +14,9 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::config::LimitsConfig;
+use crate::config::ShellLimits;
 use crate::event::Id;
 use crate::metrics::Metrics;
-
-/// Every `limit` label of `floorwatch_limit_hits_total`: the `[limits]` key, or
-/// `source.max_frame`'s `max_frame`.
-pub const LIMIT_LABELS: [&str; 8] = [
-    "max_frame",
-    "max_batch",
-    "max_agents",
-    "max_calls",
-    "max_queues",
-    "max_ingest_connections",
-    "max_floor_connections",
-    "max_events_per_second",
-];
 
 /// A limit reached is logged at most this often (each one is counted).
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -48,8 +35,8 @@ impl LimitLog {
         }
     }
 
-    /// Counts a hit of `limit` (a [`LIMIT_LABELS`] value) and calls `log` unless it was
-    /// called for this limit within [`LOG_EVERY`].
+    /// Counts a hit of `limit` (a [`crate::metrics::LIMIT_LABELS`] value) and calls `log`
+    /// unless it was called for this limit within [`LOG_EVERY`].
     pub fn hit(&self, limit: &'static str, log: impl FnOnce()) {
         self.metrics.limit_hits.with_label_values(&[limit]).inc();
         let now = Instant::now();
@@ -103,9 +90,10 @@ impl Bucket {
     }
 }
 
-/// Runtime state of `[limits]` shared by every connection.
-pub struct Limits {
-    pub config: LimitsConfig,
+/// Enforces the shell's `[limits]` ([`ShellLimits`]) for every connection and adapter:
+/// connection permits, rate buckets, and the count and log of each limit reached.
+pub struct Limiter {
+    pub config: ShellLimits,
     ingest: Arc<Semaphore>,
     floor: Arc<Semaphore>,
     /// One bucket per source name while a connection of it holds it.
@@ -113,9 +101,9 @@ pub struct Limits {
     pub log: LimitLog,
 }
 
-impl Limits {
-    pub fn new(config: LimitsConfig, metrics: Arc<Metrics>) -> Limits {
-        Limits {
+impl Limiter {
+    pub fn new(config: ShellLimits, metrics: Arc<Metrics>) -> Limiter {
+        Limiter {
             config,
             ingest: Arc::new(Semaphore::new(config.max_ingest_connections)),
             floor: Arc::new(Semaphore::new(config.max_floor_connections)),
@@ -213,17 +201,17 @@ mod tests {
     #[test]
     fn connections_of_one_source_share_a_bucket() {
         let metrics = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}")));
-        let limits = Limits::new(LimitsConfig::default(), metrics);
-        let a = limits.bucket(&Id::from("pbx"));
-        let b = limits.bucket(&Id::from("pbx"));
-        let c = limits.bucket(&Id::from("other"));
+        let limiter = Limiter::new(ShellLimits::default(), metrics);
+        let a = limiter.bucket(&Id::from("pbx"));
+        let b = limiter.bucket(&Id::from("pbx"));
+        let c = limiter.bucket(&Id::from("other"));
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &c));
         drop((a, b));
-        let d = limits.bucket(&Id::from("new"));
-        assert!(Arc::ptr_eq(&d, &limits.bucket(&Id::from("new"))));
+        let d = limiter.bucket(&Id::from("new"));
+        assert!(Arc::ptr_eq(&d, &limiter.bucket(&Id::from("new"))));
         assert_eq!(
-            limits
+            limiter
                 .buckets
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -236,15 +224,15 @@ mod tests {
     #[test]
     fn connection_permits_run_out_and_come_back() {
         let metrics = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}")));
-        let config = LimitsConfig {
+        let config = ShellLimits {
             max_ingest_connections: 2,
-            ..LimitsConfig::default()
+            ..ShellLimits::default()
         };
-        let limits = Limits::new(config, metrics.clone());
-        let a = limits.ingest_permit();
-        let b = limits.ingest_permit();
+        let limiter = Limiter::new(config, metrics.clone());
+        let a = limiter.ingest_permit();
+        let b = limiter.ingest_permit();
         assert!(a.is_some() && b.is_some());
-        assert!(limits.ingest_permit().is_none());
+        assert!(limiter.ingest_permit().is_none());
         assert_eq!(
             metrics
                 .limit_hits
@@ -253,6 +241,6 @@ mod tests {
             1
         );
         drop(a);
-        assert!(limits.ingest_permit().is_some());
+        assert!(limiter.ingest_permit().is_some());
     }
 }

@@ -141,6 +141,19 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Rejection label for binary WebSocket frames (the protocol is text frames only).
 pub const REJECT_BINARY: &str = "binary_frame";
 
+/// Every `limit` label of `floorwatch_limit_hits_total`: the `[limits]` key, or
+/// `source.max_frame`'s `max_frame`.
+pub const LIMIT_LABELS: [&str; 8] = [
+    "max_frame",
+    "max_batch",
+    "max_agents",
+    "max_calls",
+    "max_queues",
+    "max_ingest_connections",
+    "max_floor_connections",
+    "max_events_per_second",
+];
+
 /// Every family of the surface page, plus `floorwatch_source_reconnects_total`.
 pub struct Metrics {
     registry: Registry,
@@ -162,7 +175,7 @@ pub struct Metrics {
     pub events: IntCounterVec,
     pub events_rejected: IntCounterVec,
     /// `floorwatch_limit_hits_total{limit}`: a `[limits]` bound (or `source.max_frame`)
-    /// reached; see [`crate::limits::LIMIT_LABELS`].
+    /// reached; see [`LIMIT_LABELS`].
     pub limit_hits: IntCounterVec,
     pub events_late: IntCounter,
     pub events_duplicate: IntCounter,
@@ -448,7 +461,7 @@ impl Metrics {
         {
             m.events_rejected.with_label_values(&[r]);
         }
-        for l in crate::limits::LIMIT_LABELS {
+        for l in LIMIT_LABELS {
             m.limit_hits.with_label_values(&[l]);
         }
         Ok(m)

@@ -164,7 +164,7 @@ pub fn time(s: &str, tz: &jiff::tz::TimeZone) -> Result<Timestamp, String> {
         .unambiguous()
         .map_err(|_| format!("{s:?} does not exist or is repeated in this time zone (a DST change): give it with an offset"))?;
     let t = Timestamp(z.timestamp().as_millisecond());
-    if !crate::event::ts_in_range(t) {
+    if !crate::time::ts_in_range(t) {
         return Err(format!("{s:?} is out of range"));
     }
     Ok(t)

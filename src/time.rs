@@ -1,8 +1,10 @@
-//! Time as the engine sees it: [`Timestamp`] (milliseconds since the Unix epoch), durations
-//! in milliseconds, parsing of protocol `ts` values and config duration strings, and the
-//! local calendar (days, ISO weeks, months) of `appraisal.timezone`.
+//! Time as the engine sees it: [`Timestamp`] (milliseconds since the Unix epoch) and the
+//! range of it the protocol accepts ([`TS_MIN`]..=[`TS_MAX`]), durations in milliseconds,
+//! parsing of protocol `ts` values and config duration strings, and the local calendar
+//! (days, ISO weeks, months) of `appraisal.timezone`.
 //!
-//! Nothing here reads the wall clock; that is `clock`'s job.
+//! The ground floor: imports no other module of the crate. Must not read the wall clock
+//! (that is `clock`'s job).
 
 use std::fmt;
 
@@ -15,6 +17,19 @@ pub struct Timestamp(pub i64);
 
 /// A length of time in milliseconds.
 pub type Millis = i64;
+
+/// The earliest `ts` the protocol accepts (0001-01-01T00:00:00Z).
+pub const TS_MIN: Timestamp = Timestamp(-62_135_596_800_000);
+/// The latest `ts` the protocol accepts (9999-12-30T22:00:00.000Z): the last millisecond
+/// the time library (jiff) represents, so that every accepted time prints and falls in a
+/// local day in every time zone. A later time is rejected as `bad_ts`.
+pub const TS_MAX: Timestamp = Timestamp(253_402_207_200_000);
+
+/// Whether `t` is a time an event may carry: adapters that read native times check it, so
+/// that every event they make decodes back from the journal.
+pub fn ts_in_range(t: Timestamp) -> bool {
+    (TS_MIN..=TS_MAX).contains(&t)
+}
 
 impl Timestamp {
     pub const MIN: Timestamp = Timestamp(i64::MIN / 4);
@@ -50,8 +65,8 @@ impl Timestamp {
         }
         let ts: jiff::Timestamp = s.parse().map_err(|_| TimeError::Invalid(s.to_string()))?;
         let t = Timestamp(ts.as_nanosecond().div_euclid(1_000_000) as i64);
-        // Years 1 to 9999 (see `event::TS_MAX`): what prints back in the same form.
-        if crate::event::ts_in_range(t) {
+        // Years 1 to 9999 (see `TS_MAX`): what prints back in the same form.
+        if ts_in_range(t) {
             Ok(t)
         } else {
             Err(TimeError::Invalid(s.to_string()))
@@ -121,7 +136,7 @@ fn utc_millis_fast(b: &[u8]) -> Option<i64> {
     let days = era * 146_097 + doe - 719_468;
     let t = ((days * 24 + hour) * 60 + min) * 60_000 + sec * 1000 + ms;
     // Past the end of jiff's range, jiff decides (it rejects).
-    (t <= crate::event::TS_MAX.0).then_some(t)
+    (t <= TS_MAX.0).then_some(t)
 }
 
 impl fmt::Display for Timestamp {
@@ -441,7 +456,7 @@ mod fast_parse_tests {
     fn by_jiff(s: &str) -> Option<i64> {
         let t: jiff::Timestamp = s.parse().ok()?;
         let ms = t.as_nanosecond().div_euclid(1_000_000) as i64;
-        crate::event::ts_in_range(Timestamp(ms)).then_some(ms)
+        ts_in_range(Timestamp(ms)).then_some(ms)
     }
 
     proptest! {
@@ -466,7 +481,7 @@ mod fast_parse_tests {
         }
 
         #[test]
-        fn the_fast_path_reads_what_display_writes(ms in crate::event::TS_MIN.0..=crate::event::TS_MAX.0) {
+        fn the_fast_path_reads_what_display_writes(ms in TS_MIN.0..=TS_MAX.0) {
             let text = Timestamp(ms).to_string();
             prop_assert_eq!(utc_millis_fast(text.as_bytes()), Some(ms), "{}", text);
         }
@@ -474,7 +489,6 @@ mod fast_parse_tests {
 
     #[test]
     fn the_ends_of_the_accepted_range_print_and_parse_back() {
-        use crate::event::{TS_MAX, TS_MIN};
         assert_eq!(TS_MIN.to_string(), "0001-01-01T00:00:00.000Z");
         assert_eq!(TS_MAX.to_string(), "9999-12-30T22:00:00.000Z");
         for t in [TS_MIN, TS_MAX] {

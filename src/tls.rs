@@ -2,8 +2,9 @@
 //! same port as the plain surface would use.
 //!
 //! Owns: reading the certificate chain and key into a rustls server config (ring provider,
-//! HTTP/1.1 only), and [`TlsListener`], which accepts TCP connections and hands axum the ones
-//! whose handshake completed. Must not: know routes or tokens.
+//! HTTP/1.1 only), [`TlsListener`], which accepts TCP connections and hands axum the ones
+//! whose handshake completed, and reading the private CA that connect mode trusts for
+//! `wss://` (`source.ca`, [`load_ca`]). Must not: know routes or tokens.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -30,6 +31,35 @@ const PENDING: usize = 64;
 pub struct TlsError {
     pub key: &'static str,
     pub message: String,
+}
+
+/// A `source.ca` file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("cannot read source.ca {path}: {error}")]
+    Read {
+        path: String,
+        error: rustls::pki_types::pem::Error,
+    },
+    #[error("source.ca {path} holds no certificate")]
+    Empty { path: String },
+    #[error("source.ca {path}: a certificate is not usable as a root: {error}")]
+    Root { path: String, error: rustls::Error },
+}
+
+/// The CA certificates of a PEM file (`source.ca`).
+pub fn load_ca(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, CaError> {
+    let shown = || path.display().to_string();
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| CaError::Read {
+            path: shown(),
+            error,
+        })?;
+    if certs.is_empty() {
+        return Err(CaError::Empty { path: shown() });
+    }
+    Ok(certs)
 }
 
 /// The rustls server config of `cert` (a PEM chain, leaf first) and `key` (a PEM private

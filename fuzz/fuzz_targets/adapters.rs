@@ -3,9 +3,10 @@
 //! adapter makes survives the journal's JSON round trip (else a restart could not read it).
 #![no_main]
 
-use floorwatch::adapter::ami::{AmiMapper, AmiParser, AmiSettings};
-use floorwatch::adapter::esl::{EslDecoder, EslMapper, EslSettings};
+use floorwatch::adapter::ami::{AmiMapper, AmiParser};
+use floorwatch::adapter::esl::{EslDecoder, EslMapper};
 use floorwatch::adapter::queue_log::QueueLogMapper;
+use floorwatch::config::{AmiSettings, EslSettings};
 use floorwatch::event::{decode_event, Event};
 use floorwatch::time::Timestamp;
 use libfuzzer_sys::fuzz_target;

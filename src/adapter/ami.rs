@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::config::{AmiAgentId, AmiSettings};
 use crate::event::{
     Body, Event, Id, PresenceState, SnapshotAgent, SnapshotCall, SnapshotCallState,
 };
@@ -83,37 +84,6 @@ pub fn parse_transcript(text: &str) -> Vec<AmiMessage> {
     let mut out = p.push(text);
     out.extend(p.push("\n\n"));
     out
-}
-
-/// Which member header names the agent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum AgentIdRule {
-    /// `MemberName` (`Name` in a `QueueStatus` answer): the name given at `AddQueueMember`.
-    #[default]
-    MemberName,
-    /// `Interface` (`Location` in a `QueueStatus` answer), e.g. `PJSIP/801`.
-    Interface,
-}
-
-/// The mapping choices of the Asterisk adapters.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AmiSettings {
-    pub agent_id: AgentIdRule,
-    /// Pause reasons that mean after-call work: mapped to `acw` (exact match).
-    pub acw_reasons: Vec<String>,
-    /// The reason given to app_queue's own `Auto-Pause` (after ring-no-answer with
-    /// `autopause`).
-    pub auto_pause_reason: String,
-}
-
-impl Default for AmiSettings {
-    fn default() -> AmiSettings {
-        AmiSettings {
-            agent_id: AgentIdRule::MemberName,
-            acw_reasons: vec!["ACW".to_string()],
-            auto_pause_reason: "auto-pause".to_string(),
-        }
-    }
 }
 
 /// The reason app_queue writes when it pauses a member itself.
@@ -268,7 +238,7 @@ pub fn parse_epoch(s: &str) -> Option<Timestamp> {
     let ms: i64 = format!("{:0<3}", &frac[..frac.len().min(3)]).parse().ok()?;
     let t = Timestamp(secs.checked_mul(1000)?.checked_add(ms)?);
     // Outside the protocol's range an event could not be read back from the journal.
-    crate::event::ts_in_range(t).then_some(t)
+    crate::time::ts_in_range(t).then_some(t)
 }
 
 #[cfg(test)]
@@ -280,7 +250,7 @@ mod epoch_tests {
         // Found by the adapters fuzz target: a queue_log line stamped 1795829240719 (ms
         // written as seconds) became a call.abandoned whose ts no decoder accepts.
         assert_eq!(parse_epoch("1795829240719"), None);
-        assert_eq!(parse_epoch("253402207200"), Some(crate::event::TS_MAX));
+        assert_eq!(parse_epoch("253402207200"), Some(crate::time::TS_MAX));
         assert_eq!(parse_epoch("253402207200.001"), None);
         assert_eq!(
             parse_epoch("1764321317.123456"),
@@ -554,8 +524,8 @@ impl AmiMapper {
 
     fn agent_of(&self, msg: &AmiMessage) -> Option<Id> {
         let keys: [&str; 2] = match self.settings.agent_id {
-            AgentIdRule::MemberName => ["MemberName", "Name"],
-            AgentIdRule::Interface => ["Interface", "Location"],
+            AmiAgentId::MemberName => ["MemberName", "Name"],
+            AmiAgentId::Interface => ["Interface", "Location"],
         };
         keys.iter().find_map(|k| msg.get(k)).and_then(ident)
     }

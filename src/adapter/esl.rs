@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
+use crate::config::{EslAgentId, EslSettings};
 use crate::event::{Body, Event, Id, PresenceState};
 use crate::time::Timestamp;
 
@@ -196,37 +197,6 @@ fn parse_headers(block: &[u8]) -> Result<Vec<(String, String)>, EslError> {
     Ok(out)
 }
 
-/// How an agent id is made from mod_callcenter's `CC-Agent` (agent names are often
-/// `1000@default`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum AgentIdRule {
-    /// `CC-Agent` as it is.
-    #[default]
-    Name,
-    /// The part of `CC-Agent` before the first `@`.
-    BeforeAt,
-}
-
-/// The mapping choices of a FreeSWITCH source.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EslSettings {
-    /// The pause reason given to `On Break` (mod_callcenter has no pause reasons).
-    pub break_reason: String,
-    pub agent_id: AgentIdRule,
-    /// Largest accepted frame body in bytes.
-    pub max_frame: usize,
-}
-
-impl Default for EslSettings {
-    fn default() -> EslSettings {
-        EslSettings {
-            break_reason: "break".to_string(),
-            agent_id: AgentIdRule::Name,
-            max_frame: 1 << 20,
-        }
-    }
-}
-
 /// What the mapper knows of an agent.
 #[derive(Clone, Debug, Default)]
 struct AgentMemo {
@@ -370,7 +340,7 @@ impl EslMapper {
         let ts = field(event, "Event-Date-Timestamp")
             .and_then(|v| v.parse::<i64>().ok())
             .map(|us| Timestamp(us / 1000))
-            .filter(|t| crate::event::ts_in_range(*t))
+            .filter(|t| crate::time::ts_in_range(*t))
             .unwrap_or(received);
         let Some(action) = field(event, "CC-Action") else {
             return out;
@@ -584,8 +554,8 @@ impl EslMapper {
     fn agent(&self, event: &Map<String, Value>) -> Option<Id> {
         let raw = field(event, "CC-Agent")?;
         let name = match self.settings.agent_id {
-            AgentIdRule::Name => raw,
-            AgentIdRule::BeforeAt => raw.split('@').next().unwrap_or(raw),
+            EslAgentId::Name => raw,
+            EslAgentId::BeforeAt => raw.split('@').next().unwrap_or(raw),
         };
         valid_id(name)
     }
@@ -611,7 +581,7 @@ fn ident(event: &Map<String, Value>, key: &str) -> Option<Id> {
 fn epoch_s(event: &Map<String, Value>, key: &str) -> Option<Timestamp> {
     let s: i64 = field(event, key)?.parse().ok()?;
     let t = Timestamp(s.checked_mul(1000)?);
-    (s > 0 && crate::event::ts_in_range(t)).then_some(t)
+    (s > 0 && crate::time::ts_in_range(t)).then_some(t)
 }
 
 fn at(ts: Timestamp, body: Body) -> Event {
@@ -766,7 +736,7 @@ mod tests {
     #[test]
     fn agent_state_idle_is_acw_and_waiting_is_ready_unless_on_break() {
         let mut m = EslMapper::new(EslSettings {
-            agent_id: AgentIdRule::BeforeAt,
+            agent_id: EslAgentId::BeforeAt,
             ..EslSettings::default()
         });
         let status = |s: &str| {

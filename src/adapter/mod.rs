@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{AdapterConfig, AdapterKind};
-use crate::daemon::{BatchReply, ConnId, EngineClient, EngineStopped};
 use crate::event::{Event, Id};
-use crate::limits::{Bucket, Limits};
+use crate::limits::{Bucket, Limiter};
 use crate::metrics::Metrics;
+use crate::owner::{BatchReply, ConnId, EngineClient, EngineStopped};
 
 /// A native identifier as a protocol one, or `None` when empty or longer than the protocol
 /// allows (an event with it could not be decoded again, so not replayed from the journal).
@@ -50,7 +50,7 @@ pub struct EngineSink {
     clock: Clock,
     source: Id,
     conn: Option<ConnId>,
-    limits: Arc<Limits>,
+    limiter: Arc<Limiter>,
     bucket: Arc<std::sync::Mutex<Bucket>>,
     shutdown: CancellationToken,
 }
@@ -60,17 +60,17 @@ impl EngineSink {
         engine: EngineClient,
         clock: Clock,
         source: &str,
-        limits: Arc<Limits>,
+        limiter: Arc<Limiter>,
         shutdown: CancellationToken,
     ) -> EngineSink {
         let source = Id::from(source);
         EngineSink {
             engine,
             clock,
-            bucket: limits.bucket(&source),
+            bucket: limiter.bucket(&source),
             source,
             conn: None,
-            limits,
+            limiter,
             shutdown,
         }
     }
@@ -101,7 +101,7 @@ impl EngineSink {
     /// when the source is over `limits.max_events_per_second`.
     pub async fn send(&mut self, events: Vec<Event>) -> Result<BatchReply, EngineStopped> {
         let wait = self
-            .limits
+            .limiter
             .rate_wait(&self.source, &self.bucket, events.len());
         if !wait.is_zero() {
             tokio::select! {
@@ -171,7 +171,7 @@ pub fn spawn_all(
     engine: &EngineClient,
     clock: Clock,
     metrics: &Arc<Metrics>,
-    limits: &Arc<Limits>,
+    limiter: &Arc<Limiter>,
     shutdown: &CancellationToken,
     store_dir: &std::path::Path,
 ) -> Vec<JoinHandle<()>> {
@@ -184,7 +184,7 @@ pub fn spawn_all(
                     engine.clone(),
                     clock,
                     &a.name,
-                    limits.clone(),
+                    limiter.clone(),
                     shutdown.clone(),
                 ),
                 metrics: metrics.clone(),

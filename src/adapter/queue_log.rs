@@ -13,7 +13,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::adapter::ami::{AmiSettings, Roster};
+use crate::adapter::ami::Roster;
+use crate::config::AmiSettings;
 use crate::event::{Body, Event, Id};
 use crate::time::{Millis, Timestamp};
 
@@ -235,7 +236,7 @@ impl QueueLogMapper {
                 .ok()
                 .and_then(|n| n.checked_mul(unit))
                 .filter(|ms| (0..=MAX_RING_MS).contains(ms))
-                .filter(|ms| crate::event::ts_in_range(l.ts.plus(-ms)))
+                .filter(|ms| crate::time::ts_in_range(l.ts.plus(-ms)))
                 .ok_or_else(|| QueueLogError::BadNumber {
                     line,
                     event: l.event.to_string(),

@@ -3,19 +3,21 @@
 //! and re-sent until every target has it.
 //!
 //! Owns: the [`AlertBook`] (pure, in [`book`]), the words of an alert ([`text`]), one delivery
-//! task per target ([`deliver`]), and the handle the engine task feeds ([`Alerts`]).
+//! task per target ([`deliver`]), the rows of the durable outbox ([`outbox`]), and the
+//! handle the engine task feeds ([`Alerts`]).
 //! Must not: block the engine task. The engine task only takes the book's lock for
 //! microseconds to hand over effects; HTTP happens in the delivery tasks, and a slow or dead
 //! target only grows the (bounded) book.
 //!
-//! Durability: the book's changes are written to the store's `alert_outbox` table by the
-//! engine task together with the violations, before the engine checkpoint that covers them;
+//! Durability: the book's changes ([`OutboxChanges`]) are written to the store's
+//! `alert_outbox` table by the engine task together with the violations, before the engine checkpoint that covers them;
 //! on start the outbox is loaded and the journal tail replays into it, so an alert survives a
 //! restart and an Alertmanager outage. Delivery is at least once; Alertmanager de-duplicates
 //! by label set.
 
 pub mod book;
 pub mod deliver;
+pub mod outbox;
 pub mod text;
 
 use std::collections::HashMap;
@@ -25,6 +27,7 @@ use tokio::sync::Notify;
 
 pub use book::{Admitted, Alert, AlertBook, Batch, Contacts, Micros, Settings, TargetKind};
 pub use deliver::{Target, TargetError};
+pub use outbox::OutboxChanges;
 pub use text::Language;
 
 use crate::config::Config;

@@ -115,7 +115,7 @@ pub fn main(args: SimulateArgs) -> anyhow::Result<()> {
     let Some(url) = args.url.as_deref() else {
         anyhow::bail!("give --url to send the stream, or --out to write it");
     };
-    crate::daemon::init_tracing();
+    crate::logging::init();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

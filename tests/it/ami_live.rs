@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use floorwatch::adapter::ami::{parse_transcript, AmiMapper, AmiMessage, AmiParser, AmiSettings};
+use floorwatch::adapter::ami::{parse_transcript, AmiMapper, AmiMessage, AmiParser};
+use floorwatch::config::AmiSettings;
 use floorwatch::config::{AdapterKind, Config};
 use floorwatch::daemon::DaemonHandle;
 use floorwatch::event::{decode_event, Event};
@@ -662,11 +663,11 @@ fn asterisk_ami_source_keys_are_parsed() {
     );
     assert_eq!(
         s.settings.agent_id,
-        floorwatch::adapter::ami::AgentIdRule::Interface
+        floorwatch::config::AmiAgentId::Interface
     );
     assert_eq!(s.settings.acw_reasons, ["ACW", "Wrapup"]);
     assert_eq!(s.settings.auto_pause_reason, "no-answer");
-    assert_eq!(s.keepalive, floorwatch::adapter::ami::client::KEEPALIVE);
+    assert_eq!(s.keepalive, floorwatch::config::AmiSource::KEEPALIVE);
 
     let many = Config::from_toml_str(
         "[[sources]]\nkind = \"asterisk-ami\"\naddress = \"10.0.0.5:5039\"\n\

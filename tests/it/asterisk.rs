@@ -5,8 +5,9 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use floorwatch::adapter::ami::{parse_transcript, AmiMapper, AmiSettings};
+use floorwatch::adapter::ami::{parse_transcript, AmiMapper};
 use floorwatch::adapter::queue_log::map_text;
+use floorwatch::config::AmiSettings;
 use floorwatch::config::RulesConfig;
 use floorwatch::engine::{Effect, Engine};
 use floorwatch::event::{decode_event, Event};

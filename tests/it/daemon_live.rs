@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use floorwatch::clock::Clock;
 use floorwatch::config::Config;
-use floorwatch::daemon::EngineTask;
 use floorwatch::engine::{Effect, Engine};
 use floorwatch::event::{decode_event, Event};
 use floorwatch::floor::{Status, ViolationFilter, ViolationRecord};
 use floorwatch::metrics::Metrics;
+use floorwatch::owner::EngineTask;
 use floorwatch::time::Timestamp;
 use proptest::prelude::*;
 use serde_json::Value;

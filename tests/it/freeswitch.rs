@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use floorwatch::adapter::esl::{AgentIdRule, EslDecoder, EslMapper, EslSettings, Frame};
+use floorwatch::adapter::esl::{EslDecoder, EslMapper, Frame};
 use floorwatch::config::Config;
+use floorwatch::config::{EslAgentId, EslSettings};
 use floorwatch::event::{decode_event, Event};
 use floorwatch::time::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -57,7 +58,7 @@ fn encode(f: &Frame) -> Vec<u8> {
 
 fn settings() -> EslSettings {
     EslSettings {
-        agent_id: AgentIdRule::BeforeAt,
+        agent_id: EslAgentId::BeforeAt,
         ..EslSettings::default()
     }
 }

@@ -586,11 +586,11 @@ fn a_source_ca_that_is_not_a_pem_file_is_a_config_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut c = dialing("wss://pbx.example.net/events".into());
     c.source.ca = Some(dir.path().join("missing.pem"));
-    let e = floorwatch::daemon::validate(&c).expect_err("missing file");
+    let e = c.validate().expect_err("missing file");
     assert_eq!(e.key.as_deref(), Some("source.ca"), "{e}");
     std::fs::write(dir.path().join("empty.pem"), "not a certificate\n").expect("write");
     c.source.ca = Some(dir.path().join("empty.pem"));
-    let e = floorwatch::daemon::validate(&c).expect_err("no certificate");
+    let e = c.validate().expect_err("no certificate");
     assert!(e.to_string().contains("no certificate"), "{e}");
 }
 

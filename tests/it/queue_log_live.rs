@@ -12,8 +12,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use floorwatch::adapter::ami::AmiSettings;
 use floorwatch::adapter::queue_log::map_text;
+use floorwatch::config::AmiSettings;
 use floorwatch::config::{AdapterConfig, AdapterKind, Config};
 use floorwatch::daemon::DaemonHandle;
 use floorwatch::event::Event;

@@ -248,8 +248,8 @@ async fn a_second_signal_exits_at_once() {
 #[tokio::test]
 async fn the_engine_task_applies_batches_handed_over_before_the_shutdown() {
     use floorwatch::clock::Clock;
-    use floorwatch::daemon::EngineTask;
     use floorwatch::metrics::Metrics;
+    use floorwatch::owner::EngineTask;
     use tokio_util::sync::CancellationToken;
 
     let config = crate::daemon_support::config();

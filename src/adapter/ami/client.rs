@@ -19,12 +19,10 @@ use tokio::time::Instant;
 use crate::adapter::ami::{AmiMapper, AmiMessage, AmiParser};
 use crate::adapter::AdapterContext;
 use crate::config::AmiSource;
-use crate::daemon::EngineStopped;
 use crate::event::Event;
-use crate::ingest::backoff;
+use crate::owner::EngineStopped;
+use crate::redial::Redial;
 
-/// Silence after which the client pings (see [`AmiSource::keepalive`]).
-pub const KEEPALIVE: Duration = Duration::from_secs(30);
 /// The longest line kept; a longer one discards the message it is part of.
 pub const MAX_LINE: usize = 64 * 1024;
 /// The most bytes one message may hold; a larger one is discarded.
@@ -34,8 +32,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Banner and login answer must arrive within this.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A connection that lasted this long resets the back-off.
-const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Why a connection ended.
@@ -66,8 +62,8 @@ enum SessionError {
 }
 
 /// Connects, logs in and reads until shutdown or the engine stops; reconnects on any
-/// failure with [`backoff`], and resets the back-off after a connection that held for
-/// [`STABLE_CONNECTION`].
+/// failure with [`Redial`]'s back-off, which a login that held for
+/// [`crate::redial::STABLE_CONNECTION`] starts over.
 pub async fn run(config: AmiSource, mut cx: AdapterContext) {
     if [&config.username, &config.secret.0]
         .iter()
@@ -80,19 +76,15 @@ pub async fn run(config: AmiSource, mut cx: AdapterContext) {
     let shutdown = cx.shutdown.clone();
     let mut mapper = AmiMapper::new(config.settings.clone());
     let mut action_ids: u64 = 0;
-    let mut failures: u32 = 0;
-    let mut first = true;
+    let mut redial = Redial::new();
     loop {
-        if !first {
+        let announce = |delay: Duration| {
             cx.count_reconnect();
-            let delay = backoff(failures);
             tracing::info!(source = %cx.name, address = %config.address, delay_ms = delay.as_millis() as u64, "reconnecting to AMI");
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
-            }
+        };
+        if !redial.pause(&shutdown, announce).await {
+            return;
         }
-        first = false;
         let started = Instant::now();
         let mut session = Session {
             config: &config,
@@ -121,10 +113,10 @@ pub async fn run(config: AmiSource, mut cx: AdapterContext) {
                 tracing::warn!(source = %cx.name, address = %config.address, error = %e, "AMI connection ended");
             }
         }
-        if logged_in && started.elapsed() >= STABLE_CONNECTION {
-            failures = 0;
+        if logged_in {
+            redial.ended(started.elapsed());
         } else {
-            failures = failures.saturating_add(1);
+            redial.failed();
         }
         if shutdown.is_cancelled() {
             return;

@@ -106,7 +106,7 @@ Event: QueueCallerAbandon\nQueue: sales\nUniqueid: c2\n\n";
         ]
     );
     let mut m = AmiMapper::new(AmiSettings {
-        agent_id: AgentIdRule::Interface,
+        agent_id: AmiAgentId::Interface,
         ..AmiSettings::default()
     });
     let got = bodies(&run(

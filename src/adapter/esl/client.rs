@@ -17,15 +17,13 @@ use tokio::time::Instant;
 use crate::adapter::esl::{EslDecoder, EslError, EslMapper, Frame};
 use crate::adapter::AdapterContext;
 use crate::config::EslSource;
-use crate::ingest::backoff;
+use crate::redial::Redial;
 
 /// How long a TCP connect, and each step of the handshake, may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// FreeSWITCH sends `HEARTBEAT` every 20 s by default (`event-heartbeat-interval` in
 /// switch.conf.xml); three missed ones mean the connection is dead.
 const SILENCE_LIMIT: Duration = Duration::from_secs(60);
-/// A connection that held this long resets the back-off.
-const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 /// The subscription: the callcenter events, plus heartbeats for liveness.
 const SUBSCRIBE: &[u8] = b"event json CUSTOM callcenter::info HEARTBEAT\n\n";
 /// The agents' status and state, to reconcile after (re)connecting.
@@ -46,24 +44,20 @@ enum End {
 /// Runs the event socket client of one source until `cx.shutdown`.
 pub async fn run(config: EslSource, mut cx: AdapterContext) {
     let mut mapper = EslMapper::new(config.settings.clone());
-    let mut failures: u32 = 0;
-    let mut first = true;
+    let mut redial = Redial::new();
     loop {
-        if !first {
+        let announce = |delay: Duration| {
             cx.count_reconnect();
-            let delay = backoff(failures);
             tracing::info!(
                 source = %cx.name,
                 address = %config.address,
                 delay_ms = delay.as_millis() as u64,
                 "redialing the event socket"
             );
-            tokio::select! {
-                _ = cx.shutdown.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
-            }
+        };
+        if !redial.pause(&cx.shutdown, announce).await {
+            return;
         }
-        first = false;
         let since = Instant::now();
         let end = session(&config, &mut mapper, &mut cx).await;
         if matches!(end, End::Lost) {
@@ -80,8 +74,8 @@ pub async fn run(config: EslSource, mut cx: AdapterContext) {
                 cx.set_connected(false);
                 return;
             }
-            End::Lost if since.elapsed() >= STABLE_CONNECTION => failures = 0,
-            End::Lost | End::Failed => failures = failures.saturating_add(1),
+            End::Lost => redial.ended(since.elapsed()),
+            End::Failed => redial.failed(),
         }
     }
 }
