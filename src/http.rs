@@ -878,44 +878,49 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// The state of a daemon without a store, a port or background tasks other than its engine
+/// task (which has no store either), wired as [`crate::daemon`] wires it: for tests of the
+/// router alone. Needs a Tokio runtime.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_or_loopback() {
-        let local = Some(SocketAddr::from(([127, 0, 0, 1], 5000)));
-        let remote = Some(SocketAddr::from(([192, 0, 2, 7], 5000)));
-        let none: &[String] = &[];
-        let mut h = HeaderMap::new();
-        let all = Tokens::default();
-        assert!(authorize("ingest", &[none], &all, &h, None, local).is_ok());
-        assert!(authorize("ingest", &[none], &all, &h, None, None).is_ok());
-        assert!(matches!(
-            authorize("ingest", &[none], &all, &h, None, remote),
-            Err(ApiError::LoopbackOnly("ingest"))
-        ));
-        let viewer = vec!["v1".to_string()];
-        let lead = vec!["l1".to_string(), "l2".to_string()];
-        let both: [&[String]; 2] = [&viewer, &lead];
-        let all = Tokens {
-            ingest: vec!["i1".to_string()],
-            viewer: viewer.clone(),
-            lead: lead.clone(),
-        };
-        assert!(authorize("viewer", &both, &all, &h, None, local).is_err());
-        assert!(authorize("viewer", &both, &all, &h, Some("l2"), remote).is_ok());
-        assert!(authorize("viewer", &both, &all, &h, Some("nope"), local).is_err());
-        h.insert(header::AUTHORIZATION, "Bearer nope".parse().unwrap());
-        assert!(authorize("viewer", &both, &all, &h, None, local).is_err());
-        h.insert(header::AUTHORIZATION, "Bearer v1".parse().unwrap());
-        assert!(authorize("viewer", &both, &all, &h, None, remote).is_ok());
-        h.insert(header::AUTHORIZATION, "Bearer i1".parse().unwrap());
-        assert!(matches!(
-            authorize("viewer", &both, &all, &h, None, remote),
-            Err(ApiError::WrongRole("viewer"))
-        ));
-        h.insert(header::AUTHORIZATION, "Basic v1".parse().unwrap());
-        assert!(authorize("viewer", &both, &all, &h, None, remote).is_err());
+impl AppState {
+    pub(crate) fn for_tests(config: Config) -> AppState {
+        let shutdown = CancellationToken::new();
+        let clock = Clock::system();
+        let metrics = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("metrics: {e}")));
+        let engine =
+            crate::owner::EngineTask::spawn(&config, clock, metrics.clone(), shutdown.clone())
+                .unwrap_or_else(|e| panic!("engine task: {e}"));
+        let config = Arc::new(config);
+        let limiter = Arc::new(Limiter::new(config.limits, metrics.clone()));
+        let ingest = Ingest::new(
+            config.clone(),
+            clock,
+            engine.client(),
+            metrics.clone(),
+            limiter.clone(),
+            shutdown.clone(),
+        );
+        let feed = FloorFeed::new(
+            engine.floor(),
+            FeedParts {
+                config: config.clone(),
+                floor: engine.floor(),
+            },
+        );
+        AppState {
+            config,
+            floor: engine.floor(),
+            metrics,
+            ingest,
+            store: None,
+            engine: engine.client(),
+            clock,
+            shutdown,
+            feed,
+            limiter,
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;
