@@ -4,8 +4,9 @@
 //! of accumulators and making a row per agent takes about 100 ms at 100,000 agents; on the
 //! engine task that was 100 ms in which no event was applied and no deadline fired. The
 //! engine task now hands this thread a snapshot (an [`engine::Checkpoint`], cheap to take:
-//! it shares the state until the engine changes it) and goes on; the thread reads the
-//! month's waivers, computes the rows from the snapshot, and replaces the gauges.
+//! it shares the state until the engine changes it) and goes on; the thread computes the
+//! rows from the snapshot (waivers are events the engine has applied) and replaces the
+//! gauges.
 //!
 //! The rows are those of [`engine::Engine::appraisal`] at the snapshot's instant (a test
 //! in the engine checks that the two agree).
@@ -18,8 +19,7 @@ use std::sync::Arc;
 use crate::config::RulesConfig;
 use crate::engine::Checkpoint;
 use crate::metrics::Metrics;
-use crate::store::StoreReader;
-use crate::time::{Calendar, Period, Timestamp};
+use crate::time::{Period, Timestamp};
 use crate::worker::Worker;
 
 /// One refresh: the state, the month and the instant open items are counted to.
@@ -32,26 +32,11 @@ pub struct AppraisalJob {
 /// The thread and its one-slot queue ([`Worker`]).
 pub type Appraiser = Worker<AppraisalJob>;
 
-/// Starts the thread. `waivers` (with a store) are left out of the gauges.
-pub fn start(
-    rules: RulesConfig,
-    waivers: Option<StoreReader>,
-    metrics: Arc<Metrics>,
-) -> std::io::Result<Appraiser> {
-    let calendar = Calendar::new(rules.timezone.clone());
+/// Starts the thread.
+pub fn start(rules: RulesConfig, metrics: Arc<Metrics>) -> std::io::Result<Appraiser> {
     Worker::start("appraisal", move |job: AppraisalJob| {
         let started = std::time::Instant::now();
-        let waived = match &waivers {
-            Some(r) => {
-                let (from, to) = job.month.bounds(&calendar);
-                r.waived(from, to).unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "cannot read waivers; appraisal gauges count them this time");
-                    Vec::new()
-                })
-            }
-            None => Vec::new(),
-        };
-        let rows = job.snapshot.appraisal(&rules, job.month, job.end, &waived);
+        let rows = job.snapshot.appraisal(&rules, job.month, job.end, &[]);
         let agents = rows.len();
         metrics.set_appraisal(rows);
         // The snapshot may hold the last copies of changed agents: freed here, not on the

@@ -601,8 +601,12 @@ pub enum DecodeError {
     BatchTooLarge { len: usize, max: usize },
     #[error("bad shift: {0}")]
     BadShift(String),
-    #[error("`{field}` must be a string of at most {max} bytes")]
-    BadText { field: &'static str, max: usize },
+    #[error("`{field}` must be a {}string of at most {max} bytes", if *.non_empty { "non-empty " } else { "" })]
+    BadText {
+        field: &'static str,
+        max: usize,
+        non_empty: bool,
+    },
     #[error("`violation` must be a violation id: an integer >= 1")]
     BadViolation,
     #[error("`period` must be a month as YYYY-MM, not {0:?}")]
@@ -1158,7 +1162,11 @@ fn text(
     match v {
         None | Some(Scalar::Null) => Err(DecodeError::MissingField(field)),
         Some(Scalar::Str(s)) if s.len() > max || (non_empty && s.trim().is_empty()) => {
-            Err(DecodeError::BadText { field, max })
+            Err(DecodeError::BadText {
+                field,
+                max,
+                non_empty,
+            })
         }
         Some(Scalar::Str(s)) => Ok(s.clone()),
         Some(_) => Err(DecodeError::WrongType {
@@ -1378,8 +1386,11 @@ impl RawEvent {
                 let agent = ident(&self.agent, "agent")?;
                 let when = |v: &Option<Scalar>, field: &'static str| match v {
                     None | Some(Scalar::Null) => Err(DecodeError::MissingField(field)),
-                    Some(v) => ts_of(v).map_err(|e| {
-                        DecodeError::BadShift(format!("`{field}` is not a valid time ({e})"))
+                    Some(v) => ts_of(v).map_err(|e| match e {
+                        DecodeError::BadTs(t) => {
+                            DecodeError::BadShift(format!("`{field}` is not a valid time: {t}"))
+                        }
+                        other => other,
                     }),
                 };
                 let start = when(&x.start, "start")?;

@@ -288,17 +288,27 @@ impl Floor {
             .push(v);
     }
 
-    /// Marks violation `id` closed at `at`; returns its rule, team and agent if it was open.
+    /// Marks violation `id` closed at `at` after an episode of `lasted_ms`; returns its
+    /// rule, team and agent if it was open.
     pub(crate) fn close_violation(
         &self,
         id: u64,
         at: Timestamp,
         ended_by: EventRef,
+        lasted_ms: Millis,
     ) -> Option<(Rule, Id, Id)> {
         self.violations
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .close(id, at, ended_by)
+            .close(id, at, ended_by, lasted_ms)
+    }
+
+    /// Records the latest waiver (`waived`) or reversal of violation `id`.
+    pub(crate) fn waive_violation(&self, id: u64, waiver: Option<Waiver>) {
+        self.violations
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .waive(id, waiver);
     }
 
     /// Starts a new local day when `now` has left the current one; returns whether it did.
@@ -348,18 +358,41 @@ impl ViolationLog {
         });
     }
 
-    fn close(&mut self, id: u64, at: Timestamp, ended_by: EventRef) -> Option<(Rule, Id, Id)> {
+    fn waive(&mut self, id: u64, waiver: Option<Waiver>) {
+        let Ok(i) = self.records.binary_search_by_key(&id, |r| r.violation.id) else {
+            return;
+        };
+        let r = &mut self.records[i];
+        r.status = match (&waiver, r.cleared_at) {
+            (Some(_), _) => Status::Waived,
+            (None, None) => Status::Open,
+            (None, Some(_)) => Status::Closed,
+        };
+        r.waiver = waiver;
+    }
+
+    fn close(
+        &mut self,
+        id: u64,
+        at: Timestamp,
+        ended_by: EventRef,
+        lasted_ms: Millis,
+    ) -> Option<(Rule, Id, Id)> {
         // Ids are raised in increasing order, so the log is sorted by id.
         let i = self
             .records
             .binary_search_by_key(&id, |r| r.violation.id)
             .ok()?;
         let r = self.records.get_mut(i)?;
-        if r.status != Status::Open {
+        if r.cleared_at.is_some() {
             return None;
         }
-        r.status = Status::Closed;
+        // A waived violation stays waived; its episode ends all the same.
+        if r.status == Status::Open {
+            r.status = Status::Closed;
+        }
         r.cleared_at = Some(at);
+        r.violation.evidence.lasted_ms = Some(lasted_ms);
         if r.violation.evidence.ended_by.is_none() {
             r.violation.evidence.ended_by = Some(ended_by);
         }

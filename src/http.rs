@@ -30,17 +30,17 @@ use std::sync::Arc;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::config::{Config, SourceMode, Tokens};
+use crate::config::{Config, SourceMode};
 use crate::engine::{AgentView, QueueCounts, Rule};
 use crate::event::{Id, MAX_ID_LEN};
 use crate::feed::{FloorFeed, FloorParts};
@@ -80,7 +80,7 @@ pub struct AppState {
 }
 
 /// The one error type of the HTTP surface.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
@@ -91,6 +91,14 @@ pub enum ApiError {
     /// A valid token of a role that may not use this surface.
     #[error("this token's role may not use this surface (it takes {0} tokens)")]
     WrongRole(&'static str),
+    /// A signed-in user acting outside their scope (a lead on another team, an agent on
+    /// someone else's record).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request conflicts with the record (a closed month, a month closed twice, an
+    /// unwaive of a violation that is not waived).
+    #[error("{0}")]
+    Conflict(String),
     #[error("no such path")]
     NotFound,
     #[error("{0}")]
@@ -109,7 +117,10 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::LoopbackOnly(_) | ApiError::WrongRole(_) => StatusCode::FORBIDDEN,
+            ApiError::LoopbackOnly(_) | ApiError::WrongRole(_) | ApiError::Forbidden(_) => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NotFound | ApiError::NoSuch(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -126,54 +137,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Who may use a surface (surface page, `[server.tokens]`): with no token configured for
-/// any of `tokens`, only loopback peers; otherwise whoever presents one of them, as
-/// `Authorization: Bearer T` or, when `query_token` is given (the wallboard on a TV cannot
-/// set headers), as `?token=T`. `peer` is `None` when the app runs without connect info
-/// (in-process tests): taken as loopback. A token of another role (one of `all`) is 403,
-/// a missing or unknown one 401.
-pub fn authorize(
-    role: &'static str,
-    tokens: &[&[String]],
-    all: &Tokens,
-    headers: &HeaderMap,
-    query_token: Option<&str>,
-    peer: Option<SocketAddr>,
-) -> Result<(), ApiError> {
-    if tokens.iter().all(|t| t.is_empty()) {
-        return match peer {
-            Some(p) if !p.ip().is_loopback() => Err(ApiError::LoopbackOnly(role)),
-            _ => Ok(()),
-        };
-    }
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .or(query_token);
-    let Some(given) = given else {
-        return Err(ApiError::Unauthorized);
-    };
-    // Check every token so the time taken does not say which one nearly matched.
-    let ok = tokens
-        .iter()
-        .flat_map(|t| t.iter())
-        .fold(false, |ok, t| ct_eq(t.as_bytes(), given.as_bytes()) | ok);
-    if ok {
-        return Ok(());
-    }
-    let known = [&all.ingest, &all.viewer, &all.lead]
-        .iter()
-        .flat_map(|t| t.iter())
-        .fold(false, |ok, t| ct_eq(t.as_bytes(), given.as_bytes()) | ok);
-    if known {
-        Err(ApiError::WrongRole(role))
-    } else {
-        Err(ApiError::Unauthorized)
-    }
-}
-
 /// The peer address, when the server was started with connect info.
 pub fn peer_of(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
     extensions
@@ -181,75 +144,50 @@ pub fn peer_of(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
         .map(|ConnectInfo(a)| *a)
 }
 
-/// Guards the viewer surfaces (wallboard, `/ws/floor`, `GET /api`): viewer or lead tokens.
-/// `?token=` counts on the wallboard page and `/ws/floor` only (a TV cannot set headers);
-/// the API wants the header, so tokens stay out of URLs that proxies log.
-async fn viewer_guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let tokens = &s.config.server.tokens;
-    let query_token = match req.uri().path() {
-        "/" | "/ws/floor" => req.uri().query().and_then(|q| {
-            q.split('&')
-                .find_map(|kv| kv.strip_prefix("token="))
-                .map(str::to_string)
-        }),
-        _ => None,
-    };
-    match authorize(
-        "viewer",
-        &[&tokens.viewer, &tokens.lead],
-        tokens,
-        req.headers(),
-        query_token.as_deref(),
-        peer_of(req.extensions()),
-    ) {
-        Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
-    }
-}
-
-/// Guards the lead surfaces (waivers, approvals): lead tokens only.
-async fn lead_guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    match authorize(
-        "lead",
-        &[&s.config.server.tokens.lead],
-        &s.config.server.tokens,
-        req.headers(),
-        None,
-        peer_of(req.extensions()),
-    ) {
-        Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
-    }
-}
-
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// The axum app of the daemon.
 ///
 /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so that the
 /// loopback-only rule of untokened surfaces can see the peer.
 pub fn router(state: AppState) -> Router {
+    use access::*;
     let viewer = Router::new()
         .route("/", get(wallboard))
         .route("/api/v1/floor", get(floor))
-        .route("/api/v1/violations", get(violations))
-        .route("/api/v1/violations/{id}", get(violation))
         .route("/ws/floor", get(floor_stream))
         .route("/api/v1/approvals", get(approvals))
+        .route("/api/v1/shifts", get(record::shifts))
+        .route_layer(middleware::from_fn_with_state(state.clone(), view_guard));
+    let record = Router::new()
+        .route("/api/v1/violations", get(violations))
+        .route("/api/v1/violations/{id}", get(violation))
         .route("/api/v1/appraisal", get(appraisal))
-        .route_layer(middleware::from_fn_with_state(state.clone(), viewer_guard));
+        .route_layer(middleware::from_fn_with_state(state.clone(), record_guard));
     let lead = Router::new()
-        .route("/api/v1/violations/{id}/waive", post(waive))
+        .route("/api/v1/violations/{id}/waive", post(record::waive))
+        .route("/api/v1/violations/{id}/unwaive", post(record::unwaive))
         .route("/api/v1/approvals", post(grant_approval))
+        .route("/api/v1/demerits", post(record::demerit))
         .route_layer(middleware::from_fn_with_state(state.clone(), lead_guard));
+    let shifts = Router::new()
+        .route("/api/v1/shifts", post(record::plan_shifts))
+        .route("/api/v1/shifts/{id}", delete(record::cancel_shift))
+        .route_layer(middleware::from_fn_with_state(state.clone(), shifts_guard));
+    let close = Router::new()
+        .route("/api/v1/periods/{month}/close", post(record::close_period))
+        .route_layer(middleware::from_fn_with_state(state.clone(), close_guard));
+    let statement = Router::new()
+        .route("/api/v1/periods/{month}/statement", get(record::statement))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            statement_guard,
+        ));
     Router::new()
         .merge(viewer)
+        .merge(record)
         .merge(lead)
+        .merge(shifts)
+        .merge(close)
+        .merge(statement)
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -493,14 +431,7 @@ async fn ingest_upgrade(
 ) -> Response {
     let config = &s.config;
     let peer = peer.map(|Extension(ConnectInfo(a))| a);
-    if let Err(e) = authorize(
-        "ingest",
-        &[&config.server.tokens.ingest],
-        &config.server.tokens,
-        &headers,
-        None,
-        peer,
-    ) {
+    if let Err(e) = access::admit_parts(config, access::Surface::Ingest, &headers, None, peer) {
         tracing::warn!(peer = ?peer, error = %e, "ingest refused");
         return e.into_response();
     }
@@ -679,46 +610,6 @@ async fn violation(
         .ok_or_else(|| ApiError::NoSuch(format!("no violation {id} on record")))
 }
 
-/// `POST /api/v1/violations/{id}/waive` (lead): `{"by","reason"}`, both non-empty. The
-/// violation keeps its record with status `waived` and the waiver, forever; the appraisal
-/// leaves it out. `floorwatch_demerit_points_total` is a counter and is not decreased.
-async fn waive(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    body: Result<Json<crate::store::WaiverRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<ViolationRecord>, ApiError> {
-    let id: u64 = id
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("violation id must be a number, not {id:?}")))?;
-    let Json(w) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    if w.by.trim().is_empty() || w.reason.trim().is_empty() {
-        return Err(ApiError::BadRequest(
-            "`by` and `reason` must not be empty".into(),
-        ));
-    }
-    let Some(store) = s.store.clone() else {
-        return Err(ApiError::Unavailable("this daemon has no store"));
-    };
-    let at = s.clock.now();
-    match tokio::task::spawn_blocking(move || store.waive(id, &w, at)).await {
-        Ok(Ok(r)) => {
-            tracing::info!(id, by = %r.waiver.as_ref().map_or("", |w| w.by.as_str()), "violation waived");
-            Ok(Json(r))
-        }
-        Ok(Err(crate::store::StoreError::NoSuchViolation(id))) => {
-            Err(ApiError::NoSuch(format!("no violation {id} on record")))
-        }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "cannot store a waiver");
-            Err(ApiError::Internal)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "waiver task failed");
-            Err(ApiError::Internal)
-        }
-    }
-}
-
 #[derive(Deserialize)]
 struct ApprovalRequest {
     agent: String,
@@ -757,10 +648,7 @@ async fn grant_approval(
         .apply_api(event)
         .await
         .map_err(|_| ApiError::Unavailable("shutting down"))?
-        .map_err(|r| match r {
-            crate::owner::ApiRefused::Limit(limit) => ApiError::Unavailable(limit.message()),
-            crate::owner::ApiRefused::Record(r) => ApiError::BadRequest(r.to_string()),
-        })?;
+        .map_err(record::refused)?;
     let status = if reply.stored {
         StatusCode::CREATED
     } else {
@@ -823,9 +711,9 @@ async fn appraisal(
             )))
         }
     };
-    let Some(store) = s.store.clone() else {
+    if s.store.is_none() {
         return Err(ApiError::Unavailable("this daemon has no store"));
-    };
+    }
     let end = s
         .engine
         .journal_end()
@@ -835,8 +723,7 @@ async fn appraisal(
     let rules = s.config.rules.clone();
     let team = q.team;
     let rows = tokio::task::spawn_blocking(move || {
-        let waived = store.waived(Timestamp::MIN, Timestamp(i64::MAX))?;
-        crate::report::appraisal(&dir, end, rules, period, team.as_deref(), &waived)
+        crate::report::appraisal(&dir, end, rules, period, team.as_deref())
     })
     .await;
     let rows = match rows {
@@ -922,5 +809,9 @@ impl AppState {
     }
 }
 
+mod access;
+mod record;
 #[cfg(test)]
 mod tests;
+
+pub use access::{Principal, Surface};

@@ -17,9 +17,9 @@ use anyhow::Context;
 
 use crate::cli::{ExportArgs, ReportArgs};
 use crate::config::{self, RulesConfig};
-use crate::engine::{AppraisalRow, Engine, KpiRetention, Violation};
+use crate::engine::{Applied, AppraisalRow, Engine, KpiRetention};
 use crate::journal::{Journal, Position, SEGMENT_MAGIC};
-use crate::store::{Record, StoreReader};
+use crate::store::Record;
 use crate::time::{Period, Timestamp};
 
 /// Calls `f` with every journal record of `dir` in order, from the oldest segment, stopping
@@ -77,53 +77,97 @@ pub fn for_each_record(
     Ok(n)
 }
 
-/// The appraisal of `period` from the journal in `dir` (see the module doc), leaving out
-/// `waived`; rows of `team` only when given.
+/// The journal of `dir` (up to `end`) replayed through a fresh engine that keeps the
+/// accumulators of `period`, as [`for_each_record`] reads it; with `close_of`, it stops right
+/// after the `period.closed` event of that month. Returns the engine, the last applied time
+/// (the report's end) and the closed digest when the close was found.
+fn replay_journal(
+    dir: &Path,
+    end: Option<Position>,
+    rules: RulesConfig,
+    period: Period,
+    close_of: Option<&str>,
+) -> anyhow::Result<(Engine, Option<Timestamp>, Option<String>)> {
+    let mut engine = Engine::with_retention(rules, KpiRetention::Only(period));
+    let mut effects = Vec::new();
+    let mut last = None;
+    let mut closed: Option<String> = None;
+    for_each_record(dir, end, |rec| {
+        if closed.is_some() {
+            return;
+        }
+        effects.clear();
+        match engine.handle_event(&rec.source, &rec.applied_event(), &mut effects) {
+            Applied::Applied { at, .. } | Applied::Rejected { at, .. } => last = Some(at),
+            Applied::Duplicate | Applied::Refused(_) => {}
+        }
+        if let (Some(month), crate::event::Body::PeriodClosed { period, digest, .. }) =
+            (close_of, &rec.event.body)
+        {
+            let applied = effects
+                .iter()
+                .any(|e| matches!(e, crate::engine::Effect::PeriodClosed { .. }));
+            if period == month && applied {
+                closed = Some(digest.to_string());
+            }
+        }
+    })?;
+    if let Some(end) = last {
+        engine.finish(end, &mut effects);
+    }
+    Ok((engine, last, closed))
+}
+
+/// The appraisal of `period` from the journal in `dir` (see the module doc); rows of `team`
+/// only when given. Waivers are events of the journal like everything else.
 pub fn appraisal(
     dir: &Path,
     end: Option<Position>,
     rules: RulesConfig,
     period: Period,
     team: Option<&str>,
-    waived: &[Violation],
 ) -> anyhow::Result<Vec<AppraisalRow>> {
-    let mut engine = Engine::with_retention(rules, KpiRetention::Only(period));
-    let mut effects = Vec::new();
-    let mut last = None;
-    for_each_record(dir, end, |rec| {
-        effects.clear();
-        if let crate::engine::Applied::Applied { at, .. } =
-            engine.handle_event(&rec.source, &rec.applied_event(), &mut effects)
-        {
-            last = Some(at);
-        }
-    })?;
-    let end = last.unwrap_or_default();
-    if last.is_some() {
-        engine.finish(end, &mut effects);
-    }
-    let mut rows = engine.appraisal(period, end, waived);
+    let (engine, last, _) = replay_journal(dir, end, rules, period, None)?;
+    let mut rows = engine.appraisal(period, last.unwrap_or_default(), &[]);
     if let Some(team) = team {
         rows.retain(|r| r.team == team);
     }
     Ok(rows)
 }
 
-/// Every waived violation on record in `dir`.
-pub fn waived(dir: &Path) -> anyhow::Result<Vec<Violation>> {
-    let store = StoreReader::open(dir).context("cannot open the store")?;
-    Ok(store.waived(Timestamp::MIN, Timestamp(i64::MAX))?)
+/// A month's statement: the appraisal CSV as closed, or as of the journal's end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Statement {
+    pub csv: String,
+    /// The SHA-256 of `csv`.
+    pub digest: String,
+    /// The digest the month was closed with (`None`: not closed).
+    pub closed_digest: Option<String>,
+}
+
+/// The statement of month `period`: the journal replayed up to its `period.closed` event
+/// (the statement as closed: `floorwatch export --to` the close, replayed with
+/// `floorwatch replay --month --appraisal`, gives the same bytes), or to `end` if it is
+/// still open.
+pub fn statement(
+    dir: &Path,
+    end: Option<Position>,
+    rules: RulesConfig,
+    period: Period,
+) -> anyhow::Result<Statement> {
+    let month = period.to_string();
+    let (engine, last, closed) = replay_journal(dir, end, rules, period, Some(&month))?;
+    let csv = AppraisalRow::csv(&engine.appraisal(period, last.unwrap_or_default(), &[]));
+    Ok(Statement {
+        digest: crate::config::digest_of(&csv),
+        csv,
+        closed_digest: closed,
+    })
 }
 
 /// The appraisal as CSV (header and one line per row).
 pub fn to_csv(rows: &[AppraisalRow]) -> String {
-    let mut out = String::from(AppraisalRow::CSV_HEADER);
-    out.push('\n');
-    for r in rows {
-        out.push_str(&r.to_csv());
-        out.push('\n');
-    }
-    out
+    AppraisalRow::csv(rows)
 }
 
 /// Parses `--month`, `--week` or `--day` (exactly one).
@@ -153,8 +197,7 @@ pub fn report_main(args: ReportArgs) -> anyhow::Result<()> {
     let cfg = config::load(args.config.as_deref())?;
     let period = period_of(&args)?;
     let dir = &cfg.store.dir;
-    let waived = waived(dir)?;
-    let rows = appraisal(dir, None, cfg.rules, period, args.team.as_deref(), &waived)?;
+    let rows = appraisal(dir, None, cfg.rules, period, args.team.as_deref())?;
     let text = match args.format.as_str() {
         "csv" => to_csv(&rows),
         "json" => serde_json::to_string_pretty(&rows)? + "\n",

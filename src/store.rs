@@ -139,6 +139,14 @@ pub enum ViolationOp {
         ended_by: EventRef,
         lasted_ms: crate::time::Millis,
     },
+    /// A waiver (`waived`) or its reversal at `at`: the status follows the latest one.
+    Waiver {
+        id: u64,
+        waived: bool,
+        at: Timestamp,
+        by: Id,
+        why: Id,
+    },
 }
 
 impl ViolationOp {
@@ -156,6 +164,20 @@ impl ViolationOp {
                 at,
                 ended_by,
                 lasted_ms,
+            }),
+            Effect::Waiver {
+                id,
+                waived,
+                at,
+                by,
+                why,
+                ..
+            } => Some(ViolationOp::Waiver {
+                id,
+                waived,
+                at,
+                by,
+                why,
             }),
             _ => None,
         }
@@ -396,6 +418,17 @@ impl Store {
                      WHERE id = ?1",
                 )
                 .map_err(db("prepare clear"))?;
+            let mut waive = tx
+                .prepare_cached(
+                    "UPDATE violations SET \
+                     status = CASE WHEN ?2 THEN 'waived' \
+                                   WHEN cleared_at IS NULL THEN 'open' ELSE 'closed' END, \
+                     waived_by = CASE WHEN ?2 THEN ?3 END, \
+                     waiver_reason = CASE WHEN ?2 THEN ?4 END, \
+                     waived_at = CASE WHEN ?2 THEN ?5 END \
+                     WHERE id = ?1",
+                )
+                .map_err(db("prepare waiver"))?;
             for op in ops {
                 match op {
                     ViolationOp::Raised(v) => {
@@ -427,6 +460,17 @@ impl Store {
                         clear
                             .execute(params![*id as i64, at.0, ended, lasted_ms])
                             .map_err(db("close violation"))?;
+                    }
+                    ViolationOp::Waiver {
+                        id,
+                        waived,
+                        at,
+                        by,
+                        why,
+                    } => {
+                        waive
+                            .execute(params![*id as i64, waived, by.as_str(), why.as_str(), at.0])
+                            .map_err(db("waive violation"))?;
                     }
                 }
             }
@@ -566,13 +610,6 @@ impl Store {
 #[derive(Clone)]
 pub struct StoreReader {
     db: Arc<Mutex<Connection>>,
-}
-
-/// A waiver request.
-#[derive(Clone, Debug, Deserialize)]
-pub struct WaiverRequest {
-    pub by: String,
-    pub reason: String,
 }
 
 /// Inserts a checkpoint and prunes old ones, in one transaction on `db`.
@@ -749,33 +786,6 @@ impl StoreReader {
             .into_iter()
             .map(|r| r.violation)
             .collect())
-    }
-
-    /// Waives violation `id` (kept forever, status `waived`); a second waiver replaces the
-    /// first. The commit is synced before this returns.
-    pub fn waive(
-        &self,
-        id: u64,
-        w: &WaiverRequest,
-        at: Timestamp,
-    ) -> Result<ViolationRecord, StoreError> {
-        {
-            let c = self.conn();
-            let n = c
-                .execute(
-                    "UPDATE violations SET status = 'waived', waived_by = ?2, \
-                     waiver_reason = ?3, waived_at = ?4 WHERE id = ?1",
-                    params![id as i64, w.by, w.reason, at.0],
-                )
-                .map_err(db("waive"))?;
-            if n == 0 {
-                return Err(StoreError::NoSuchViolation(id));
-            }
-            // A waiver is not derived from the journal: make it durable now.
-            c.pragma_update(None, "wal_checkpoint", "FULL")
-                .map_err(db("sync waiver"))?;
-        }
-        self.violation(id)?.ok_or(StoreError::NoSuchViolation(id))
     }
 }
 

@@ -192,6 +192,9 @@ impl Check<'_> {
 
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let mut config = Config::default();
+        if let Some(users) = raw.users {
+            config.server.users = self.users(users)?;
+        }
         if let Some(server) = raw.server {
             self.server(server, &mut config.server)?;
         }
@@ -470,10 +473,148 @@ impl Check<'_> {
                 key: path(tls.key, "key")?,
             });
         }
+        if let Some(proxy) = raw.auth_proxy {
+            server.auth_proxy = Some(self.auth_proxy(proxy)?);
+        }
         if let (Some(span), Some(message)) = (listen_span, server.exposure()) {
             return self.err_key(span, "server.listen", message);
         }
         Ok(())
+    }
+
+    /// `[[users]]`: names and token digests unique, a lead with teams, an agent user with
+    /// their agent id.
+    fn users(&self, raw: Vec<Spanned<RawUser>>) -> Result<Vec<User>, ConfigError> {
+        let mut users: Vec<User> = Vec::new();
+        for (i, u) in raw.into_iter().enumerate() {
+            let span = u.span();
+            let u = u.into_inner();
+            let key = |k: &str| format!("users[{i}].{k}");
+            let Some(name) = u.name else {
+                return self.err_key(span, key("name"), "a user needs a name (what `by` records)");
+            };
+            let name = self.id(name, "a user name")?;
+            if users.iter().any(|x| x.name == *name.get_ref()) {
+                return self.err(
+                    name.span(),
+                    format!("user {:?} is listed twice", name.get_ref()),
+                );
+            }
+            let Some(role_s) = u.role else {
+                return self.err_key(
+                    span,
+                    key("role"),
+                    "a user needs a role: admin, qa, lead, agent, viewer or ingest",
+                );
+            };
+            let Some(role) = Role::parse(role_s.get_ref()) else {
+                return self.err(
+                    role_s.span(),
+                    format!(
+                        "unknown role {:?} (want admin, qa, lead, agent, viewer or ingest)",
+                        role_s.get_ref()
+                    ),
+                );
+            };
+            let mut teams = Vec::new();
+            for t in u.teams.into_iter().flatten() {
+                teams.push(self.id(t, "a team id")?.into_inner());
+            }
+            if role == Role::Lead && teams.is_empty() {
+                return self.err_key(
+                    role_s.span(),
+                    key("teams"),
+                    "a lead needs `teams`: the teams they may act on",
+                );
+            }
+            let agent = u
+                .agent
+                .map(|a| self.id(a, "an agent id"))
+                .transpose()?
+                .map(Spanned::into_inner);
+            if role == Role::Agent && agent.is_none() {
+                return self.err_key(
+                    role_s.span(),
+                    key("agent"),
+                    "an agent user needs `agent`: their agent id",
+                );
+            }
+            let token_sha256 = match u.token_sha256 {
+                None => None,
+                Some(h) => {
+                    let text = h.get_ref().trim().to_ascii_lowercase();
+                    let bytes = (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()))
+                        .then(|| {
+                            (0..32)
+                                .map(|k| u8::from_str_radix(&text[2 * k..2 * k + 2], 16).ok())
+                                .collect::<Option<Vec<u8>>>()
+                        })
+                        .flatten();
+                    let Some(bytes) = bytes else {
+                        return self.err(
+                            h.span(),
+                            "want the SHA-256 of the token as 64 hex digits (e.g. `printf %s TOKEN | sha256sum`)",
+                        );
+                    };
+                    let mut d = [0u8; 32];
+                    d.copy_from_slice(&bytes);
+                    if users.iter().any(|x| x.token_sha256 == Some(d)) {
+                        return self.err(h.span(), "two users have the same token");
+                    }
+                    Some(d)
+                }
+            };
+            users.push(User {
+                name: name.into_inner(),
+                role,
+                teams,
+                agent,
+                token_sha256,
+            });
+        }
+        Ok(users)
+    }
+
+    fn auth_proxy(&self, raw: Spanned<RawAuthProxy>) -> Result<AuthProxy, ConfigError> {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let header = match raw.header {
+            Some(h) => {
+                let ok = !h.get_ref().is_empty()
+                    && h.get_ref()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                if !ok {
+                    return self.err(h.span(), "not a valid http header name");
+                }
+                h.into_inner()
+            }
+            None => "X-Forwarded-User".to_string(),
+        };
+        let mut trusted = Vec::new();
+        for t in raw.trusted.into_iter().flatten() {
+            let text = t.get_ref().trim();
+            let net = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match net {
+                Ok(n) => trusted.push(n),
+                Err(_) => {
+                    return self.err(
+                        t.span(),
+                        format!("not an address or network: {text:?} (want e.g. \"127.0.0.1/32\")"),
+                    )
+                }
+            }
+        }
+        if trusted.is_empty() {
+            return self.err_key(
+                span,
+                "server.auth_proxy.trusted",
+                "required: the proxy's addresses (the header is believed only from them)",
+            );
+        }
+        Ok(AuthProxy { header, trusted })
     }
 
     fn metrics(&self, raw: RawMetrics, metrics: &mut MetricsConfig) -> Result<(), ConfigError> {

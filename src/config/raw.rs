@@ -29,6 +29,24 @@ pub(super) struct RawConfig {
     pub(super) metrics: Option<RawMetrics>,
     pub(super) sources: Option<Vec<Spanned<RawSource>>>,
     pub(super) limits: Option<RawLimits>,
+    pub(super) users: Option<Vec<Spanned<RawUser>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUser {
+    pub(super) name: Option<Spanned<String>>,
+    pub(super) role: Option<Spanned<String>>,
+    pub(super) teams: Option<Vec<Spanned<String>>>,
+    pub(super) agent: Option<Spanned<String>>,
+    pub(super) token_sha256: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuthProxy {
+    pub(super) header: Option<Spanned<String>>,
+    pub(super) trusted: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +68,7 @@ pub(super) struct RawServer {
     pub(super) tokens: Option<RawTokens>,
     pub(super) shutdown_grace: Option<Spanned<Duration>>,
     pub(super) tls: Option<Spanned<RawTls>>,
+    pub(super) auth_proxy: Option<Spanned<RawAuthProxy>>,
 }
 
 #[derive(Deserialize)]

@@ -208,6 +208,78 @@ pub struct ServerConfig {
     pub shutdown_grace: Millis,
     /// `[server.tls]`: serve HTTPS and WSS with this certificate chain and key.
     pub tls: Option<TlsFiles>,
+    /// `[[users]]`: named people (and machines) with a role, signing in with a token or
+    /// through the auth proxy.
+    pub users: Vec<User>,
+    /// `[server.auth_proxy]`: single sign-on through a trusted proxy in front.
+    pub auth_proxy: Option<AuthProxy>,
+}
+
+/// What a user may do (surface page, `[[users]]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Everything, on every team.
+    Admin,
+    /// Quality inspection (质检): waivers, demerits, closing months, on every team.
+    Qa,
+    /// A team lead (组长): approvals, waivers, demerits and shifts on their own teams.
+    Lead,
+    /// An agent: their own record only.
+    Agent,
+    /// Reads the floor and the API.
+    Viewer,
+    /// A phone system or WFM feeding `/ingest`.
+    Ingest,
+}
+
+impl Role {
+    pub const ALL: [Role; 6] = [
+        Role::Admin,
+        Role::Qa,
+        Role::Lead,
+        Role::Agent,
+        Role::Viewer,
+        Role::Ingest,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Qa => "qa",
+            Role::Lead => "lead",
+            Role::Agent => "agent",
+            Role::Viewer => "viewer",
+            Role::Ingest => "ingest",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// One `[[users]]` entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct User {
+    /// Who it is: what `by` records for everything they do.
+    pub name: String,
+    pub role: Role,
+    /// The teams a lead may act on.
+    pub teams: Vec<String>,
+    /// Who an agent user is (their agent id).
+    pub agent: Option<String>,
+    /// SHA-256 of the bearer token (the token itself is never stored); `None` for someone
+    /// who signs in through the auth proxy only.
+    pub token_sha256: Option<[u8; 32]>,
+}
+
+/// `[server.auth_proxy]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuthProxy {
+    /// The request header that names a `[[users]]` entry (e.g. `X-Forwarded-User`).
+    pub header: String,
+    /// Peers whose header is believed; from anyone else it is ignored.
+    pub trusted: Vec<ipnet::IpNet>,
 }
 
 /// `[server.tls]`: PEM files, read when the daemon starts (relative to its working directory).
@@ -228,13 +300,26 @@ impl ServerConfig {
             return None;
         }
         let t = &self.tokens;
+        // A role's surfaces are secured by its tokens, by users who can use them, or (for the
+        // people's surfaces) by the auth proxy.
+        let users = |roles: &[Role]| self.users.iter().any(|u| roles.contains(&u.role));
+        let proxy = self.auth_proxy.is_some();
         let open: Vec<&str> = [
-            ("ingest", &t.ingest),
-            ("viewer", &t.viewer),
-            ("lead", &t.lead),
+            ("ingest", t.ingest.is_empty() && !users(&[Role::Ingest])),
+            (
+                "viewer",
+                t.viewer.is_empty()
+                    && t.lead.is_empty()
+                    && !proxy
+                    && !users(&[Role::Admin, Role::Qa, Role::Lead, Role::Viewer]),
+            ),
+            (
+                "lead",
+                t.lead.is_empty() && !proxy && !users(&[Role::Admin, Role::Qa, Role::Lead]),
+            ),
         ]
         .into_iter()
-        .filter(|(_, list)| list.is_empty())
+        .filter(|(_, open)| *open)
         .map(|(role, _)| role)
         .collect();
         if open.is_empty() {
@@ -697,6 +782,8 @@ impl Default for Config {
                 tokens: Tokens::default(),
                 shutdown_grace: 10_000,
                 tls: None,
+                users: Vec::new(),
+                auth_proxy: None,
             },
             source: SourceConfig {
                 kind: SourceKind::Floorwatch,

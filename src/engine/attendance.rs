@@ -444,9 +444,14 @@ impl Engine {
         }
     }
 
-    /// Drops shifts that ended before `oldest` and have nothing left to judge, and relief
-    /// waits whose relief shift has ended.
-    pub(super) fn prune_shifts(&mut self, now: Timestamp, oldest: Option<Timestamp>) {
+    /// Drops shifts that ended before `cut.0` and have nothing left to judge (keeping those
+    /// that start in `cut.1`, the period a report needs), and relief waits whose relief
+    /// shift has ended.
+    pub(super) fn prune_shifts(
+        &mut self,
+        now: Timestamp,
+        cut: Option<(Timestamp, Option<crate::time::Period>)>,
+    ) {
         let expired: Vec<(Id, Id)> = self
             .relief_waits
             .iter()
@@ -459,13 +464,15 @@ impl Engine {
                 x.logout = LogoutCheck::Done;
             }
         }
-        let Some(oldest) = oldest else {
+        let Some((oldest, keep)) = cut else {
             return;
         };
+        let keep = keep.map(|p| p.bounds(&self.cal));
         let old: Vec<Id> = self
             .shifts
             .values()
             .filter(|x| x.end < oldest && x.logout == LogoutCheck::Done && x.end_timer.is_none())
+            .filter(|x| keep.is_none_or(|(from, to)| x.start < from || x.start >= to))
             .map(|x| x.id.clone())
             .collect();
         for id in old {

@@ -30,6 +30,8 @@ pub struct SavedRulebook {
     from: Option<Timestamp>,
     rulebook: String,
     digest: Id,
+    #[serde(default)]
+    journaled: bool,
 }
 
 /// The engine's state. Taking one is cheap: agents, calls and days of appraisal
@@ -230,6 +232,7 @@ impl Engine {
                     from: v.from,
                     rulebook: v.rules.rulebook_json(),
                     digest: v.digest.clone(),
+                    journaled: v.journaled,
                 })
                 .collect(),
             shifts: self.shifts.shared_values(),
@@ -275,6 +278,7 @@ impl Engine {
                     from: b.from,
                     rules: Arc::new(r),
                     digest: b.digest,
+                    journaled: b.journaled,
                 });
             }
             e.rules = books[books.len() - 1].rules.clone();

@@ -193,6 +193,7 @@ impl Engine {
                 from: None,
                 digest: Id::from(rules.rulebook_digest()),
                 rules: rules.clone(),
+                journaled: false,
             }],
             rules,
             cal,

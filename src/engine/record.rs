@@ -12,6 +12,10 @@ use std::sync::Arc;
 
 use super::appraisal::KpiRetention;
 use super::state::{LedgerEntry, PAIR_KEEP};
+
+/// A violation can be waived (or un-waived) for this many local days after the day it was
+/// raised; after that it is `unknown_violation`, live and in every replay alike.
+pub const WAIVABLE_DAYS: i64 = 62;
 use super::types::{Effect, Kind, Violation};
 use super::{Engine, Finding, Holder};
 use crate::config::{ItemPoints, RulesConfig};
@@ -25,6 +29,9 @@ pub struct RulebookVersion {
     pub from: Option<Timestamp>,
     pub rules: Arc<RulesConfig>,
     pub digest: Id,
+    /// Whether a `rulebook` event put it in force (else it is the rules the engine was made
+    /// with, which a journal does not show).
+    pub journaled: bool,
 }
 
 /// Why the engine refused a record event. [`Refusal::reason_label`] is the label of
@@ -244,7 +251,8 @@ impl Engine {
         digest: &Id,
         out: &mut Vec<Effect>,
     ) -> Result<(), Refusal> {
-        if self.rulebooks.last().is_some_and(|v| v.digest == *digest) {
+        if let Some(v) = self.rulebooks.last_mut().filter(|v| v.digest == *digest) {
+            v.journaled = true;
             return Ok(());
         }
         let rules = RulesConfig::from_rulebook_json(json, self.rules.limits)
@@ -266,6 +274,7 @@ impl Engine {
             from: self.clock,
             rules: rules.clone(),
             digest: digest.clone(),
+            journaled: true,
         });
         self.rules = rules;
         self.rearm_login_deadlines();
@@ -290,6 +299,11 @@ impl Engine {
             .unwrap_or("")
     }
 
+    /// Whether the rulebook in force came from a `rulebook` event (a journal shows it).
+    pub fn rulebook_journaled(&self) -> bool {
+        self.rulebooks.last().is_some_and(|v| v.journaled)
+    }
+
     /// Closed months with their digests.
     pub fn closed_periods(&self) -> impl Iterator<Item = (&Id, &Id)> {
         self.closed.iter()
@@ -310,18 +324,25 @@ impl Engine {
                 .ok()
                 .map(|d| cal.start_of(d))
         };
-        let oldest = match self.kpis.retention() {
-            KpiRetention::LastDays(n) => day_start(i64::from(n)),
-            _ => None,
+        // What may be waived: the same days in every mode, so that a waiver is refused alike
+        // live and in any replay.
+        let ledger_cut = day_start(WAIVABLE_DAYS);
+        // Shifts: the daemon keeps them as long as its appraisal days; a report keeps the
+        // shifts of its period; a replay of a file keeps them all.
+        let shift_cut = match self.kpis.retention() {
+            KpiRetention::LastDays(n) => day_start(i64::from(n)).map(|c| (c, None)),
+            KpiRetention::Only(p) => day_start(WAIVABLE_DAYS).map(|c| (c, Some(p))),
+            KpiRetention::Off => day_start(WAIVABLE_DAYS).map(|c| (c, None)),
+            KpiRetention::All => None,
         };
         let pair_cut = day_start(PAIR_KEEP / 86_400_000);
-        if let Some(oldest) = oldest {
-            while self.ledger.front().is_some_and(|e| e.at < oldest) {
+        if let Some(cut) = ledger_cut {
+            while self.ledger.front().is_some_and(|e| e.at < cut) {
                 self.ledger.pop_front();
                 self.ledger_base += 1;
             }
         }
-        self.prune_shifts(t, oldest);
+        self.prune_shifts(t, shift_cut);
         if let Some(cut) = pair_cut {
             let old: Vec<(Id, Id)> = self
                 .pairs

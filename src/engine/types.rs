@@ -542,6 +542,17 @@ impl AppraisalRow {
     /// The columns of the rules page, in its order.
     pub const CSV_HEADER: &'static str = "agent,team,period,ring_episodes,answered_within_rings,ring_compliance,calls_answered,talk_seconds,acw_seconds,aht_seconds,pause_seconds,break_seconds,violations_ring_answer,violations_break_overrun,violations_unauthorized_pause,violations_attendance,violations_discipline,shifts,scheduled_seconds,logged_in_scheduled_seconds,adherence,outbound_attempts,outbound_connected,outbound_connect_rate,sales,conversion,points,deduction";
 
+    /// The appraisal CSV: the header and one line per row (the statement of a month).
+    pub fn csv(rows: &[AppraisalRow]) -> String {
+        let mut out = String::from(AppraisalRow::CSV_HEADER);
+        out.push('\n');
+        for r in rows {
+            out.push_str(&r.to_csv());
+            out.push('\n');
+        }
+        out
+    }
+
     /// One CSV line (no newline): seconds with up to 3 decimals, ratios with 4.
     pub fn to_csv(&self) -> String {
         fn num(x: f64, places: usize) -> String {

@@ -7,7 +7,7 @@
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::engine::{Applied, ApprovalView, Limit, Refusal};
+use crate::engine::{Applied, ApprovalView, Limit, Refusal, ShiftView};
 use crate::event::{Event, Id};
 use crate::journal::Position;
 use crate::time::Timestamp;
@@ -54,6 +54,34 @@ pub(super) enum Command {
     Approvals {
         reply: oneshot::Sender<Vec<ApprovalView>>,
     },
+    /// The kept shifts overlapping `[from, to)`, of one agent when given.
+    Shifts {
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+        agent: Option<Id>,
+        reply: oneshot::Sender<Vec<ShiftView>>,
+    },
+    /// Closes a month: its statement as of the engine clock, frozen by a `period.closed`
+    /// event with the statement's SHA-256.
+    Close {
+        /// `YYYY-MM`.
+        period: Id,
+        by: Id,
+        reply: oneshot::Sender<Result<Closed, ApiRefused>>,
+    },
+}
+
+/// A month closed by [`EngineClient::close`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Closed {
+    /// The statement (the appraisal CSV) as closed.
+    pub csv: String,
+    /// Its SHA-256, as the `period.closed` event holds it.
+    pub digest: String,
+    /// The engine clock it was closed at (the statement counts open items up to it).
+    pub at: Timestamp,
+    /// Whether the close is in the journal already.
+    pub stored: bool,
 }
 
 /// Why an API event was not applied.
@@ -65,15 +93,20 @@ pub enum ApiRefused {
     /// The record's rules refused it (journaled, since it moved the clock; nothing else).
     #[error("{0}")]
     Record(Refusal),
+    /// The request cannot be served as asked (e.g. a month the engine no longer keeps).
+    #[error("{0}")]
+    Unable(String),
 }
 
 /// What happened to an API event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiReply {
     /// The time the engine applied it at.
     pub at: Timestamp,
     /// Whether it is in the journal already (else pending: the store is failing).
     pub stored: bool,
+    /// The violations it raised (a demerit's), by id.
+    pub violations: Vec<u64>,
 }
 
 /// A handle for sending commands to the engine owner task. Cheap to clone.
@@ -153,6 +186,41 @@ impl EngineClient {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Approvals { reply })
+            .await
+            .map_err(|_| EngineStopped)?;
+        rx.await.map_err(|_| EngineStopped)
+    }
+
+    /// The kept shifts overlapping `[from, to)` (of `agent` when given), with their
+    /// attendance facts.
+    pub async fn shifts(
+        &self,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+        agent: Option<Id>,
+    ) -> Result<Vec<ShiftView>, EngineStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Shifts {
+                from,
+                to,
+                agent,
+                reply,
+            })
+            .await
+            .map_err(|_| EngineStopped)?;
+        rx.await.map_err(|_| EngineStopped)
+    }
+
+    /// Closes month `period` (`YYYY-MM`) by `by`.
+    pub async fn close(
+        &self,
+        period: Id,
+        by: Id,
+    ) -> Result<Result<Closed, ApiRefused>, EngineStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Close { period, by, reply })
             .await
             .map_err(|_| EngineStopped)?;
         rx.await.map_err(|_| EngineStopped)

@@ -38,7 +38,7 @@
 pub mod mailbox;
 mod restore;
 
-pub use mailbox::{ApiRefused, ApiReply, BatchReply, ConnId, EngineClient, EngineStopped};
+pub use mailbox::{ApiRefused, ApiReply, BatchReply, Closed, ConnId, EngineClient, EngineStopped};
 pub use restore::{restore, Restored};
 
 use std::collections::HashMap;
@@ -131,14 +131,7 @@ impl EngineTask {
     ) -> std::io::Result<EngineTask> {
         let floor = Arc::new(Floor::new(Calendar::new(config.rules.timezone.clone())));
         let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
-        let waivers = store.as_ref().and_then(|s| match s.reader() {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot open the store for waivers; appraisal gauges count waived violations");
-                None
-            }
-        });
-        let appraiser = crate::appraiser::start(config.rules.clone(), waivers, metrics.clone())?;
+        let appraiser = crate::appraiser::start(config.rules.clone(), metrics.clone())?;
         let durable = store.map(|store| Durable {
             acked: engine.sources().into_iter().collect(),
             writer: store
@@ -448,6 +441,17 @@ impl Owner {
             Command::Approvals { reply } => {
                 let _ = reply.send(self.engine.active_approvals());
             }
+            Command::Shifts {
+                from,
+                to,
+                agent,
+                reply,
+            } => {
+                let _ = reply.send(self.engine.shift_views(from, to, agent.as_deref()));
+            }
+            Command::Close { period, by, reply } => {
+                let _ = reply.send(self.close_period(period, by));
+            }
         }
     }
 
@@ -557,6 +561,14 @@ impl Owner {
             d.records.push(encode_record(at, API_SOURCE, &event));
             d.seqs.push((Id::const_new(API_SOURCE), None));
         }
+        let violations = self
+            .effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Violation(v) => Some(v.id),
+                _ => None,
+            })
+            .collect();
         let queue_changed = self.drain_effects();
         self.after_apply(queue_changed, true);
         self.flush();
@@ -566,6 +578,55 @@ impl Owner {
         Ok(ApiReply {
             at,
             stored: self.durable.as_ref().is_none_or(|d| d.records.is_empty()),
+            violations,
+        })
+    }
+
+    /// Closes month `period`: the statement is the appraisal as of the engine clock (what a
+    /// replay of the journal up to the `period.closed` event gives), frozen by that event.
+    fn close_period(&mut self, period: Id, by: Id) -> Result<Closed, ApiRefused> {
+        let Some(p @ crate::time::Period::Month(..)) = crate::time::Period::parse(&period) else {
+            return Err(ApiRefused::Unable(format!(
+                "not a month: {period:?} (want YYYY-MM)"
+            )));
+        };
+        let Some(now) = self.engine.now() else {
+            return Err(ApiRefused::Unable(
+                "nothing has happened on this floor yet: there is no statement to close".into(),
+            ));
+        };
+        // The engine keeps the appraisal of the last KPI_DAYS days only.
+        let (first, _) = p.date_range();
+        let oldest = self
+            .calendar
+            .day_of(now)
+            .date
+            .saturating_sub(jiff::Span::new().days(i64::from(crate::owner::KPI_DAYS)));
+        if first < oldest {
+            return Err(ApiRefused::Unable(format!(
+                "{period} began more than {} days ago: the daemon no longer keeps it; close it with `floorwatch close-month --data DIR` from the journal",
+                crate::owner::KPI_DAYS
+            )));
+        }
+        let rows = self.engine.appraisal(p, now, &[]);
+        let csv = crate::engine::AppraisalRow::csv(&rows);
+        let digest = crate::config::digest_of(&csv);
+        let event = Event {
+            ts: now,
+            seq: None,
+            id: None,
+            body: crate::event::Body::PeriodClosed {
+                period,
+                by,
+                digest: Id::from(digest.as_str()),
+            },
+        };
+        let reply = self.handle_api(event)?;
+        Ok(Closed {
+            csv,
+            digest,
+            at: reply.at,
+            stored: reply.stored,
         })
     }
 
@@ -898,7 +959,8 @@ impl Owner {
                             lasted_ms,
                         });
                     }
-                    if let Some((rule, team, agent)) = self.floor.close_violation(id, at, ended_by)
+                    if let Some((rule, team, agent)) =
+                        self.floor.close_violation(id, at, ended_by, lasted_ms)
                     {
                         self.book.cleared(metrics, rule.as_str(), &team);
                         self.refresh_agent(&agent);
@@ -926,8 +988,32 @@ impl Owner {
                 }
                 // Published to the store, floor and metrics once the daemon takes record
                 // events.
-                Effect::Waiver { .. }
-                | Effect::PeriodClosed { .. }
+                Effect::Waiver {
+                    id,
+                    waived,
+                    at,
+                    by,
+                    why,
+                    ..
+                } => {
+                    tracing::info!(id, waived, by = %by, "waiver");
+                    if let Some(d) = self.durable.as_mut() {
+                        d.ops.push(ViolationOp::Waiver {
+                            id,
+                            waived,
+                            at,
+                            by: by.clone(),
+                            why: why.clone(),
+                        });
+                    }
+                    let waiver = waived.then(|| crate::floor::Waiver {
+                        by: by.to_string(),
+                        reason: why.to_string(),
+                        at,
+                    });
+                    self.floor.waive_violation(id, waiver);
+                }
+                Effect::PeriodClosed { .. }
                 | Effect::Rulebook { .. }
                 | Effect::ShiftChanged { .. }
                 | Effect::Outbound { .. } => {}

@@ -111,6 +111,8 @@ pub fn restore(config: &Config, alerts: Option<&Alerts>, wall: Micros) -> anyhow
     store
         .write_violations(&ops)
         .context("cannot store violations")?;
+    adopt_rulebook(&mut store, &mut engine, config, wall)?;
+    journal_legacy_waivers(&mut store, &mut engine)?;
     if let (Some(alerts), Some(now)) = (alerts, engine.now()) {
         alerts.tick(now, wall);
     }
@@ -128,4 +130,140 @@ pub fn restore(config: &Config, alerts: Option<&Alerts>, wall: Micros) -> anyhow
         replayed,
         from_checkpoint,
     })
+}
+
+/// The config's rulebook takes effect at the engine clock when it is not the one in force
+/// (or was never journaled): a `rulebook` event, applied and journaled before anything else
+/// happens. A config with another `appraisal.timezone` than the store's is refused.
+pub fn adopt_rulebook(
+    store: &mut Store,
+    engine: &mut Engine,
+    config: &Config,
+    wall: Micros,
+) -> anyhow::Result<()> {
+    let (here, given) = (&engine.rules().timezone_name, &config.rules.timezone_name);
+    if here != given {
+        return Err(anyhow::Error::new(crate::config::ConfigError {
+            message: format!(
+                "the data directory {} judges days and months in {here}, and the config says {given}: appraisal.timezone cannot change within one store (the days of past statements would move); keep {here}, or start a new data directory",
+                config.store.dir.display()
+            ),
+            key: Some("appraisal.timezone".into()),
+            line: None,
+            column: None,
+        }));
+    }
+    let digest = config.rules.rulebook_digest();
+    if engine.rulebook_journaled() && engine.rulebook_digest() == digest {
+        return Ok(());
+    }
+    let ev = rulebook_event(&config.rules, engine.now(), wall);
+    journal_own_event(store, engine, &ev)?;
+    tracing::info!(digest = %digest, at = ?engine.now(), "rulebook in force from now on");
+    Ok(())
+}
+
+/// The `rulebook` event of `rules`, at the engine clock (or `wall` before any event).
+pub fn rulebook_event(
+    rules: &crate::config::RulesConfig,
+    now: Option<crate::time::Timestamp>,
+    wall: Micros,
+) -> crate::event::Event {
+    crate::event::Event {
+        ts: now.unwrap_or(crate::time::Timestamp(wall / 1000)),
+        seq: None,
+        id: None,
+        body: crate::event::Body::Rulebook {
+            rulebook: rules.rulebook_json().into_boxed_str(),
+            digest: crate::event::Id::from(rules.rulebook_digest()),
+        },
+    }
+}
+
+/// Applies an event the daemon makes itself (source `api`) and journals it at once.
+fn journal_own_event(
+    store: &mut Store,
+    engine: &mut Engine,
+    ev: &crate::event::Event,
+) -> anyhow::Result<()> {
+    let mut effects = Vec::new();
+    let at = match engine.handle_event(crate::config::API_SOURCE, ev, &mut effects) {
+        Applied::Applied { at, .. } | Applied::Rejected { at, .. } => at,
+        Applied::Duplicate | Applied::Refused(_) => return Ok(()),
+    };
+    store
+        .append(&[crate::store::encode_record(
+            at,
+            crate::config::API_SOURCE,
+            ev,
+        )])
+        .context("cannot journal")?;
+    let ops: Vec<ViolationOp> = effects
+        .into_iter()
+        .filter_map(ViolationOp::from_effect)
+        .collect();
+    store
+        .write_violations(&ops)
+        .context("cannot store violations")?;
+    Ok(())
+}
+
+/// Waivers a store made before waivers were journaled keeps in its database only: each
+/// becomes a `violation.waived` event (with its `by` and reason), so that the journal holds
+/// the whole record. Violations older than the engine keeps for waivers are left as they are.
+fn journal_legacy_waivers(store: &mut Store, engine: &mut Engine) -> anyhow::Result<()> {
+    let reader = store.reader().context("cannot read the store")?;
+    let filter = crate::floor::ViolationFilter {
+        status: Some(crate::floor::Status::Waived),
+        ..Default::default()
+    };
+    let waived = reader
+        .violations(&filter, usize::MAX >> 1)
+        .context("cannot read waived violations")?;
+    let mut n = 0;
+    for r in waived {
+        if engine.is_waived(r.violation.id) != Some(false) {
+            continue;
+        }
+        let Some(w) = r.waiver else { continue };
+        let by = if w.by.trim().is_empty() {
+            "unknown".to_string()
+        } else {
+            w.by
+        };
+        let why = if w.reason.trim().is_empty() {
+            "waived before waivers were journaled".to_string()
+        } else {
+            w.reason
+        };
+        let ev = crate::event::Event {
+            ts: engine.now().unwrap_or(w.at),
+            seq: None,
+            id: None,
+            body: crate::event::Body::ViolationWaiver {
+                violation: r.violation.id,
+                waived: true,
+                by: crate::event::Id::from(truncate(&by, crate::event::MAX_ID_LEN)),
+                why: crate::event::Id::from(truncate(&why, crate::event::MAX_NOTE_LEN)),
+            },
+        };
+        journal_own_event(store, engine, &ev)?;
+        n += 1;
+    }
+    if n > 0 {
+        tracing::info!(waivers = n, "waivers of the database journaled");
+    }
+    Ok(())
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }

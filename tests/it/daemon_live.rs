@@ -342,11 +342,15 @@ fn replay(config: &Config, events: &[Event], end: Timestamp) -> Vec<ViolationRec
                 waiver: None,
             }),
             Effect::Cleared {
-                id, at, ended_by, ..
+                id,
+                at,
+                ended_by,
+                lasted_ms,
             } => {
                 if let Some(r) = records.iter_mut().find(|r| r.violation.id == id) {
                     r.status = Status::Closed;
                     r.cleared_at = Some(at);
+                    r.violation.evidence.lasted_ms = Some(lasted_ms);
                     if r.violation.evidence.ended_by.is_none() {
                         r.violation.evidence.ended_by = Some(ended_by);
                     }

@@ -77,6 +77,15 @@ fn decode_rows() -> Vec<Row> {
         row("bad_seq", r#"{"type":"call.ended","ts":1,"seq":"7","call":"c"}"#, "`seq` must be an integer >= 0"),
         row("bad_snapshot", r#"{"type":"snapshot","ts":1,"seq":7,"agents":[{"agent":"a","presence":"away","since":1}]}"#, "snapshot entry 0 of `agents`: `state` must be one of ready, not_ready, acw, not \"away\""),
         row("bad_snapshot", r#"{"type":"snapshot","ts":1,"seq":7,"calls":[{"call":"c","state":"talking","since":1}]}"#, "snapshot entry 0 of `calls`: missing required field `agent`"),
+        row("bad_shift", r#"{"type":"shift.scheduled","ts":1,"seq":7,"shift":"s","agent":"a","start":100,"end":50}"#, "bad shift: `end` must be after `start`"),
+        row("bad_shift", r#"{"type":"shift.scheduled","ts":1,"seq":7,"shift":"s","agent":"a","start":0,"end":86400001}"#, "bad shift: a shift is at most 24 hours long"),
+        row("bad_shift", r#"{"type":"shift.scheduled","ts":1,"seq":7,"shift":"s","agent":"a","start":"tomorrow","end":50}"#, "bad shift: `start` is not a valid time: \"tomorrow\""),
+        row("bad_text", r#"{"type":"demerit.recorded","ts":1,"seq":7,"agent":"a","item":"eating","by":" "}"#, "`by` must be a non-empty string of at most 128 bytes"),
+        row("bad_text", format!(r#"{{"type":"violation.waived","ts":1,"seq":7,"violation":3,"by":"qa","why":"{}"}}"#, "x".repeat(1001)), "`why` must be a string of at most 1000 bytes"),
+        row("bad_violation", r#"{"type":"violation.waived","ts":1,"seq":7,"violation":0,"by":"qa","why":"x"}"#, "`violation` must be a violation id: an integer >= 1"),
+        row("bad_violation", r#"{"type":"violation.unwaived","ts":1,"seq":7,"violation":"7","by":"qa","why":"x"}"#, "`violation` must be a violation id: an integer >= 1"),
+        row("bad_period", r#"{"type":"period.closed","ts":1,"seq":7,"period":"2026-13","by":"qa","digest":"0000000000000000000000000000000000000000000000000000000000000000"}"#, "`period` must be a month as YYYY-MM, not \"2026-13\""),
+        row("bad_digest", r#"{"type":"period.closed","ts":1,"seq":7,"period":"2026-11","by":"qa","digest":"abc"}"#, "`digest` must be a SHA-256 as 64 hex digits"),
         row("batch_too_large", r#"[{"type":"call.ended","ts":1,"call":"c"},{"type":"call.ended","ts":1,"call":"c"},{"type":"call.ended","ts":1,"call":"c"},{"type":"call.ended","ts":1,"call":"c"}]"#, "batch of 4 events is longer than limits.max_batch (3): nothing of it was applied; send it in smaller batches"),
     ]
 }

@@ -344,16 +344,17 @@ async fn appraisal_gauges_show_the_month_so_far_and_leave_out_waived_violations(
         "{text}"
     );
 
-    // A lead waives the violation; after a restart the gauges leave it out.
+    // A lead waives the violation (a journaled event); after a restart the gauges leave it
+    // out.
     let (_, listed) = sup::get_json(addr, "/api/v1/violations").await;
     let id = listed["violations"][0]["id"].as_u64().expect("id");
     let (status, _) = sup::post(
         addr,
         &format!("/api/v1/violations/{id}/waive"),
-        r#"{"by":"zhang.wei","reason":"system fault"}"#,
+        r#"{"why":"system fault"}"#,
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 201);
     drop(s);
     d.shutdown().await;
     let d = sup::start(config).await;

@@ -35,7 +35,7 @@ fn rows(csv: &str) -> Vec<Vec<String>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn report_equals_replay_of_the_export_minus_waived_violations() {
+async fn report_equals_replay_of_the_export_waivers_included() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let mut c = config();
@@ -58,10 +58,10 @@ async fn report_equals_replay_of_the_export_minus_waived_violations() {
     let (status, _) = post_json(
         d.local_addr(),
         &format!("/api/v1/violations/{id}/waive"),
-        r#"{"by":"zhang.wei","reason":"approved by phone"}"#,
+        r#"{"why":"approved by phone"}"#,
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 201);
     let (status, _, api_csv) =
         get(d.local_addr(), "/api/v1/appraisal?month=2026-11&format=csv").await;
     assert_eq!(status, 200, "{api_csv}");
@@ -86,6 +86,13 @@ async fn report_equals_replay_of_the_export_minus_waived_violations() {
     let report = run(&["report", "--month", "2026-11"], &config);
     assert_eq!(report, api_csv, "the API and the command agree");
 
+    // The waiver is an event of the journal: the replay of the export gives the report.
+    let replay_text = std::fs::read_to_string(&replay_csv).expect("replay csv");
+    assert_eq!(
+        replay_text, report,
+        "replay of the export = report, byte for byte"
+    );
+
     // Violations: the replay of the export raises exactly the stored ones.
     let replayed: Vec<Value> = replayed
         .lines()
@@ -100,9 +107,34 @@ async fn report_equals_replay_of_the_export_minus_waived_violations() {
         }
     }
 
-    // The appraisal: identical except the waived violation's agent, by exactly its points.
-    let replay_csv = std::fs::read_to_string(&replay_csv).expect("replay csv");
-    let (want, got) = (rows(&replay_csv), rows(&report));
+    // Without the waiver line the appraisal is the same except the waived violation's
+    // agent, by exactly its points.
+    let unwaived = dir.path().join("unwaived.ndjson");
+    let text = std::fs::read_to_string(&export).expect("export");
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains(r#""type":"violation.waived""#))
+        .collect();
+    assert_eq!(
+        kept.len() + 1,
+        text.lines().count(),
+        "one waiver in the export"
+    );
+    std::fs::write(&unwaived, kept.join("\n") + "\n").expect("write");
+    let unwaived_csv = dir.path().join("unwaived.csv");
+    run(
+        &[
+            "replay",
+            "--month",
+            "2026-11",
+            "--appraisal",
+            unwaived_csv.to_str().expect("path"),
+            unwaived.to_str().expect("path"),
+        ],
+        &config,
+    );
+    let unwaived_csv = std::fs::read_to_string(&unwaived_csv).expect("csv");
+    let (want, got) = (rows(&unwaived_csv), rows(&report));
     assert_eq!(want.len(), got.len());
     assert!(!want.is_empty());
     let agent = waived["agent"].as_str().expect("agent");
