@@ -21,7 +21,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::engine::{AgentView, EventRef, QueueView, Rule, Violation};
+use crate::engine::{AgentView, EventRef, QueueView, Rule, ScheduledNow, Violation};
 use crate::event::Id;
 use crate::time::{Calendar, Millis, Timestamp};
 
@@ -130,6 +130,28 @@ pub struct Floor {
     /// Bumped after every publish that changed something; `/ws/floor` waits on it. A watch
     /// holds one value, so a slow subscriber skips versions instead of queueing them.
     version: watch::Sender<u64>,
+    /// Who a shift covers now (logged in or absent), by team then agent.
+    schedule: RwLock<Arc<Vec<ScheduledNow>>>,
+    /// Today's outbound counters per team, with the team's daily sales target.
+    outbound: RwLock<Arc<Vec<TeamOutbound>>>,
+}
+
+/// A team's outbound today (外呼), as the floor shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TeamOutbound {
+    pub team: Id,
+    pub attempts: u64,
+    pub connected: u64,
+    /// 外呼接通率: connected / attempts (absent without attempts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_rate: Option<f64>,
+    pub sales: u64,
+    /// The team's daily target (`[[teams]] sales_target`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<u32>,
+    /// sales / target (absent without a target).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<f64>,
 }
 
 impl Floor {
@@ -148,7 +170,45 @@ impl Floor {
             engine_clock: AtomicI64::new(i64::MIN),
             sources_connected: AtomicUsize::new(0),
             version: watch::Sender::new(0),
+            schedule: RwLock::new(Arc::new(Vec::new())),
+            outbound: RwLock::new(Arc::new(Vec::new())),
         }
+    }
+
+    /// Who a shift covers now, by team then agent.
+    pub fn schedule(&self) -> Arc<Vec<ScheduledNow>> {
+        self.schedule
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Today's outbound per team.
+    pub fn outbound(&self) -> Arc<Vec<TeamOutbound>> {
+        self.outbound
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Publishes who a shift covers now; returns whether it changed.
+    pub(crate) fn set_schedule(&self, v: Vec<ScheduledNow>) -> bool {
+        let mut w = self.schedule.write().unwrap_or_else(|e| e.into_inner());
+        if **w == v {
+            return false;
+        }
+        *w = Arc::new(v);
+        true
+    }
+
+    /// Publishes today's outbound per team; returns whether it changed.
+    pub(crate) fn set_outbound(&self, v: Vec<TeamOutbound>) -> bool {
+        let mut w = self.outbound.write().unwrap_or_else(|e| e.into_inner());
+        if **w == v {
+            return false;
+        }
+        *w = Arc::new(v);
+        true
     }
 
     // ---- readers ----

@@ -299,6 +299,76 @@ struct FloorRest {
     /// Today's ring times per team, seconds.
     ring_percentiles: BTreeMap<Id, Percentiles>,
     open_violations: Vec<ViolationRecord>,
+    /// Who a shift covers now: per team, and the absent agents (tiles of their own).
+    schedule: ScheduleJson,
+    /// Today's outbound per team, with the sales target.
+    outbound: Arc<Vec<crate::floor::TeamOutbound>>,
+}
+
+/// Schedules on the floor now.
+#[derive(Serialize)]
+struct ScheduleJson {
+    teams: Vec<TeamScheduleJson>,
+    absent: Vec<AbsentJson>,
+}
+
+#[derive(Serialize)]
+struct TeamScheduleJson {
+    team: Id,
+    scheduled: u64,
+    logged_in: u64,
+    absent: u64,
+}
+
+/// An agent a shift covers now who is not logged in.
+#[derive(Serialize)]
+struct AbsentJson {
+    agent: Id,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<Id>,
+    team: Id,
+    shift: Id,
+    start: Timestamp,
+    end: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<Id>,
+    /// How long after the shift's start, at the engine clock.
+    late_seconds: f64,
+}
+
+fn schedule_json(floor: &Floor, now: Option<Timestamp>) -> ScheduleJson {
+    let mut teams: BTreeMap<Id, TeamScheduleJson> = BTreeMap::new();
+    let mut absent = Vec::new();
+    for s in floor.schedule().iter() {
+        let t = teams
+            .entry(s.team.clone())
+            .or_insert_with(|| TeamScheduleJson {
+                team: s.team.clone(),
+                scheduled: 0,
+                logged_in: 0,
+                absent: 0,
+            });
+        t.scheduled += 1;
+        if s.logged_in {
+            t.logged_in += 1;
+        } else {
+            t.absent += 1;
+            absent.push(AbsentJson {
+                agent: s.agent.clone(),
+                name: s.name.clone(),
+                team: s.team.clone(),
+                shift: s.shift.clone(),
+                start: s.start,
+                end: s.end,
+                position: s.position.clone(),
+                late_seconds: now.map_or(0.0, |n| n.since(s.start).max(0) as f64 / 1000.0),
+            });
+        }
+    }
+    ScheduleJson {
+        teams: teams.into_values().collect(),
+        absent,
+    }
 }
 
 /// What the wallboard needs of the config: its language, who leads each team, the limits
@@ -520,6 +590,8 @@ fn floor_rest(floor: &Floor) -> FloorRest {
         },
         ring_percentiles: floor.ring_percentiles(),
         open_violations: floor.open_violations(),
+        schedule: schedule_json(floor, now),
+        outbound: floor.outbound(),
     }
 }
 

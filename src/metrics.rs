@@ -200,6 +200,19 @@ pub struct Metrics {
     pub alerts_pending: IntGaugeVec,
     pub alerts_dropped: IntCounter,
     pub alerts_outbox: IntGauge,
+    /// `floorwatch_agents_scheduled{team}`: agents a shift covers now.
+    pub agents_scheduled: IntGaugeVec,
+    /// `floorwatch_agents_absent{team}`: of those, not logged in.
+    pub agents_absent: IntGaugeVec,
+    /// `floorwatch_outbound_attempts_total{team}`: (call, agent) pairs dialed.
+    pub outbound_attempts: IntCounterVec,
+    /// `floorwatch_outbound_connected_total{team}`: dialed pairs answered.
+    pub outbound_connected: IntCounterVec,
+    /// `floorwatch_sales_total{team}`: dispositions that made a pair a sale (a counter: a
+    /// sale later changed to another code is not subtracted; the floor's today count is).
+    pub sales: IntCounterVec,
+    /// `floorwatch_sales_target{team}`: the team's daily sales target.
+    pub sales_target: IntGaugeVec,
     /// What an `agent` label shows: the id, or its pseudonym.
     agent_names: AgentNames,
 }
@@ -444,6 +457,36 @@ impl Metrics {
                 "floorwatch_alerts_outbox",
                 "Alerts held in the outbox (firing, or resolved and not yet delivered everywhere)",
             )?,
+            agents_scheduled: gauge_vec(
+                "floorwatch_agents_scheduled",
+                "Agents a shift covers now, by team",
+                &["team"],
+            )?,
+            agents_absent: gauge_vec(
+                "floorwatch_agents_absent",
+                "Agents a shift covers now who are not logged in, by team",
+                &["team"],
+            )?,
+            outbound_attempts: counter_vec(
+                "floorwatch_outbound_attempts_total",
+                "Outbound (call, agent) pairs dialed, by team",
+                &["team"],
+            )?,
+            outbound_connected: counter_vec(
+                "floorwatch_outbound_connected_total",
+                "Dialed (call, agent) pairs the agent answered, by team",
+                &["team"],
+            )?,
+            sales: counter_vec(
+                "floorwatch_sales_total",
+                "Dispositions that made a (call, agent) pair a sale, by team",
+                &["team"],
+            )?,
+            sales_target: gauge_vec(
+                "floorwatch_sales_target",
+                "Daily sales target of the team ([[teams]] sales_target)",
+                &["team"],
+            )?,
             registry,
             agent_names: AgentNames::Raw,
             events_by_type: Vec::new(),
@@ -458,6 +501,7 @@ impl Metrics {
             .copied()
             .chain([REJECT_BINARY])
             .chain(crate::engine::Limit::ALL.map(|l| l.reason_label()))
+            .chain(crate::engine::Refusal::LABELS)
         {
             m.events_rejected.with_label_values(&[r]);
         }
@@ -500,6 +544,12 @@ impl Metrics {
         r.register(Box::new(self.alerts_pending.clone()))?;
         r.register(Box::new(self.alerts_dropped.clone()))?;
         r.register(Box::new(self.alerts_outbox.clone()))?;
+        r.register(Box::new(self.agents_scheduled.clone()))?;
+        r.register(Box::new(self.agents_absent.clone()))?;
+        r.register(Box::new(self.outbound_attempts.clone()))?;
+        r.register(Box::new(self.outbound_connected.clone()))?;
+        r.register(Box::new(self.sales.clone()))?;
+        r.register(Box::new(self.sales_target.clone()))?;
         Ok(())
     }
 
@@ -537,17 +587,24 @@ pub struct AppraisalSeries {
 type Column = fn(&crate::engine::AppraisalRow) -> Option<f64>;
 
 /// Name, help and value of each per-agent appraisal gauge (`None`: no series for that row).
-const APPRAISAL_GAUGES: [(&str, &str, Column); 11] = [
+const APPRAISAL_GAUGES: [(&str, &str, Column); 18] = [
     ("floorwatch_appraisal_acw_seconds", "Month to date: wrap-up time", |r| Some(r.acw_seconds)),
+    ("floorwatch_appraisal_adherence", "Month to date: logged-in time inside shifts / scheduled time (absent without shifts)", |r| r.adherence),
     ("floorwatch_appraisal_aht_seconds", "Month to date: average handle time, (talk + wrap-up) / calls answered (absent without calls)", |r| r.aht_seconds),
     ("floorwatch_appraisal_answered_within_rings", "Month to date: rings answered within the ring limit", |r| Some(r.answered_within_rings as f64)),
     ("floorwatch_appraisal_break_seconds", "Month to date: time on reasons that count against the daily allowance", |r| Some(r.break_seconds)),
     ("floorwatch_appraisal_calls_answered", "Month to date: calls answered", |r| Some(r.calls_answered as f64)),
     ("floorwatch_appraisal_deduction", "Month to date: points x appraisal.money_per_point", |r| Some(r.deduction)),
+    ("floorwatch_appraisal_logged_in_scheduled_seconds", "Month to date: logged-in time inside shifts (absent without shifts)", |r| (r.shifts > 0).then_some(r.logged_in_scheduled_seconds)),
+    ("floorwatch_appraisal_outbound_attempts", "Month to date: outbound calls dialed (absent without outbound)", |r| (r.outbound_attempts > 0 || r.sales > 0).then_some(r.outbound_attempts as f64)),
+    ("floorwatch_appraisal_outbound_connected", "Month to date: outbound calls answered (absent without outbound)", |r| (r.outbound_attempts > 0 || r.sales > 0).then_some(r.outbound_connected as f64)),
     ("floorwatch_appraisal_pause_seconds", "Month to date: paused (not_ready) time", |r| Some(r.pause_seconds)),
     ("floorwatch_appraisal_points", "Month to date: demerit points, waivers subtracted", |r| Some(r.points as f64)),
     ("floorwatch_appraisal_ring_compliance", "Month to date: answered within the ring limit / ring episodes (absent without rings)", |r| r.ring_compliance),
     ("floorwatch_appraisal_ring_episodes", "Month to date: ring episodes", |r| Some(r.ring_episodes as f64)),
+    ("floorwatch_appraisal_sales", "Month to date: sales by the latest disposition (absent without outbound or sales)", |r| (r.outbound_attempts > 0 || r.sales > 0).then_some(r.sales as f64)),
+    ("floorwatch_appraisal_scheduled_seconds", "Month to date: scheduled shift time (absent without shifts)", |r| (r.shifts > 0).then_some(r.scheduled_seconds)),
+    ("floorwatch_appraisal_shifts", "Month to date: shifts (absent without shifts)", |r| (r.shifts > 0).then_some(r.shifts as f64)),
     ("floorwatch_appraisal_talk_seconds", "Month to date: talk time", |r| Some(r.talk_seconds)),
 ];
 
@@ -589,7 +646,9 @@ impl AppraisalSeries {
         );
         for r in rows.iter() {
             for (rule, n) in [
+                ("attendance", r.violations_attendance),
                 ("break_overrun", r.violations_break_overrun),
+                ("discipline", r.violations_discipline),
                 ("ring_answer", r.violations_ring_answer),
                 ("unauthorized_pause", r.violations_unauthorized_pause),
             ] {

@@ -170,8 +170,13 @@ impl EngineTask {
             next_appraisal: clock.now(),
             appraisal_month: None,
             limits: crate::limits::LimitLog::new(metrics.clone()),
+            schedule_dirty: true,
+            outbound_dirty: true,
+            schedule_teams: std::collections::BTreeSet::new(),
         };
         owner.publish_restored();
+        owner.publish_targets();
+        owner.publish_schedule();
         let join = tokio::spawn(owner.run(rx, shutdown));
         Ok(EngineTask {
             client: EngineClient { tx },
@@ -279,6 +284,12 @@ struct Owner {
     appraisal_month: Option<crate::time::Period>,
     /// Counts and logs events refused by the engine's limits.
     limits: crate::limits::LimitLog,
+    /// Something that decides who a shift covers now, or the outbound counters, changed
+    /// since the floor's last publish (published on the tick, at most four times a second).
+    schedule_dirty: bool,
+    outbound_dirty: bool,
+    /// The teams whose schedule gauges are set, to zero the ones that empty.
+    schedule_teams: std::collections::BTreeSet<Id>,
 }
 
 /// The engine's snapshot for this tick: taken once, then shared by the threads that need it.
@@ -776,6 +787,84 @@ impl Owner {
         self.after_apply(true, true);
     }
 
+    /// Publishes who a shift covers now and today's outbound per team to the floor and the
+    /// gauges.
+    fn publish_schedule(&mut self) {
+        let mut changed = false;
+        {
+            let now = self.engine.scheduled_now();
+            let mut per_team: std::collections::BTreeMap<Id, (i64, i64)> = Default::default();
+            for s in &now {
+                let e = per_team.entry(s.team.clone()).or_default();
+                e.0 += 1;
+                e.1 += i64::from(!s.logged_in);
+            }
+            for gone in self
+                .schedule_teams
+                .iter()
+                .filter(|t| !per_team.contains_key(*t))
+            {
+                self.metrics
+                    .agents_scheduled
+                    .with_label_values(&[gone])
+                    .set(0);
+                self.metrics.agents_absent.with_label_values(&[gone]).set(0);
+            }
+            for (team, (scheduled, absent)) in &per_team {
+                self.metrics
+                    .agents_scheduled
+                    .with_label_values(&[team])
+                    .set(*scheduled);
+                self.metrics
+                    .agents_absent
+                    .with_label_values(&[team])
+                    .set(*absent);
+            }
+            self.schedule_teams = per_team.into_keys().collect();
+            changed |= self.floor.set_schedule(now);
+            self.schedule_dirty = false;
+        }
+        {
+            let mut teams: std::collections::BTreeMap<Id, crate::engine::OutboundCounts> =
+                self.engine.outbound_today().into_iter().collect();
+            for t in self.engine.rules().sales_target.keys() {
+                teams.entry(Id::from(t.as_str())).or_default();
+            }
+            let v: Vec<crate::floor::TeamOutbound> = teams
+                .into_iter()
+                .map(|(team, c)| {
+                    let target = self.engine.sales_target(&team);
+                    crate::floor::TeamOutbound {
+                        connect_rate: c.connect_rate(),
+                        progress: target
+                            .filter(|t| *t > 0)
+                            .map(|t| c.sales as f64 / f64::from(t)),
+                        team,
+                        attempts: c.attempts,
+                        connected: c.connected,
+                        sales: c.sales,
+                        target,
+                    }
+                })
+                .collect();
+            changed |= self.floor.set_outbound(v);
+            self.outbound_dirty = false;
+        }
+        if changed {
+            self.floor.bump();
+        }
+    }
+
+    /// Sets `floorwatch_sales_target{team}` from the rulebook in force.
+    fn publish_targets(&self) {
+        for (team, target) in &self.engine.rules().sales_target {
+            self.metrics
+                .sales_target
+                .with_label_values(&[team])
+                .set(i64::from(*target));
+        }
+    }
+
     fn handle_tick(&mut self) {
         let now = self.clock.now();
         let mut moved = false;
@@ -789,6 +878,10 @@ impl Owner {
         }
         // Queue views (waits, the 15-minute window) move only with the engine clock.
         self.after_apply(moved, moved);
+        // Who a shift covers changes with the clock as well as with events.
+        if moved || self.schedule_dirty || self.outbound_dirty {
+            self.publish_schedule();
+        }
         // One snapshot serves the appraisal and the checkpoint of the same tick.
         let mut snapshot = None;
         self.refresh_appraisal(now, &mut snapshot);
@@ -966,7 +1059,10 @@ impl Owner {
                         self.refresh_agent(&agent);
                     }
                 }
-                Effect::AgentChanged { agent } => self.refresh_agent(&agent),
+                Effect::AgentChanged { agent } => {
+                    self.schedule_dirty = true;
+                    self.refresh_agent(&agent);
+                }
                 Effect::Queue { queue, outcome } => {
                     queue_changed = true;
                     match outcome {
@@ -1013,10 +1109,26 @@ impl Owner {
                     });
                     self.floor.waive_violation(id, waiver);
                 }
-                Effect::PeriodClosed { .. }
-                | Effect::Rulebook { .. }
-                | Effect::ShiftChanged { .. }
-                | Effect::Outbound { .. } => {}
+                Effect::PeriodClosed { period, by, .. } => {
+                    tracing::info!(period = %period, by = %by, "month closed");
+                }
+                Effect::Rulebook {
+                    version, digest, ..
+                } => {
+                    tracing::info!(version, digest = %digest, "rulebook in force");
+                    self.publish_targets();
+                }
+                Effect::ShiftChanged { .. } => self.schedule_dirty = true,
+                Effect::Outbound { team, change, .. } => {
+                    self.outbound_dirty = true;
+                    let c = match change {
+                        crate::engine::OutboundChange::Attempt => &metrics.outbound_attempts,
+                        crate::engine::OutboundChange::Connected => &metrics.outbound_connected,
+                        crate::engine::OutboundChange::Sale { delta: 1.., .. } => &metrics.sales,
+                        crate::engine::OutboundChange::Sale { .. } => continue,
+                    };
+                    c.with_label_values(&[&team]).inc();
+                }
                 Effect::RingEnded { team, ring, .. } => {
                     metrics
                         .ring_seconds
