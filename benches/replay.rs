@@ -91,6 +91,7 @@ fn bench(c: &mut Criterion) {
                 ReplayOptions {
                     until: None,
                     appraisal: None,
+                    ..ReplayOptions::default()
                 },
             );
             let mut n = 0u64;

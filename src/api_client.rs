@@ -67,3 +67,48 @@ pub async fn post_json(
 ) -> anyhow::Result<(StatusCode, String)> {
     request(Method::POST, url, token, Some(body)).await
 }
+
+/// `floorwatch close-month YYYY-MM --url URL --token T [-o FILE]`.
+pub fn close_month_main(args: crate::cli::CloseMonthArgs) -> anyhow::Result<()> {
+    let base = args.url.trim_end_matches('/');
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let month = &args.month;
+    let (status, text) = rt.block_on(request(
+        Method::POST,
+        &format!("{base}/api/v1/periods/{month}/close"),
+        args.token.as_deref(),
+        Some(b"{}".to_vec()),
+    ))?;
+    anyhow::ensure!(
+        status.is_success(),
+        "the daemon answered {status}: {}",
+        text.trim()
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&text).context("the daemon's answer is not JSON")?;
+    let digest = v["digest"].as_str().unwrap_or_default().to_string();
+    println!("{month} closed: sha256 {digest}");
+    if let Some(path) = &args.out {
+        let (status, csv) = rt.block_on(request(
+            Method::GET,
+            &format!("{base}/api/v1/periods/{month}/statement"),
+            args.token.as_deref(),
+            None,
+        ))?;
+        anyhow::ensure!(
+            status.is_success(),
+            "the daemon answered {status} for the statement: {}",
+            csv.trim()
+        );
+        std::fs::write(path, &csv).with_context(|| format!("cannot write {}", path.display()))?;
+        anyhow::ensure!(
+            crate::config::digest_of(&csv) == digest,
+            "the statement written to {} does not have the closed digest",
+            path.display()
+        );
+    }
+    Ok(())
+}

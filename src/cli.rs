@@ -45,6 +45,24 @@ pub enum Command {
     Import(ImportArgs),
     /// Rosters: plan shifts from a CSV file.
     Schedule(ScheduleArgs),
+    /// Close a month on a running daemon: its statement (the appraisal CSV) is frozen with
+    /// its SHA-256, and its violations can no longer be waived.
+    CloseMonth(CloseMonthArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CloseMonthArgs {
+    /// The month, YYYY-MM.
+    pub month: String,
+    /// The daemon's base URL, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    pub url: String,
+    /// Bearer token of a qa or admin user.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Also write the statement (CSV) as closed to this file.
+    #[arg(short = 'o', long = "out")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -223,12 +241,22 @@ pub struct ReplayArgs {
     /// The replay's end (RFC 3339 or epoch ms): later events are not applied.
     #[arg(long)]
     pub until: Option<String>,
-    /// Appraisal month (YYYY-MM), with --appraisal.
-    #[arg(long, requires = "appraisal")]
+    /// Appraisal month (YYYY-MM), with --appraisal or --compare.
+    #[arg(long)]
     pub month: Option<String>,
     /// Write the appraisal CSV for --month here.
     #[arg(long, requires = "month")]
     pub appraisal: Option<PathBuf>,
+    /// Judge everything under this config's rulebook instead of the rulebooks in the input
+    /// (its `rulebook` records are skipped, and so are waivers, whose ids name the other
+    /// judgment's violations).
+    #[arg(long)]
+    pub what_if: Option<PathBuf>,
+    /// With --what-if and --month: print per agent the points and money as judged and under
+    /// the what-if rulebook, and the difference (CSV), instead of the violations. Waivers
+    /// carry over to the same violation (agent, rule, kind, time) under the other rules.
+    #[arg(long, requires = "what_if")]
+    pub compare: bool,
     /// NDJSON files (one event or batch per line); `-` is stdin.
     #[arg(required = true)]
     pub events: Vec<PathBuf>,

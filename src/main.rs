@@ -13,6 +13,7 @@ fn main() {
         Command::Report(a) => floorwatch::report::report_main(a),
         Command::Export(a) => floorwatch::report::export_main(a),
         Command::Import(a) => floorwatch::import::main(a),
+        Command::CloseMonth(a) => floorwatch::api_client::close_month_main(a),
         Command::Schedule(a) => match a.what {
             floorwatch::cli::ScheduleCommand::Import(a) => floorwatch::schedule::import_main(a),
         },

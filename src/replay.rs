@@ -18,11 +18,17 @@ use crate::event::{decode_frame, Frame};
 use crate::time::{Period, Timestamp};
 
 /// What a replay is asked to do.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ReplayOptions {
     pub until: Option<Timestamp>,
     /// Month (or other period) to keep appraisal accumulators for.
     pub appraisal: Option<Period>,
+    /// What-if: judge everything by the rules the replay was made with; `rulebook` records
+    /// and waivers of the input are skipped (waiver ids name the violations of the other
+    /// judgment; `--compare` carries waivers over by what they waived).
+    pub what_if: bool,
+    /// Keep every violation raised (`--compare` matches waivers by them).
+    pub keep_violations: bool,
 }
 
 /// The outcome of a replay.
@@ -47,6 +53,8 @@ pub struct Replay {
     effects: Vec<Effect>,
     summary: ReplaySummary,
     last_applied: Option<Timestamp>,
+    /// Every violation raised, when the options ask to keep them.
+    kept: Vec<Violation>,
 }
 
 impl Replay {
@@ -59,6 +67,7 @@ impl Replay {
             engine: Engine::with_retention(rules, retention),
             opts,
             effects: Vec::with_capacity(64),
+            kept: Vec::new(),
             summary: ReplaySummary::default(),
             last_applied: None,
         }
@@ -103,6 +112,15 @@ impl Replay {
             if self.opts.until.is_some_and(|u| ev.ts > u) {
                 continue;
             }
+            if self.opts.what_if
+                && matches!(
+                    ev.body,
+                    crate::event::Body::Rulebook { .. }
+                        | crate::event::Body::ViolationWaiver { .. }
+                )
+            {
+                continue;
+            }
             self.effects.clear();
             match self.engine.handle_event(source, ev, &mut self.effects) {
                 crate::engine::Applied::Applied { at, late } => {
@@ -126,13 +144,35 @@ impl Replay {
                 if let Effect::Violation(v) = e {
                     self.summary.violations += 1;
                     on_violation(v);
+                    if self.opts.keep_violations {
+                        self.kept.push((**v).clone());
+                    }
                 }
             }
         }
     }
 
+    /// The kept violations that are waived now (with `keep_violations`).
+    pub fn waived(&self) -> Vec<Violation> {
+        self.kept
+            .iter()
+            .filter(|v| self.engine.is_waived(v.id) == Some(true))
+            .cloned()
+            .collect()
+    }
+
     /// Fires the deadlines before the end and computes the appraisal, if asked for.
-    pub fn finish(mut self, mut on_violation: impl FnMut(&Violation)) -> ReplaySummary {
+    pub fn finish(self, on_violation: impl FnMut(&Violation)) -> ReplaySummary {
+        self.finish_leaving_out(&[], on_violation)
+    }
+
+    /// [`Replay::finish`], the appraisal leaving out `waived` besides the engine's own
+    /// waivers (what-if: the violations that match waived ones of the journaled judgment).
+    pub fn finish_leaving_out(
+        mut self,
+        waived: &[Violation],
+        mut on_violation: impl FnMut(&Violation),
+    ) -> ReplaySummary {
         let end = self.opts.until.or(self.last_applied);
         if let Some(end) = end {
             self.effects.clear();
@@ -146,7 +186,7 @@ impl Replay {
         }
         self.summary.end = end;
         if let Some(p) = self.opts.appraisal {
-            self.summary.appraisal = self.engine.appraisal(p, end.unwrap_or_default(), &[]);
+            self.summary.appraisal = self.engine.appraisal(p, end.unwrap_or_default(), waived);
         }
         self.summary
     }
@@ -310,6 +350,10 @@ fn feed(
 /// `floorwatch replay`.
 pub fn main(args: ReplayArgs) -> anyhow::Result<()> {
     let cfg = config::load(args.config.as_deref())?;
+    let what_if = match &args.what_if {
+        Some(path) => Some(config::load(Some(path))?),
+        None => None,
+    };
     let until = args
         .until
         .as_deref()
@@ -323,11 +367,31 @@ pub fn main(args: ReplayArgs) -> anyhow::Result<()> {
         },
         None => None,
     };
+    if args.compare {
+        let (Some(what_if), Some(month)) = (what_if, month) else {
+            anyhow::bail!("--compare needs --what-if FILE and --month YYYY-MM");
+        };
+        anyhow::ensure!(
+            args.events.iter().all(|p| p != Path::new("-")),
+            "--compare reads its input twice: give files, not stdin"
+        );
+        return compare(&args.events, cfg.rules, what_if.rules, until, month);
+    }
+    anyhow::ensure!(
+        month.is_none() || args.appraisal.is_some(),
+        "--month goes with --appraisal FILE or --compare"
+    );
+    let (rules, what_if) = match what_if {
+        Some(w) => (w.rules, true),
+        None => (cfg.rules, false),
+    };
     let mut replay = Replay::new(
-        cfg.rules,
+        rules,
         ReplayOptions {
             until,
             appraisal: month,
+            what_if,
+            keep_violations: false,
         },
     );
     let stdout = io::stdout();
@@ -362,6 +426,122 @@ pub fn main(args: ReplayArgs) -> anyhow::Result<()> {
     }
     err.flush().ok();
     Ok(())
+}
+
+/// Replays `files` once as given (the rulebooks they hold) and once under `what_if`; waived
+/// violations of the first judgment are carried over to the violations of the second that
+/// are the same (agent, rule, kind, time, call, reason). Prints, per agent, points and
+/// money under both and the difference, as CSV.
+fn compare(
+    files: &[std::path::PathBuf],
+    rules: RulesConfig,
+    what_if: RulesConfig,
+    until: Option<Timestamp>,
+    month: Period,
+) -> anyhow::Result<()> {
+    let run = |rules: RulesConfig, what_if: bool, waived: Option<&[Violation]>| {
+        let mut replay = Replay::new(
+            rules,
+            ReplayOptions {
+                until,
+                appraisal: Some(month),
+                what_if,
+                keep_violations: true,
+            },
+        );
+        let mut err = BufWriter::new(io::stderr().lock());
+        for (i, path) in files.iter().enumerate() {
+            let source = format!("replay-{i}:{}", path.display());
+            let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            let name = path.display().to_string();
+            let mut sink = io::sink();
+            // Rejections are reported once, by the first run.
+            let mut quiet = io::sink();
+            let err: &mut dyn Write = if what_if { &mut quiet } else { &mut err };
+            feed(
+                &mut replay,
+                &source,
+                &name,
+                BufReader::with_capacity(1 << 16, f),
+                &mut sink,
+                &mut WriteRef(err),
+            )?;
+        }
+        let same = |a: &Violation, b: &Violation| {
+            (&a.agent, a.rule, &a.kind, a.at, &a.call, &a.reason)
+                == (&b.agent, b.rule, &b.kind, b.at, &b.call, &b.reason)
+        };
+        let carried: Vec<Violation> = match waived {
+            Some(w) => replay
+                .kept
+                .iter()
+                .filter(|v| w.iter().any(|x| same(x, v)))
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
+        let waived_here = replay.waived();
+        let summary = replay.finish_leaving_out(&carried, |_| {});
+        anyhow::Ok((summary.appraisal, waived_here))
+    };
+    let (journaled, waived) = run(rules, false, None)?;
+    let (under, _) = run(what_if, true, Some(&waived))?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    out.write_all(compare_csv(&journaled, &under).as_bytes())
+        .context("writing the comparison")?;
+    out.flush().context("writing the comparison")?;
+    Ok(())
+}
+
+/// `&mut dyn Write` as a sized writer.
+struct WriteRef<'a>(&'a mut dyn Write);
+
+impl Write for WriteRef<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// The comparison CSV: per agent (sorted), points and money as journaled and under the
+/// what-if rulebook, and the change (what-if minus journaled).
+pub fn compare_csv(journaled: &[AppraisalRow], what_if: &[AppraisalRow]) -> String {
+    use std::collections::BTreeMap;
+    let mut rows: BTreeMap<&str, (&str, u64, f64, u64, f64)> = BTreeMap::new();
+    for r in journaled {
+        let e = rows.entry(&r.agent).or_insert((&r.team, 0, 0.0, 0, 0.0));
+        e.1 = r.points;
+        e.2 = r.deduction;
+    }
+    for r in what_if {
+        let e = rows.entry(&r.agent).or_insert((&r.team, 0, 0.0, 0, 0.0));
+        e.3 = r.points;
+        e.4 = r.deduction;
+    }
+    let money = |x: f64| {
+        let s = format!("{x:.2}");
+        let s = s.trim_end_matches('0').trim_end_matches('.').to_string();
+        if s == "-0" {
+            "0".to_string()
+        } else {
+            s
+        }
+    };
+    let mut out = String::from(
+        "agent,team,points,deduction,what_if_points,what_if_deduction,points_change,deduction_change\n",
+    );
+    for (agent, (team, p, d, wp, wd)) in rows {
+        out.push_str(&format!(
+            "{agent},{team},{p},{},{wp},{},{},{}\n",
+            money(d),
+            money(wd),
+            wp as i64 - p as i64,
+            money(wd - d)
+        ));
+    }
+    out
 }
 
 /// Writes the appraisal CSV (header and one row per agent).

@@ -615,7 +615,8 @@ impl Owner {
             .saturating_sub(jiff::Span::new().days(i64::from(crate::owner::KPI_DAYS)));
         if first < oldest {
             return Err(ApiRefused::Unable(format!(
-                "{period} began more than {} days ago: the daemon no longer keeps it; close it with `floorwatch close-month --data DIR` from the journal",
+                "{period} began more than {} days ago: the daemon keeps the appraisal of its last {} days only, so a month is closed within two months of its end",
+                crate::owner::KPI_DAYS,
                 crate::owner::KPI_DAYS
             )));
         }

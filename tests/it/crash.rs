@@ -138,6 +138,7 @@ pub fn replayed_violations(events: &[String], end: Timestamp) -> Vec<Value> {
         ReplayOptions {
             until: Some(end),
             appraisal: None,
+            ..ReplayOptions::default()
         },
     );
     let mut expected = Vec::new();

@@ -57,6 +57,7 @@ fn replay_lib(name: &str, month: &str) -> (BTreeSet<String>, String, u64) {
         ReplayOptions {
             until: None,
             appraisal: Period::parse(month),
+            ..ReplayOptions::default()
         },
     );
     let mut out = Vec::new();
