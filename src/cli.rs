@@ -118,7 +118,8 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// How many simulated agents.
+    /// How many simulated agents on the floor at a time (one seat each; the roster has three
+    /// agents per seat in 8-hour shifts).
     #[arg(long, default_value_t = 24)]
     pub agents: usize,
     /// Where the daemon listens.

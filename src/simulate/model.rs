@@ -40,6 +40,9 @@ const RONA: Millis = 30 * SEC;
 /// When the showcase opening stages its first incidents, after the logins at the start.
 const STAGE: Millis = 500;
 
+/// The demo's outbound campaign: 70 % of the agents' idle time, so the sales board moves.
+const DEMO_OUTBOUND: f64 = 0.7;
+
 /// Queues and their share of inbound traffic.
 const QUEUES: [(&str, f64); 3] = [("sales", 0.45), ("service", 0.40), ("billing", 0.15)];
 
@@ -217,14 +220,20 @@ impl SimConfig {
         }
     }
 
-    /// The demo floor: unruly mix, showcase opening, one team per eight agents.
+    /// The demo floor: `agents` seats (one team per eight), unruly mix, showcase opening, a
+    /// roster of three agents per seat in 8-hour shifts ([`Roster::demo`]: three seats hand
+    /// over in the first four minutes), and an outbound campaign on 70 % of the idle time.
+    /// The agents who come later are counted in [`SimConfig::agents`].
     pub fn demo(agents: usize, seed: u64) -> SimConfig {
+        let roster = Roster::demo(agents);
         SimConfig {
             teams: agents.div_ceil(8).max(1),
             misconduct: Misconduct::unruly(),
             opening: Opening::Showcase,
-            ..SimConfig::new(agents, 1, seed)
+            outbound: Some(DEMO_OUTBOUND),
+            ..SimConfig::new(roster.agents(), 1, seed)
         }
+        .with_roster(roster)
     }
 
     /// This config with `roster`.
