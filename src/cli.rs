@@ -177,7 +177,8 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// How many simulated agents.
+    /// How many simulated agents on the floor at a time (one seat each; the roster has three
+    /// agents per seat in 8-hour shifts).
     #[arg(long, default_value_t = 24)]
     pub agents: usize,
     /// Where the daemon listens.
@@ -217,9 +218,33 @@ pub struct SimulateArgs {
     /// Simulated start time (RFC 3339); default: now.
     #[arg(long)]
     pub start: Option<String>,
-    /// How often simulated agents break the rules.
-    #[arg(long, value_enum, default_value_t = MisconductLevel::Modest)]
-    pub misconduct: MisconductLevel,
+    /// How often simulated agents break the rules [default: modest; heavy with --shape
+    /// realistic].
+    #[arg(long, value_enum)]
+    pub misconduct: Option<MisconductLevel>,
+    /// Plan a roster: seats (--agents / --rotation of them, so that many agents are on shift
+    /// at a time) worked in turn by --rotation agents in shifts of --shift-length that hand
+    /// over to a relief. The shifts go out as shift.scheduled events a day ahead (at the
+    /// start, then every 12 hours); agents log in shortly before their start and stay until
+    /// the relief is there. With misconduct some log in late, stay away, leave before the
+    /// relief or forget to log out.
+    #[arg(long)]
+    pub roster: bool,
+    /// Length of a shift with --roster (2h to 12h).
+    #[arg(long, default_value = "4h", requires = "roster")]
+    pub shift_length: String,
+    /// Agents who take turns at one seat with --roster: 2 is an early and a late shift;
+    /// `--rotation 3 --shift-length 8h` staffs the floor around the clock.
+    #[arg(long, default_value_t = 2, requires = "roster")]
+    pub rotation: usize,
+    /// Outbound campaign: the share (0 to 1) of the agents' idle time spent dialing, with a
+    /// disposition after every connected call. Without it, agents dial out only now and
+    /// then and enter no dispositions; 0 means no outbound calls at all.
+    #[arg(long, value_name = "SHARE")]
+    pub outbound: Option<f64>,
+    /// How --out writes the stream.
+    #[arg(long, value_enum, default_value_t = ShapeArg::Simulator, requires = "out")]
+    pub shape: ShapeArg,
 }
 
 /// Preset shares of rule-breaking agents for the simulator.
@@ -231,6 +256,19 @@ pub enum MisconductLevel {
     Modest,
     /// Half the agents break rules often (the demo's floor).
     Unruly,
+    /// Nearly everyone breaks rules: about 18 % of events raise a violation.
+    Heavy,
+}
+
+/// How `simulate --out` writes the stream.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShapeArg {
+    /// UTC timestamps; events of one millisecond sometimes batched.
+    Simulator,
+    /// As measured on real floors: a third of the timestamps with a +08:00 offset, a tenth
+    /// epoch milliseconds, a third of the lines batches of 2 to 20 events; heavy misconduct
+    /// unless --misconduct says otherwise.
+    Realistic,
 }
 
 #[derive(Args, Debug)]

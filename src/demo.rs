@@ -2,8 +2,10 @@
 //! real loopback WebSocket (`/ingest?source=demo`), so a live call floor is one command away.
 //!
 //! It owns only the wiring: start the daemon from the config as given (the rules are never
-//! changed for the demo), start the simulator with the demo's unruly mix and showcase opening
-//! at the current time, print where to look, and shut both down on Ctrl-C.
+//! changed for the demo; a team without a sales target gets the demo's, so the sales board
+//! has something to fill), start the simulator with the demo's floor ([`SimConfig::demo`]:
+//! unruly mix, showcase opening, a roster that hands over in the first minutes, an outbound
+//! campaign) at the current time, print where to look, and shut both down on Ctrl-C.
 
 use std::net::SocketAddr;
 
@@ -18,6 +20,10 @@ use crate::simulate::{drive, DriveError, DriveStats, Generator, Pace, SimConfig}
 
 /// The ingest source name the demo's simulator uses.
 pub const SOURCE: &str = "demo";
+
+/// Sales per day of a demo team (eight seats) when the config sets no target: about what
+/// its campaign sells in eight hours.
+pub const SALES_TARGET: u32 = 24;
 
 /// A running demo: the daemon and the simulator task feeding it.
 pub struct DemoHandle {
@@ -73,15 +79,22 @@ fn joined(
 
 /// Starts the daemon with `config` and the simulator with `agents` agents from `seed`,
 /// simulated time = wall time from now.
-pub async fn start(config: Config, agents: usize, seed: u64) -> anyhow::Result<DemoHandle> {
+pub async fn start(mut config: Config, agents: usize, seed: u64) -> anyhow::Result<DemoHandle> {
     anyhow::ensure!(agents > 0, "--agents must be at least 1");
+    let mut sim = SimConfig::demo(agents, seed);
+    for k in 0..sim.teams {
+        config
+            .rules
+            .sales_target
+            .entry(Generator::team_id(k))
+            .or_insert(SALES_TARGET);
+    }
     // Speak to the daemon the way any phone system would: with the ingest token if one is set.
     let token = config.server.tokens.ingest.first().cloned();
     let daemon = crate::daemon::start(config).await?;
     let addr = daemon.local_addr();
     let url = format!("ws://{}/ingest?source={SOURCE}", loopback(addr));
     let now = crate::simulate::wall_now();
-    let mut sim = SimConfig::demo(agents, seed);
     // Call ids unique per run: a daemon restarted on the same store may still hold calls of
     // an earlier demo that never ended.
     sim.call_prefix = format!("c{}-", now.ms() / 1000);

@@ -4,68 +4,32 @@
 //!   events for a seed. No I/O, no clock.
 //! - [`client`]: [`drive`], the WebSocket client that paces those events in real time into
 //!   the daemon's `/ingest`, with ack-driven buffering and resume.
-//! - this module: the command itself, and [`write_ndjson`] for `--out`.
+//! - [`shape`]: how `--out` writes the stream ([`write_ndjson`], or the realistic shape of
+//!   [`write_shaped`]).
+//! - this module: the command itself.
 //!
 //! The wall clock is read once (through [`crate::clock`]), here, to anchor simulated time
 //! when `--start` is not given.
 
 pub mod client;
 pub mod model;
+pub mod shape;
 
-use std::io::{self, Write};
+use std::io;
 
 use anyhow::Context;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 pub use client::{drive, DriveError, DriveStats, Pace};
-pub use model::{Generator, Misconduct, Opening, SimConfig, SimEvent};
+pub use model::{Generator, Handover, Misconduct, Opening, Roster, Seat, SimConfig, SimEvent};
+pub use shape::{write_ndjson, write_shaped, Shape};
 
-use crate::cli::{MisconductLevel, SimulateArgs};
-use crate::time::{parse_duration, Timestamp};
+use crate::cli::{MisconductLevel, ShapeArg, SimulateArgs};
+use crate::time::{parse_duration, Millis, Timestamp};
+
+const HOUR_MS: Millis = 3_600_000;
 
 /// `--duration` when writing a file and none is given.
 pub const DEFAULT_FILE_DURATION: &str = "8h";
-
-/// Share of same-millisecond groups written as one batch line, as a busy PBX would.
-const BATCH_SHARE: f64 = 0.6;
-
-/// Writes events as NDJSON: one event per line, except that events with identical
-/// timestamps are sometimes written as one batch array line. The choice is drawn from
-/// `seed`, so the output is byte-identical for the same events and seed. Returns the number
-/// of events written.
-pub fn write_ndjson<W: Write>(
-    events: impl Iterator<Item = SimEvent>,
-    seed: u64,
-    mut w: W,
-) -> io::Result<u64> {
-    // A separate stream of randomness: framing never changes the events themselves.
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x6261_7463_6865_7321);
-    let mut group: Vec<SimEvent> = Vec::new();
-    let mut n = 0u64;
-    let mut flush = |group: &mut Vec<SimEvent>, w: &mut W| -> io::Result<()> {
-        if group.len() > 1 && rng.random_bool(BATCH_SHARE) {
-            let lines: Vec<String> = group.iter().map(SimEvent::to_json).collect();
-            writeln!(w, "[{}]", lines.join(","))?;
-        } else {
-            for ev in group.iter() {
-                writeln!(w, "{}", ev.to_json())?;
-            }
-        }
-        group.clear();
-        Ok(())
-    };
-    for ev in events {
-        if group.first().is_some_and(|g| g.ts != ev.ts) {
-            flush(&mut group, &mut w)?;
-        }
-        group.push(ev);
-        n += 1;
-    }
-    flush(&mut group, &mut w)?;
-    w.flush()?;
-    Ok(n)
-}
 
 /// The current wall-clock time, to anchor a simulation that should run "now".
 pub(crate) fn wall_now() -> Timestamp {
@@ -90,20 +54,46 @@ pub fn main(args: SimulateArgs) -> anyhow::Result<()> {
         (None, Some(_)) => Some(parse_duration(DEFAULT_FILE_DURATION).context("--duration")?),
         (None, None) => None,
     };
+    let shape = match args.shape {
+        ShapeArg::Simulator => Shape::Simulator,
+        ShapeArg::Realistic => Shape::Realistic,
+    };
     let mut cfg = SimConfig::new(args.agents, args.teams, args.seed);
     cfg.duration = duration;
-    cfg.misconduct = match args.misconduct {
+    let level = args.misconduct.unwrap_or(match shape {
+        Shape::Simulator => MisconductLevel::Modest,
+        Shape::Realistic => MisconductLevel::Heavy,
+    });
+    cfg.misconduct = match level {
         MisconductLevel::None => Misconduct::none(),
         MisconductLevel::Modest => Misconduct::modest(),
         MisconductLevel::Unruly => Misconduct::unruly(),
+        MisconductLevel::Heavy => Misconduct::heavy(),
     };
+    if let Some(share) = args.outbound {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&share),
+            "--outbound must be a share between 0 and 1, not {share}"
+        );
+        cfg.outbound = Some(share);
+    }
+    if args.roster {
+        let shift = parse_duration(&args.shift_length).context("--shift-length")?;
+        anyhow::ensure!(
+            (2 * HOUR_MS..=12 * HOUR_MS).contains(&shift),
+            "--shift-length must be between 2h and 12h, not {}",
+            args.shift_length
+        );
+        anyhow::ensure!(args.rotation > 0, "--rotation must be at least 1");
+        cfg.roster = Some(Roster::handover(args.agents, args.rotation, shift));
+    }
     let generator = Generator::new(cfg, start);
     let pace = Pace::new(start, args.speed);
 
     if let Some(path) = &args.out {
         let file = std::fs::File::create(path)
             .with_context(|| format!("cannot create {}", path.display()))?;
-        let n = write_ndjson(generator, args.seed, io::BufWriter::new(file))
+        let n = write_shaped(generator, args.seed, shape, io::BufWriter::new(file))
             .with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!(
             "floorwatch simulate: wrote {n} events to {}",

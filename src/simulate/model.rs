@@ -7,6 +7,11 @@
 //!
 //! Agents obey the floor rules (rules page) unless they are *unruly*; unruly agents break
 //! them with the probabilities in [`Misconduct`].
+//!
+//! Two parts live in submodules: `roster` (seats, shifts and handovers, when the config has
+//! a [`Roster`]) and `campaign` (outbound dialing with dispositions, when it has an
+//! `outbound` share). Without them the floor is the one the simulator always had, and the
+//! same seed gives the same bytes as before they existed.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -16,6 +21,13 @@ use rand_distr::{Distribution, Exp, LogNormal};
 use serde::Serialize;
 
 use crate::time::{Millis, Timestamp};
+
+mod campaign;
+mod roster;
+
+use campaign::Dial;
+pub use roster::{Handover, Roster, Seat};
+use roster::{ShiftKey, ShiftPlan};
 
 const SEC: Millis = 1_000;
 const MIN: Millis = 60_000;
@@ -27,6 +39,9 @@ const RONA: Millis = 30 * SEC;
 
 /// When the showcase opening stages its first incidents, after the logins at the start.
 const STAGE: Millis = 500;
+
+/// The demo's outbound campaign: 70 % of the agents' idle time, so the sales board moves.
+const DEMO_OUTBOUND: f64 = 0.7;
 
 /// Queues and their share of inbound traffic.
 const QUEUES: [(&str, f64); 3] = [("sales", 0.45), ("service", 0.40), ("billing", 0.15)];
@@ -63,6 +78,18 @@ pub struct Misconduct {
     pub acw_overrun: f64,
     /// Per idle spell: go to `acw` with no call for 20–120 s.
     pub acw_without_call: f64,
+    /// Per shift (with a roster): log in 1–15 minutes after the start, past the 1-minute
+    /// grace.
+    pub late_login: f64,
+    /// Per shift (with a roster): do not come at all; the lead cancels the shift 10–25
+    /// minutes after its start, which releases the agent waiting to be relieved.
+    pub absent: f64,
+    /// Per handover (with a roster): log out in the last 1–14 minutes of the shift, before
+    /// the relief is there.
+    pub left_early: f64,
+    /// Per shift (with a roster): walk away without logging out; the lead logs the session
+    /// out 12–40 minutes later.
+    pub forgot_logout: f64,
 }
 
 impl Misconduct {
@@ -81,6 +108,10 @@ impl Misconduct {
             approval_overstay: 0.3,
             acw_overrun: 0.08,
             acw_without_call: 0.02,
+            late_login: 0.1,
+            absent: 0.03,
+            left_early: 0.08,
+            forgot_logout: 0.1,
         }
     }
 
@@ -99,6 +130,34 @@ impl Misconduct {
             approval_overstay: 0.6,
             acw_overrun: 0.2,
             acw_without_call: 0.06,
+            late_login: 0.25,
+            absent: 0.08,
+            left_early: 0.2,
+            forgot_logout: 0.25,
+        }
+    }
+
+    /// The realistic stream shape's floor (`--shape realistic`): nearly everyone bends the
+    /// rules, so that about 18 % of events raise a violation, as on the floors that stream
+    /// was measured on.
+    pub fn heavy() -> Misconduct {
+        Misconduct {
+            unruly_share: 0.9,
+            late_answer: 0.6,
+            ring_out: 0.14,
+            break_overrun: 0.6,
+            break_hog: 0.7,
+            no_reason: 0.3,
+            unknown_reason: 0.3,
+            meeting_share: 0.5,
+            unapproved: 0.6,
+            approval_overstay: 0.7,
+            acw_overrun: 0.45,
+            acw_without_call: 0.2,
+            late_login: 0.3,
+            absent: 0.1,
+            left_early: 0.25,
+            forgot_logout: 0.3,
         }
     }
 
@@ -136,6 +195,12 @@ pub struct SimConfig {
     pub call_prefix: String,
     /// Target share of available agent time spent on inbound calls; sets the arrival rate.
     pub occupancy: f64,
+    /// Seats, shifts and handovers; `None`: everyone works the whole run.
+    pub roster: Option<Roster>,
+    /// Outbound campaign: the share of the agents' idle time spent dialing (0..=1), with
+    /// dispositions. `None`: no campaign, only the odd outbound call (about one per 12
+    /// idle minutes, no dispositions), as before campaigns existed.
+    pub outbound: Option<f64>,
 }
 
 impl SimConfig {
@@ -150,17 +215,31 @@ impl SimConfig {
             opening: Opening::Staggered { over: 10 * MIN },
             call_prefix: "c-".to_string(),
             occupancy: 0.7,
+            roster: None,
+            outbound: None,
         }
     }
 
-    /// The demo floor: unruly mix, showcase opening, one team per eight agents.
+    /// The demo floor: `agents` seats (one team per eight), unruly mix, showcase opening, a
+    /// roster of three agents per seat in 8-hour shifts ([`Roster::demo`]: three seats hand
+    /// over in the first four minutes), and an outbound campaign on 70 % of the idle time.
+    /// The agents who come later are counted in [`SimConfig::agents`].
     pub fn demo(agents: usize, seed: u64) -> SimConfig {
+        let roster = Roster::demo(agents);
         SimConfig {
             teams: agents.div_ceil(8).max(1),
             misconduct: Misconduct::unruly(),
             opening: Opening::Showcase,
-            ..SimConfig::new(agents, 1, seed)
+            outbound: Some(DEMO_OUTBOUND),
+            ..SimConfig::new(roster.agents(), 1, seed)
         }
+        .with_roster(roster)
+    }
+
+    /// This config with `roster`.
+    pub fn with_roster(mut self, roster: Roster) -> SimConfig {
+        self.roster = Some(roster);
+        self
     }
 }
 
@@ -188,10 +267,20 @@ pub struct SimEvent {
     pub minutes: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shift: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
 }
 
 impl SimEvent {
-    fn new(kind: &'static str, ts: Timestamp) -> SimEvent {
+    pub(crate) fn new(kind: &'static str, ts: Timestamp) -> SimEvent {
         SimEvent {
             kind,
             ts,
@@ -204,6 +293,11 @@ impl SimEvent {
             queue: None,
             minutes: None,
             by: None,
+            shift: None,
+            start: None,
+            end: None,
+            position: None,
+            code: None,
         }
     }
 
@@ -223,6 +317,8 @@ enum Activity {
     Dialing(u64),
     Acw,
     Paused,
+    /// Logged in, but the agent has walked away (a session left open after the shift).
+    Gone,
 }
 
 struct Agent {
@@ -241,6 +337,14 @@ struct Agent {
     next_meal: Timestamp,
     /// Starts and planned lengths of this agent's breaks, for the daily allowance.
     breaks: Vec<(Timestamp, Millis)>,
+    /// The roster's shift the agent is working.
+    on_shift: Option<ShiftKey>,
+    /// Leaving this shift, the agent walks away without logging out.
+    forget: bool,
+    /// Relieved (or with nobody to hand over to): takes no new call before leaving.
+    handing_over: bool,
+    /// The campaign call and code to enter when the wrap-up is done.
+    disposition: Option<(String, &'static str)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,6 +366,8 @@ struct Call {
     prefer: Option<usize>,
     ring: Option<Millis>,
     talk: Option<Millis>,
+    /// A campaign call: how the far end takes it.
+    campaign: Option<Dial>,
 }
 
 /// A pause as the agent will take it.
@@ -335,6 +441,24 @@ enum Action {
     },
     LogoutDue(usize),
     End,
+    /// The roster's next publication.
+    Publish,
+    ShiftLogin {
+        shift: ShiftKey,
+        agent: usize,
+    },
+    ShiftEnd(ShiftKey),
+    NoShow(ShiftKey),
+    Leave(ShiftKey),
+    ForcedLogout {
+        agent: usize,
+        epoch: u64,
+    },
+    /// A callback turned into a sale: the agent changes the call's disposition.
+    Redisposition {
+        agent: usize,
+        call: String,
+    },
 }
 
 /// The simulator: an iterator of [`SimEvent`]s in time order, `seq` 1, 2, 3, ...
@@ -357,19 +481,31 @@ pub struct Generator {
     /// Mean inter-arrival time per queue (ms).
     arrival_mean: Vec<f64>,
     finished: bool,
+    /// The config's roster (taken out of `cfg`).
+    roster: Option<Roster>,
+    /// Published shifts still to be played or looked back at.
+    plans: BTreeMap<ShiftKey, ShiftPlan>,
+    /// Per seat, the first shift not yet published.
+    next_shift: Vec<u32>,
 }
 
 impl Generator {
-    pub fn new(cfg: SimConfig, start: Timestamp) -> Generator {
+    pub fn new(mut cfg: SimConfig, start: Timestamp) -> Generator {
         let mut rng = StdRng::seed_from_u64(cfg.seed);
         let teams = cfg.teams.max(1);
+        let roster = cfg.roster.take();
+        // With a roster an agent belongs to the team of their seat.
+        let seat_of = roster
+            .as_ref()
+            .map(|r| Self::seats_of(r, cfg.agents))
+            .unwrap_or_default();
         let agents: Vec<Agent> = (0..cfg.agents)
             .map(|i| {
                 let unruly = rng.random_bool(cfg.misconduct.unruly_share.clamp(0.0, 1.0));
                 let hog = unruly && rng.random_bool(cfg.misconduct.break_hog.clamp(0.0, 1.0));
                 Agent {
                     id: format!("a-{:04}", i + 1),
-                    team: i % teams,
+                    team: seat_of.get(i).copied().flatten().unwrap_or(i) % teams,
                     unruly,
                     hog,
                     act: Activity::Out,
@@ -380,12 +516,18 @@ impl Generator {
                     pending_logout: false,
                     next_meal: start,
                     breaks: Vec::new(),
+                    on_shift: None,
+                    forget: false,
+                    handing_over: false,
+                    disposition: None,
                 }
             })
             .collect();
-        // Inbound load: occupancy × agents available (net of pauses) / handle time.
+        // Inbound load: occupancy × agents available (net of pauses) / handle time. With a
+        // roster, one agent per seat is on shift at a time.
+        let floor = roster.as_ref().map_or(cfg.agents, |r| r.seats.len());
         let aht_ms = 230.0 * SEC as f64;
-        let rate_per_ms = cfg.occupancy.max(0.01) * (cfg.agents.max(1) as f64) * 0.85 / aht_ms;
+        let rate_per_ms = cfg.occupancy.max(0.01) * (floor.max(1) as f64) * 0.85 / aht_ms;
         let arrival_mean = QUEUES
             .iter()
             .map(|(_, w)| 1.0 / (rate_per_ms * w))
@@ -407,6 +549,9 @@ impl Generator {
             dispatch_pending: false,
             arrival_mean,
             finished: false,
+            next_shift: vec![0; roster.as_ref().map_or(0, |r| r.seats.len())],
+            roster,
+            plans: BTreeMap::new(),
         };
         g.open();
         g
@@ -432,19 +577,37 @@ impl Generator {
         if let Some(end) = self.end {
             // End runs after everything else due at the same millisecond.
             self.agenda.insert((end, 1, 0), Action::End);
-            for i in 0..self.agents.len() {
-                let back = self.rng.random_range(0..=10 * MIN).min(end.since(t0));
-                self.at(end.plus(-back), Action::LogoutDue(i));
+            // With a roster, agents leave by their shifts.
+            if self.roster.is_none() {
+                for i in 0..self.agents.len() {
+                    let back = self.rng.random_range(0..=10 * MIN).min(end.since(t0));
+                    self.at(end.plus(-back), Action::LogoutDue(i));
+                }
             }
         }
-        match self.cfg.opening.clone() {
-            Opening::Staggered { over } => {
+        match (self.cfg.opening.clone(), self.roster.is_some()) {
+            (Opening::Staggered { over }, false) => {
                 for i in 0..self.agents.len() {
                     let d = self.rng.random_range(0..=over.max(0));
                     self.at(t0.plus(d), Action::Login(i));
                 }
             }
-            Opening::Showcase => self.stage_showcase(t0),
+            (Opening::Staggered { .. }, true) => {
+                for (s, a) in self.present_at_start() {
+                    self.at(
+                        t0,
+                        Action::ShiftLogin {
+                            shift: (s, 0),
+                            agent: a,
+                        },
+                    );
+                }
+            }
+            (Opening::Showcase, _) => self.stage_showcase(t0),
+        }
+        // After the opening's logins: the roster names agents already there.
+        if self.roster.is_some() {
+            self.at(t0, Action::Publish);
         }
         for q in 0..QUEUES.len() {
             let d = self.exp(self.arrival_mean[q]);
@@ -456,11 +619,28 @@ impl Generator {
     /// wrap-up without a call (`acw_without_call` at +5.5 s), a legitimate break; calls
     /// queued at once and rung from +0.7 s, one of them left ringing 19 s (`late` at +15.7 s),
     /// one short call that ends in wrap-up at about +11 s.
+    ///
+    /// With a roster, the agents are those of the shifts under way, in seat order.
     fn stage_showcase(&mut self, t0: Timestamp) {
-        let n = self.agents.len();
-        for i in 0..n {
-            self.at(t0, Action::Login(i));
-        }
+        let who: Vec<usize> = if self.roster.is_some() {
+            let present = self.present_at_start();
+            for &(s, a) in &present {
+                self.at(
+                    t0,
+                    Action::ShiftLogin {
+                        shift: (s, 0),
+                        agent: a,
+                    },
+                );
+            }
+            present.into_iter().map(|(_, a)| a).collect()
+        } else {
+            for i in 0..self.agents.len() {
+                self.at(t0, Action::Login(i));
+            }
+            (0..self.agents.len()).collect()
+        };
+        let n = who.len();
         if n >= 1 {
             let dur = self.rng.random_range(60 * SEC..=120 * SEC);
             let plan = PausePlan {
@@ -469,11 +649,11 @@ impl Generator {
                 approval: None,
                 lead_in: None,
             };
-            self.at(t0.plus(STAGE), Action::StagedPause(0, plan));
+            self.at(t0.plus(STAGE), Action::StagedPause(who[0], plan));
         }
         if n >= 2 {
             let dur = self.rng.random_range(70 * SEC..=100 * SEC);
-            self.at(t0.plus(STAGE), Action::StagedAcw { agent: 1, dur });
+            self.at(t0.plus(STAGE), Action::StagedAcw { agent: who[1], dur });
         }
         if n >= 3 {
             let dur = self.rng.random_range(4 * MIN..=8 * MIN);
@@ -483,14 +663,14 @@ impl Generator {
                 approval: None,
                 lead_in: None,
             };
-            self.at(t0.plus(STAGE), Action::StagedPause(2, plan));
+            self.at(t0.plus(STAGE), Action::StagedPause(who[2], plan));
         }
         if n >= 4 {
-            self.stage_call(t0, Some(3), Some(19 * SEC), None);
+            self.stage_call(t0, Some(who[3]), Some(19 * SEC), None);
         }
         if n >= 5 {
             let talk = self.rng.random_range(6 * SEC..=9 * SEC);
-            self.stage_call(t0, Some(4), Some(3 * SEC), Some(talk));
+            self.stage_call(t0, Some(who[4]), Some(3 * SEC), Some(talk));
         }
         for _ in 0..(n / 4).max(1) {
             let d = self.rng.random_range(0..=3 * SEC);
@@ -627,6 +807,7 @@ impl Generator {
             prefer: None,
             ring: None,
             talk: None,
+            campaign: None,
         };
         self.calls.insert(key, call);
         key
@@ -718,10 +899,21 @@ impl Generator {
             Action::LogoutDue(i) => {
                 self.agents[i].pending_logout = true;
                 if matches!(self.agents[i].act, Activity::Idle | Activity::Paused) {
-                    self.logout(t, i);
+                    self.leave(t, i);
                 }
             }
             Action::End => self.close(t),
+            Action::Publish => self.publish(t),
+            Action::ShiftLogin { shift, agent } => self.shift_login(t, shift, agent),
+            Action::ShiftEnd(key) => self.shift_end(t, key),
+            Action::NoShow(key) => self.no_show(t, key),
+            Action::Leave(key) => self.shift_leave(t, key),
+            Action::ForcedLogout { agent, epoch } => {
+                if self.agents[agent].act == Activity::Gone && self.agents[agent].epoch == epoch {
+                    self.logout(t, agent);
+                }
+            }
+            Action::Redisposition { agent, call } => self.redisposition(t, agent, call),
         }
     }
 
@@ -738,6 +930,21 @@ impl Generator {
         let ev = self.agent_event("agent.logout", t, i);
         self.push(ev);
         self.set_act(i, Activity::Out);
+        let a = &mut self.agents[i];
+        a.on_shift = None;
+        a.forget = false;
+        a.handing_over = false;
+        a.pending_logout = false;
+        a.pending_pause = false;
+    }
+
+    /// The agent leaves the floor: logs out, or walks away if they forget to.
+    fn leave(&mut self, t: Timestamp, i: usize) {
+        if self.agents[i].forget {
+            self.walk_away(t, i);
+        } else {
+            self.logout(t, i);
+        }
     }
 
     /// The agent is free again: take what is pending, else wait for a call.
@@ -749,8 +956,13 @@ impl Generator {
         }
         let epoch = self.agents[i].epoch;
         self.schedule_dispatch(t);
-        let d = self.exp(12.0 * MIN as f64);
-        self.at(t.plus(d), Action::Outbound { agent: i, epoch });
+        match self.cfg.outbound {
+            None => {
+                let d = self.exp(12.0 * MIN as f64);
+                self.at(t.plus(d), Action::Outbound { agent: i, epoch });
+            }
+            Some(share) => self.plan_dial(t, i, epoch, share),
+        }
         if self.agents[i].unruly && self.chance(self.cfg.misconduct.acw_without_call) {
             let d = self.rng.random_range(15 * SEC..=90 * SEC);
             self.at(t.plus(d), Action::Mischief { agent: i, epoch });
@@ -787,7 +999,9 @@ impl Generator {
                 self.agents
                     .iter()
                     .enumerate()
-                    .filter(|(i, a)| a.act == Activity::Idle && !call.tried.contains(i))
+                    .filter(|(i, a)| {
+                        a.act == Activity::Idle && !a.handing_over && !call.tried.contains(i)
+                    })
                     .min_by_key(|(i, a)| (a.idle_since, *i))
                     .map(|(i, _)| i)
             });
@@ -915,6 +1129,10 @@ impl Generator {
         let Some(CallState::Talking(i)) = self.calls.get(&key).map(|c| c.state) else {
             return;
         };
+        let campaign = self
+            .calls
+            .get(&key)
+            .and_then(|c| c.campaign.map(|d| (c.id.clone(), d)));
         // Some platforms leave the agent off `call.ended`; the engine links it by the leg.
         let named = self.chance(0.85);
         let ev = self.call_event("call.ended", t, key, named.then_some(i));
@@ -927,6 +1145,16 @@ impl Generator {
         } else {
             Some(self.lognormal(25.0 * SEC as f64, 0.4, 10 * SEC, 50 * SEC))
         };
+        // Leaving after the shift, the agent logs out as the call ends: the logout check
+        // allows `logout_grace` from the end of the call, not from the end of a wrap-up.
+        let wrap = if self.roster.is_some() && self.agents[i].pending_logout {
+            None
+        } else {
+            wrap
+        };
+        if let Some((id, Dial::Answer(code))) = campaign {
+            self.agents[i].disposition = Some((id, code));
+        }
         match wrap {
             Some(d) => {
                 self.emit_state(t, i, "acw", None, Some(key));
@@ -934,7 +1162,10 @@ impl Generator {
                 let epoch = self.agents[i].epoch;
                 self.at(t.plus(d), Action::WrapUpDone { agent: i, epoch });
             }
-            None => self.become_idle(t, i),
+            None => {
+                self.dispose(t, i);
+                self.become_idle(t, i);
+            }
         }
         self.calls.remove(&key);
     }
@@ -943,7 +1174,7 @@ impl Generator {
     /// has left the floor or gone on a pause.
     fn run_pending(&mut self, t: Timestamp, i: usize) -> bool {
         if self.agents[i].pending_logout {
-            self.logout(t, i);
+            self.leave(t, i);
             return true;
         }
         if self.agents[i].pending_pause {
@@ -958,6 +1189,7 @@ impl Generator {
     }
 
     fn leave_acw(&mut self, t: Timestamp, i: usize) {
+        self.dispose(t, i);
         if self.run_pending(t, i) {
             return;
         }
@@ -974,6 +1206,10 @@ impl Generator {
 
     fn outbound(&mut self, t: Timestamp, i: usize, epoch: u64) {
         if self.agents[i].act != Activity::Idle || self.agents[i].epoch != epoch {
+            return;
+        }
+        if let Some(share) = self.cfg.outbound {
+            self.dial(t, i, epoch, share);
             return;
         }
         // Inbound first: nobody dials out while callers wait.
@@ -995,6 +1231,10 @@ impl Generator {
         let Some(CallState::Dialing(i)) = self.calls.get(&key).map(|c| c.state) else {
             return;
         };
+        if let Some(dial) = self.calls.get(&key).and_then(|c| c.campaign) {
+            self.campaign_far_end(t, key, i, dial);
+            return;
+        }
         if self.chance(0.75) {
             if let Some(c) = self.calls.get_mut(&key) {
                 c.state = CallState::Talking(i);
@@ -1027,7 +1267,7 @@ impl Generator {
             return;
         }
         match self.agents[i].act {
-            Activity::Out | Activity::Paused => {}
+            Activity::Out | Activity::Paused | Activity::Gone => {}
             Activity::Idle => match self.plan_pause(t, i) {
                 Some(plan) => self.start_pause(t, i, plan),
                 None => self.schedule_next_pause(t, i),
@@ -1195,7 +1435,7 @@ impl Generator {
 
     fn end_pause(&mut self, t: Timestamp, i: usize) {
         if self.agents[i].pending_logout {
-            self.logout(t, i);
+            self.leave(t, i);
             return;
         }
         self.emit_state(t, i, "ready", None, None);
@@ -1219,6 +1459,7 @@ impl Generator {
         self.waiting.clear();
         for i in 0..self.agents.len() {
             if self.agents[i].act != Activity::Out {
+                self.dispose(t, i);
                 self.logout(t, i);
             }
         }
@@ -1358,22 +1599,107 @@ mod tests {
 
     #[test]
     fn the_run_ends_with_everyone_logged_out() {
-        let evs = run(floor(Misconduct::modest(), 5));
-        let end = T0.plus(8 * HOUR);
-        let last = evs.last().map(|e| e.ts);
-        assert!(last.is_some_and(|t| t <= end));
-        let mut logged_in = std::collections::BTreeSet::new();
-        for e in &evs {
-            match e.kind {
-                "agent.login" => {
-                    logged_in.insert(e.agent.clone());
+        let rostered =
+            floor(Misconduct::unruly(), 5).with_roster(Roster::handover(20, 2, 3 * HOUR));
+        for cfg in [floor(Misconduct::modest(), 5), rostered] {
+            let evs = run(cfg);
+            let end = T0.plus(8 * HOUR);
+            let last = evs.last().map(|e| e.ts);
+            assert!(last.is_some_and(|t| t <= end));
+            let mut logged_in = std::collections::BTreeSet::new();
+            for e in &evs {
+                match e.kind {
+                    "agent.login" => {
+                        assert!(logged_in.insert(e.agent.clone()), "twice: {e:?}");
+                    }
+                    "agent.logout" => {
+                        assert!(logged_in.remove(&e.agent), "not logged in: {e:?}");
+                    }
+                    _ => {}
                 }
-                "agent.logout" => {
-                    logged_in.remove(&e.agent);
+            }
+            assert!(logged_in.is_empty(), "still logged in: {logged_in:?}");
+        }
+    }
+
+    #[test]
+    fn roster_pairs_agents_at_seats_and_staggers_the_handovers() {
+        let r = Roster::handover(9, 2, 4 * HOUR);
+        assert_eq!(r.seats.len(), 5);
+        assert_eq!(r.agents(), 9);
+        assert_eq!(r.seats[0].rotation, [Some(0), Some(5)]);
+        // Nine agents: the last seat is empty every other shift.
+        assert_eq!(r.seats[4].rotation, [Some(4), None]);
+        let ends: Vec<Millis> = r.seats.iter().map(|s| s.first.1).collect();
+        assert_eq!(
+            ends,
+            [250, 265, 280, 295, 250].map(|m| m * MIN),
+            "first shifts start 10 minutes in and end in four waves"
+        );
+        // The empty turn: agent 5's seat is covered by a-0005 and nobody else.
+        let evs = run(floor(Misconduct::none(), 6).with_roster(r));
+        let seat5: Vec<&SimEvent> = evs
+            .iter()
+            .filter(|e| e.position.as_deref() == Some("seat-005"))
+            .collect();
+        assert!(!seat5.is_empty());
+        assert!(seat5.iter().all(|e| e.agent.as_deref() == Some("a-0005")));
+    }
+
+    #[test]
+    fn demo_roster_puts_every_seat_on_shift_and_stages_three_handovers() {
+        let r = Roster::demo(24);
+        assert_eq!(r.agents(), 72);
+        assert!(r.seats.iter().all(|s| s.first.0 < 0 && s.first.1 > 0));
+        let staged: Vec<(usize, Millis)> = r
+            .seats
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.staged.is_some())
+            .map(|(k, s)| (k, s.first.1))
+            .collect();
+        assert_eq!(staged, [(5, 2 * MIN), (6, 3 * MIN), (7, 4 * MIN)]);
+        assert!(r
+            .seats
+            .iter()
+            .filter(|s| s.staged.is_none())
+            .all(|s| s.first.1 >= 2 * HOUR));
+        // Too few seats to stage: nothing staged.
+        assert!(Roster::demo(5).seats.iter().all(|s| s.staged.is_none()));
+    }
+
+    #[test]
+    fn every_connected_campaign_call_gets_its_disposition_after_it_ends() {
+        let mut cfg = floor(Misconduct::unruly(), 7);
+        cfg.outbound = Some(0.6);
+        let evs = run(cfg);
+        let mut ended: BTreeMap<String, (Timestamp, Option<String>)> = BTreeMap::new();
+        let mut answered = std::collections::BTreeSet::new();
+        let mut dialed = std::collections::BTreeSet::new();
+        let mut disposed = 0;
+        for e in &evs {
+            let call = e.call.clone().unwrap_or_default();
+            match e.kind {
+                "call.dialing" => {
+                    dialed.insert(call);
+                }
+                "call.answered" if dialed.contains(&call) => {
+                    answered.insert((call, e.agent.clone()));
+                }
+                "call.ended" => {
+                    ended.insert(call, (e.ts, e.agent.clone()));
+                }
+                "call.disposition" => {
+                    assert!(answered.contains(&(call.clone(), e.agent.clone())), "{e:?}");
+                    let (at, _) = ended.get(&call).unwrap_or_else(|| panic!("{e:?}"));
+                    assert!(e.ts >= *at, "disposed before the end: {e:?}");
+                    assert!(["sale", "no_sale", "callback", "wrong_number"]
+                        .contains(&e.code.unwrap_or_default()));
+                    disposed += 1;
                 }
                 _ => {}
             }
         }
-        assert!(logged_in.is_empty(), "still logged in: {logged_in:?}");
+        assert!(disposed > 100, "{disposed} dispositions");
     }
 }

@@ -30,6 +30,7 @@ mod report;
 mod servers;
 mod shutdown;
 mod simulate;
+mod simulate_options;
 mod sources;
 mod store;
 mod tls;
