@@ -1,9 +1,10 @@
 //! `floorwatch demo`: the daemon and the simulated phone system in one process, joined by a
 //! real loopback WebSocket (`/ingest?source=demo`), so a live call floor is one command away.
 //!
-//! It owns only the wiring: start the daemon from the config as given (the rules are never
-//! changed for the demo), start the simulator with the demo's unruly mix and showcase opening
-//! at the current time, print where to look, and shut both down on Ctrl-C.
+//! Owns only the wiring: start the daemon from the config as given, start the simulator with
+//! the demo's unruly mix and showcase opening at the current time, print where to look, and
+//! shut both down on Ctrl-C. Must not: change the rules for the demo, or reach into the
+//! daemon other than through [`crate::daemon`]'s handle and its `/ingest`.
 
 use std::net::SocketAddr;
 

@@ -4,6 +4,9 @@
 //! A restored engine behaves exactly like the one that was checkpointed: same future
 //! effects, same violation ids. The rules are not part of a checkpoint: they come from the
 //! config at restore time (a changed config judges only what happens after the restart).
+//!
+//! Owns: the checkpoint's data shape and its version. Must not: write it anywhere (the store
+//! does).
 
 use std::sync::Arc;
 
