@@ -1,7 +1,7 @@
 //! Restart time: a data directory holding a journal of a simulated 300-agent floor over
 //! `FW_BENCH_DAYS` days (default 30), with the newest checkpoint one minute of events before
 //! the journal's end (as `store.checkpoint_every = "1m"` leaves it), then the time
-//! `daemon::restore` takes to open the store, load the checkpoint and replay the tail.
+//! `owner::restore` takes to open the store, load the checkpoint and replay the tail.
 //! Baseline in the same run: a full replay of the whole journal (what a restart without
 //! checkpoints would cost). Not criterion: building the directory takes minutes; it runs once.
 //!

@@ -11,6 +11,9 @@
 //! The rows are those of [`engine::Engine::appraisal`] at the snapshot's instant (a test
 //! in the engine checks that the two agree).
 //!
+//! Owns: the appraisal thread and what it sets in [`Metrics`]. Must not: touch the live
+//! engine (it reads a snapshot) or write the store (it only reads waivers).
+//!
 //! [`engine::Checkpoint`]: crate::engine::Checkpoint
 //! [`engine::Engine::appraisal`]: crate::engine::Engine::appraisal
 

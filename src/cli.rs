@@ -1,5 +1,7 @@
 //! Command-line arguments of the `floorwatch` binary (clap). Parsing only; `main.rs` wires
 //! each command to the module that does it.
+//!
+//! Owns: the argument types and the exit codes. Must not: run a command or read a file.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -21,6 +21,7 @@ use crate::cli::RunArgs;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, SourceMode};
 use crate::floor::Floor;
+use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::owner::{restore, EngineTask};
 
@@ -166,16 +167,16 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
     };
     let config = Arc::new(config);
     let limiter = Arc::new(crate::limits::Limiter::new(config.limits, metrics.clone()));
-    let ingest = crate::ingest::Ingest::new(
+    let state = AppState::new(
         config.clone(),
+        &engine,
         clock,
-        engine.client(),
-        metrics.clone(),
         limiter.clone(),
+        Some(reader),
         shutdown.clone(),
     );
     let dialer = (config.source.mode == SourceMode::Connect).then(|| {
-        let ingest = ingest.clone();
+        let ingest = state.ingest.clone();
         tokio::spawn(async move { ingest.run_dialer().await })
     });
     let adapters = crate::adapter::spawn_all(
@@ -187,33 +188,15 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         &shutdown,
         &config.store.dir,
     );
-    let feed = crate::feed::FloorFeed::new(
-        engine.floor(),
-        crate::http::FeedParts {
-            config: config.clone(),
-            floor: engine.floor(),
-        },
-    );
-    tokio::spawn(feed.clone().run(shutdown.clone()));
+    tokio::spawn(state.feed.clone().run(shutdown.clone()));
     let sockets_closed = {
-        let (ingest, feed) = (ingest.all_closed(), feed.all_closed());
+        let (ingest, feed) = (state.ingest.all_closed(), state.feed.all_closed());
         Box::pin(async move {
             ingest.await;
             feed.await;
         })
     };
-    let app = crate::http::router(crate::http::AppState {
-        config: config.clone(),
-        floor: engine.floor(),
-        metrics: metrics.clone(),
-        ingest,
-        store: Some(reader),
-        engine: engine.client(),
-        clock,
-        shutdown: shutdown.clone(),
-        feed,
-        limiter,
-    });
+    let app = crate::http::router(state);
     let token = shutdown.clone();
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let server = match tls {

@@ -1,11 +1,13 @@
 //! `floorwatch demo`: the daemon and the simulated phone system in one process, joined by a
 //! real loopback WebSocket (`/ingest?source=demo`), so a live call floor is one command away.
 //!
-//! It owns only the wiring: start the daemon from the config as given (the rules are never
+//! Owns only the wiring: start the daemon from the config as given (the rules are never
 //! changed for the demo; a team without a sales target gets the demo's, so the sales board
 //! has something to fill), start the simulator with the demo's floor ([`SimConfig::demo`]:
 //! unruly mix, showcase opening, a roster that hands over in the first minutes, an outbound
-//! campaign) at the current time, print where to look, and shut both down on Ctrl-C.
+//! campaign) at the current time, print where to look, and shut both down on Ctrl-C. Must
+//! not: reach into the daemon other than through [`crate::daemon`]'s handle and its
+//! `/ingest`.
 
 use std::net::SocketAddr;
 

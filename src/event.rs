@@ -3,6 +3,9 @@
 //!
 //! Decoding is where bad input stops: every rejection is a typed [`DecodeError`] naming what
 //! was wrong, and a rejected event never reaches the engine. This module does no I/O.
+//!
+//! Owns: the event types, their JSON (decoding and the journal's encoding) and the decode
+//! errors. Stands on `time` only. Must not: judge events (the engine does) or do I/O.
 
 use std::fmt;
 

@@ -8,7 +8,7 @@
 //! is dropped); agents are every agent the engine knows (logged out ones stay, as in the
 //! engine); histograms are one per team and per queue, cleared at local midnight.
 //!
-//! Only the engine owner task (`daemon`) writes here, after it has applied events or
+//! Only the engine owner task ([`crate::owner`]) writes here, after it has applied events or
 //! timeouts; readers never touch the engine. Locks are held for a copy or a short scan, never
 //! across an `.await`. Must not: compute rule outcomes (that is the engine's job) or do I/O.
 

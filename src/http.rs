@@ -48,7 +48,7 @@ use crate::floor::{Floor, Percentiles, Status, ViolationFilter, ViolationRecord}
 use crate::ingest::Ingest;
 use crate::limits::Limiter;
 use crate::metrics::{Metrics, CONTENT_TYPE};
-use crate::owner::EngineClient;
+use crate::owner::{EngineClient, EngineTask};
 use crate::store::StoreReader;
 use crate::time::Timestamp;
 
@@ -837,20 +837,19 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// The state of a daemon without a store, a port or background tasks other than its engine
-/// task (which has no store either), wired as [`crate::daemon`] wires it: for tests of the
-/// router alone. Needs a Tokio runtime.
-#[cfg(test)]
 impl AppState {
-    pub(crate) fn for_tests(config: Config) -> AppState {
-        let shutdown = CancellationToken::new();
-        let clock = Clock::system();
-        let metrics = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("metrics: {e}")));
-        let engine =
-            crate::owner::EngineTask::spawn(&config, clock, metrics.clone(), shutdown.clone())
-                .unwrap_or_else(|e| panic!("engine task: {e}"));
-        let config = Arc::new(config);
-        let limiter = Arc::new(Limiter::new(config.limits, metrics.clone()));
+    /// The state of the routes of a daemon whose engine task is `engine`, with the session
+    /// state of `/ingest` and the `/ws/floor` feed made here (the caller runs the feed's task
+    /// and, in connect mode, the dialer).
+    pub fn new(
+        config: Arc<Config>,
+        engine: &EngineTask,
+        clock: Clock,
+        limiter: Arc<Limiter>,
+        store: Option<StoreReader>,
+        shutdown: CancellationToken,
+    ) -> AppState {
+        let metrics = engine.metrics();
         let ingest = Ingest::new(
             config.clone(),
             clock,
@@ -871,13 +870,28 @@ impl AppState {
             floor: engine.floor(),
             metrics,
             ingest,
-            store: None,
+            store,
             engine: engine.client(),
             clock,
             shutdown,
             feed,
             limiter,
         }
+    }
+
+    /// The state of a daemon without a store, a port or background tasks other than its
+    /// engine task (which has no store either): for tests of the router alone. Needs a Tokio
+    /// runtime.
+    #[cfg(test)]
+    pub(crate) fn for_tests(config: Config) -> AppState {
+        let shutdown = CancellationToken::new();
+        let clock = Clock::system();
+        let metrics = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("metrics: {e}")));
+        let engine = EngineTask::spawn(&config, clock, metrics.clone(), shutdown.clone())
+            .unwrap_or_else(|e| panic!("engine task: {e}"));
+        let config = Arc::new(config);
+        let limiter = Arc::new(Limiter::new(config.limits, metrics));
+        AppState::new(config, &engine, clock, limiter, None, shutdown)
     }
 }
 

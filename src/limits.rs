@@ -1,7 +1,10 @@
-//! The I/O shell's side of `[limits]`: connection permits for `/ingest` and `/ws/floor`, the
-//! per-source event rate (a token bucket whose excess waits), and the accounting of every
-//! limit reached: `floorwatch_limit_hits_total{limit}` plus a log line at most once per
-//! [`LOG_EVERY`] per limit.
+//! The I/O shell's side of `[limits]` ([`ShellLimits`]): connection permits for `/ingest` and
+//! `/ws/floor`, the per-source event rate (a token bucket whose excess waits), and the
+//! accounting of every limit reached: `floorwatch_limit_hits_total{limit}` plus a log line at
+//! most once per [`LOG_EVERY`] per limit.
+//!
+//! Owns: the [`Limiter`] that connections and adapters share, its [`Bucket`]s, and the
+//! [`LimitLog`].
 //!
 //! Must not: refuse or drop events for rate (a fast source is read more slowly instead, so
 //! nothing is lost or counted twice), or hold a lock across an `.await`. The engine's own

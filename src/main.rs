@@ -1,3 +1,7 @@
+//! The `floorwatch` binary: parses the command line and hands each command to the module
+//! that does it; maps a config error and an exceeded shutdown grace to their exit codes.
+//! Owns nothing else.
+
 use clap::Parser;
 
 use floorwatch::cli::{Cli, Command, EXIT_CONFIG, EXIT_GRACE};

@@ -4,6 +4,9 @@
 //!
 //! It streams: memory grows with the floor (agents, open calls), never with the file.
 //! Malformed lines and rejected events go to stderr with their line number and are skipped.
+//!
+//! Owns: the replay loop and its outputs. Must not: read a clock (event time only) or touch
+//! the store.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};

@@ -3,8 +3,8 @@
 //! parsing of protocol `ts` values and config duration strings, and the local calendar
 //! (days, ISO weeks, months) of `appraisal.timezone`.
 //!
-//! The ground floor: imports no other module of the crate. Must not read the wall clock
-//! (that is `clock`'s job).
+//! Owns: the time types and the calendar. The ground floor: imports no other module of the
+//! crate. Must not: read the wall clock (that is `clock`'s job).
 
 use std::fmt;
 

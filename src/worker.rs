@@ -3,6 +3,8 @@
 //! The engine task must never wait: [`Worker::submit`] hands a job over only if the
 //! previous one is done, and says so; the caller tries again later. Used for checkpoints
 //! (`store.rs`) and the appraisal gauges (`appraiser.rs`).
+//!
+//! Owns: the thread and its slot. Must not: know what the jobs are.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};

@@ -9,6 +9,9 @@
 //!
 //! A webhook request carries `X-Floorwatch-Timestamp` (epoch ms) and, when a secret is set,
 //! `X-Floorwatch-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
+//!
+//! Owns: the HTTP client of each target, its back-off, and the delivery metrics. Must not:
+//! decide what is due (the book does), or hold the book's lock across a request.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,9 @@
-//! Validation, in one place: the raw structs of a file into a [`Config`] (every error with
-//! its key, line and column), and [`Config::validate`] for a `Config` made or changed in code.
+//! Validation, in one place.
+//!
+//! Owns: every rule a config must meet: the raw structs of a file into a [`Config`] (every
+//! error with its key, line and column), and [`Config::validate`] for a `Config` made or
+//! changed in code. Must not: bind, dial or read anything but the `source.ca` file that
+//! `validate` is asked to check.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

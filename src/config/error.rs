@@ -1,6 +1,9 @@
-//! Where a config error is and how it reads: [`ConfigError`], one line naming the dotted key
-//! and the 1-based line and column of the offending value (or key), and the serde wording put
-//! in the words of a config file.
+//! Where a config error is and how it reads.
+//!
+//! Owns: [`ConfigError`] (one line naming the dotted key and the 1-based line and column of
+//! the offending value, or key), finding the key at a byte offset of the text, and the serde
+//! wording put in the words of a config file. Must not: decide what is an error (`check`
+//! does).
 
 use std::ops::Range;
 

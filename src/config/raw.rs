@@ -1,6 +1,9 @@
-//! The config file as written: raw serde structs, every key optional. Leaves that need
-//! checking after parsing keep their span so that the error can point at them; durations and
-//! sizes are parsed while deserializing for the same reason.
+//! The config file as written.
+//!
+//! Owns: the raw serde structs, every key optional. Leaves that need checking after parsing
+//! keep their span so that the error can point at them; durations and sizes are parsed while
+//! deserializing for the same reason. Must not: be seen outside `config` (the daemon reads
+//! only the validated types).
 
 use std::collections::BTreeMap;
 use std::ops::Range;

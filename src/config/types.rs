@@ -1,5 +1,8 @@
-//! The validated configuration: what the rest of the daemon reads. Every type here is
-//! plain data with its defaults (the seed manual's rules); nothing here parses or checks.
+//! The validated configuration: what the rest of the daemon reads.
+//!
+//! Owns: every type of a [`Config`] with its defaults (the seed manual's rules), and the
+//! constants the config and the daemon share ([`API_SOURCE`], [`AmiSource::KEEPALIVE`]).
+//! Must not: parse or check (`check` does), or import anything above `time`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

@@ -1,6 +1,8 @@
 //! Appraisal accumulators: per agent and local day (of each item's start), what the rules
 //! page's appraisal columns need. Week and month rows are sums of day rows, which is exact
 //! because every item is attributed to the one day that contains its start.
+//!
+//! Owns: the day accumulators and their retention. Must not: apply rules (`mod.rs` does).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -5,6 +5,9 @@
 //! effects, same violation ids. The rulebooks it judged by are part of it (format 2); a
 //! format-1 checkpoint, from before rulebooks were journaled, takes the config's rules as
 //! its only rulebook.
+//!
+//! Owns: the checkpoint's data shape and its version. Must not: write it anywhere (the store
+//! does).
 
 use std::sync::Arc;
 

@@ -4,6 +4,8 @@
 //! minute. With plain values that copy cloned every agent on the engine task (100 ms at
 //! 100,000 agents, during which no deadline fires). Here a snapshot takes one reference per
 //! value, and the first change of a value after a snapshot copies that one value.
+//!
+//! Owns: [`CowMap`] only. Must not: know what it holds.
 
 use std::borrow::Borrow;
 use std::hash::Hash;

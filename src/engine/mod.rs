@@ -20,6 +20,10 @@
 //!
 //! Determinism: timers live in a `BTreeMap` keyed by `(deadline, order set)`; effects are
 //! never produced by iterating a hash map.
+//!
+//! Owns: the floor's state and every rule outcome. Imports only `config`, `event` and
+//! `time`. Must not: read a clock, do I/O, spawn, or know who drives it (the owner task,
+//! replay, report).
 
 mod appraisal;
 mod attendance;

@@ -1,6 +1,8 @@
 //! The floor's state as the engine keeps it: agents with their presence and episodes,
 //! calls with their ring episodes and legs, queues with their waiting calls and counters,
 //! and the timer wheel. Plain data; the rules live in `mod.rs`.
+//!
+//! Owns: the state types. Must not: decide outcomes.
 
 use std::collections::{BTreeSet, VecDeque};
 

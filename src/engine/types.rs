@@ -1,5 +1,7 @@
 //! The engine's outputs and read-side views: violations, effects, agent and queue views,
 //! appraisal rows. Plain data, serializable, no behaviour beyond formatting.
+//!
+//! Owns: what leaves the engine. Must not: hold engine state.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,6 @@
-//! The one task that owns the [`Engine`] ([`EngineTask`]), and its mailbox ([`mailbox`]):
-//! everything that changes the engine goes through it.
+//! The one task that owns the [`Engine`] ([`EngineTask`]), and its mailbox (`mailbox`: the
+//! [`EngineClient`] that sources and the API send with, and the replies): everything that
+//! changes the engine goes through it.
 //!
 //! Owns: the owner task (commands, the timer, group commit to the store, publishing views to
 //! [`Floor`] and [`Metrics`], handing violations to the alert book), the command channel, and
@@ -35,7 +36,7 @@
 //! per-batch writes, hold a lock of the read side across an `.await`, or know any transport
 //! (sockets, HTTP, phone systems).
 
-pub mod mailbox;
+mod mailbox;
 mod restore;
 
 pub use mailbox::{ApiRefused, ApiReply, BatchReply, Closed, ConnId, EngineClient, EngineStopped};

@@ -1,10 +1,10 @@
 //! The simulator as a WebSocket client of the daemon's `/ingest` (protocol page: hello, ack,
 //! resume, batches).
 //!
-//! It owns the connection, the pacing of events against the wall clock, and the buffer of
+//! Owns: the connection, the pacing of events against the wall clock, and the buffer of
 //! events sent but not yet acknowledged. It never loses an event (everything after
 //! `hello.resume_after` is re-sent on every new connection) and never sends one twice on
-//! the same connection. It knows nothing of how events are generated.
+//! the same connection. Must not: know how events are generated.
 
 use std::collections::VecDeque;
 use std::future::Future;

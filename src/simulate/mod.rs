@@ -10,6 +10,9 @@
 //!
 //! The wall clock is read once (through [`crate::clock`]), here, to anchor simulated time
 //! when `--start` is not given.
+//!
+//! Owns: the simulator, a client of the daemon like any phone system. Must not: import the
+//! daemon's modules (it speaks the protocol over a socket).
 
 pub mod client;
 pub mod model;

@@ -1,8 +1,8 @@
 //! The simulated call floor: a deterministic discrete-event model of a phone system that
 //! yields protocol events in time order.
 //!
-//! It owns the floor's simulated state (agents, calls, queues, the agenda of what happens
-//! next) and nothing else: no I/O, no clock reads, no knowledge of the rules engine. The same
+//! Owns: the floor's simulated state (agents, calls, queues, the agenda of what happens
+//! next) and nothing else. Must not: do I/O, read a clock, or know the rules engine. The same
 //! [`SimConfig`] and start time always give the same events, byte for byte.
 //!
 //! Agents obey the floor rules (rules page) unless they are *unruly*; unruly agents break

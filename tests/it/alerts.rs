@@ -10,7 +10,7 @@ use floorwatch::clock::Clock;
 use floorwatch::config::{Config, TeamConfig, WebhookConfig};
 use serde_json::Value;
 
-use crate::daemon_support::{self, get, get_json, sample, Source};
+use crate::daemon_support::{self, get, get_json, metric, Source};
 use crate::servers::{Alertmanager, WebhookReceiver};
 
 /// An Alertmanager that sends everything, one notification per alert, to `hook`.
@@ -192,11 +192,6 @@ async fn deliveries(addr: std::net::SocketAddr, outcome: &str, target: &str) -> 
         .filter(|l| l.starts_with(&prefix) && l.contains(target))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum()
-}
-
-async fn metric(addr: std::net::SocketAddr, series: &str) -> f64 {
-    let (_, _, text) = get(addr, "/metrics").await;
-    sample(&text, series).unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -414,7 +409,7 @@ async fn a_daemon_killed_with_alerts_undelivered_sends_them_after_restart() {
     let mut am = Alertmanager::start(&am_config(&hook.url())).await;
     am.stop();
     let dir = tempfile::tempdir().expect("tempdir");
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], crate::servers::free_port()).into();
+    let addr = daemon_support::free_port();
     let config = dir.path().join("floorwatch.toml");
     std::fs::write(
         &config,

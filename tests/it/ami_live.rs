@@ -18,25 +18,16 @@ use floorwatch::adapter::ami::{parse_transcript, AmiMapper, AmiMessage, AmiParse
 use floorwatch::config::AmiSettings;
 use floorwatch::config::{AdapterKind, Config};
 use floorwatch::daemon::DaemonHandle;
-use floorwatch::event::{decode_event, Event};
 use floorwatch::time::Timestamp;
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::daemon_support::{self as sup, eventually};
+use crate::daemon_support::{self as sup, eventually, Found};
 
 /// The story's first second (2026-11-28T01:00:00Z), epoch seconds.
 const T0: i64 = 1_795_827_600;
 const USER: &str = "floorwatch";
 const SECRET: &str = "s3cret";
-
-fn fixture(name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/asterisk")
-        .join(name);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
 
 /// What the emulator does on one logged-in connection, after the `QueueStatus` action.
 #[derive(Default)]
@@ -246,7 +237,7 @@ fn member_added(name: &str, at: i64) -> String {
 
 /// The events of `ami.txt` (from its first `Event:`), with `\r\n` line ends.
 fn transcript_events() -> Vec<u8> {
-    let text = fixture("ami.txt");
+    let text = sup::fixture_text("asterisk", "ami.txt");
     let start = text.find("Event:").expect("events in ami.txt");
     text[start..]
         .lines()
@@ -256,15 +247,16 @@ fn transcript_events() -> Vec<u8> {
 }
 
 /// A daemon with one `asterisk-ami` source named `pbx` at `addr`.
-async fn daemon(addr: SocketAddr, secret: &str, keepalive: Option<Duration>) -> DaemonHandle {
-    let parsed = Config::from_toml_str(&format!(
+/// A daemon with an AMI source `pbx` at `addr`, its keepalive shortened to `keepalive`.
+async fn daemon_dialing_ami(
+    addr: SocketAddr,
+    secret: &str,
+    keepalive: Option<Duration>,
+) -> DaemonHandle {
+    let mut c = sup::config_with_sources(&format!(
         "[source]\nkind = \"asterisk-ami\"\nname = \"pbx\"\naddress = \"{addr}\"\n\
          username = \"{USER}\"\nsecret = \"{secret}\"\n"
-    ))
-    .expect("valid config");
-    let mut c = sup::config();
-    c.source.kind = parsed.source.kind;
-    c.adapters = parsed.adapters;
+    ));
     if let Some(k) = keepalive {
         for a in &mut c.adapters {
             if let AdapterKind::AsteriskAmi(s) = &mut a.kind {
@@ -275,59 +267,20 @@ async fn daemon(addr: SocketAddr, secret: &str, keepalive: Option<Duration>) -> 
     sup::start(c).await
 }
 
-/// The value of the sample of `name` whose labels include every one of `labels`.
-async fn metric(addr: SocketAddr, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let (status, _, text) = sup::get(addr, "/metrics").await;
-    assert_eq!(status, 200);
-    text.lines().find_map(|l| {
-        let rest = l.strip_prefix(name)?.strip_prefix('{')?;
-        let (set, value) = rest.split_once("} ")?;
-        labels
-            .iter()
-            .all(|(k, v)| set.split(',').any(|p| p == format!("{k}=\"{v}\"")))
-            .then(|| value.trim().parse().ok())?
-    })
-}
-
 async fn connected(addr: SocketAddr) -> Option<f64> {
-    metric(addr, "floorwatch_adapter_connected", &[("source", "pbx")]).await
-}
-
-async fn violations(addr: SocketAddr) -> Vec<Value> {
-    let (status, v) = sup::get_json(
-        addr,
-        "/api/v1/violations?from=2026-11-28T00:00:00Z&to=2026-11-29T00:00:00Z",
+    sup::labelled(
+        &sup::metrics(addr).await,
+        "floorwatch_adapter_connected",
+        &[("source", "pbx")],
     )
-    .await;
-    assert_eq!(status, 200, "{v}");
-    v["violations"].as_array().expect("violations").clone()
-}
-
-type Found = BTreeSet<(String, String, String, String)>;
-
-fn found(records: &[Value]) -> Found {
-    records
-        .iter()
-        .map(|v| {
-            let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-            (s("rule"), s("kind"), s("agent"), v["at"].to_string())
-        })
-        .collect()
 }
 
 /// (rule, kind, agent, at) of what the protocol story raises in an engine of its own.
 fn story_violations() -> Found {
-    let events: Vec<Event> = fixture("story.ndjson")
-        .lines()
-        .map(|l| decode_event(l).unwrap_or_else(|(_, e)| panic!("{l}: {e}")))
-        .collect();
-    crate::asterisk::violations(&events)
-        .into_iter()
-        .map(|(rule, kind, agent, at)| {
-            let at = serde_json::to_value(at).expect("at").to_string();
-            (rule, kind, agent, at)
-        })
-        .collect()
+    sup::engine_violations(&sup::decode_lines(&sup::fixture_text(
+        "asterisk",
+        "story.ndjson",
+    )))
 }
 
 async fn agents(addr: SocketAddr) -> Vec<(String, bool)> {
@@ -376,29 +329,28 @@ async fn the_ami_transcript_over_tcp_gives_the_violations_of_the_protocol_story(
         }],
     )
     .await;
-    let d = daemon(pbx, SECRET, None).await;
+    let d = daemon_dialing_ami(pbx, SECRET, None).await;
     let addr = d.local_addr();
     let got = eventually("the story's violations", || async {
-        let v = violations(addr).await;
+        let v = sup::violations(addr, sup::STORY_DAY).await;
         (v.len() >= want.len()).then_some(v)
     })
     .await;
-    assert_eq!(found(&got), want);
+    assert_eq!(sup::found(&got), want);
     assert_eq!(got.len(), want.len(), "{got:?}");
     assert_eq!(connected(addr).await, Some(1.0));
     assert_eq!(emu.actions_of(1), ["Login", "QueueStatus"]);
     let login = emu.actions.lock().expect("lock")[0].1.clone();
     assert_eq!(login.get("Events"), Some("agent"));
     assert!(login.get("ActionID").is_some_and(|a| !a.is_empty()));
-    let mapped = metric(
-        addr,
+    let mapped = sup::labelled(
+        &sup::metrics(addr).await,
         "floorwatch_adapter_messages_total",
         &[("source", "pbx"), ("outcome", "mapped")],
-    )
-    .await;
+    );
     // Every transcript message the mapper maps, and the QueueStatus answer's snapshot.
     let mut mapper = AmiMapper::new(AmiSettings::default());
-    let want_mapped = parse_transcript(&fixture("ami.txt"))
+    let want_mapped = parse_transcript(&sup::fixture_text("asterisk", "ami.txt"))
         .iter()
         .filter(|m| !mapper.handle(m, Timestamp(0)).is_empty())
         .count()
@@ -414,7 +366,7 @@ async fn the_ami_transcript_over_tcp_gives_the_violations_of_the_protocol_story(
 #[tokio::test]
 async fn a_refused_login_is_retried_until_the_secret_is_accepted() {
     let (emu, pbx) = Emu::start("another secret", Vec::new()).await;
-    let d = daemon(pbx, SECRET, None).await;
+    let d = daemon_dialing_ami(pbx, SECRET, None).await;
     let addr = d.local_addr();
     eventually("two refused logins", || async {
         (Emu::count(&emu.logins_refused) >= 2).then_some(())
@@ -435,12 +387,11 @@ async fn a_refused_login_is_retried_until_the_secret_is_accepted() {
     .await;
     assert_eq!(Emu::count(&emu.logins_ok), 1);
     assert_eq!(Emu::count(&emu.queue_status), 1);
-    let reconnects = metric(
-        addr,
+    let reconnects = sup::labelled(
+        &sup::metrics(addr).await,
         "floorwatch_adapter_reconnects_total",
         &[("source", "pbx")],
-    )
-    .await;
+    );
     assert!(reconnects.is_some_and(|r| r >= 2.0), "{reconnects:?}");
     d.shutdown().await;
 }
@@ -506,7 +457,7 @@ async fn after_a_dropped_connection_the_client_logs_in_again_and_the_snapshot_re
         ],
     )
     .await;
-    let d = daemon(pbx, SECRET, None).await;
+    let d = daemon_dialing_ami(pbx, SECRET, None).await;
     let addr = d.local_addr();
     eventually("the second QueueStatus", || async {
         (Emu::count(&emu.queue_status) >= 2).then_some(())
@@ -514,7 +465,7 @@ async fn after_a_dropped_connection_the_client_logs_in_again_and_the_snapshot_re
     .await;
     assert_eq!(emu.actions_of(2), ["Login", "QueueStatus"]);
     let v = eventually("the pause after the reconnect is judged", || async {
-        let v = violations(addr).await;
+        let v = sup::violations(addr, sup::STORY_DAY).await;
         v.iter().any(|r| r["kind"] == "no_reason").then_some(v)
     })
     .await;
@@ -530,12 +481,11 @@ async fn after_a_dropped_connection_the_client_logs_in_again_and_the_snapshot_re
         "snapshot logs out li.na"
     );
     assert_eq!(logged_in(addr, "wang.fang").await, Some(true));
-    let reconnects = metric(
-        addr,
+    let reconnects = sup::labelled(
+        &sup::metrics(addr).await,
         "floorwatch_adapter_reconnects_total",
         &[("source", "pbx")],
-    )
-    .await;
+    );
     assert!(reconnects.is_some_and(|r| r >= 1.0), "{reconnects:?}");
     assert_eq!(connected(addr).await, Some(1.0));
     d.shutdown().await;
@@ -567,7 +517,7 @@ async fn garbage_is_counted_as_malformed_and_later_events_still_apply() {
         }],
     )
     .await;
-    let d = daemon(pbx, SECRET, None).await;
+    let d = daemon_dialing_ami(pbx, SECRET, None).await;
     let addr = d.local_addr();
     eventually("wang.fang, after the garbage", || async {
         logged_in(addr, "wang.fang").await.filter(|l| *l)
@@ -581,12 +531,11 @@ async fn garbage_is_counted_as_malformed_and_later_events_still_apply() {
         "{:?}",
         agents(addr).await
     );
-    let malformed = metric(
-        addr,
+    let malformed = sup::labelled(
+        &sup::metrics(addr).await,
         "floorwatch_adapter_messages_total",
         &[("source", "pbx"), ("outcome", "malformed")],
-    )
-    .await;
+    );
     assert_eq!(malformed, Some(1.0));
     assert_eq!(Emu::count(&emu.logins_ok), 1, "the connection survived");
     d.shutdown().await;
@@ -595,7 +544,7 @@ async fn garbage_is_counted_as_malformed_and_later_events_still_apply() {
 #[tokio::test]
 async fn a_silent_connection_is_pinged_and_dropped_when_pong_does_not_come() {
     let (emu, pbx) = Emu::start(SECRET, Vec::new()).await;
-    let d = daemon(pbx, SECRET, Some(Duration::from_millis(300))).await;
+    let d = daemon_dialing_ami(pbx, SECRET, Some(Duration::from_millis(300))).await;
     let addr = d.local_addr();
     eventually("three answered pings", || async {
         (Emu::count(&emu.pings) >= 3).then_some(())
@@ -612,12 +561,11 @@ async fn a_silent_connection_is_pinged_and_dropped_when_pong_does_not_come() {
     })
     .await;
     assert!(emu.actions_of(1).iter().any(|a| a == "Ping"));
-    let reconnects = metric(
-        addr,
+    let reconnects = sup::labelled(
+        &sup::metrics(addr).await,
         "floorwatch_adapter_reconnects_total",
         &[("source", "pbx")],
-    )
-    .await;
+    );
     assert!(reconnects.is_some_and(|r| r >= 1.0), "{reconnects:?}");
     d.shutdown().await;
 }
@@ -625,7 +573,7 @@ async fn a_silent_connection_is_pinged_and_dropped_when_pong_does_not_come() {
 #[tokio::test]
 async fn shutdown_closes_the_ami_connection_and_stops_redialing() {
     let (emu, pbx) = Emu::start(SECRET, Vec::new()).await;
-    let d = daemon(pbx, SECRET, None).await;
+    let d = daemon_dialing_ami(pbx, SECRET, None).await;
     eventually("logged in", || async {
         (Emu::count(&emu.queue_status) == 1).then_some(())
     })
@@ -736,7 +684,7 @@ async fn caller_numbers_of_the_ami_transcript_are_nowhere_to_be_seen() {
     const NUMBER: &str = "13800138000";
     crate::log_capture::start();
     assert!(
-        fixture("ami.txt").contains(&format!("CallerIDNum: {NUMBER}")),
+        sup::fixture_text("asterisk", "ami.txt").contains(&format!("CallerIDNum: {NUMBER}")),
         "the transcript carries the caller number this test looks for"
     );
     let (_emu, pbx) = Emu::start(
@@ -764,7 +712,7 @@ async fn caller_numbers_of_the_ami_transcript_are_nowhere_to_be_seen() {
     let addr = d.local_addr();
     let want = story_violations().len();
     eventually("the story's violations", || async {
-        (violations(addr).await.len() >= want).then_some(())
+        (sup::violations(addr, sup::STORY_DAY).await.len() >= want).then_some(())
     })
     .await;
     let mut seen = Vec::new();

@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::daemon_support::get_json;
+use crate::daemon_support::{free_port, get_json};
 
 /// 2026-11-02T01:00:00Z: simulated time far from the wall clock, so the daemon's clock never
 /// counts the source as caught up and the engine clock follows event time only.
@@ -86,11 +86,6 @@ pub async fn stream_with_resume(addr: SocketAddr, events: Vec<String>) -> u64 {
             }
         }
     }
-}
-
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
 }
 
 pub fn spawn_daemon(config: &Path) -> Child {

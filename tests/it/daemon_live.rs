@@ -19,12 +19,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::daemon_support::{self as sup, get, Source};
 
-async fn violations(addr: std::net::SocketAddr, query: &str) -> Vec<Value> {
-    let (status, v) = sup::get_json(addr, &format!("/api/v1/violations{query}")).await;
-    assert_eq!(status, 200, "{v}");
-    v["violations"].as_array().expect("violations").clone()
-}
-
 #[tokio::test]
 async fn a_ringing_call_unanswered_for_15s_is_late_in_the_api_and_metrics() {
     let d = sup::start(sup::config()).await;
@@ -38,7 +32,7 @@ async fn a_ringing_call_unanswered_for_15s_is_late_in_the_api_and_metrics() {
     .await;
     assert_eq!(s.until_ack().await.1, 3);
     assert!(
-        violations(addr, "").await.is_empty(),
+        sup::violations(addr, "").await.is_empty(),
         "nothing before the deadline"
     );
     // 15 s of event time pass on the floor (another agent logs in).
@@ -46,7 +40,7 @@ async fn a_ringing_call_unanswered_for_15s_is_late_in_the_api_and_metrics() {
         .await;
     assert_eq!(s.until_ack().await.1, 4);
 
-    let v = violations(addr, "?rule=ring_answer&status=open&agent=a-0042").await;
+    let v = sup::violations(addr, "?rule=ring_answer&status=open&agent=a-0042").await;
     assert_eq!(v.len(), 1, "{v:?}");
     let r = &v[0];
     assert_eq!(r["kind"], "late", "{r}");
@@ -59,9 +53,9 @@ async fn a_ringing_call_unanswered_for_15s_is_late_in_the_api_and_metrics() {
     // Detected when the engine clock passed the deadline: here, at the next event.
     assert_eq!(r["detected_at"], "2026-11-28T01:15:20.000Z", "{r}");
     assert!(r["evidence"]["limit_ms"].is_i64(), "{r}");
-    assert!(violations(addr, "?team=hotline-2").await.is_empty());
+    assert!(sup::violations(addr, "?team=hotline-2").await.is_empty());
     assert!(
-        violations(addr, "?to=2026-11-28T01:15:17Z")
+        sup::violations(addr, "?to=2026-11-28T01:15:17Z")
             .await
             .is_empty(),
         "to is exclusive"
@@ -102,7 +96,7 @@ async fn a_ringing_call_unanswered_for_15s_is_late_in_the_api_and_metrics() {
     s.send(r#"{"type":"call.answered","ts":"2026-11-28T01:15:21Z","seq":5,"call":"c-77","agent":"a-0042"}"#)
         .await;
     s.until_ack().await;
-    let v = violations(addr, "?status=closed").await;
+    let v = sup::violations(addr, "?status=closed").await;
     assert_eq!(v.len(), 1, "{v:?}");
     assert_eq!(v[0]["cleared_at"], "2026-11-28T01:15:21.000Z", "{}", v[0]);
     assert_eq!(
@@ -152,7 +146,7 @@ async fn the_daemon_clock_fires_the_ring_deadline_while_the_source_is_caught_up(
     s.send(batch).await;
     s.until_ack().await;
     let v = sup::eventually("the late violation", || async {
-        let v = violations(addr, "").await;
+        let v = sup::violations(addr, "").await;
         (!v.is_empty()).then_some(v)
     })
     .await;
@@ -187,7 +181,7 @@ async fn with_no_source_connected_the_engine_clock_stands_still() {
     let (_, floor) = sup::get_json(addr, "/api/v1/floor").await;
     assert_eq!(floor["engine_clock"], rang.to_string(), "{floor}");
     assert!(
-        violations(addr, "").await.is_empty(),
+        sup::violations(addr, "").await.is_empty(),
         "a deadline fired with no source"
     );
 
@@ -195,7 +189,7 @@ async fn with_no_source_connected_the_engine_clock_stands_still() {
     let (_s, hello) = Source::connect_hello(addr, "pbx").await;
     assert_eq!(hello["resume_after"], 2);
     let v = sup::eventually("the late violation", || async {
-        let v = violations(addr, "").await;
+        let v = sup::violations(addr, "").await;
         (!v.is_empty()).then_some(v)
     })
     .await;
@@ -431,13 +425,13 @@ async fn every_connection_of_a_source_must_be_caught_up_before_the_daemon_clock_
     lagging.until_ack().await;
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert!(
-        violations(addr, "").await.is_empty(),
+        sup::violations(addr, "").await.is_empty(),
         "the daemon clock moved while a connection lagged"
     );
     // The lagging connection goes away: the one left is caught up.
     drop(lagging);
     let v = sup::eventually("the late violation", || async {
-        let v = violations(addr, "").await;
+        let v = sup::violations(addr, "").await;
         (!v.is_empty()).then_some(v)
     })
     .await;
@@ -499,7 +493,7 @@ async fn a_backlog_after_a_reconnect_is_judged_on_event_time() {
         Some(0.0)
     );
     assert!(
-        violations(addr, "").await.is_empty(),
+        sup::violations(addr, "").await.is_empty(),
         "answered 10 s into the ring, yet judged late"
     );
     d.shutdown().await;

@@ -1,14 +1,21 @@
-//! Shared harness of the daemon tests: a daemon on 127.0.0.1:0, a WebSocket source client,
-//! and a tiny HTTP/1.1 GET.
+//! The shared harness of the integration tests: fixtures, violations as the engine alone
+//! raises them, a daemon on 127.0.0.1:0 with a WebSocket source client, a tiny HTTP/1.1
+//! client, and readers of what the daemon answers (violations, metrics, dialed sources'
+//! frames). A helper that a second test file needs belongs here, not in a copy.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use floorwatch::config::Config;
+use floorwatch::config::{Config, RulesConfig};
 use floorwatch::daemon::DaemonHandle;
+use floorwatch::engine::{Effect, Engine, Violation};
+use floorwatch::event::{decode_event, Event};
+use floorwatch::time::Timestamp;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -25,6 +32,16 @@ pub fn config() -> Config {
     // Every daemon gets a store of its own; the directory outlives the test (the OS cleans
     // its temp dir), since a daemon may still write while the test ends.
     c.store.dir = tempfile::tempdir().expect("tempdir").keep();
+    c
+}
+
+/// [`config`] with the phone-system adapters of `toml` (a `[source]` or `[[sources]]` table
+/// of an adapter kind).
+pub fn config_with_sources(toml: &str) -> Config {
+    let parsed = Config::from_toml_str(toml).unwrap_or_else(|e| panic!("{toml}: {e}"));
+    let mut c = config();
+    c.source.kind = parsed.source.kind;
+    c.adapters = parsed.adapters;
     c
 }
 
@@ -232,4 +249,156 @@ pub fn sample(exposition: &str, series: &str) -> Option<f64> {
         let rest = l.strip_prefix(series)?;
         rest.strip_prefix(' ')?.trim().parse().ok()
     })
+}
+
+/// `GET /metrics`: the exposition.
+pub async fn metrics(addr: SocketAddr) -> String {
+    let (status, _, text) = get(addr, "/metrics").await;
+    assert_eq!(status, 200, "{text}");
+    text
+}
+
+/// The value of `series` (as the exposition prints it: `name` or `name{labels}`) in the
+/// daemon's `/metrics` now; 0 when it has no such series.
+pub async fn metric(addr: SocketAddr, series: &str) -> f64 {
+    value(&metrics(addr).await, series)
+}
+
+/// [`total`] of the daemon's `/metrics` now: every series of `name`, whatever its labels.
+pub async fn metric_total(addr: SocketAddr, name: &str) -> f64 {
+    total(&metrics(addr).await, name)
+}
+
+/// [`sample`], 0 when the series is not there.
+pub fn value(exposition: &str, series: &str) -> f64 {
+    sample(exposition, series).unwrap_or(0.0)
+}
+
+/// The sum of every series of `name`, whatever its labels.
+pub fn total(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The value of the series of `name` whose labels include every one of `labels`.
+pub fn labelled(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+        let (set, value) = rest.split_once("} ")?;
+        labels
+            .iter()
+            .all(|(k, v)| set.split(',').any(|p| p == format!("{k}=\"{v}\"")))
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
+/// `GET /api/v1/violations{query}`: the records.
+pub async fn violations(addr: SocketAddr, query: &str) -> Vec<Value> {
+    let (status, v) = get_json(addr, &format!("/api/v1/violations{query}")).await;
+    assert_eq!(status, 200, "{v}");
+    v["violations"].as_array().expect("violations").clone()
+}
+
+/// The query of every violation of the fixtures' stories (2026-11-28, UTC).
+pub const STORY_DAY: &str = "?from=2026-11-28T00:00:00Z&to=2026-11-29T00:00:00Z";
+
+/// (rule, kind, agent, at) of violations: what the adapter tests compare.
+pub type Found = BTreeSet<(String, String, String, Timestamp)>;
+
+/// (rule, kind, agent, at) of violation records of the API.
+pub fn found(records: &[Value]) -> Found {
+    records
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            let at = Timestamp::parse_flexible(&s("at")).unwrap_or_else(|_| panic!("at: {r}"));
+            (s("rule"), s("kind"), s("agent"), at)
+        })
+        .collect()
+}
+
+/// The violations among `effects`, in order.
+pub fn raised(effects: &[Effect]) -> Vec<Violation> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Violation(v) => Some((**v).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// (rule, kind, agent, at) of every violation `events` raise in an engine of their own
+/// (default rules, one source), deadlines up to the last event included.
+pub fn engine_violations(events: &[Event]) -> Found {
+    let mut engine = Engine::new(RulesConfig::default());
+    let mut out = Vec::new();
+    for e in events {
+        engine.handle_event("pbx", e, &mut out);
+    }
+    let end = events.iter().map(|e| e.ts).max().expect("events");
+    engine.finish(end, &mut out);
+    raised(&out)
+        .into_iter()
+        .map(|v| {
+            (
+                v.rule.as_str().to_string(),
+                v.kind.as_str().to_string(),
+                v.agent.to_string(),
+                v.at,
+            )
+        })
+        .collect()
+}
+
+/// `tests/fixtures/{dir}/{name}`.
+pub fn fixture(dir: &str, name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(dir)
+        .join(name)
+}
+
+/// The text of a [`fixture`].
+pub fn fixture_text(dir: &str, name: &str) -> String {
+    let p = fixture(dir, name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The events of an NDJSON text, one per line; a line that does not decode fails the test.
+pub fn decode_lines(text: &str) -> Vec<Event> {
+    text.lines()
+        .map(|l| decode_event(l).unwrap_or_else(|(_, e)| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// The next text frame of a WebSocket peer (the daemon as a dialing source's server sees
+/// it), as JSON; control frames are skipped.
+pub async fn read_json<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Value
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        let m = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("daemon sends in time")
+            .expect("open")
+            .expect("message");
+        if let Message::Text(t) = m {
+            return serde_json::from_str(t.as_str()).expect("json");
+        }
+    }
+}
+
+/// A free loopback address: bound to 127.0.0.1:0 and released at once.
+pub fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
 }

@@ -8,6 +8,8 @@ use floorwatch::event::{decode_event, Event};
 use floorwatch::time::Timestamp;
 use proptest::prelude::*;
 
+use crate::daemon_support::raised;
+
 const T0: i64 = 1_795_831_200_000;
 const AGENTS: [&str; 3] = ["a1", "a2", "a3"];
 const CALLS: [&str; 4] = ["c1", "c2", "c3", "c4"];
@@ -118,16 +120,6 @@ fn to_events(steps: &[(i64, bool, Op)]) -> Vec<Event> {
     out
 }
 
-fn violations(effects: &[Effect]) -> Vec<Violation> {
-    effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Violation(v) => Some((**v).clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Replays `events` and finishes at the last applied time + 2 h.
 fn replay(events: &[Event], timeouts: &[(usize, i64)]) -> (Vec<Violation>, Engine) {
     let mut e = Engine::new(RulesConfig::default());
@@ -150,7 +142,7 @@ fn replay(events: &[Event], timeouts: &[(usize, i64)]) -> (Vec<Violation>, Engin
     }
     let end = e.now().unwrap_or(Timestamp(T0)).plus(2 * 3_600_000);
     e.finish(end, &mut fx);
-    (violations(&fx), e)
+    (raised(&fx), e)
 }
 
 fn record(v: &Violation) -> String {
@@ -208,7 +200,7 @@ proptest! {
         prop_assert_eq!(e.poll_timeout(), None);
         prop_assert!(e.open_violations().is_empty());
         // Every raised violation was cleared exactly once.
-        let raised = violations(&fx).len();
+        let raised = raised(&fx).len();
         let cleared = fx.iter().filter(|x| matches!(x, Effect::Cleared { .. })).count();
         prop_assert_eq!(raised, cleared);
     }
@@ -254,7 +246,7 @@ proptest! {
         };
         // fb also holds the effects before the cut; compare the tails.
         let tail_b = &fb[fb.len() - fa.len()..];
-        prop_assert_eq!(violations(&fa), violations(tail_b));
+        prop_assert_eq!(raised(&fa), raised(tail_b));
         prop_assert_eq!(clears(&fa), clears(tail_b));
         prop_assert_eq!(a.appraisal(month, end, &[]), b.appraisal(month, end, &[]));
         prop_assert_eq!(a.queue_views(), b.queue_views());

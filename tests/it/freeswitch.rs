@@ -4,32 +4,23 @@
 //! event socket emulator stores the same violations, through a wrong password, dropped
 //! connections, disconnect notices and garbage frames.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use floorwatch::adapter::esl::{EslDecoder, EslMapper, Frame};
 use floorwatch::config::Config;
 use floorwatch::config::{EslAgentId, EslSettings};
-use floorwatch::event::{decode_event, Event};
+use floorwatch::event::Event;
 use floorwatch::time::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::daemon_support as sup;
-
-fn fixture(name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/freeswitch")
-        .join(name);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
+use crate::daemon_support::{self as sup, Found};
 
 /// The transcript's frames (the leading `#` comment lines dropped).
 fn transcript() -> Vec<Frame> {
-    let text = fixture("esl.txt");
+    let text = sup::fixture_text("freeswitch", "esl.txt");
     let start = text.find("\nContent-Length").expect("a frame") + 1;
     assert!(text[..start].lines().all(|l| l.starts_with('#')));
     let mut d = EslDecoder::new(1 << 20);
@@ -63,27 +54,16 @@ fn settings() -> EslSettings {
     }
 }
 
-type Found = BTreeSet<(String, String, String, String)>;
-
-/// (rule, kind, agent, at) of every violation the events raise, deadlines included.
-fn violations(events: &[Event]) -> Found {
-    crate::asterisk::violations(events)
-        .into_iter()
-        .map(|(rule, kind, agent, at)| (rule, kind, agent, at.to_string()))
-        .collect()
-}
-
-fn at(s: &str) -> String {
-    s.to_string()
+fn at(s: &str) -> Timestamp {
+    Timestamp::parse_rfc3339(s).unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
 /// The story's violations, checked against what rules.md says by hand.
 fn story() -> Found {
-    let events: Vec<Event> = fixture("story.ndjson")
-        .lines()
-        .map(|l| decode_event(l).unwrap_or_else(|(_, e)| panic!("{l}: {e}")))
-        .collect();
-    let found = violations(&events);
+    let found = sup::engine_violations(&sup::decode_lines(&sup::fixture_text(
+        "freeswitch",
+        "story.ndjson",
+    )));
     let s = |a: &str, b: &str, c: &str, d: &str| (a.into(), b.into(), c.into(), at(d));
     let want: Found = [
         // Rang 02:10:01, answered 02:10:19: late at ring + 3 × 5 s.
@@ -132,7 +112,7 @@ fn esl_transcript_gives_the_violations_of_the_protocol_story() {
         .flat_map(|e| mapper.handle(e, Timestamp(0)))
         .collect();
     assert!(events.iter().all(|e| e.ts > Timestamp(0)));
-    assert_eq!(violations(&events), story());
+    assert_eq!(sup::engine_violations(&events), story());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -313,45 +293,17 @@ fn daemon_config(addr: SocketAddr, password: &str) -> Config {
     c
 }
 
-async fn metrics(addr: SocketAddr) -> String {
-    let (status, _, body) = sup::get(addr, "/metrics").await;
-    assert_eq!(status, 200);
-    body
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    sup::sample(text, series).unwrap_or(0.0)
-}
-
 const CONNECTED: &str = "floorwatch_adapter_connected{source=\"pbx\"}";
 const RECONNECTS: &str = "floorwatch_adapter_reconnects_total{source=\"pbx\"}";
 const MALFORMED: &str = "floorwatch_adapter_messages_total{outcome=\"malformed\",source=\"pbx\"}";
 const MAPPED: &str = "floorwatch_adapter_messages_total{outcome=\"mapped\",source=\"pbx\"}";
-
-async fn stored(addr: SocketAddr) -> Found {
-    let (status, v) = sup::get_json(
-        addr,
-        "/api/v1/violations?from=2026-11-28T00:00:00Z&to=2026-11-29T00:00:00Z",
-    )
-    .await;
-    assert_eq!(status, 200, "{v}");
-    v["violations"]
-        .as_array()
-        .expect("violations")
-        .iter()
-        .map(|r| {
-            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-            (s("rule"), s("kind"), s("agent"), s("at"))
-        })
-        .collect()
-}
 
 /// Waits until the daemon has stored exactly the story's violations.
 async fn stores_the_story(addr: SocketAddr) {
     let want = story();
     let deadline = tokio::time::Instant::now() + sup::WAIT;
     loop {
-        let got = stored(addr).await;
+        let got = sup::found(&sup::violations(addr, sup::STORY_DAY).await);
         if got == want {
             return;
         }
@@ -382,18 +334,18 @@ async fn live_daemon_stores_the_violations_of_the_story() {
     let d = sup::start(daemon_config(esl, PASSWORD)).await;
     let addr = d.local_addr();
     stores_the_story(addr).await;
-    let m = metrics(addr).await;
-    assert_eq!(metric(&m, CONNECTED), 1.0, "{m}");
-    assert_eq!(metric(&m, RECONNECTS), 0.0);
-    assert_eq!(metric(&m, MALFORMED), 0.0);
+    let m = sup::metrics(addr).await;
+    assert_eq!(sup::value(&m, CONNECTED), 1.0, "{m}");
+    assert_eq!(sup::value(&m, RECONNECTS), 0.0);
+    assert_eq!(sup::value(&m, MALFORMED), 0.0);
     // Every callcenter event either mapped or ignored; heartbeats ignored.
-    let ignored = metric(
+    let ignored = sup::value(
         &m,
         "floorwatch_adapter_messages_total{outcome=\"ignored\",source=\"pbx\"}",
     );
     // Plus the agent list, which changed nothing.
     assert_eq!(
-        metric(&m, MAPPED) + ignored,
+        sup::value(&m, MAPPED) + ignored,
         frames.len() as f64 + 1.0,
         "{m}"
     );
@@ -428,9 +380,9 @@ async fn wrong_password_is_retried_and_never_connects() {
         async move { (n >= 2).then_some(()) }
     })
     .await;
-    let m = metrics(addr).await;
-    assert_eq!(metric(&m, CONNECTED), 0.0, "{m}");
-    assert!(metric(&m, RECONNECTS) >= 1.0, "{m}");
+    let m = sup::metrics(addr).await;
+    assert_eq!(sup::value(&m, CONNECTED), 0.0, "{m}");
+    assert!(sup::value(&m, RECONNECTS) >= 1.0, "{m}");
     let commands = seen.lock().expect("lock").commands.clone();
     assert!(
         commands.iter().all(|c| c == "auth not-the-password"),
@@ -454,9 +406,9 @@ async fn disconnect_notice_and_dropped_connection_reconnect_and_later_events_app
     let d = sup::start(daemon_config(esl, PASSWORD)).await;
     let addr = d.local_addr();
     stores_the_story(addr).await;
-    let m = metrics(addr).await;
-    assert_eq!(metric(&m, RECONNECTS), 2.0, "{m}");
-    assert_eq!(metric(&m, CONNECTED), 1.0, "{m}");
+    let m = sup::metrics(addr).await;
+    assert_eq!(sup::value(&m, RECONNECTS), 2.0, "{m}");
+    assert_eq!(sup::value(&m, CONNECTED), 1.0, "{m}");
     assert_eq!(seen.lock().expect("lock").connections, 3);
     d.shutdown().await;
 }
@@ -476,9 +428,9 @@ async fn garbage_frames_are_counted_malformed_and_survived() {
     let d = sup::start(daemon_config(esl, PASSWORD)).await;
     let addr = d.local_addr();
     stores_the_story(addr).await;
-    let m = metrics(addr).await;
-    assert_eq!(metric(&m, MALFORMED), 2.0, "{m}");
-    assert_eq!(metric(&m, RECONNECTS), 1.0, "{m}");
+    let m = sup::metrics(addr).await;
+    assert_eq!(sup::value(&m, MALFORMED), 2.0, "{m}");
+    assert_eq!(sup::value(&m, RECONNECTS), 1.0, "{m}");
     d.shutdown().await;
 }
 
@@ -523,8 +475,8 @@ async fn reconnect_reconciles_agents_with_the_agent_list() {
         !floor.to_string().contains("never.seen"),
         "an agent logged out before and after is not made up: {floor}"
     );
-    let m = metrics(addr).await;
-    assert_eq!(metric(&m, RECONNECTS), 1.0, "{m}");
+    let m = sup::metrics(addr).await;
+    assert_eq!(sup::value(&m, RECONNECTS), 1.0, "{m}");
     stops_promptly(d).await;
 }
 
@@ -534,7 +486,7 @@ async fn reconnect_reconciles_agents_with_the_agent_list() {
 fn caller_numbers_of_the_esl_transcript_are_in_no_event() {
     const NUMBER: &str = "13800000001";
     assert!(
-        fixture("esl.txt").contains(NUMBER),
+        sup::fixture_text("freeswitch", "esl.txt").contains(NUMBER),
         "the fixture has the number"
     );
     let mut mapper = EslMapper::new(settings());

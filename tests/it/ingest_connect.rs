@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use floorwatch::config::SourceMode;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
@@ -37,19 +37,6 @@ async fn accept(listener: &TcpListener) -> (ServerWs, Option<String>) {
     (ws, auth)
 }
 
-async fn read_json(ws: &mut ServerWs) -> Value {
-    loop {
-        let m = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("daemon sends in time")
-            .expect("open")
-            .expect("message");
-        if let Message::Text(t) = m {
-            return serde_json::from_str(t.as_str()).expect("json");
-        }
-    }
-}
-
 #[tokio::test]
 async fn connect_mode_dials_sends_hello_takes_events_and_redials() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -64,7 +51,7 @@ async fn connect_mode_dials_sends_hello_takes_events_and_redials() {
 
     let (mut ws, auth) = accept(&listener).await;
     assert_eq!(auth.as_deref(), Some("Bearer pbx-token"));
-    let hello = read_json(&mut ws).await;
+    let hello = sup::read_json(&mut ws).await;
     assert_eq!(hello["type"], "hello", "{hello}");
     assert_eq!(hello["resume_after"], Value::Null, "{hello}");
     ws.send(Message::text(
@@ -73,7 +60,7 @@ async fn connect_mode_dials_sends_hello_takes_events_and_redials() {
     ))
     .await
     .expect("send");
-    let ack = read_json(&mut ws).await;
+    let ack = sup::read_json(&mut ws).await;
     assert_eq!(ack, serde_json::json!({"type": "ack", "seq": 2}));
     let (status, _, _) = sup::get(addr, "/readyz").await;
     assert_eq!(status, 200, "ready while the source is connected");
@@ -85,7 +72,7 @@ async fn connect_mode_dials_sends_hello_takes_events_and_redials() {
     })
     .await;
     let (mut ws, _) = accept(&listener).await;
-    let hello = read_json(&mut ws).await;
+    let hello = sup::read_json(&mut ws).await;
     assert_eq!(hello["resume_after"], 2, "resumes where it was: {hello}");
     sup::eventually("readyz 200 after the redial", || async {
         (sup::get(addr, "/readyz").await.0 == 200).then_some(())
@@ -131,7 +118,7 @@ async fn connect_mode_keeps_dialing_until_the_source_is_up() {
         .await
         .expect("bind the same port again");
     let (mut ws, _) = accept(&listener).await;
-    let hello = read_json(&mut ws).await;
+    let hello = sup::read_json(&mut ws).await;
     assert_eq!(hello["type"], "hello");
     sup::eventually("ready once connected", || async {
         (sup::get(addr, "/readyz").await.0 == 200).then_some(())

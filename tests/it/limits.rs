@@ -9,7 +9,7 @@ use floorwatch::event::{decode_frame, decode_frame_limited};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::daemon_support::{self as sup, get, Got, Source};
+use crate::daemon_support::{self as sup, Got, Source};
 
 const TS: &str = "2026-11-28T01:00:00Z";
 
@@ -123,10 +123,6 @@ fn every_rejection_reason_through_decode_frame() {
     assert_eq!(decode_frame(long).events.len(), 4);
 }
 
-async fn metrics(addr: std::net::SocketAddr) -> String {
-    get(addr, "/metrics").await.2
-}
-
 fn counter(text: &str, name: &str, label: &str, value: &str) -> f64 {
     sup::sample(text, &format!("{name}{{{label}=\"{value}\"}}")).unwrap_or(0.0)
 }
@@ -158,7 +154,7 @@ async fn every_rejection_reason_over_websocket_with_its_metric() {
     let addr = d.local_addr();
     let (mut s, _) = Source::connect_hello(addr, "pbx").await;
     let rows = decode_rows();
-    let before = metrics(addr).await;
+    let before = sup::metrics(addr).await;
     for r in &rows {
         s.send(r.event.clone()).await;
         let e = errors_of(&mut s, 1).await.remove(0);
@@ -179,7 +175,7 @@ async fn every_rejection_reason_over_websocket_with_its_metric() {
         e["reason"],
         "binary frames are not accepted: send JSON text frames"
     );
-    let after = metrics(addr).await;
+    let after = sup::metrics(addr).await;
     let mut labels: Vec<&str> = rows.iter().map(|r| r.label).collect();
     labels.push("binary_frame");
     labels.sort();
@@ -260,7 +256,7 @@ async fn engine_limits_refuse_the_event_with_its_seq_and_index_and_change_nothin
             ],
         ),
     ];
-    let before = metrics(addr).await;
+    let before = sup::metrics(addr).await;
     for (label, key, batch) in &table {
         s.send(format!("[{}]", batch.join(","))).await;
         let (errors, acked) = s.until_ack().await;
@@ -282,7 +278,7 @@ async fn engine_limits_refuse_the_event_with_its_seq_and_index_and_change_nothin
         // The events before it are stored; the refused one is not.
         assert_eq!(Some(acked + 1), refused_seq, "{label}");
     }
-    let after = metrics(addr).await;
+    let after = sup::metrics(addr).await;
     for (label, key, _) in &table {
         let r = "floorwatch_events_rejected_total";
         assert_eq!(
@@ -345,7 +341,7 @@ async fn ingest_connections_over_the_limit_get_503_until_one_closes() {
         Err(e) => panic!("want HTTP 503, got {e}"),
         Ok(_) => panic!("a third connection was accepted"),
     }
-    let m = metrics(addr).await;
+    let m = sup::metrics(addr).await;
     assert_eq!(
         counter(
             &m,
@@ -378,7 +374,7 @@ async fn wallboard_connections_over_the_limit_get_503() {
         Err(e) => panic!("want HTTP 503, got {e}"),
         Ok(_) => panic!("a second wallboard was accepted"),
     }
-    let m = metrics(addr).await;
+    let m = sup::metrics(addr).await;
     assert_eq!(
         counter(
             &m,
@@ -429,7 +425,7 @@ async fn a_source_over_max_events_per_second_is_slowed_not_refused() {
         "{:?}",
         started.elapsed()
     );
-    let m = metrics(addr).await;
+    let m = sup::metrics(addr).await;
     assert!(
         counter(
             &m,
@@ -457,7 +453,7 @@ async fn a_frame_over_max_frame_is_counted_as_a_limit_hit() {
         Got::Close(Some(f)) => assert_eq!(u16::from(f.code), 1009),
         other => panic!("want close 1009, got {other:?}"),
     }
-    let m = metrics(addr).await;
+    let m = sup::metrics(addr).await;
     assert_eq!(
         counter(&m, "floorwatch_limit_hits_total", "limit", "max_frame"),
         1.0

@@ -4,7 +4,6 @@
 //! with back-off and jitter, counts the redials, resumes with its hello, and a `snapshot`
 //! after the reconnect reconciles its view.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -89,22 +88,6 @@ fn text_frame(payload: &str) -> Vec<u8> {
     f
 }
 
-async fn read_json<S>(ws: &mut ServerWs<S>) -> Value
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    loop {
-        let m = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("daemon sends in time")
-            .expect("open")
-            .expect("message");
-        if let Message::Text(t) = m {
-            return serde_json::from_str(t.as_str()).expect("json");
-        }
-    }
-}
-
 /// Sends `frame` and reads until the ack of `seq`.
 async fn send_until_ack<S>(ws: &mut ServerWs<S>, frame: String, seq: u64)
 where
@@ -112,7 +95,7 @@ where
 {
     ws.send(Message::text(frame)).await.expect("send");
     loop {
-        let v = read_json(ws).await;
+        let v = sup::read_json(ws).await;
         if v["type"] == "ack" && v["seq"].as_u64() >= Some(seq) {
             return;
         }
@@ -121,22 +104,6 @@ where
 }
 
 /// The sum of every series of `name` in an exposition.
-fn total(exposition: &str, name: &str) -> f64 {
-    exposition
-        .lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-async fn metric(addr: SocketAddr, name: &str) -> f64 {
-    let (_, _, body) = sup::get(addr, "/metrics").await;
-    total(&body, name)
-}
-
 fn at(offset_ms: i64) -> i64 {
     START.0 + offset_ms
 }
@@ -152,11 +119,14 @@ async fn a_refused_dial_is_counted_and_redialed() {
     let d = sup::start(dialing(format!("ws://{pbx}/events"))).await;
     let addr = d.local_addr();
     sup::eventually("at least three refused dials", || async {
-        (metric(addr, "floorwatch_source_reconnects_total").await >= 3.0).then_some(())
+        (sup::metric_total(addr, "floorwatch_source_reconnects_total").await >= 3.0).then_some(())
     })
     .await;
     assert_eq!(sup::get(addr, "/readyz").await.0, 503);
-    assert_eq!(metric(addr, "floorwatch_source_connected").await, 0.0);
+    assert_eq!(
+        sup::metric_total(addr, "floorwatch_source_connected").await,
+        0.0
+    );
     d.shutdown().await;
 }
 
@@ -184,7 +154,7 @@ async fn a_source_that_drops_at_once_is_redialed_with_growing_jittered_delays() 
         );
     }
     assert!(gaps[2] > gaps[0], "back-off grows: {gaps:?}");
-    let reconnects = metric(d.local_addr(), "floorwatch_source_reconnects_total").await;
+    let reconnects = sup::metric_total(d.local_addr(), "floorwatch_source_reconnects_total").await;
     assert!(reconnects >= 3.0, "{reconnects}");
     d.shutdown().await;
 }
@@ -210,17 +180,17 @@ async fn a_connection_dropped_mid_frame_is_redialed_and_the_half_frame_is_not_ap
     ));
     tcp.write_all(&next[..next.len() / 2]).await.expect("half");
     sup::eventually("the first frame applied", || async {
-        (metric(addr, "floorwatch_events_total").await == 1.0).then_some(())
+        (sup::metric_total(addr, "floorwatch_events_total").await == 1.0).then_some(())
     })
     .await;
     drop(tcp);
 
     let mut ws = accept_ws(&listener).await;
-    let hello = read_json(&mut ws).await;
+    let hello = sup::read_json(&mut ws).await;
     assert_eq!(hello["resume_after"], 1, "{hello}");
-    assert!(metric(addr, "floorwatch_source_reconnects_total").await >= 1.0);
+    assert!(sup::metric_total(addr, "floorwatch_source_reconnects_total").await >= 1.0);
     assert_eq!(
-        metric(addr, "floorwatch_events_total").await,
+        sup::metric_total(addr, "floorwatch_events_total").await,
         1.0,
         "the half frame applied nothing"
     );
@@ -248,8 +218,8 @@ async fn a_stalled_half_open_source_is_dropped_after_the_ping_timeout() {
         waited >= Duration::from_millis(600),
         "dropped only after source.ping_timeout: {waited:?}"
     );
-    assert_eq!(read_json(&mut ws).await["type"], "hello");
-    assert!(metric(addr, "floorwatch_source_reconnects_total").await >= 1.0);
+    assert_eq!(sup::read_json(&mut ws).await["type"], "hello");
+    assert!(sup::metric_total(addr, "floorwatch_source_reconnects_total").await >= 1.0);
     // `stalled` stays open until here: the daemon left it, not the other way round.
     drop(stalled);
     d.shutdown().await;
@@ -278,7 +248,7 @@ async fn a_quiet_source_that_answers_pings_stays_connected() {
     let redial = tokio::time::timeout(Duration::from_millis(3_500), listener.accept()).await;
     assert!(redial.is_err(), "the daemon redialed a live source");
     assert_eq!(
-        metric(addr, "floorwatch_source_reconnects_total").await,
+        sup::metric_total(addr, "floorwatch_source_reconnects_total").await,
         0.0
     );
     assert_eq!(sup::get(addr, "/readyz").await.0, 200);
@@ -315,11 +285,11 @@ async fn garbage_for_a_handshake_and_garbage_frames_are_redialed() {
 
     // A text frame that is not JSON is bad input, not a fault: the connection stays.
     let mut ws = accept_ws(&listener).await;
-    assert_eq!(read_json(&mut ws).await["type"], "hello");
+    assert_eq!(sup::read_json(&mut ws).await["type"], "hello");
     ws.send(Message::text("{not json")).await.expect("send");
-    let error = read_json(&mut ws).await;
+    let error = sup::read_json(&mut ws).await;
     assert_eq!(error["type"], "error", "{error}");
-    assert!(metric(addr, "floorwatch_source_reconnects_total").await >= 2.0);
+    assert!(sup::metric_total(addr, "floorwatch_source_reconnects_total").await >= 2.0);
     assert_eq!(sup::get(addr, "/readyz").await.0, 200);
     d.shutdown().await;
 }
@@ -335,7 +305,7 @@ async fn every_close_code_is_redialed_with_the_resume_point() {
         let pbx = listener.local_addr().expect("addr");
         let d = sup::start(dialing(format!("ws://{pbx}/events"))).await;
         let mut ws = accept_ws(&listener).await;
-        assert_eq!(read_json(&mut ws).await["resume_after"], Value::Null);
+        assert_eq!(sup::read_json(&mut ws).await["resume_after"], Value::Null);
         let login = format!(
             r#"{{"type":"agent.login","ts":{},"seq":7,"agent":"a1"}}"#,
             at(0)
@@ -348,9 +318,10 @@ async fn every_close_code_is_redialed_with_the_resume_point() {
         .await
         .expect("close");
         let mut ws = accept_ws(&listener).await;
-        let hello = read_json(&mut ws).await;
+        let hello = sup::read_json(&mut ws).await;
         assert_eq!(hello["resume_after"], 7, "after close code {code}: {hello}");
-        let reconnects = metric(d.local_addr(), "floorwatch_source_reconnects_total").await;
+        let reconnects =
+            sup::metric_total(d.local_addr(), "floorwatch_source_reconnects_total").await;
         assert_eq!(reconnects, 1.0, "close code {code}");
         d.shutdown().await;
     });
@@ -388,13 +359,16 @@ async fn after_a_reconnect_resent_events_are_duplicates_and_a_snapshot_reconcile
     ];
 
     let mut ws = accept_ws(&listener).await;
-    assert_eq!(read_json(&mut ws).await["resume_after"], Value::Null);
+    assert_eq!(sup::read_json(&mut ws).await["resume_after"], Value::Null);
     send_until_ack(&mut ws, format!("[{}]", events.join(",")), 5).await;
-    assert_eq!(metric(addr, "floorwatch_violations_total").await, 1.0);
+    assert_eq!(
+        sup::metric_total(addr, "floorwatch_violations_total").await,
+        1.0
+    );
     drop(ws); // the outage: no close frame
 
     let mut ws = accept_ws(&listener).await;
-    let hello = read_json(&mut ws).await;
+    let hello = sup::read_json(&mut ws).await;
     assert_eq!(hello["resume_after"], 5, "{hello}");
     // A source whose buffer lags its acks resends from seq 3; then the snapshot it sends
     // after every reconnect: a2 logged out during the outage, a1 is back to ready.
@@ -408,16 +382,16 @@ async fn after_a_reconnect_resent_events_are_duplicates_and_a_snapshot_reconcile
     send_until_ack(&mut ws, resent, 6).await;
 
     assert_eq!(
-        metric(addr, "floorwatch_events_duplicate_total").await,
+        sup::metric_total(addr, "floorwatch_events_duplicate_total").await,
         3.0,
         "seq 3..5 resent"
     );
     assert_eq!(
-        metric(addr, "floorwatch_violations_total").await,
+        sup::metric_total(addr, "floorwatch_violations_total").await,
         1.0,
         "the resent pause raised nothing again"
     );
-    assert!(metric(addr, "floorwatch_source_reconnects_total").await >= 1.0);
+    assert!(sup::metric_total(addr, "floorwatch_source_reconnects_total").await >= 1.0);
     let (_, floor) = sup::get_json(addr, "/api/v1/floor").await;
     let agents = floor["agents"].as_array().expect("agents");
     let present = |id: &str| {
@@ -550,7 +524,8 @@ async fn wss_with_a_private_ca_connects_only_with_source_ca() {
         "the daemon must not trust a private CA by default"
     );
     sup::eventually("the failed dial counted", || async {
-        (metric(d.local_addr(), "floorwatch_source_reconnects_total").await >= 1.0).then_some(())
+        (sup::metric_total(d.local_addr(), "floorwatch_source_reconnects_total").await >= 1.0)
+            .then_some(())
     })
     .await;
     assert_eq!(sup::get(d.local_addr(), "/readyz").await.0, 503);
@@ -571,7 +546,7 @@ async fn wss_with_a_private_ca_connects_only_with_source_ca() {
     let mut ws = tokio_tungstenite::accept_async(tls)
         .await
         .expect("handshake");
-    assert_eq!(read_json(&mut ws).await["type"], "hello");
+    assert_eq!(sup::read_json(&mut ws).await["type"], "hello");
     let login = format!(
         r#"{{"type":"agent.login","ts":{},"seq":1,"agent":"a1"}}"#,
         at(0)
@@ -600,7 +575,7 @@ async fn shutdown_closes_the_dialed_source_with_going_away() {
     let pbx = listener.local_addr().expect("addr");
     let d = sup::start(dialing(format!("ws://{pbx}/events"))).await;
     let mut ws = accept_ws(&listener).await;
-    assert_eq!(read_json(&mut ws).await["type"], "hello");
+    assert_eq!(sup::read_json(&mut ws).await["type"], "hello");
     let login = format!(
         r#"{{"type":"agent.login","ts":{},"seq":1,"agent":"a1"}}"#,
         at(0)

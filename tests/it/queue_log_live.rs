@@ -7,7 +7,6 @@
 //! event is older than wall time minus the 2 s window, so the tail releases what it has read
 //! as soon as it reaches the end of the file.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,16 +16,13 @@ use floorwatch::config::AmiSettings;
 use floorwatch::config::{AdapterConfig, AdapterKind, Config};
 use floorwatch::daemon::DaemonHandle;
 use floorwatch::event::Event;
-use floorwatch::time::Timestamp;
 use serde_json::Value;
 
-use crate::daemon_support as sup;
+use crate::daemon_support::{self as sup, Found};
 
 /// The fixture's lines without its comments.
 fn lines() -> Vec<String> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/asterisk/queue_log");
-    std::fs::read_to_string(&p)
-        .expect("fixture")
+    sup::fixture_text("asterisk", "queue_log")
         .lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| format!("{l}\n"))
@@ -39,15 +35,9 @@ fn mapped() -> Vec<Event> {
         .0
 }
 
-type Found = BTreeSet<(String, String, String, i64)>;
-
-/// (rule, kind, agent, at) of the violations the events raise, as asterisk.rs computes them.
+/// (rule, kind, agent, at) of the violations the events raise in an engine of their own.
 fn expected_violations() -> Found {
-    let events = mapped();
-    let found: Found = crate::asterisk::violations(&events)
-        .into_iter()
-        .map(|(rule, kind, agent, at)| (rule, kind, agent, at.0))
-        .collect();
+    let found = sup::engine_violations(&mapped());
     assert!(found.len() >= 3, "{found:?}");
     found
 }
@@ -91,54 +81,30 @@ fn stored_events(dir: &Path) -> Vec<String> {
     )
 }
 
-/// A daemon tailing `path`, configured as a user would.
-async fn daemon(store: &Path, path: &Path) -> DaemonHandle {
-    let toml = format!(
+/// The config of a daemon tailing `path`, as a user would write it, with its store in `store`.
+fn tailing(store: &Path, path: &Path) -> Config {
+    let mut c = sup::config_with_sources(&format!(
         "[[sources]]\nname = \"pbx\"\nkind = \"asterisk-queue-log\"\npath = {:?}\nreorder_window = \"2s\"\n",
         path.display().to_string()
-    );
-    let parsed = Config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{toml}: {e}"));
+    ));
     assert!(matches!(
-        &parsed.adapters[..],
+        &c.adapters[..],
         [AdapterConfig { kind: AdapterKind::AsteriskQueueLog(q), .. }] if q.reorder_window == 2_000
     ));
-    let mut c = sup::config();
     c.store.dir = store.to_path_buf();
-    c.adapters = parsed.adapters;
-    sup::start(c).await
+    c
 }
 
-async fn violations(d: &DaemonHandle) -> Found {
-    let (status, v) = sup::get_json(
-        d.local_addr(),
-        "/api/v1/violations?from=2026-11-28T00:00:00Z&to=2026-11-29T00:00:00Z",
-    )
-    .await;
-    assert_eq!(status, 200, "{v}");
-    v["violations"]
-        .as_array()
-        .expect("violations")
-        .iter()
-        .map(|r| {
-            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-            let at = Timestamp::parse_flexible(&s("at")).expect("at").0;
-            (s("rule"), s("kind"), s("agent"), at)
-        })
-        .collect()
+async fn daemon_tailing(store: &Path, path: &Path) -> DaemonHandle {
+    sup::start(tailing(store, path)).await
 }
 
 /// Events applied by this daemon process (duplicates excluded), all types.
 async fn applied(d: &DaemonHandle) -> u64 {
-    let (_, _, text) = sup::get(d.local_addr(), "/metrics").await;
-    text.lines()
-        .filter(|l| l.starts_with("floorwatch_events_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
-async fn metric(d: &DaemonHandle, series: &str) -> f64 {
-    let (_, _, text) = sup::get(d.local_addr(), "/metrics").await;
-    sup::sample(&text, series).unwrap_or(0.0)
+    sup::total(
+        &sup::metrics(d.local_addr()).await,
+        "floorwatch_events_total",
+    ) as u64
 }
 
 /// Appends `lines` to `path`, each cut in two writes with a pause between, so the tail sees
@@ -171,7 +137,7 @@ async fn finish(d: DaemonHandle, store: &Path) {
     let want = expected_violations();
     let deadline = tokio::time::Instant::now() + sup::WAIT;
     loop {
-        let got = violations(&d).await;
+        let got = sup::found(&sup::violations(d.local_addr(), sup::STORY_DAY).await);
         if got == want {
             break;
         }
@@ -183,7 +149,13 @@ async fn finish(d: DaemonHandle, store: &Path) {
     }
     // The last lines (logouts) raise nothing: wait for them before stopping.
     sup::eventually("the logouts", || async {
-        (metric(&d, r#"floorwatch_events_total{type="agent.logout"}"#).await >= 2.0).then_some(())
+        (sup::metric(
+            d.local_addr(),
+            r#"floorwatch_events_total{type="agent.logout"}"#,
+        )
+        .await
+            >= 2.0)
+            .then_some(())
     })
     .await;
     d.shutdown().await;
@@ -200,11 +172,15 @@ fn setup() -> (PathBuf, PathBuf) {
 #[tokio::test]
 async fn queue_log_written_bit_by_bit_gives_the_story_violations() {
     let (store, path) = setup();
-    let d = daemon(&store, &path).await;
+    let d = daemon_tailing(&store, &path).await;
     // The file does not exist yet: the tail waits for it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        metric(&d, r#"floorwatch_adapter_connected{source="pbx"}"#).await,
+        sup::metric(
+            d.local_addr(),
+            r#"floorwatch_adapter_connected{source="pbx"}"#
+        )
+        .await,
         0.0
     );
     // Two lines that are not queue_log lines: skipped, counted, nothing else changes.
@@ -216,8 +192,8 @@ async fn queue_log_written_bit_by_bit_gives_the_story_violations() {
     wait_applied(&d, n).await;
     assert_eq!(applied(&d).await, n, "each event applied once");
     assert_eq!(
-        metric(
-            &d,
+        sup::metric(
+            d.local_addr(),
             r#"floorwatch_adapter_messages_total{outcome="ignored",source="pbx"}"#
         )
         .await,
@@ -225,8 +201,8 @@ async fn queue_log_written_bit_by_bit_gives_the_story_violations() {
         "CONFIGRELOAD"
     );
     assert_eq!(
-        metric(
-            &d,
+        sup::metric(
+            d.local_addr(),
             r#"floorwatch_adapter_messages_total{outcome="malformed",source="pbx"}"#
         )
         .await,
@@ -249,7 +225,7 @@ async fn queue_log_rotated_by_rename_loses_and_repeats_nothing() {
     let (first, rest) = all.split_at(12);
     let (late_old, new) = rest.split_at(2);
     std::fs::write(&path, first.concat()).expect("write");
-    let d = daemon(&store, &path).await;
+    let d = daemon_tailing(&store, &path).await;
     sup::eventually("the first part", || async {
         (applied(&d).await >= 8).then_some(())
     })
@@ -273,7 +249,7 @@ async fn queue_log_copytruncate_starts_over_without_loss() {
     let all = lines();
     let (first, rest) = all.split_at(15);
     std::fs::write(&path, first.concat()).expect("write");
-    let d = daemon(&store, &path).await;
+    let d = daemon_tailing(&store, &path).await;
     sup::eventually("the first part", || async {
         (applied(&d).await >= 10).then_some(())
     })
@@ -301,7 +277,7 @@ async fn queue_log_tail_resumes_after_a_restart_without_duplicates() {
     let all = lines();
     let (first, rest) = all.split_at(14);
     write_slowly(&path, first).await;
-    let d = daemon(&store, &path).await;
+    let d = daemon_tailing(&store, &path).await;
     sup::eventually("the first part", || async {
         (applied(&d).await >= 10).then_some(())
     })
@@ -312,14 +288,14 @@ async fn queue_log_tail_resumes_after_a_restart_without_duplicates() {
     // The file grows while the daemon is down, and then live again.
     let (down, live) = rest.split_at(3);
     write_slowly(&path, down).await;
-    let d = daemon(&store, &path).await;
+    let d = daemon_tailing(&store, &path).await;
     write_slowly(&path, live).await;
     sup::eventually("the rest", || async {
         (applied(&d).await >= mapped().len() as u64 - before).then_some(())
     })
     .await;
     assert_eq!(
-        metric(&d, "floorwatch_events_duplicate_total").await,
+        sup::metric(d.local_addr(), "floorwatch_events_duplicate_total").await,
         0.0,
         "the tail resumes after what is stored"
     );
@@ -332,13 +308,7 @@ async fn queue_log_faster_than_the_rate_limit_is_read_more_slowly_and_loses_noth
     let (store, path) = setup();
     let n = mapped().len() as u64;
     assert!(n >= 20, "{n} events");
-    let toml = format!(
-        "[[sources]]\nname = \"pbx\"\nkind = \"asterisk-queue-log\"\npath = {:?}\nreorder_window = \"2s\"\n",
-        path.display().to_string()
-    );
-    let mut c = sup::config();
-    c.store.dir = store.clone();
-    c.adapters = Config::from_toml_str(&toml).expect("config").adapters;
+    let mut c = tailing(&store, &path);
     // A third of the story a second: the bucket's first second lets a third through, the
     // rest waits, so reading the whole file takes two seconds at least.
     let rate = (n / 3) as u32;
@@ -354,8 +324,8 @@ async fn queue_log_faster_than_the_rate_limit_is_read_more_slowly_and_loses_noth
     );
     assert_eq!(applied(&d).await, n, "each event applied once");
     assert!(
-        metric(
-            &d,
+        sup::metric(
+            d.local_addr(),
             r#"floorwatch_limit_hits_total{limit="max_events_per_second"}"#
         )
         .await

@@ -7,7 +7,7 @@
 //! `prometheus-alertmanager`, which scripts/test installs.
 
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -24,14 +24,6 @@ use crate::daemon_support as sup;
 
 /// How long a server may take to answer `/-/ready` (both take about 0.5 s here).
 const READY: Duration = Duration::from_secs(20);
-
-/// A free loopback port: bound to 127.0.0.1:0 and released at once.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
 
 /// One server binary running as a child, restartable on the same port.
 struct Server {
@@ -52,7 +44,7 @@ impl Server {
         dir: tempfile::TempDir,
         args: impl FnOnce(&Path, SocketAddr) -> Vec<String>,
     ) -> Server {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let addr = sup::free_port();
         let args = args(dir.path(), addr);
         let mut s = Server {
             bin,

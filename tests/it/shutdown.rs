@@ -14,12 +14,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::crash::{spawn_daemon, wait_ready, START};
-use crate::daemon_support::{Got, Source, WAIT};
-
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
+use crate::daemon_support::{free_port, Got, Source, WAIT};
 
 /// Writes a config for a daemon on `addr` with its store in `dir`; `extra` follows the
 /// `[server]` keys (and may open tables of its own).

@@ -7,7 +7,7 @@ use std::path::Path;
 use floorwatch::config::Config;
 use serde_json::Value;
 
-use crate::daemon_support::{config, get_json, start, Source};
+use crate::daemon_support::{config, get_json, start, violations, Source};
 
 const T0: i64 = 1_795_800_000_000;
 
@@ -31,12 +31,6 @@ fn config_in(dir: &Path) -> Config {
 }
 
 /// The records of `/api/v1/violations`, without the fields that may differ between runs.
-async fn violations(addr: std::net::SocketAddr) -> Vec<Value> {
-    let (status, body) = get_json(addr, "/api/v1/violations").await;
-    assert_eq!(status, 200, "{body}");
-    body["violations"].as_array().cloned().unwrap_or_default()
-}
-
 #[tokio::test]
 async fn acked_events_and_violations_survive_a_restart_and_a_resent_batch_is_ignored() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -45,7 +39,7 @@ async fn acked_events_and_violations_survive_a_restart_and_a_resent_batch_is_ign
     assert_eq!(hello["resume_after"], Value::Null);
     s.send(first_batch()).await;
     assert_eq!(s.until_ack().await.1, 3);
-    let before = violations(d.local_addr()).await;
+    let before = violations(d.local_addr(), "").await;
     assert_eq!(before.len(), 1, "{before:?}");
     assert_eq!(before[0]["kind"], "no_reason");
     assert_eq!(before[0]["status"], "open");
@@ -55,7 +49,7 @@ async fn acked_events_and_violations_survive_a_restart_and_a_resent_batch_is_ign
     let d = start(config_in(dir.path())).await;
     let (mut s, hello) = Source::connect_hello(d.local_addr(), "pbx").await;
     assert_eq!(hello["resume_after"], 3, "{hello}");
-    assert_eq!(violations(d.local_addr()).await, before);
+    assert_eq!(violations(d.local_addr(), "").await, before);
     // A source that lost its acks sends everything again: all duplicates.
     s.send(first_batch()).await;
     assert_eq!(s.until_ack().await.1, 3);
@@ -65,7 +59,7 @@ async fn acked_events_and_violations_survive_a_restart_and_a_resent_batch_is_ign
     );
     s.send(end).await;
     assert_eq!(s.until_ack().await.1, 4);
-    let after = violations(d.local_addr()).await;
+    let after = violations(d.local_addr(), "").await;
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!(after[0]["id"], before[0]["id"]);
     assert_eq!(after[0]["status"], "closed");
@@ -77,7 +71,7 @@ async fn acked_events_and_violations_survive_a_restart_and_a_resent_batch_is_ign
     let d = start(config_in(dir.path())).await;
     let (_s, hello) = Source::connect_hello(d.local_addr(), "pbx").await;
     assert_eq!(hello["resume_after"], 4, "{hello}");
-    assert_eq!(violations(d.local_addr()).await, after);
+    assert_eq!(violations(d.local_addr(), "").await, after);
     d.shutdown().await;
 }
 
@@ -88,7 +82,7 @@ async fn a_torn_journal_tail_is_truncated_and_nothing_acked_is_lost() {
     let (mut s, _) = Source::connect_hello(d.local_addr(), "pbx").await;
     s.send(first_batch()).await;
     assert_eq!(s.until_ack().await.1, 3);
-    let before = violations(d.local_addr()).await;
+    let before = violations(d.local_addr(), "").await;
     drop(s);
     d.shutdown().await;
 
@@ -119,7 +113,7 @@ async fn a_torn_journal_tail_is_truncated_and_nothing_acked_is_lost() {
     let d = start(config_in(dir.path())).await;
     let (mut s, hello) = Source::connect_hello(d.local_addr(), "pbx").await;
     assert_eq!(hello["resume_after"], 3, "{hello}");
-    assert_eq!(violations(d.local_addr()).await, before);
+    assert_eq!(violations(d.local_addr(), "").await, before);
     let next = format!(
         r#"{{"type":"agent.state","ts":{},"seq":4,"agent":"a-1","state":"ready"}}"#,
         T0 + 120_000
@@ -157,7 +151,7 @@ async fn a_waiver_is_kept_with_the_violation_across_restarts() {
     let (mut s, _) = Source::connect_hello(d.local_addr(), "pbx").await;
     s.send(first_batch()).await;
     assert_eq!(s.until_ack().await.1, 3);
-    let v = violations(d.local_addr()).await;
+    let v = violations(d.local_addr(), "").await;
     let id = v[0]["id"].as_u64().expect("id");
     let waive = format!("/api/v1/violations/{id}/waive");
     let (status, _) = post_json(d.local_addr(), &waive, r#"{"by":"zhang.wei","why":" "}"#).await;

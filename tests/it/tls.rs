@@ -1,7 +1,6 @@
 //! `[server.tls]`: HTTPS and WSS on the daemon's one port, with a certificate of
 //! `tests/fixtures/tls/` (a leaf for localhost and 127.0.0.1, signed by `ca.pem`).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use floorwatch::config::TlsFiles;
@@ -14,17 +13,11 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::daemon_support as sup;
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/tls")
-        .join(name)
-}
-
 fn tls_config() -> floorwatch::config::Config {
     let mut c = sup::config();
     c.server.tls = Some(TlsFiles {
-        cert: fixture("cert.pem"),
-        key: fixture("key.pem"),
+        cert: sup::fixture("tls", "cert.pem"),
+        key: sup::fixture("tls", "key.pem"),
     });
     c
 }
@@ -32,7 +25,7 @@ fn tls_config() -> floorwatch::config::Config {
 /// A client that trusts the fixtures' CA only.
 fn client() -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(fixture("ca.pem")).expect("ca.pem") {
+    for c in CertificateDer::pem_file_iter(sup::fixture("tls", "ca.pem")).expect("ca.pem") {
         roots.add(c.expect("ca cert")).expect("trust the ca");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -113,8 +106,8 @@ async fn https_and_wss_are_served_on_the_one_port() {
 async fn a_missing_or_unfitting_certificate_stops_the_start_naming_the_key() {
     let mut c = tls_config();
     c.server.tls = Some(TlsFiles {
-        cert: fixture("no-such.pem"),
-        key: fixture("key.pem"),
+        cert: sup::fixture("tls", "no-such.pem"),
+        key: sup::fixture("tls", "key.pem"),
     });
     let e = match floorwatch::daemon::start(c).await {
         Ok(d) => {
@@ -131,8 +124,8 @@ async fn a_missing_or_unfitting_certificate_stops_the_start_naming_the_key() {
     // The CA's certificate with the leaf's key: they do not belong together.
     let mut c = tls_config();
     c.server.tls = Some(TlsFiles {
-        cert: fixture("ca.pem"),
-        key: fixture("key.pem"),
+        cert: sup::fixture("tls", "ca.pem"),
+        key: sup::fixture("tls", "key.pem"),
     });
     let e = match floorwatch::daemon::start(c).await {
         Ok(d) => {

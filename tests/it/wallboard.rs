@@ -35,7 +35,7 @@ fn iso(ms: i64) -> String {
 
 /// A daemon whose engine clock follows the wall clock (events are stamped near now), with
 /// teams and their leads in its config.
-async fn daemon(teams: &[(&str, &str)]) -> DaemonHandle {
+async fn daemon_with_teams(teams: &[(&str, &str)]) -> DaemonHandle {
     let mut c: Config = daemon_support::config();
     c.source.idle = 2_000;
     c.teams = teams
@@ -120,7 +120,7 @@ async fn board(addr: SocketAddr, query: &str) -> Browser {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tiles_show_every_logged_in_agent_and_follow_events_within_3s() {
-    let d = daemon(&[("t1", "张伟"), ("t2", "李娜")]).await;
+    let d = daemon_with_teams(&[("t1", "张伟"), ("t2", "李娜")]).await;
     let addr = d.local_addr();
     let mut phone = Phone::connect(addr).await;
     phone
@@ -200,7 +200,7 @@ async fn tiles_show_every_logged_in_agent_and_follow_events_within_3s() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pause_without_reason_shows_in_the_feed_with_the_lead() {
-    let d = daemon(&[("t1", "张伟"), ("t2", "李娜")]).await;
+    let d = daemon_with_teams(&[("t1", "张伟"), ("t2", "李娜")]).await;
     let addr = d.local_addr();
     let mut phone = Phone::connect(addr).await;
     phone
@@ -268,7 +268,7 @@ async fn a_pause_without_reason_shows_in_the_feed_with_the_lead() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_board_says_stale_when_the_daemon_stops() {
-    let d = daemon(&[("t1", "张伟")]).await;
+    let d = daemon_with_teams(&[("t1", "张伟")]).await;
     let addr = d.local_addr();
     let mut phone = Phone::connect(addr).await;
     phone.send(vec![login("a1", "t1")]).await;
@@ -324,7 +324,7 @@ const HAS_HAN: &str = "/[\\u3400-\\u9fff]/.test(document.body.innerText)";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn languages_and_the_team_filter() {
-    let d = daemon(&[("t1", "Zhang Wei"), ("t2", "Li Na")]).await;
+    let d = daemon_with_teams(&[("t1", "Zhang Wei"), ("t2", "Li Na")]).await;
     let addr = d.local_addr();
     let mut phone = Phone::connect(addr).await;
     phone
@@ -690,7 +690,7 @@ async fn screenshots_of_a_busy_floor() {
         ("hotline-3", "王强"),
         ("hotline-4", "刘洋"),
     ];
-    let d = daemon(&teams).await;
+    let d = daemon_with_teams(&teams).await;
     let addr = d.local_addr();
     let mut phone = Phone::connect(addr).await;
     let now = now_ms();
