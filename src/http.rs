@@ -647,10 +647,20 @@ impl ViolationsQuery {
 
 async fn violations(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     query: Result<Query<ViolationsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let filter = q.filter()?;
+    let mut filter = q.filter()?;
+    // An agent reads their own record only.
+    if let Some(me) = p.own_agent() {
+        if filter.agent.as_deref().is_some_and(|a| a != me) {
+            return Err(ApiError::Forbidden(format!(
+                "you are {me}: you read your own record only"
+            )));
+        }
+        filter.agent = Some(me.to_string());
+    }
     let records = match s.store.clone() {
         Some(store) => {
             blocking(move || store.violations(&filter, MAX_VIOLATIONS_PER_QUERY)).await?
@@ -664,6 +674,7 @@ async fn violations(
 /// as their `generatorURL`).
 async fn violation(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<ViolationRecord>, ApiError> {
     let id: u64 = id
@@ -677,9 +688,15 @@ async fn violation(
             .into_iter()
             .find(|r| r.violation.id == id),
     };
-    found
-        .map(Json)
-        .ok_or_else(|| ApiError::NoSuch(format!("no violation {id} on record")))
+    let found = found.ok_or_else(|| ApiError::NoSuch(format!("no violation {id} on record")))?;
+    if let Some(me) = p.own_agent() {
+        if found.violation.agent != me {
+            return Err(ApiError::Forbidden(format!(
+                "violation {id} is not yours ({me}): you read your own record only"
+            )));
+        }
+    }
+    Ok(Json(found))
 }
 
 #[derive(Deserialize)]
@@ -760,6 +777,7 @@ struct AppraisalQuery {
 /// violations). JSON is `{"appraisal": [row, ...]}`; CSV has the rules page's columns.
 async fn appraisal(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     query: Result<Query<AppraisalQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
@@ -799,7 +817,13 @@ async fn appraisal(
     })
     .await;
     let rows = match rows {
-        Ok(Ok(rows)) => rows,
+        // An agent sees their own row only.
+        Ok(Ok(mut rows)) => {
+            if let Some(me) = p.own_agent() {
+                rows.retain(|r| r.agent == me);
+            }
+            rows
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %format!("{e:#}"), "cannot compute the appraisal");
             return Err(ApiError::Internal);

@@ -158,8 +158,84 @@ pub async fn get_with(
     exchange(addr, req).await
 }
 
+/// What [`call`] got back.
+pub struct Reply {
+    pub status: u16,
+    /// Header names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// Any HTTP/1.1 request, with a bearer `token` and extra `headers`, and a JSON `body`.
+pub async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Reply {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or_default();
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    let (status, head, body) = exchange_raw(addr, req).await;
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        })
+        .collect();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
 /// Sends one HTTP/1.1 request (`Connection: close`): status, content type, body.
 async fn exchange(addr: SocketAddr, req: String) -> (u16, String, String) {
+    let (status, head, body) = exchange_raw(addr, req).await;
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (status, content_type, body)
+}
+
+/// Sends one HTTP/1.1 request (`Connection: close`): status, the head, the body.
+async fn exchange_raw(addr: SocketAddr, req: String) -> (u16, String, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = Vec::new();
@@ -174,14 +250,6 @@ async fn exchange(addr: SocketAddr, req: String) -> (u16, String, String) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .expect("status");
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-type")
-                .then(|| v.trim().to_string())
-        })
-        .unwrap_or_default();
     let body = if head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
@@ -190,7 +258,7 @@ async fn exchange(addr: SocketAddr, req: String) -> (u16, String, String) {
     } else {
         body.to_string()
     };
-    (status, content_type, body)
+    (status, head.to_string(), body)
 }
 
 fn dechunk(mut s: &str) -> String {

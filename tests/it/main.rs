@@ -26,6 +26,7 @@ mod log_capture;
 mod metrics;
 mod net_faults;
 mod queue_log_live;
+mod record;
 mod report;
 mod servers;
 mod shutdown;
