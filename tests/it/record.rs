@@ -11,10 +11,19 @@ use floorwatch::config::{Config, Role, User};
 use floorwatch::daemon::DaemonHandle;
 use serde_json::{json, Value};
 
-use crate::daemon_support::{self as sup, call, Reply, Source};
+use crate::daemon_support::{self as sup, call, Source};
 
-/// Users of the floor: (name, role, teams, agent, token).
-const USERS: &[(&str, Role, &[&str], Option<&str>, &str)] = &[
+/// One user of the floor: name, role, teams, agent, token.
+type UserRow = (
+    &'static str,
+    Role,
+    &'static [&'static str],
+    Option<&'static str>,
+    &'static str,
+);
+
+/// Users of the floor.
+const USERS: &[UserRow] = &[
     ("管理员", Role::Admin, &[], None, "admin-token"),
     ("质检-陈", Role::Qa, &[], None, "qa-token"),
     ("王芳", Role::Lead, &["t1"], None, "lead1-token"),
