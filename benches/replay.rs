@@ -68,7 +68,10 @@ fn bench(c: &mut Criterion) {
         .iter()
         .map(|l| decode_frame(l).events.len() as u64)
         .sum();
-    assert!(events > 20_000, "the synthetic stream holds only {events} events");
+    assert!(
+        events > 20_000,
+        "the synthetic stream holds only {events} events"
+    );
     let mut g = c.benchmark_group("replay");
     g.throughput(Throughput::Elements(events));
     g.sample_size(20);
