@@ -13,6 +13,8 @@
 //!   writes violations and the appraisal CSV.
 //! - [`import`]: `floorwatch import`: a phone system's historical log (Asterisk
 //!   `queue_log`) mapped to protocol NDJSON, for `replay`.
+//! - [`format`]: the store format version: what this binary writes, reads and refuses, and
+//!   when to bump it.
 //! - [`journal`]: the append-only, checksummed segment log of accepted events (opaque
 //!   records); its durability contract and crash recovery.
 //! - [`store`]: the durable record under `store.dir`: the journal of accepted events and the
@@ -52,6 +54,7 @@ pub mod engine;
 pub mod event;
 pub mod feed;
 pub mod floor;
+pub mod format;
 pub mod http;
 pub mod import;
 pub mod ingest;

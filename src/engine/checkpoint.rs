@@ -4,6 +4,11 @@
 //! A restored engine behaves exactly like the one that was checkpointed: same future
 //! effects, same violation ids. The rules are not part of a checkpoint: they come from the
 //! config at restore time (a changed config judges only what happens after the restart).
+//!
+//! A checkpoint carries the store format it was written at ([`CHECKPOINT_VERSION`], see
+//! `crate::format`). One of an older format restores: a field added with a later format is
+//! `#[serde(default)]`, which is right because the older binary could not have held anything
+//! there. One of a newer format is refused.
 
 use std::sync::Arc;
 
@@ -18,8 +23,8 @@ use crate::config::RulesConfig;
 use crate::event::Id;
 use crate::time::{Calendar, Period, Timestamp};
 
-/// Format version of [`Checkpoint`]; bumped when its shape changes.
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// Format version of [`Checkpoint`]: the store format ([`crate::format::STORE_FORMAT`]).
+pub const CHECKPOINT_VERSION: u32 = crate::format::STORE_FORMAT;
 
 /// The engine's state. Taking one is cheap: agents, calls and days of appraisal
 /// accumulators are shared with the engine until it changes them (see `cow.rs`), so the
@@ -141,7 +146,9 @@ impl Checkpoint {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("checkpoint format {found} is not supported (this build reads {CHECKPOINT_VERSION})")]
+    #[error(
+        "checkpoint is at store format {found}, newer than this binary's format {CHECKPOINT_VERSION}: it was written by a newer floorwatch"
+    )]
     Version { found: u32 },
 }
 
@@ -169,13 +176,14 @@ impl Engine {
         }
     }
 
-    /// An engine in the state of `cp`, judging by `rules` from here on.
+    /// An engine in the state of `cp`, judging by `rules` from here on. A checkpoint of an
+    /// older format restores; one of a newer format is refused.
     pub fn restore(
         rules: RulesConfig,
         retention: KpiRetention,
         cp: Checkpoint,
     ) -> Result<Engine, CheckpointError> {
-        if cp.version != CHECKPOINT_VERSION {
+        if cp.version > CHECKPOINT_VERSION {
             return Err(CheckpointError::Version { found: cp.version });
         }
         let mut e = Engine::with_retention(rules, retention);
@@ -193,5 +201,30 @@ impl Engine {
         e.kpis = Kpis::from_days(retention, cp.kpis);
         e.current = cp.current;
         Ok(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_of_a_newer_format_is_refused_naming_both() {
+        let engine = Engine::new(RulesConfig::default());
+        let mut json = serde_json::to_value(engine.checkpoint()).expect("json");
+        json["version"] = serde_json::Value::from(CHECKPOINT_VERSION + 1);
+        let cp: Checkpoint = serde_json::from_value(json).expect("decodes");
+        let err = match Engine::restore(RulesConfig::default(), KpiRetention::LastDays(62), cp) {
+            Ok(_) => panic!("restored a newer checkpoint"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains(&format!("store format {}", CHECKPOINT_VERSION + 1)),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("this binary's format {CHECKPOINT_VERSION}")),
+            "{err}"
+        );
     }
 }
