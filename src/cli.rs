@@ -43,6 +43,15 @@ pub enum Command {
     Export(ExportArgs),
     /// Map a phone system's historical log to protocol NDJSON (for `replay`).
     Import(ImportArgs),
+    /// Report a data directory's format and health (journal, checkpoints, violations, lock)
+    /// without changing anything; exit code 1 when it found problems.
+    CheckStore(CheckStoreArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckStoreArgs {
+    /// The data directory (`store.dir`), e.g. /var/lib/floorwatch.
+    pub dir: PathBuf,
 }
 
 #[derive(Args, Debug)]

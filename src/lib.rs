@@ -18,7 +18,8 @@
 //! - [`journal`]: the append-only, checksummed segment log of accepted events (opaque
 //!   records); its durability contract and crash recovery.
 //! - [`store`]: the durable record under `store.dir`: the journal of accepted events and the
-//!   SQLite database (violations with status and waivers, engine checkpoints).
+//!   SQLite database (violations with status and waivers, engine checkpoints); the data
+//!   directory's lock (`store::lock`) and `floorwatch check-store` (`store::check`).
 //! - [`report`]: the stored appraisal (`floorwatch report`, the appraisal API) and the audit
 //!   export (`floorwatch export`), both defined by the journal.
 //! - [`clock`]: the daemon's wall clock, the only place that reads wall time.

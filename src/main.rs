@@ -13,6 +13,7 @@ fn main() {
         Command::Report(a) => floorwatch::report::report_main(a),
         Command::Export(a) => floorwatch::report::export_main(a),
         Command::Import(a) => floorwatch::import::main(a),
+        Command::CheckStore(a) => floorwatch::store::check::main(&a.dir),
     };
     if let Err(e) = result {
         eprintln!("floorwatch: {e:#}");

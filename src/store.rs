@@ -20,12 +20,18 @@
 //! Versions: every file carries the store format it was written at ([`crate::format`]). The
 //! writer ([`Store::open`]) refuses a newer store before it changes anything, starts a new
 //! journal segment when the last one is older, and migrates the databases (`MIGRATIONS`);
-//! read-only openers ([`StoreReader::open_read_only`]) read older formats as they are and
-//! refuse newer ones.
+//! read-only openers ([`StoreReader::open_read_only`], [`check`]) read older formats as they
+//! are and refuse newer ones.
+//!
+//! One writer per directory: [`Store::open`] takes the data directory's [`lock`] and holds it
+//! until the store is dropped. Readers take no lock.
 //!
 //! Must not: apply events to the engine or read a clock. Its calls block on file I/O: the
 //! engine owner task calls the writer directly (one `fdatasync` per batch), HTTP handlers use
 //! a [`StoreReader`] on a blocking thread.
+
+pub mod check;
+pub mod lock;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -71,6 +77,8 @@ pub enum StoreError {
     NoSuchViolation(u64),
     #[error("cannot start the checkpoint thread: {0}")]
     Thread(#[source] std::io::Error),
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
     #[error(transparent)]
     NewerFormat(#[from] NewerFormat),
     #[error("no store in {}: {} is missing", dir.display(), file)]
@@ -183,6 +191,8 @@ pub struct Store {
     start: Position,
     /// The store format written (the journal's options say which).
     format: u32,
+    /// Held while the store is open; released when it is dropped (or the process ends).
+    _lock: lock::DirLock,
 }
 
 /// The schema of `floorwatch.db` at store format 1. Never change it: a change of the schema
@@ -325,7 +335,7 @@ fn open_checkpoints(dir: &Path, format: u32) -> Result<Connection, StoreError> {
 /// Opens an SQLite file of the store read-only, refusing a newer format. Changes nothing:
 /// when no write-ahead log is there (no daemon has the file open) it is opened as
 /// immutable, so SQLite does not leave an empty `-wal` and `-shm` beside it either.
-fn open_read_only(dir: &Path, file: &'static str) -> Result<Connection, StoreError> {
+pub(crate) fn open_read_only(dir: &Path, file: &'static str) -> Result<Connection, StoreError> {
     use rusqlite::OpenFlags;
     let path = dir.join(file);
     if !path.exists() {
@@ -434,14 +444,16 @@ impl Store {
     /// store format written; another than [`crate::format::STORE_FORMAT`] only in tests of
     /// format upgrades.
     ///
-    /// In order: refuses a newer store before anything is changed (databases, then every
-    /// journal segment), opens the journal (recovery, and a new segment if the last is
-    /// older), then migrates the databases.
+    /// In order: takes the directory's [`lock`] (refused while another process holds it),
+    /// refuses a newer store before anything is changed (databases, then every journal
+    /// segment), opens the journal (recovery, and a new segment if the last is older), then
+    /// migrates the databases.
     pub fn open_with(dir: &Path, opts: JournalOptions) -> Result<(Store, Recovery), StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
             path: dir.to_path_buf(),
             source,
         })?;
+        let lock = lock::DirLock::acquire(dir)?;
         let format = u32::from(opts.format);
         for file in ["floorwatch.db", "checkpoints.db"] {
             let path = dir.join(file);
@@ -472,6 +484,7 @@ impl Store {
                 checkpoints,
                 start,
                 format,
+                _lock: lock,
             },
             recovery,
         ))
@@ -820,8 +833,8 @@ impl StoreReader {
         })
     }
 
-    /// A reader that changes nothing in `dir`, for the commands that run beside a daemon
-    /// (`report`, `export`); it cannot waive. A store of an
+    /// A reader that changes nothing in `dir` and needs no lock, for the commands that run
+    /// beside a daemon (`report`, `export`, `check-store`); it cannot waive. A store of an
     /// older format is read as it is; a newer one is refused.
     pub fn open_read_only(dir: &Path) -> Result<StoreReader, StoreError> {
         Ok(StoreReader {

@@ -11,6 +11,7 @@ mod crash;
 mod daemon_live;
 mod daemon_support;
 mod dashboards;
+mod datadir;
 mod demo;
 mod demo_live;
 mod engine_props;
