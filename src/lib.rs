@@ -24,6 +24,7 @@
 //!   export (`floorwatch export`), both defined by the journal.
 //! - [`clock`]: the daemon's wall clock, the only place that reads wall time.
 //! - [`daemon`]: wires everything; the one task that owns the engine and publishes views.
+//! - [`service`]: what systemd sees: readiness (`Type=notify`) and the reload signal.
 //! - [`ingest`]: WebSocket ingest of the protocol (listen and connect modes).
 //! - [`limits`]: `[limits]` of the I/O shell: connection permits, per-source event rate
 //!   (back-pressure), and the count and rate-limited log of every limit reached.
@@ -64,6 +65,7 @@ pub mod limits;
 pub mod metrics;
 pub mod replay;
 pub mod report;
+pub mod service;
 pub mod simulate;
 pub mod store;
 pub mod time;

@@ -1,7 +1,9 @@
-//! The data directory, with real processes of the binary: one daemon per `store.dir` (the
-//! second is refused naming the first one's PID, a `kill -9` leaves no stale lock), and the
-//! read-only commands beside a running daemon.
+//! The data directory and the service manager, with real processes of the binary: one
+//! daemon per `store.dir` (the second is refused naming the first one's PID, a `kill -9`
+//! leaves no stale lock), the read-only commands beside a running daemon, systemd's
+//! readiness notification, and SIGHUP (`systemctl reload`) that does not stop the daemon.
 
+use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -130,5 +132,66 @@ async fn a_second_daemon_on_the_same_directory_is_refused_naming_the_first_ones_
     );
     signal(&third, "TERM");
     let (status, _) = wait_exit(&mut third, Duration::from_secs(20)).await;
+    assert!(status.success(), "{status:?}");
+}
+
+/// Reads one notification, waiting up to 20 s.
+fn recv(socket: &UnixDatagram) -> String {
+    let mut buf = [0u8; 512];
+    let n = socket.recv(&mut buf).expect("a notification in time");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_once_the_daemon_serves_and_sighup_does_not_stop_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr = free_port();
+    let config = write_config(dir.path(), addr, "");
+    let path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_floorwatch"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .env("NOTIFY_SOCKET", &path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let socket = std::sync::Arc::new(socket);
+    let rx = socket.clone();
+    let ready = tokio::task::spawn_blocking(move || recv(&rx))
+        .await
+        .expect("join");
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
+    assert!(
+        ready.contains(&format!("STATUS=serving on {addr}")),
+        "{ready}"
+    );
+    // READY=1 comes after the port is bound and the store restored.
+    let (status, _, body) = get(addr, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+
+    // `systemctl reload` sends SIGHUP: logged, not fatal.
+    signal(&child, "HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "SIGHUP stopped the daemon"
+    );
+    let (status, _, _) = get(addr, "/healthz").await;
+    assert_eq!(status, 200);
+
+    signal(&child, "TERM");
+    let rx = socket.clone();
+    let stopping = tokio::task::spawn_blocking(move || recv(&rx))
+        .await
+        .expect("join");
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping}");
+    let (status, _) = wait_exit(&mut child, Duration::from_secs(20)).await;
     assert!(status.success(), "{status:?}");
 }
