@@ -34,4 +34,5 @@ mod simulate;
 mod sources;
 mod store;
 mod tls;
+mod upgrade;
 mod wallboard;
