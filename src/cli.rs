@@ -46,11 +46,20 @@ pub enum Command {
     /// Report a data directory's format and health (journal, checkpoints, violations, lock)
     /// without changing anything; exit code 1 when it found problems.
     CheckStore(CheckStoreArgs),
+    /// Write the man pages (roff) into a directory: floorwatch.1 and one per command.
+    #[command(hide = true)]
+    Man(ManArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct CheckStoreArgs {
     /// The data directory (`store.dir`), e.g. /var/lib/floorwatch.
+    pub dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// The directory to write the pages into (created if missing).
     pub dir: PathBuf,
 }
 

@@ -43,6 +43,7 @@
 //!   WebSocket client with hello/ack/resume.
 //! - [`demo`]: the daemon plus the simulator in one process.
 //! - [`cli`]: command-line arguments (clap); `main.rs` wires each command to its module.
+//! - [`man`]: the man pages, generated from [`cli`] (for the Debian package).
 
 pub mod adapter;
 pub mod alert;
@@ -62,6 +63,7 @@ pub mod import;
 pub mod ingest;
 pub mod journal;
 pub mod limits;
+pub mod man;
 pub mod metrics;
 pub mod replay;
 pub mod report;

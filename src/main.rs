@@ -14,6 +14,7 @@ fn main() {
         Command::Export(a) => floorwatch::report::export_main(a),
         Command::Import(a) => floorwatch::import::main(a),
         Command::CheckStore(a) => floorwatch::store::check::main(&a.dir),
+        Command::Man(a) => floorwatch::man::write_pages(&a.dir),
     };
     if let Err(e) = result {
         eprintln!("floorwatch: {e:#}");
