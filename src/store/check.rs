@@ -386,6 +386,13 @@ fn check_newest(h: &mut StoreHealth, n: &mut NewestCheckpoint, json: &[u8]) {
             .problems
             .push(format!("checkpoint {} does not decode: {e}", n.id)),
     }
+    let torn = h.journal.as_ref().and_then(|j| j.torn_tail);
+    if let Some((at, _, _)) = torn.filter(|(at, _, _)| n.position > *at) {
+        h.problems.push(format!(
+            "the newest checkpoint ({}) is at journal {}:{}, after the last good record ({}:{}): once the next start cuts the tail off, it cannot continue from this checkpoint",
+            n.id, n.position.segment, n.position.offset, at.segment, at.offset
+        ));
+    }
     match Journal::reader(&h.dir.join("journal"), n.position) {
         Ok(reader) => {
             let mut replay = 0;

@@ -195,3 +195,44 @@ async fn systemd_hears_ready_once_the_daemon_serves_and_sighup_does_not_stop_it(
     let (status, _) = wait_exit(&mut child, Duration::from_secs(20)).await;
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn check_store_reports_a_torn_tail_and_damage_without_cutting_anything() {
+    let (root, _) = crate::upgrade::fixture_copy();
+    let data = root.path().join("data");
+    let segment = data.join("journal/00000000000000000001.log");
+    let good = std::fs::read(&segment).expect("segment");
+
+    // A torn write at the end: a note, not a problem, and the bytes stay.
+    let mut torn = good.clone();
+    torn.extend_from_slice(&[0x40, 0, 0, 0, 1, 2]);
+    std::fs::write(&segment, &torn).expect("tear");
+    let (ok, report) = check_store(&data);
+    assert!(ok, "{report}");
+    assert!(
+        report.contains(&format!("6 bytes after 1:{} (torn write)", good.len())),
+        "{report}"
+    );
+    assert!(report.contains("1628 records"), "{report}");
+    assert!(report.contains("the next start cuts it off"), "{report}");
+    assert_eq!(
+        std::fs::read(&segment).expect("segment"),
+        torn,
+        "nothing cut"
+    );
+
+    // A flipped byte in the middle: a problem (exit 1), and still nothing cut.
+    let mut damaged = good.clone();
+    damaged[good.len() / 2] ^= 0x20;
+    std::fs::write(&segment, &damaged).expect("damage");
+    let (ok, report) = check_store(&data);
+    assert!(!ok, "{report}");
+    assert!(report.contains("followed by good ones"), "{report}");
+    // The newest checkpoint is at the end: a start would cut the journal before it.
+    assert!(
+        report.contains("cannot continue from this checkpoint"),
+        "{report}"
+    );
+    assert!(report.contains("verdict:       2 problem(s)"), "{report}");
+    assert_eq!(std::fs::read(&segment).expect("segment"), damaged);
+}

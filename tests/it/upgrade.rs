@@ -33,7 +33,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// A copy of the fixture in a temporary directory, its config on a free port; the root.
-fn fixture_copy() -> (tempfile::TempDir, std::net::SocketAddr) {
+pub fn fixture_copy() -> (tempfile::TempDir, std::net::SocketAddr) {
     let tmp = tempfile::tempdir().expect("tempdir");
     copy_dir(Path::new(FIXTURE), tmp.path());
     let addr = free_port();
