@@ -51,6 +51,7 @@ fn throughput(c: &mut Criterion) {
             let opts = JournalOptions {
                 fsync,
                 segment_bytes: 8 << 20,
+                ..JournalOptions::default()
             };
             let (mut journal, _) = Journal::open(dir.path(), opts).expect("open");
             let records: Vec<Vec<u8>> = (0..per).map(record).collect();

@@ -50,6 +50,12 @@ pub enum Command {
     /// Close a month on a running daemon: its statement (the appraisal CSV) is frozen with
     /// its SHA-256, and its violations can no longer be waived.
     CloseMonth(CloseMonthArgs),
+    /// Report a data directory's format and health (journal, checkpoints, violations, lock)
+    /// without changing anything; exit code 1 when it found problems.
+    CheckStore(CheckStoreArgs),
+    /// Write the man pages (roff) into a directory: floorwatch.1 and one per command.
+    #[command(hide = true)]
+    Man(ManArgs),
 }
 
 #[derive(Args, Debug)]
@@ -104,6 +110,18 @@ pub struct ScheduleImportArgs {
     /// Config file: `appraisal.timezone` for local times.
     #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckStoreArgs {
+    /// The data directory (`store.dir`), e.g. /var/lib/floorwatch.
+    pub dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// The directory to write the pages into (created if missing).
+    pub dir: PathBuf,
 }
 
 #[derive(Args, Debug)]

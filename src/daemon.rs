@@ -241,7 +241,10 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let grace = Duration::from_millis(config.server.shutdown_grace.max(1) as u64);
     let handle = start(config).await?;
+    crate::service::handle_reload_signal();
+    crate::service::ready(handle.local_addr());
     shutdown.await;
+    crate::service::stopping();
     tracing::info!(grace = ?grace, "shutting down");
     if handle.shutdown().await {
         Ok(())

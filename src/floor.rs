@@ -69,6 +69,19 @@ pub struct ViolationRecord {
     /// Who waived it, why and when (status `waived`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiver: Option<Waiver>,
+    /// Every waiver and reversal in the order recorded (one violation's record only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waivers: Vec<WaiverEntry>,
+}
+
+/// One step of a violation's waiver chain.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WaiverEntry {
+    pub at: Timestamp,
+    /// A waiver (`true`) or the reversal of one.
+    pub waived: bool,
+    pub by: String,
+    pub why: String,
 }
 
 /// A lead's decision that a violation counts for nothing. Kept forever with the violation.
@@ -415,6 +428,7 @@ impl ViolationLog {
             status: Status::Open,
             cleared_at: None,
             waiver: None,
+            waivers: Vec::new(),
         });
     }
 

@@ -7,8 +7,9 @@
 //!
 //! # On-disk format
 //!
-//! A segment starts with the 8-byte header [`SEGMENT_MAGIC`] (`fwjrnl` + format version 1),
-//! followed by records, each
+//! A segment starts with an 8-byte header: [`SEGMENT_PREFIX`] (`fwjrnl`), then the store
+//! format its records were written at (u16, big-endian; see [`crate::format`]), followed by
+//! records, each
 //!
 //! ```text
 //! [u32 len, little-endian][u32 crc, little-endian][len bytes of payload]
@@ -33,12 +34,19 @@
 //! write, bad length, bad checksum, garbage) is copied to a quarantine file, then truncated to
 //! the last good record. Older segments are verified when read; corruption there is an error.
 //!
+//! # Formats
+//!
+//! [`Journal::open`] reads every segment's header first and refuses a journal with a segment
+//! newer than [`JournalOptions::format`] before it changes anything. A last segment at an
+//! older format is left as it is and a new segment is started at the writer's format, so no
+//! segment mixes two formats; readers read every segment up to their own format.
+//!
 //! # What it must not do
 //!
 //! It never drops a record silently: bytes cut off at open are kept in a quarantine file and
 //! reported in [`Recovery`]. It reads no clock and spawns no task; callers on an async runtime
-//! run it on a blocking thread. One [`Journal`] per directory at a time (not enforced by a
-//! lock: the daemon must not start twice on the same directory).
+//! run it on a blocking thread. One [`Journal`] per directory at a time: not enforced here,
+//! the store holds the data directory's lock (`store::lock`) while it writes.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
@@ -47,12 +55,18 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// The first bytes of every segment: `fwjrnl`, then the format version (`0`, `1`).
-pub const SEGMENT_MAGIC: [u8; 8] = *b"fwjrnl\x00\x01";
+/// The first bytes of every segment; the store format follows (u16, big-endian).
+pub const SEGMENT_PREFIX: [u8; 6] = *b"fwjrnl";
+/// The length of a segment's header: where its first record starts.
+pub const HEADER_LEN: u64 = 8;
+// The format must fit the header.
+const _: () = assert!(crate::format::STORE_FORMAT <= u16::MAX as u32);
+/// The store format this binary writes, as the header holds it.
+pub const FORMAT: u16 = crate::format::STORE_FORMAT as u16;
 /// Largest payload accepted by [`Journal::append_batch`]; longer lengths on disk are corruption.
 pub const MAX_RECORD_BYTES: usize = 16 << 20;
 
-const HEADER: u64 = SEGMENT_MAGIC.len() as u64;
+const HEADER: u64 = HEADER_LEN;
 const FRAME: usize = 8;
 
 /// When appended bytes are forced to stable storage.
@@ -71,6 +85,9 @@ pub struct JournalOptions {
     pub fsync: FsyncPolicy,
     /// A new segment starts before a batch that would take the current one past this size.
     pub segment_bytes: u64,
+    /// The store format new segments are written at, and the newest one accepted
+    /// ([`FORMAT`]; another value only in tests of format upgrades).
+    pub format: u16,
 }
 
 impl Default for JournalOptions {
@@ -78,6 +95,7 @@ impl Default for JournalOptions {
         Self {
             fsync: FsyncPolicy::EveryBatch,
             segment_bytes: 64 << 20,
+            format: FORMAT,
         }
     }
 }
@@ -100,6 +118,9 @@ pub struct Recovery {
     pub truncated_bytes: u64,
     /// The end of the log: where the next batch goes.
     pub end: Position,
+    /// The format of the last segment when it was older than the writer's: a new segment
+    /// was started at the writer's format.
+    pub upgraded_from: Option<u16>,
 }
 
 /// A journal failure. Messages name the file, the offset and what went wrong.
@@ -126,6 +147,8 @@ pub enum JournalError {
         position: Position,
         reason: &'static str,
     },
+    #[error(transparent)]
+    NewerFormat(#[from] crate::format::NewerFormat),
 }
 
 impl JournalError {
@@ -176,13 +199,26 @@ impl Journal {
     /// Opens (creating) the journal in `dir`. Scans the last segment: a torn or corrupt tail
     /// (bad length, bad checksum, short write) is quarantined and truncated to the last good
     /// record, as reported in [`Recovery`]. A missing segment between others, or a segment
-    /// that does not start with [`SEGMENT_MAGIC`], is an error.
+    /// that does not start with [`SEGMENT_PREFIX`], is an error, and so is a segment at a
+    /// format newer than `opts.format` (checked before anything is changed). A last segment
+    /// at an older format is followed by a new one at `opts.format`.
     pub fn open(dir: &Path, opts: JournalOptions) -> Result<(Journal, Recovery), JournalError> {
         fs::create_dir_all(dir).map_err(JournalError::io("create directory", dir))?;
         let segments = list_segments(dir)?;
+        let mut last_format = opts.format;
+        for (i, &segment) in segments.iter().enumerate() {
+            let path = segment_path(dir, segment);
+            let is_last = i + 1 == segments.len();
+            if let Some(format) = read_format(&path, is_last)? {
+                check_format(&path, format, opts.format)?;
+                if is_last {
+                    last_format = format;
+                }
+            }
+        }
         let Some((&first, &last)) = segments.first().zip(segments.last()) else {
             let path = segment_path(dir, 1);
-            let active = create_segment(dir, &path)?;
+            let active = create_segment(dir, &path, opts.format)?;
             let journal = Journal {
                 dir: dir.to_path_buf(),
                 opts,
@@ -202,6 +238,7 @@ impl Journal {
                 records: 0,
                 truncated_bytes: 0,
                 end: journal.end,
+                upgraded_from: None,
             };
             return Ok((journal, recovery));
         };
@@ -211,8 +248,8 @@ impl Journal {
             .write(true)
             .open(&path)
             .map_err(JournalError::io("open segment", &path))?;
-        let (records, good, truncated_bytes) = recover_tail(&active, &path)?;
-        let journal = Journal {
+        let (records, good, truncated_bytes) = recover_tail(&active, &path, opts.format)?;
+        let mut journal = Journal {
             dir: dir.to_path_buf(),
             opts,
             first,
@@ -226,12 +263,20 @@ impl Journal {
             #[cfg(test)]
             fault: None,
         };
-        let recovery = Recovery {
+        let mut recovery = Recovery {
             segments: segments.len(),
             records,
             truncated_bytes,
             end: journal.end,
+            upgraded_from: None,
         };
+        if last_format < journal.opts.format {
+            journal.rotate()?;
+            recovery.segments += 1;
+            recovery.records = 0;
+            recovery.end = journal.end;
+            recovery.upgraded_from = Some(last_format);
+        }
         Ok((journal, recovery))
     }
 
@@ -291,8 +336,18 @@ impl Journal {
 
     /// Reads records from `from` (a position returned by [`Journal::append_batch`],
     /// [`Journal::end`], [`Recovery`] or a reader) to the end of the log at the time of the
-    /// call, across segments. Verifies every checksum; an error ends the iteration.
+    /// call, across segments. Verifies every checksum; an error ends the iteration, and so
+    /// does a segment at a format newer than this binary's ([`FORMAT`]).
     pub fn reader(dir: &Path, from: Position) -> Result<JournalReader, JournalError> {
+        Journal::reader_at_format(dir, from, FORMAT)
+    }
+
+    /// [`Journal::reader`] for a reader of store format `format` (tests of format upgrades).
+    pub fn reader_at_format(
+        dir: &Path,
+        from: Position,
+        format: u16,
+    ) -> Result<JournalReader, JournalError> {
         let bad = |reason| JournalError::BadPosition {
             dir: dir.to_path_buf(),
             position: from,
@@ -326,6 +381,7 @@ impl Journal {
             current: None,
             start: from.offset,
             failed: false,
+            format,
         })
     }
 
@@ -415,7 +471,7 @@ impl Journal {
         if fs::metadata(&path).is_ok_and(|m| m.len() <= HEADER) {
             fs::remove_file(&path).map_err(JournalError::io("remove half-made segment", &path))?;
         }
-        self.active = create_segment(&self.dir, &path)?;
+        self.active = create_segment(&self.dir, &path, self.opts.format)?;
         self.active_path = path;
         self.end = Position {
             segment,
@@ -439,6 +495,8 @@ pub struct JournalReader {
     /// Offset to start at in the first segment opened.
     start: u64,
     failed: bool,
+    /// The newest store format read.
+    format: u16,
 }
 
 #[derive(Debug)]
@@ -458,12 +516,10 @@ impl JournalReader {
         };
         let file = File::open(&path).map_err(JournalError::io("open segment", &path))?;
         let mut file = BufReader::with_capacity(256 << 10, file);
-        let mut magic = [0u8; HEADER as usize];
-        file.read_exact(&mut magic)
+        let mut header = [0u8; HEADER as usize];
+        file.read_exact(&mut header)
             .map_err(|_| JournalError::corrupt(&path, 0, "segment header is short"))?;
-        if magic != SEGMENT_MAGIC {
-            return Err(JournalError::corrupt(&path, 0, "not a journal segment"));
-        }
+        check_format(&path, parse_header(&path, &header)?, self.format)?;
         let offset = std::mem::replace(&mut self.start, HEADER).max(HEADER);
         if offset > HEADER {
             io::copy(&mut (&mut file).take(offset - HEADER), &mut io::sink())
@@ -562,6 +618,71 @@ impl Iterator for JournalReader {
     }
 }
 
+/// One segment as [`inspect`] found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub number: u64,
+    pub path: PathBuf,
+    pub len: u64,
+    /// The store format in its header; `None` for a header cut short (the last segment
+    /// only, completed at the next open).
+    pub format: Option<u16>,
+}
+
+/// What a journal directory holds, read without changing anything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inspection {
+    /// Oldest first.
+    pub segments: Vec<SegmentInfo>,
+    /// The scan of the last segment (whole header only).
+    pub tail: Option<TailScan>,
+    /// Quarantine files of earlier recoveries (`<segment>.log.tail-<offset>`).
+    pub quarantined: Vec<PathBuf>,
+}
+
+/// Inspects the journal in `dir` without changing anything: segment numbers, lengths and
+/// formats, the last segment's torn or corrupt tail if it has one (what [`Journal::open`]
+/// would cut off), quarantine files. A gap between segments or a header that is not a
+/// segment's is an error; formats are reported, not judged.
+pub fn inspect(dir: &Path) -> Result<Inspection, JournalError> {
+    let numbers = list_segments(dir)?;
+    let mut segments = Vec::with_capacity(numbers.len());
+    for (i, &number) in numbers.iter().enumerate() {
+        let path = segment_path(dir, number);
+        let len = fs::metadata(&path)
+            .map_err(JournalError::io("stat segment", &path))?
+            .len();
+        let format = read_format(&path, i + 1 == numbers.len())?;
+        segments.push(SegmentInfo {
+            number,
+            path,
+            len,
+            format,
+        });
+    }
+    let tail = match segments.last() {
+        Some(last) if last.format.is_some() => {
+            let bytes =
+                fs::read(&last.path).map_err(JournalError::io("read segment", &last.path))?;
+            Some(scan_segment(&bytes))
+        }
+        _ => None,
+    };
+    let mut quarantined = Vec::new();
+    for entry in fs::read_dir(dir).map_err(JournalError::io("list directory", dir))? {
+        let entry = entry.map_err(JournalError::io("list directory", dir))?;
+        if entry.file_name().to_string_lossy().contains(".log.tail-") {
+            quarantined.push(entry.path());
+        }
+    }
+    quarantined.sort();
+    Ok(Inspection {
+        segments,
+        tail,
+        quarantined,
+    })
+}
+
 fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("{segment:020}.log"))
 }
@@ -595,8 +716,48 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, JournalError> {
     Ok(segments)
 }
 
+/// The header of a segment written at store format `format`.
+pub fn segment_header(format: u16) -> [u8; HEADER as usize] {
+    let [hi, lo] = format.to_be_bytes();
+    let [a, b, c, d, e, f] = SEGMENT_PREFIX;
+    [a, b, c, d, e, f, hi, lo]
+}
+
+/// The store format of a whole segment header; an error if it is not one.
+fn parse_header(path: &Path, header: &[u8; HEADER as usize]) -> Result<u16, JournalError> {
+    let format = u16::from_be_bytes([header[6], header[7]]);
+    if header[..6] != SEGMENT_PREFIX || format == 0 {
+        return Err(JournalError::corrupt(path, 0, "not a journal segment"));
+    }
+    Ok(format)
+}
+
+/// The store format of the segment at `path`. `None` for a header cut short by a crash
+/// while the last segment was being created (`last`: completed at open); elsewhere that is
+/// corruption.
+pub fn read_format(path: &Path, last: bool) -> Result<Option<u16>, JournalError> {
+    let mut header = Vec::with_capacity(HEADER as usize);
+    File::open(path)
+        .and_then(|f| f.take(HEADER).read_to_end(&mut header))
+        .map_err(JournalError::io("read segment header", path))?;
+    match <[u8; HEADER as usize]>::try_from(header.as_slice()) {
+        Ok(header) => parse_header(path, &header).map(Some),
+        Err(_) if last => Ok(None),
+        Err(_) => Err(JournalError::corrupt(path, 0, "segment header is short")),
+    }
+}
+
+fn check_format(path: &Path, found: u16, supported: u16) -> Result<(), JournalError> {
+    crate::format::check(
+        || format!("journal segment {}", path.display()),
+        u32::from(found),
+        u32::from(supported),
+    )
+    .map_err(JournalError::from)
+}
+
 /// Creates a segment with its header, durably (file and directory).
-fn create_segment(dir: &Path, path: &Path) -> Result<File, JournalError> {
+fn create_segment(dir: &Path, path: &Path, format: u16) -> Result<File, JournalError> {
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -604,7 +765,7 @@ fn create_segment(dir: &Path, path: &Path) -> Result<File, JournalError> {
         .open(path)
         .map_err(JournalError::io("create segment", path))?;
     let made = file
-        .write_all(&SEGMENT_MAGIC)
+        .write_all(&segment_header(format))
         .and_then(|()| file.sync_data())
         .map_err(JournalError::io("write segment header", path));
     if let Err(err) = made {
@@ -656,9 +817,39 @@ fn record_end(bytes: &[u8], at: usize) -> Option<usize> {
     (checksum(&frame[..4], payload) == crc).then_some(end)
 }
 
+/// What a scan of a segment's bytes found: the whole records from the header on, where the
+/// last one ends, and whether a good record follows the bad bytes after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TailScan {
+    pub records: u64,
+    /// The end of the last whole record (the header's end if none).
+    pub good_end: u64,
+    /// The segment's length: bytes past `good_end` are a torn or corrupt tail.
+    pub len: u64,
+    /// A whole record starts somewhere after `good_end`: the tail is not a torn write but
+    /// damage in the middle of the log.
+    pub followed: bool,
+}
+
+/// Scans the bytes of a segment whose header is whole; changes nothing.
+pub fn scan_segment(bytes: &[u8]) -> TailScan {
+    let mut at = (HEADER as usize).min(bytes.len());
+    let mut records = 0;
+    while let Some(end) = record_end(bytes, at) {
+        at = end;
+        records += 1;
+    }
+    TailScan {
+        records,
+        good_end: at as u64,
+        len: bytes.len() as u64,
+        followed: (at + 1..bytes.len()).any(|k| record_end(bytes, k).is_some()),
+    }
+}
+
 /// Scans the last segment, quarantines and cuts off a bad tail. Returns the whole records
 /// found, the good length and the bytes cut off.
-fn recover_tail(file: &File, path: &Path) -> Result<(u64, u64, u64), JournalError> {
+fn recover_tail(file: &File, path: &Path, format: u16) -> Result<(u64, u64, u64), JournalError> {
     let mut bytes = Vec::new();
     (&*file)
         .read_to_end(&mut bytes)
@@ -666,27 +857,25 @@ fn recover_tail(file: &File, path: &Path) -> Result<(u64, u64, u64), JournalErro
     let header = HEADER as usize;
     if bytes.len() < header {
         // A crash while the segment was being created: only a prefix of the header can be
-        // there. Anything else is not ours.
-        if SEGMENT_MAGIC[..bytes.len()] != bytes[..] {
+        // there (its format bytes may be an older writer's). Anything else is not ours.
+        let prefix = bytes.len().min(SEGMENT_PREFIX.len());
+        if SEGMENT_PREFIX[..prefix] != bytes[..prefix] {
             return Err(JournalError::corrupt(path, 0, "not a journal segment"));
         }
-        file.write_all_at(&SEGMENT_MAGIC[bytes.len()..], bytes.len() as u64)
+        file.write_all_at(&segment_header(format), 0)
             .and_then(|()| file.sync_data())
             .map_err(JournalError::io("write segment header", path))?;
         return Ok((0, HEADER, 0));
     }
-    if bytes[..header] != SEGMENT_MAGIC {
-        return Err(JournalError::corrupt(path, 0, "not a journal segment"));
-    }
-    let mut at = header;
-    let mut records = 0;
-    while let Some(end) = record_end(&bytes, at) {
-        at = end;
-        records += 1;
-    }
+    let TailScan {
+        records,
+        good_end,
+        followed,
+        ..
+    } = scan_segment(&bytes);
+    let at = good_end as usize;
     let cut = (bytes.len() - at) as u64;
     if cut > 0 {
-        let followed = (at + 1..bytes.len()).any(|k| record_end(&bytes, k).is_some());
         let quarantine = PathBuf::from(format!("{}.tail-{at}", path.display()));
         fs::write(&quarantine, &bytes[at..])
             .and_then(|()| File::open(&quarantine)?.sync_all())
@@ -720,6 +909,7 @@ mod tests {
         JournalOptions {
             fsync: FsyncPolicy::Never,
             segment_bytes: 1024,
+            ..JournalOptions::default()
         }
     }
 
@@ -803,7 +993,7 @@ mod tests {
     fn torn_segment_header_is_completed() {
         let tmp = tempfile::tempdir().unwrap();
         drop(Journal::open(tmp.path(), opts()).unwrap());
-        fs::write(segment_path(tmp.path(), 2), &SEGMENT_MAGIC[..3]).unwrap();
+        fs::write(segment_path(tmp.path(), 2), &segment_header(FORMAT)[..3]).unwrap();
         let (mut j, rec) = Journal::open(tmp.path(), opts()).unwrap();
         assert_eq!(
             rec.end,
@@ -841,10 +1031,114 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (mut j, _) = Journal::open(tmp.path(), opts()).unwrap();
         j.append_batch(&[&[1u8; 900]]).unwrap();
-        fs::write(segment_path(tmp.path(), 2), &SEGMENT_MAGIC[..5]).unwrap();
+        fs::write(segment_path(tmp.path(), 2), &segment_header(FORMAT)[..5]).unwrap();
         j.append_batch(&[&[2u8; 900]]).unwrap();
         assert_eq!(j.end().segment, 2);
         assert_eq!(read_all(tmp.path()), [vec![1u8; 900], vec![2u8; 900]]);
+    }
+
+    #[test]
+    fn the_header_of_format_1_is_the_one_every_earlier_release_wrote() {
+        assert_eq!(segment_header(1), *b"fwjrnl\x00\x01");
+    }
+
+    #[test]
+    fn a_segment_of_a_newer_format_is_refused_before_anything_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(tmp.path(), opts()).unwrap();
+        j.append_batch(&[b"old"]).unwrap();
+        drop(j);
+        // A newer binary's segment, with a torn tail that an open would otherwise cut.
+        let newer = segment_path(tmp.path(), 2);
+        let mut bytes = segment_header(FORMAT + 1).to_vec();
+        encode(&mut bytes, b"new");
+        bytes.extend_from_slice(&[1, 2, 3]);
+        fs::write(&newer, &bytes).unwrap();
+        let err = Journal::open(tmp.path(), opts()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("00000000000000000002.log"), "{text}");
+        assert!(
+            text.contains(&format!("store format {}", FORMAT + 1)),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("this binary's format {FORMAT}")),
+            "{text}"
+        );
+        assert_eq!(fs::read(&newer).unwrap(), bytes, "nothing was cut");
+        assert_eq!(
+            fs::read_dir(tmp.path()).unwrap().count(),
+            2,
+            "no quarantine file"
+        );
+        // Readers refuse it too, after the records they can read.
+        let got: Vec<_> = Journal::reader(
+            tmp.path(),
+            Position {
+                segment: 1,
+                offset: HEADER,
+            },
+        )
+        .unwrap()
+        .collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].as_ref().unwrap().1, b"old");
+        assert!(
+            matches!(got[1], Err(JournalError::NewerFormat(_))),
+            "{:?}",
+            got[1]
+        );
+    }
+
+    #[test]
+    fn a_newer_writer_starts_a_segment_of_its_own_and_reads_the_old_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(tmp.path(), opts()).unwrap();
+        j.append_batch(&[b"one", b"two"]).unwrap();
+        drop(j);
+        let old = fs::read(segment_path(tmp.path(), 1)).unwrap();
+        let newer = JournalOptions {
+            format: FORMAT + 1,
+            ..opts()
+        };
+        let (mut j, rec) = Journal::open(tmp.path(), newer.clone()).unwrap();
+        assert_eq!(rec.upgraded_from, Some(FORMAT));
+        assert_eq!(rec.segments, 2);
+        assert_eq!(
+            rec.end,
+            Position {
+                segment: 2,
+                offset: HEADER
+            }
+        );
+        j.append_batch(&[b"three"]).unwrap();
+        drop(j);
+        assert_eq!(
+            fs::read(segment_path(tmp.path(), 1)).unwrap(),
+            old,
+            "old segment untouched"
+        );
+        assert_eq!(
+            read_format(&segment_path(tmp.path(), 2), true).unwrap(),
+            Some(FORMAT + 1)
+        );
+        // Opening again at the same format starts nothing new.
+        let (_, rec) = Journal::open(tmp.path(), newer).unwrap();
+        assert_eq!(rec.upgraded_from, None);
+        assert_eq!(rec.segments, 2);
+        let from = Position {
+            segment: 1,
+            offset: HEADER,
+        };
+        let all: Vec<Vec<u8>> = Journal::reader_at_format(tmp.path(), from, FORMAT + 1)
+            .unwrap()
+            .map(|r| r.map(|(_, p)| p))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(all, [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+        // The older binary (a rollback) refuses the new segment, naming both formats.
+        let err = Journal::open(tmp.path(), opts()).unwrap_err();
+        assert!(matches!(err, JournalError::NewerFormat(_)), "{err}");
     }
 
     #[test]

@@ -15,6 +15,11 @@
 //!      wallboard, and who may call what (including the `/ingest` upgrade).
 //!    - [`import`]: `floorwatch import`: a phone system's historical log (Asterisk
 //!      `queue_log`) mapped to protocol NDJSON, for `replay`.
+//!    - [`schedule`]: `floorwatch schedule import`: a roster CSV into `shift.scheduled`
+//!      events, as NDJSON or sent to a daemon.
+//!    - [`api_client`]: the client side of the daemon's API for the commands that talk to a
+//!      running daemon (`schedule import --url`, `close-month`).
+//!    - [`man`]: the man pages, written from the command-line definition.
 //! 4. The sources, which feed the engine task:
 //!    - [`ingest`]: WebSocket sessions of the protocol (listen and connect modes).
 //!    - [`adapter`]: native phone-system events (Asterisk AMI and queue_log, FreeSWITCH
@@ -59,6 +64,9 @@
 //!     - [`redial`]: the back-off every client redials with.
 //!     - [`worker`]: a one-job-at-a-time thread for the owner task.
 //!     - [`logging`]: the stderr log subscriber.
+//!     - [`service`]: readiness and stopping told to systemd (`sd_notify`).
+//!     - [`format`]: the store format version: what this binary writes, reads and refuses,
+//!       and when to bump it.
 //!     - [`cli`]: command-line arguments (clap) and exit codes.
 
 pub mod adapter;
@@ -74,18 +82,21 @@ pub mod engine;
 pub mod event;
 pub mod feed;
 pub mod floor;
+pub mod format;
 pub mod http;
 pub mod import;
 pub mod ingest;
 pub mod journal;
 pub mod limits;
 pub mod logging;
+pub mod man;
 pub mod metrics;
 pub mod owner;
 pub mod redial;
 pub mod replay;
 pub mod report;
 pub mod schedule;
+pub mod service;
 pub mod simulate;
 pub mod sockets;
 pub mod store;

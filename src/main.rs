@@ -21,6 +21,8 @@ fn main() {
         Command::Schedule(a) => match a.what {
             floorwatch::cli::ScheduleCommand::Import(a) => floorwatch::schedule::import_main(a),
         },
+        Command::CheckStore(a) => floorwatch::store::check::main(&a.dir),
+        Command::Man(a) => floorwatch::man::write_pages(&a.dir),
     };
     if let Err(e) = result {
         eprintln!("floorwatch: {e:#}");

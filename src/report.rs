@@ -4,9 +4,11 @@
 //! Owns the definition of the stored appraisal: the journal's records, in order, run
 //! through a fresh engine with each event at its applied time (exactly what `floorwatch
 //! replay --appraisal` does with the output of `export`), ended at the last applied time,
-//! minus the waived violations of the store. Nothing here writes to the data directory, so
-//! it may run beside a live daemon: it reads the journal up to a given end (the daemon's
-//! stored end) or, without one, up to the first unreadable record at the tail.
+//! minus the waived violations of the store. Nothing here writes to the data directory (the
+//! database is opened read-only, see [`StoreReader::open_read_only`]), so it needs no lock
+//! and may run beside a live daemon: it reads the journal up to a given end (the daemon's
+//! stored end) or, without one, up to the first unreadable record at the tail. A store of a
+//! newer format than the binary's is refused.
 //!
 //! Must not: open the journal for writing (that would truncate a live daemon's tail).
 
@@ -18,7 +20,7 @@ use anyhow::Context;
 use crate::cli::{ExportArgs, ReportArgs};
 use crate::config::{self, RulesConfig};
 use crate::engine::{Applied, AppraisalRow, Engine, KpiRetention};
-use crate::journal::{Journal, Position, SEGMENT_MAGIC};
+use crate::journal::{Journal, Position, HEADER_LEN};
 use crate::store::Record;
 use crate::time::{Period, Timestamp};
 
@@ -45,7 +47,7 @@ pub fn for_each_record(
     };
     let from = Position {
         segment: first,
-        offset: SEGMENT_MAGIC.len() as u64,
+        offset: HEADER_LEN,
     };
     let mut n = 0;
     for r in Journal::reader(&journal, from)? {

@@ -17,9 +17,21 @@
 //! the journal is replayed after a crash), except waivers, which live only in the database
 //! and are written with `synchronous=FULL` semantics (a committed waiver is synced).
 //!
+//! Versions: every file carries the store format it was written at ([`crate::format`]). The
+//! writer ([`Store::open`]) refuses a newer store before it changes anything, starts a new
+//! journal segment when the last one is older, and migrates the databases (`MIGRATIONS`);
+//! read-only openers ([`StoreReader::open_read_only`], [`check`]) read older formats as they
+//! are and refuse newer ones.
+//!
+//! One writer per directory: [`Store::open`] takes the data directory's [`lock`] and holds it
+//! until the store is dropped. Readers take no lock.
+//!
 //! Must not: apply events to the engine or read a clock. Its calls block on file I/O: the
 //! engine owner task calls the writer directly (one `fdatasync` per batch), HTTP handlers use
 //! a [`StoreReader`] on a blocking thread.
+
+pub mod check;
+pub mod lock;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -31,8 +43,9 @@ use serde_json::value::RawValue;
 use crate::engine::{Effect, EventRef, Evidence, Kind, Rule, Violation};
 use crate::event::{decode_event, Event, Id};
 use crate::floor::{Status, ViolationFilter, ViolationRecord, Waiver};
+use crate::format::NewerFormat;
 use crate::journal::{
-    Journal, JournalError, JournalOptions, JournalReader, Position, Recovery, SEGMENT_MAGIC,
+    Journal, JournalError, JournalOptions, JournalReader, Position, Recovery, HEADER_LEN,
 };
 use crate::time::{Millis, Timestamp};
 
@@ -64,6 +77,12 @@ pub enum StoreError {
     NoSuchViolation(u64),
     #[error("cannot start the checkpoint thread: {0}")]
     Thread(#[source] std::io::Error),
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+    #[error(transparent)]
+    NewerFormat(#[from] NewerFormat),
+    #[error("no store in {}: {} is missing", dir.display(), file)]
+    Missing { dir: PathBuf, file: &'static str },
 }
 
 fn db(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -203,8 +222,14 @@ pub struct Store {
     checkpoints: Connection,
     /// The first record position of the oldest segment (replay from the beginning).
     start: Position,
+    /// The store format written (the journal's options say which).
+    format: u32,
+    /// Held while the store is open; released when it is dropped (or the process ends).
+    _lock: lock::DirLock,
 }
 
+/// The schema of `floorwatch.db` at store format 1. Never change it: a change of the schema
+/// is a migration (`MIGRATIONS`), which new databases go through as well.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS violations (
     id INTEGER PRIMARY KEY,
@@ -237,7 +262,32 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 ";
 
-/// `checkpoints.db` (and, in stores made before it existed, a table of `floorwatch.db`).
+/// The migrations of `floorwatch.db`: entry `i` takes a database from store format `i + 1`
+/// to `i + 2` (an empty string when only other files changed). Applied in order, in one
+/// transaction with the new `user_version`, by the writer's open.
+const MIGRATIONS: &[&str] = &[
+    // 1 -> 2: waivers are journaled events; every waiver and reversal of a violation is kept,
+    // in the order recorded (the violation's row holds the latest).
+    "CREATE TABLE IF NOT EXISTS waivers (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        violation INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        waived INTEGER NOT NULL,
+        by TEXT NOT NULL,
+        why TEXT NOT NULL,
+        UNIQUE (violation, at, waived, by, why)
+    );
+    CREATE INDEX IF NOT EXISTS waivers_violation ON waivers(violation, id);",
+];
+
+/// The migrations of `checkpoints.db`, as [`MIGRATIONS`].
+const CHECKPOINTS_MIGRATIONS: &[&str] = &[
+    // 1 -> 2: only the checkpoints' shape grew (their own `version` says which).
+    "",
+];
+
+/// `checkpoints.db` (and, in stores made before it existed, a table of `floorwatch.db`) at
+/// store format 1. Never change it; see [`CHECKPOINTS_MIGRATIONS`].
 const CHECKPOINTS_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS checkpoints (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -249,10 +299,70 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 ";
 
-/// Opens the database at `path` with the store's pragmas and schema.
-fn open_db(path: &Path) -> Result<Connection, StoreError> {
-    let c = open_sqlite(path)?;
-    c.execute_batch(SCHEMA).map_err(db("create schema"))?;
+/// The store format of an open database (`user_version`; 0 is format 1).
+fn db_format(c: &Connection) -> Result<u32, StoreError> {
+    let v: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(db("read user_version"))?;
+    Ok(crate::format::from_user_version(v))
+}
+
+/// Refuses a database at a format newer than `format`; returns its format.
+fn check_db_format(c: &Connection, path: &Path, format: u32) -> Result<u32, StoreError> {
+    let found = db_format(c)?;
+    crate::format::check(|| path.display().to_string(), found, format)?;
+    Ok(found)
+}
+
+/// Creates the schema of format 1 if it is missing and migrates the database to `format`:
+/// the migrations after its `user_version` and the new `user_version`, in one transaction.
+/// Returns the older format it was at, if it was migrated (a database of format 1 that was
+/// never stamped is only stamped).
+fn migrate(
+    c: &mut Connection,
+    schema: &str,
+    migrations: &[&str],
+    format: u32,
+) -> Result<Option<u32>, StoreError> {
+    let tx = c.transaction().map_err(db("begin"))?;
+    tx.execute_batch(schema).map_err(db("create schema"))?;
+    let v: i64 = tx
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(db("read user_version"))?;
+    if v == i64::from(format) {
+        tx.commit().map_err(db("commit schema"))?;
+        return Ok(None);
+    }
+    let found = crate::format::from_user_version(v);
+    for step in found..format {
+        if let Some(sql) = migrations.get(step as usize - 1) {
+            tx.execute_batch(sql).map_err(db("migrate"))?;
+        }
+    }
+    tx.pragma_update(None, "user_version", i64::from(format))
+        .map_err(db("write user_version"))?;
+    tx.commit().map_err(db("commit migration"))?;
+    Ok((found < format).then_some(found))
+}
+
+/// Logs that a file of the store was upgraded to `format`.
+fn log_upgrade(what: &str, from: Option<u32>, format: u32) {
+    if let Some(from) = from {
+        tracing::info!(
+            file = what,
+            from,
+            to = format,
+            "store upgraded to a newer format; older binaries refuse it from now on"
+        );
+    }
+}
+
+/// Opens the database at `path` with the store's pragmas and schema, migrated to `format`.
+fn open_db(path: &Path, format: u32) -> Result<Connection, StoreError> {
+    let mut c = open_sqlite(path)?;
+    check_db_format(&c, path, format)?;
+    let from = migrate(&mut c, SCHEMA, MIGRATIONS, format)?;
+    log_upgrade("floorwatch.db", from, format);
     c.execute(
         "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1')",
         [],
@@ -261,12 +371,57 @@ fn open_db(path: &Path) -> Result<Connection, StoreError> {
     Ok(c)
 }
 
-/// Opens `checkpoints.db` in `dir`.
-fn open_checkpoints(dir: &Path) -> Result<Connection, StoreError> {
-    let c = open_sqlite(&dir.join("checkpoints.db"))?;
-    c.execute_batch(CHECKPOINTS_SCHEMA)
-        .map_err(db("create checkpoint schema"))?;
+/// Opens `checkpoints.db` in `dir`, migrated to `format`.
+fn open_checkpoints(dir: &Path, format: u32) -> Result<Connection, StoreError> {
+    let path = dir.join("checkpoints.db");
+    let mut c = open_sqlite(&path)?;
+    check_db_format(&c, &path, format)?;
+    let from = migrate(&mut c, CHECKPOINTS_SCHEMA, CHECKPOINTS_MIGRATIONS, format)?;
+    log_upgrade("checkpoints.db", from, format);
     Ok(c)
+}
+
+/// Opens an SQLite file of the store read-only, refusing a newer format. Changes nothing:
+/// when no write-ahead log is there (no daemon has the file open) it is opened as
+/// immutable, so SQLite does not leave an empty `-wal` and `-shm` beside it either.
+pub(crate) fn open_read_only(dir: &Path, file: &'static str) -> Result<Connection, StoreError> {
+    use rusqlite::OpenFlags;
+    let path = dir.join(file);
+    if !path.exists() {
+        return Err(StoreError::Missing {
+            dir: dir.to_path_buf(),
+            file,
+        });
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut wal = path.clone().into_os_string();
+    wal.push("-wal");
+    let uri = if Path::new(&wal).exists() {
+        format!("file:{}", uri_path(&path))
+    } else {
+        format!("file:{}?immutable=1", uri_path(&path))
+    };
+    let c = Connection::open_with_flags(uri, flags).map_err(db("open read-only"))?;
+    c.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(db("set busy timeout"))?;
+    check_db_format(&c, &path, crate::format::STORE_FORMAT)?;
+    Ok(c)
+}
+
+/// `path` percent-encoded for an SQLite URI.
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Moves the checkpoints of a store made before `checkpoints.db` into it (oldest first, so
@@ -334,15 +489,32 @@ impl Store {
         Store::open_with(dir, JournalOptions::default())
     }
 
-    /// [`Store::open`] with journal options (tests and benchmarks).
+    /// [`Store::open`] with journal options (tests and benchmarks). `opts.format` is the
+    /// store format written; another than [`crate::format::STORE_FORMAT`] only in tests of
+    /// format upgrades.
+    ///
+    /// In order: takes the directory's [`lock`] (refused while another process holds it),
+    /// refuses a newer store before anything is changed (databases, then every journal
+    /// segment), opens the journal (recovery, and a new segment if the last is older), then
+    /// migrates the databases.
     pub fn open_with(dir: &Path, opts: JournalOptions) -> Result<(Store, Recovery), StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
             path: dir.to_path_buf(),
             source,
         })?;
+        let lock = lock::DirLock::acquire(dir)?;
+        let format = u32::from(opts.format);
+        for file in ["floorwatch.db", "checkpoints.db"] {
+            let path = dir.join(file);
+            if path.exists() {
+                let c = open_sqlite(&path)?;
+                check_db_format(&c, &path, format)?;
+            }
+        }
         let (journal, recovery) = Journal::open(&dir.join("journal"), opts)?;
-        let mut db = open_db(&dir.join("floorwatch.db"))?;
-        let mut checkpoints = open_checkpoints(dir)?;
+        log_upgrade("journal", recovery.upgraded_from.map(u32::from), format);
+        let mut db = open_db(&dir.join("floorwatch.db"), format)?;
+        let mut checkpoints = open_checkpoints(dir, format)?;
         move_old_checkpoints(&mut db, &mut checkpoints)?;
         // Segments are contiguous (open refuses a gap), so the oldest is this one.
         let first = recovery
@@ -351,7 +523,7 @@ impl Store {
             .saturating_sub(recovery.segments.saturating_sub(1) as u64);
         let start = Position {
             segment: first,
-            offset: SEGMENT_MAGIC.len() as u64,
+            offset: HEADER_LEN,
         };
         Ok((
             Store {
@@ -360,6 +532,8 @@ impl Store {
                 db,
                 checkpoints,
                 start,
+                format,
+                _lock: lock,
             },
             recovery,
         ))
@@ -369,9 +543,14 @@ impl Store {
         &self.dir
     }
 
+    /// The store format this store is written at.
+    pub fn format(&self) -> u32 {
+        self.format
+    }
+
     /// A reader for HTTP handlers (its own connection).
     pub fn reader(&self) -> Result<StoreReader, StoreError> {
-        StoreReader::open(&self.dir)
+        StoreReader::open_at(&self.dir, self.format)
     }
 
     /// Appends one batch of encoded records with one write and one `fdatasync`. On error
@@ -388,10 +567,15 @@ impl Store {
 
     /// Reads the journal from `from` (or from its beginning) to its end.
     pub fn read_journal(&self, from: Option<Position>) -> Result<JournalReader, StoreError> {
-        Ok(Journal::reader(
+        Ok(Journal::reader_at_format(
             &self.dir.join("journal"),
             from.unwrap_or(self.start),
+            self.journal_format(),
         )?)
+    }
+
+    fn journal_format(&self) -> u16 {
+        u16::try_from(self.format).unwrap_or(u16::MAX)
     }
 
     /// Applies violation changes in one transaction.
@@ -429,6 +613,13 @@ impl Store {
                      WHERE id = ?1",
                 )
                 .map_err(db("prepare waiver"))?;
+            // A tail replayed after a restart records the same waivers again: kept once.
+            let mut chain = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO waivers (violation, at, waived, by, why) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(db("prepare waiver chain"))?;
             for op in ops {
                 match op {
                     ViolationOp::Raised(v) => {
@@ -471,6 +662,9 @@ impl Store {
                         waive
                             .execute(params![*id as i64, waived, by.as_str(), why.as_str(), at.0])
                             .map_err(db("waive violation"))?;
+                        chain
+                            .execute(params![*id as i64, at.0, waived, by.as_str(), why.as_str()])
+                            .map_err(db("record waiver"))?;
                     }
                 }
             }
@@ -539,7 +733,7 @@ impl Store {
 
     /// A [`CheckpointWriter`] on this store's database.
     pub fn checkpoint_writer(&self) -> Result<CheckpointWriter, StoreError> {
-        start_checkpoint_writer(&self.dir)
+        start_checkpoint_writer(&self.dir, self.format)
     }
 
     /// The newest checkpoint, if any.
@@ -598,7 +792,7 @@ impl Store {
         if freed > 0 {
             self.start = Position {
                 segment: before.segment,
-                offset: SEGMENT_MAGIC.len() as u64,
+                offset: HEADER_LEN,
             };
         }
         Ok(freed)
@@ -679,8 +873,8 @@ pub struct CheckpointJob {
 /// written the next is skipped (the owner tries again at the next `store.checkpoint_every`).
 pub type CheckpointWriter = crate::worker::Worker<CheckpointJob>;
 
-fn start_checkpoint_writer(dir: &Path) -> Result<CheckpointWriter, StoreError> {
-    let mut conn = open_checkpoints(dir)?;
+fn start_checkpoint_writer(dir: &Path, format: u32) -> Result<CheckpointWriter, StoreError> {
+    let mut conn = open_checkpoints(dir, format)?;
     crate::worker::Worker::start("checkpoint", move |job: CheckpointJob| {
         let started = std::time::Instant::now();
         match serde_json::to_string(&*job.checkpoint) {
@@ -703,10 +897,27 @@ fn start_checkpoint_writer(dir: &Path) -> Result<CheckpointWriter, StoreError> {
 }
 
 impl StoreReader {
+    /// A reader of the store in `dir`, read-write (waivers), of a store the daemon has
+    /// opened (its schema exists).
     pub fn open(dir: &Path) -> Result<StoreReader, StoreError> {
-        let c = open_db(&dir.join("floorwatch.db"))?;
+        StoreReader::open_at(dir, crate::format::STORE_FORMAT)
+    }
+
+    fn open_at(dir: &Path, format: u32) -> Result<StoreReader, StoreError> {
+        let path = dir.join("floorwatch.db");
+        let c = open_sqlite(&path)?;
+        check_db_format(&c, &path, format)?;
         Ok(StoreReader {
             db: Arc::new(Mutex::new(c)),
+        })
+    }
+
+    /// A reader that changes nothing in `dir` and needs no lock, for the commands that run
+    /// beside a daemon (`report`, `export`, `check-store`); it cannot waive. A store of an
+    /// older format is read as it is; a newer one is refused.
+    pub fn open_read_only(dir: &Path) -> Result<StoreReader, StoreError> {
+        Ok(StoreReader {
+            db: Arc::new(Mutex::new(open_read_only(dir, "floorwatch.db")?)),
         })
     }
 
@@ -762,15 +973,42 @@ impl StoreReader {
     }
 
     /// One record by id.
+    /// One violation's record with the whole chain of its waivers and reversals.
     pub fn violation(&self, id: u64) -> Result<Option<ViolationRecord>, StoreError> {
         let c = self.conn();
-        c.query_row(
-            "SELECT * FROM violations WHERE id = ?1",
-            params![id as i64],
-            row_to_record,
-        )
-        .optional()
-        .map_err(db("read violation"))
+        let Some(mut r) = c
+            .query_row(
+                "SELECT * FROM violations WHERE id = ?1",
+                params![id as i64],
+                row_to_record,
+            )
+            .optional()
+            .map_err(db("read violation"))?
+        else {
+            return Ok(None);
+        };
+        let chain = c
+            .prepare_cached(
+                "SELECT at, waived, by, why FROM waivers WHERE violation = ?1 ORDER BY id",
+            )
+            .and_then(|mut st| {
+                st.query_map(params![id as i64], |row| {
+                    Ok(crate::floor::WaiverEntry {
+                        at: Timestamp(row.get(0)?),
+                        waived: row.get(1)?,
+                        by: row.get(2)?,
+                        why: row.get(3)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            });
+        r.waivers = match chain {
+            Ok(v) => v,
+            // A store of format 1 opened read-only has no chain: its row holds the waiver.
+            Err(e) if e.to_string().contains("no such table") => Vec::new(),
+            Err(e) => return Err(db("read waivers")(e)),
+        };
+        Ok(Some(r))
     }
 
     /// Every waived violation whose `at` lies in `[from, to)`.
@@ -833,6 +1071,7 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ViolationRecord> {
         status,
         cleared_at: r.get::<_, Option<i64>>("cleared_at")?.map(Timestamp),
         waiver,
+        waivers: Vec::new(),
     })
 }
 
@@ -898,7 +1137,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             // A store as the previous version left it: checkpoints in floorwatch.db.
-            let c = open_db(&dir.path().join("floorwatch.db")).expect("db");
+            let c = open_db(&dir.path().join("floorwatch.db"), 1).expect("db");
             c.execute_batch(CHECKPOINTS_SCHEMA).expect("old table");
             for (clock, day) in [(1000, "2026-11-27"), (2000, "2026-11-28")] {
                 c.execute(
@@ -1011,6 +1250,114 @@ mod tests {
         // What a restart needs is still readable, and so is everything after the oldest kept.
         assert!(store.read_journal(Some(newest.position)).is_ok());
         assert!(store.read_journal(None).expect("reader").all(|r| r.is_ok()));
+    }
+
+    /// Every file under `dir` with its bytes.
+    fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).expect("dir") {
+                let p = e.expect("entry").path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.insert(p.clone(), std::fs::read(&p).expect("read"));
+                }
+            }
+        }
+        out
+    }
+
+    fn user_version(path: &Path) -> i64 {
+        Connection::open(path)
+            .expect("open")
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("user_version")
+    }
+
+    #[test]
+    fn a_store_is_stamped_with_the_format_it_was_written_at() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path()).expect("open");
+        assert_eq!(store.format(), crate::format::STORE_FORMAT);
+        drop(store);
+        let want = i64::from(crate::format::STORE_FORMAT);
+        assert_eq!(user_version(&dir.path().join("floorwatch.db")), want);
+        assert_eq!(user_version(&dir.path().join("checkpoints.db")), want);
+    }
+
+    #[test]
+    fn a_store_of_a_newer_format_is_refused_naming_both_and_left_as_it_was() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut store, _) = Store::open(dir.path()).expect("open");
+        store.append(&[b"{}".to_vec()]).expect("append");
+        drop(store);
+        let newer = crate::format::STORE_FORMAT + 1;
+        Connection::open(dir.path().join("checkpoints.db"))
+            .expect("open")
+            .pragma_update(None, "user_version", i64::from(newer))
+            .expect("stamp");
+        // A torn tail that an accepted open would cut off.
+        let segment = dir.path().join("journal/00000000000000000001.log");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .expect("segment");
+        std::io::Write::write_all(&mut f, &[9, 9, 9]).expect("tear");
+        let before = snapshot(dir.path());
+        let err = match Store::open(dir.path()) {
+            Ok(_) => panic!("a newer store opened"),
+            Err(e) => e,
+        };
+        let text = err.to_string();
+        assert!(text.contains("checkpoints.db"), "{text}");
+        assert!(text.contains(&format!("store format {newer}")), "{text}");
+        assert!(
+            text.contains(&format!(
+                "this binary's format {}",
+                crate::format::STORE_FORMAT
+            )),
+            "{text}"
+        );
+        assert_eq!(snapshot(dir.path()), before, "nothing changed");
+        // The read-only openers refuse it too.
+        assert!(open_read_only(dir.path(), "checkpoints.db").is_err());
+    }
+
+    #[test]
+    fn a_newer_binary_upgrades_the_store_and_the_older_one_then_refuses_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut store, _) = Store::open(dir.path()).expect("open");
+        store.append(&[b"old".to_vec()]).expect("append");
+        drop(store);
+        let newer = crate::journal::FORMAT + 1;
+        let opts = JournalOptions {
+            format: newer,
+            ..JournalOptions::default()
+        };
+        let (mut store, recovery) = Store::open_with(dir.path(), opts.clone()).expect("upgrade");
+        assert_eq!(recovery.upgraded_from, Some(crate::journal::FORMAT));
+        store.append(&[b"new".to_vec()]).expect("append");
+        let all: Vec<Vec<u8>> = store
+            .read_journal(None)
+            .expect("reader")
+            .map(|r| r.map(|(_, b)| b))
+            .collect::<Result<_, _>>()
+            .expect("read");
+        assert_eq!(all, [b"old".to_vec(), b"new".to_vec()]);
+        drop(store);
+        for db in ["floorwatch.db", "checkpoints.db"] {
+            assert_eq!(user_version(&dir.path().join(db)), i64::from(newer), "{db}");
+        }
+        let err = match Store::open(dir.path()) {
+            Ok(_) => panic!("the older binary opened an upgraded store"),
+            Err(e) => e,
+        };
+        assert!(matches!(err, StoreError::NewerFormat(_)), "{err}");
+        // The newer binary opens it again without another upgrade.
+        let (_, recovery) = Store::open_with(dir.path(), opts).expect("reopen");
+        assert_eq!(recovery.upgraded_from, None);
     }
 
     #[test]

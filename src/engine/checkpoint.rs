@@ -2,9 +2,14 @@
 //! can restart from a checkpoint plus the journal tail instead of replaying months.
 //!
 //! A restored engine behaves exactly like the one that was checkpointed: same future
-//! effects, same violation ids. The rulebooks it judged by are part of it (format 2); a
-//! format-1 checkpoint, from before rulebooks were journaled, takes the config's rules as
-//! its only rulebook.
+//! effects, same violation ids. The rulebooks it judged by are part of it (from store
+//! format 2); a format-1 checkpoint, from before rulebooks were journaled, takes the config's
+//! rules as its only rulebook.
+//!
+//! A checkpoint carries the store format it was written at ([`CHECKPOINT_VERSION`], see
+//! `crate::format`). One of an older format restores: a field added with a later format is
+//! `#[serde(default)]`, which is right because the older binary could not have held anything
+//! there. One of a newer format is refused.
 //!
 //! Owns: the checkpoint's data shape and its version. Must not: write it anywhere (the store
 //! does).
@@ -23,9 +28,9 @@ use crate::config::{RulebookError, RulesConfig};
 use crate::event::Id;
 use crate::time::{Calendar, Period, Timestamp};
 
-/// Format version of [`Checkpoint`]; bumped when its shape changes. Format 1 (no rulebooks,
-/// shifts, ledger, pairs or closed months) is still read.
-pub const CHECKPOINT_VERSION: u32 = 2;
+/// Format version of [`Checkpoint`]: the store format ([`crate::format::STORE_FORMAT`]).
+/// Format 1 (no rulebooks, shifts, ledger, pairs or closed months) is still read.
+pub const CHECKPOINT_VERSION: u32 = crate::format::STORE_FORMAT;
 
 /// A rulebook as a checkpoint keeps it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -200,7 +205,7 @@ impl Checkpoint {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error(
-        "checkpoint format {found} is not supported (this build reads 1 to {CHECKPOINT_VERSION})"
+        "checkpoint is at store format {found}, newer than this binary's format {CHECKPOINT_VERSION}: it was written by a newer floorwatch"
     )]
     Version { found: u32 },
     #[error("rulebook {index} of the checkpoint: {error}")]
@@ -261,13 +266,14 @@ impl Engine {
     }
 
     /// An engine in the state of `cp`, judging by the rulebooks it holds (a format-1
-    /// checkpoint: by `rules`). `rules` also gives the engine limits.
+    /// checkpoint: by `rules`). `rules` also gives the engine limits. A checkpoint of a newer
+    /// format is refused.
     pub fn restore(
         rules: RulesConfig,
         retention: KpiRetention,
         cp: Checkpoint,
     ) -> Result<Engine, CheckpointError> {
-        if !(1..=CHECKPOINT_VERSION).contains(&cp.version) {
+        if cp.version > CHECKPOINT_VERSION {
             return Err(CheckpointError::Version { found: cp.version });
         }
         let limits = rules.limits;
@@ -319,5 +325,30 @@ impl Engine {
         e.pairs = cp.pairs.into_iter().collect();
         e.outbound_today = cp.outbound_today.map(|(d, v)| (d, v.into_iter().collect()));
         Ok(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_of_a_newer_format_is_refused_naming_both() {
+        let engine = Engine::new(RulesConfig::default());
+        let mut json = serde_json::to_value(engine.checkpoint()).expect("json");
+        json["version"] = serde_json::Value::from(CHECKPOINT_VERSION + 1);
+        let cp: Checkpoint = serde_json::from_value(json).expect("decodes");
+        let err = match Engine::restore(RulesConfig::default(), KpiRetention::LastDays(62), cp) {
+            Ok(_) => panic!("restored a newer checkpoint"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains(&format!("store format {}", CHECKPOINT_VERSION + 1)),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("this binary's format {CHECKPOINT_VERSION}")),
+            "{err}"
+        );
     }
 }

@@ -334,6 +334,7 @@ fn replay(config: &Config, events: &[Event], end: Timestamp) -> Vec<ViolationRec
                 status: Status::Open,
                 cleared_at: None,
                 waiver: None,
+                waivers: Vec::new(),
             }),
             Effect::Cleared {
                 id,

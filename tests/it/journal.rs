@@ -16,6 +16,7 @@ fn small(segment_bytes: u64) -> JournalOptions {
     JournalOptions {
         fsync: FsyncPolicy::Never,
         segment_bytes,
+        ..JournalOptions::default()
     }
 }
 
@@ -114,6 +115,7 @@ fn reopen_after_drop_keeps_end_and_records() {
     let opts = JournalOptions {
         fsync: FsyncPolicy::EveryBatch,
         segment_bytes: 700,
+        ..JournalOptions::default()
     };
     let (mut journal, _) = Journal::open(tmp.path(), opts.clone()).expect("open");
     let written = fill(&mut journal, 20, 4);
@@ -367,6 +369,7 @@ fn full_disk_fails_the_batch_and_loses_nothing_then_the_same_batch_appends() {
     let opts = JournalOptions {
         fsync: FsyncPolicy::EveryBatch,
         segment_bytes: 1 << 20,
+        ..JournalOptions::default()
     };
     let (mut journal, _) = Journal::open(&dir, opts.clone()).expect("open");
 

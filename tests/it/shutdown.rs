@@ -18,7 +18,7 @@ use crate::daemon_support::{free_port, Got, Source, WAIT};
 
 /// Writes a config for a daemon on `addr` with its store in `dir`; `extra` follows the
 /// `[server]` keys (and may open tables of its own).
-fn write_config(dir: &Path, addr: SocketAddr, extra: &str) -> std::path::PathBuf {
+pub fn write_config(dir: &Path, addr: SocketAddr, extra: &str) -> std::path::PathBuf {
     let path = dir.join("floorwatch.toml");
     let text = format!(
         "[server]\nlisten = \"{addr}\"\n{extra}\n[store]\ndir = {:?}\n[source]\nidle = \"1h\"\n",
@@ -28,7 +28,7 @@ fn write_config(dir: &Path, addr: SocketAddr, extra: &str) -> std::path::PathBuf
     path
 }
 
-fn signal(child: &Child, sig: &str) {
+pub fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .arg(format!("-{sig}"))
         .arg(child.id().to_string())
@@ -39,7 +39,7 @@ fn signal(child: &Child, sig: &str) {
 }
 
 /// Waits up to `limit` for the child to exit; its status and how long that took.
-async fn wait_exit(child: &mut Child, limit: Duration) -> (ExitStatus, Duration) {
+pub async fn wait_exit(child: &mut Child, limit: Duration) -> (ExitStatus, Duration) {
     let since = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
