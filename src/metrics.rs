@@ -1007,6 +1007,14 @@ mod tests {
                 violations_ring_answer: 2,
                 violations_break_overrun: 1,
                 violations_unauthorized_pause: 0,
+                violations_discipline: 3,
+                shifts: 2,
+                scheduled_seconds: 57_600.0,
+                logged_in_scheduled_seconds: 55_000.5,
+                adherence: Some(55_000.5 / 57_600.0),
+                outbound_attempts: 9,
+                outbound_connected: 4,
+                sales: 1,
                 ..Default::default()
             },
             AppraisalRow {
@@ -1044,6 +1052,8 @@ mod tests {
                 ("ring_answer", r.violations_ring_answer),
                 ("break_overrun", r.violations_break_overrun),
                 ("unauthorized_pause", r.violations_unauthorized_pause),
+                ("attendance", r.violations_attendance),
+                ("discipline", r.violations_discipline),
             ] {
                 viol.with_label_values(&[&r.agent, &r.team, rule])
                     .set(n as i64);

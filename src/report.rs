@@ -19,7 +19,7 @@ use anyhow::Context;
 
 use crate::cli::{ExportArgs, ReportArgs};
 use crate::config::{self, RulesConfig};
-use crate::engine::{Applied, AppraisalRow, Engine, KpiRetention};
+use crate::engine::{Applied, AppraisalRow, Engine, KpiRetention, Violation};
 use crate::journal::{Journal, Position, HEADER_LEN};
 use crate::store::Record;
 use crate::time::{Period, Timestamp};
@@ -129,12 +129,24 @@ pub fn appraisal(
     period: Period,
     team: Option<&str>,
 ) -> anyhow::Result<Vec<AppraisalRow>> {
+    let legacy = legacy_waivers(dir, rules.money_per_point)?;
     let (engine, last, _) = replay_journal(dir, end, rules, period, None)?;
-    let mut rows = engine.appraisal(period, last.unwrap_or_default(), &[]);
+    let mut rows = engine.appraisal(period, last.unwrap_or_default(), &legacy);
     if let Some(team) = team {
         rows.retain(|r| r.team == team);
     }
     Ok(rows)
+}
+
+/// The waivers a store of an earlier release keeps in its database only (a daemon of this
+/// release journals them at its first start): left out of the appraisal as that release
+/// left them out. None without a database.
+pub fn legacy_waivers(dir: &Path, money_per_point: f64) -> anyhow::Result<Vec<Violation>> {
+    match crate::store::StoreReader::open_read_only(dir) {
+        Ok(r) => Ok(r.legacy_waived(money_per_point)?),
+        Err(crate::store::StoreError::Missing { .. }) => Ok(Vec::new()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot open the store")),
+    }
 }
 
 /// A month's statement: the appraisal CSV as closed, or as of the journal's end.
@@ -158,8 +170,9 @@ pub fn statement(
     period: Period,
 ) -> anyhow::Result<Statement> {
     let month = period.to_string();
+    let legacy = legacy_waivers(dir, rules.money_per_point)?;
     let (engine, last, closed) = replay_journal(dir, end, rules, period, Some(&month))?;
-    let csv = AppraisalRow::csv(&engine.appraisal(period, last.unwrap_or_default(), &[]));
+    let csv = AppraisalRow::csv(&engine.appraisal(period, last.unwrap_or_default(), &legacy));
     Ok(Statement {
         digest: crate::config::digest_of(&csv),
         csv,

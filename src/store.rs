@@ -609,7 +609,9 @@ impl Store {
                                    WHEN cleared_at IS NULL THEN 'open' ELSE 'closed' END, \
                      waived_by = CASE WHEN ?2 THEN ?3 END, \
                      waiver_reason = CASE WHEN ?2 THEN ?4 END, \
-                     waived_at = CASE WHEN ?2 THEN ?5 END \
+                     waived_at = CASE WHEN NOT ?2 THEN NULL \
+                        WHEN status = 'waived' AND waived_by = ?3 AND waiver_reason = ?4 \
+                        THEN waived_at ELSE ?5 END \
                      WHERE id = ?1",
                 )
                 .map_err(db("prepare waiver"))?;
@@ -1009,6 +1011,35 @@ impl StoreReader {
             Err(e) => return Err(db("read waivers")(e)),
         };
         Ok(Some(r))
+    }
+
+    /// The violations waived in the database only: by a release from before waivers were
+    /// journaled, and not yet journaled by a daemon of this one (no entry in `waivers`). Their
+    /// deduction is `points × money_per_point` (those releases had one rate).
+    pub fn legacy_waived(&self, money_per_point: f64) -> Result<Vec<Violation>, StoreError> {
+        let c = self.conn();
+        let with_chain = "SELECT * FROM violations WHERE status = 'waived' \
+             AND NOT EXISTS (SELECT 1 FROM waivers w WHERE w.violation = violations.id)";
+        let all = "SELECT * FROM violations WHERE status = 'waived'";
+        let rows = match c.prepare(with_chain) {
+            Ok(st) => Ok(st),
+            // Format 1 has no chain: every waiver there is one of the database only.
+            Err(e) if e.to_string().contains("no such table") => c.prepare(all),
+            Err(e) => Err(e),
+        }
+        .and_then(|mut st| {
+            st.query_map([], row_to_record)?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(db("read waived violations"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let mut v = r.violation;
+                v.deduction = f64::from(v.points) * money_per_point;
+                v
+            })
+            .collect())
     }
 
     /// Every waived violation whose `at` lies in `[from, to)`.

@@ -304,7 +304,21 @@ impl Engine {
         e.episode_ids = cp.episode_ids;
         e.next_violation = cp.next_violation;
         e.open = cp.open.into_iter().map(|v| (v.id, v)).collect();
-        e.kpis = Kpis::from_days(retention, cp.kpis);
+        let mut days = cp.kpis;
+        if cp.version < 2 {
+            // Format 1 kept points, not money: its money is the points at the one rate there
+            // was, the config's.
+            let rate = e.rules.money_per_point;
+            for (_, day) in &mut days {
+                for k in Arc::make_mut(day).values_mut() {
+                    k.deduction = k.points as f64 * rate;
+                }
+            }
+            for v in e.open.values_mut() {
+                v.deduction = f64::from(v.points) * rate;
+            }
+        }
+        e.kpis = Kpis::from_days(retention, days);
         e.current = cp.current;
         for x in &cp.shifts {
             if let Some(p) = &x.position {

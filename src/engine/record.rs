@@ -160,6 +160,49 @@ impl Engine {
         });
     }
 
+    /// Gives an engine restored without a ledger (a checkpoint of store format 1) what it
+    /// needs to waive the violations raised before it: `older` are the stored violations
+    /// (any order); those just below the ledger's first id, consecutively, and within the
+    /// waivable days, join it, not waived (their waivers, if any, are still to be journaled).
+    /// Returns how many joined.
+    pub fn seed_ledger(&mut self, mut older: Vec<Violation>) -> usize {
+        let Some(now) = self.clock else {
+            return 0;
+        };
+        let today = self.cal.day_of(now).date;
+        let Some(cut) = today
+            .checked_sub(jiff::Span::new().days(WAIVABLE_DAYS))
+            .ok()
+            .map(|d| self.cal.start_of(d))
+        else {
+            return 0;
+        };
+        if self.ledger.is_empty() {
+            self.ledger_base = self.next_violation;
+        }
+        older.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+        let mut n = 0;
+        for v in older {
+            if v.id >= self.ledger_base {
+                continue;
+            }
+            if v.id + 1 != self.ledger_base || v.at < cut {
+                break;
+            }
+            self.ledger.push_front(LedgerEntry {
+                at: v.at,
+                agent: v.agent.clone(),
+                rule: v.rule,
+                points: v.points,
+                deduction: f64::from(v.points) * self.rules.money_per_point,
+                waived: false,
+            });
+            self.ledger_base = v.id;
+            n += 1;
+        }
+        n
+    }
+
     /// `demerit.recorded` (checked already): a violation of rule `discipline`, raised and
     /// closed at once.
     #[allow(clippy::too_many_arguments)]

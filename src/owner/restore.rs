@@ -47,10 +47,13 @@ pub fn restore(config: &Config, alerts: Option<&Alerts>, wall: Micros) -> anyhow
         .latest_checkpoint()
         .context("cannot read checkpoints")?;
     let from_checkpoint = checkpoint.is_some();
+    // A checkpoint of store format 1 holds no ledger of waivable violations.
+    let mut from_checkpoint_with_ledger = true;
     let (mut engine, from) = match checkpoint {
         Some(cp) => {
             let parsed: Checkpoint = serde_json::from_str(&cp.json)
                 .with_context(|| format!("checkpoint {} does not decode", cp.id))?;
+            from_checkpoint_with_ledger = parsed.version >= 2;
             let engine = Engine::restore(config.rules.clone(), retention, parsed)
                 .with_context(|| format!("checkpoint {}", cp.id))?;
             (engine, Some(cp.position))
@@ -112,6 +115,20 @@ pub fn restore(config: &Config, alerts: Option<&Alerts>, wall: Micros) -> anyhow
         .write_violations(&ops)
         .context("cannot store violations")?;
     adopt_rulebook(&mut store, &mut engine, config, wall)?;
+    if !from_checkpoint_with_ledger {
+        let stored = store
+            .reader()
+            .context("cannot read the store")?
+            .violations(&Default::default(), usize::MAX >> 1)
+            .context("cannot read violations")?;
+        let n = engine.seed_ledger(stored.into_iter().map(|r| r.violation).collect());
+        if n > 0 {
+            tracing::info!(
+                violations = n,
+                "waivable violations taken from the database"
+            );
+        }
+    }
     journal_legacy_waivers(&mut store, &mut engine)?;
     if let (Some(alerts), Some(now)) = (alerts, engine.now()) {
         alerts.tick(now, wall);

@@ -99,48 +99,140 @@ fn user_version(path: &Path) -> i64 {
         .expect("user_version")
 }
 
-/// The read-only commands give what the old binary gave.
-fn assert_reports_as_the_old_binary(root: &Path) {
-    for (args, file) in [
-        (
-            &[
-                "report",
-                "--config",
-                "floorwatch.toml",
-                "--month",
-                "2025-11",
-                "--format",
-                "csv",
-            ][..],
-            "report-2025-11.csv",
-        ),
-        (
-            &[
-                "report",
-                "--config",
-                "floorwatch.toml",
-                "--month",
-                "2025-12",
-                "--format",
-                "csv",
-            ],
-            "report-2025-12.csv",
-        ),
-        (
-            &[
-                "report",
-                "--config",
-                "floorwatch.toml",
-                "--day",
-                "2025-12-01",
-                "--format",
-                "json",
-            ],
-            "report-2025-12-01.json",
-        ),
-        (&["export", "--config", "floorwatch.toml"], "export.ndjson"),
+/// The old binary's appraisal CSV, column by column: every column it had holds the same
+/// value (the columns added since count what the old binary did not: shifts, outbound).
+pub fn assert_same_columns(got: &str, want: &str, what: &str) {
+    let table = |s: &str| -> (Vec<String>, Vec<Vec<String>>) {
+        let mut lines = s.lines();
+        let header = lines
+            .next()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        let rows = lines
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .collect();
+        (header, rows)
+    };
+    let ((gh, gr), (wh, wr)) = (table(got), table(want));
+    assert_eq!(gr.len(), wr.len(), "{what}: rows\n{got}\n{want}");
+    for (g, w) in gr.iter().zip(&wr) {
+        for (i, name) in wh.iter().enumerate() {
+            let at = gh
+                .iter()
+                .position(|h| h == name)
+                .unwrap_or_else(|| panic!("{what}: no column {name}"));
+            assert_eq!(g[at], w[i], "{what}: {name} of {}", w[0]);
+        }
+    }
+}
+
+/// Every key the old binary wrote holds the same value.
+fn assert_same_keys(got: &Value, want: &Value, what: &str) {
+    match (got, want) {
+        (Value::Object(g), Value::Object(w)) => {
+            for (k, wv) in w {
+                let gv = g.get(k).unwrap_or_else(|| panic!("{what}: no {k}"));
+                assert_same_keys(gv, wv, &format!("{what}.{k}"));
+            }
+        }
+        (Value::Array(g), Value::Array(w)) => {
+            assert_eq!(g.len(), w.len(), "{what}: length");
+            for (i, (gv, wv)) in g.iter().zip(w).enumerate() {
+                assert_same_keys(gv, wv, &format!("{what}[{i}]"));
+            }
+        }
+        _ => assert_eq!(got, want, "{what}"),
+    }
+}
+
+/// The judgment of a violation record: everything but the wording of its evidence, which
+/// this release names so that it cannot be misread (`raised_after_ms`, `lasted_ms`).
+pub fn judgments(records: &Value) -> Vec<Value> {
+    records["violations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| {
+            let keep = [
+                "id",
+                "rule",
+                "kind",
+                "agent",
+                "team",
+                "call",
+                "reason",
+                "at",
+                "points",
+                "detected_at",
+                "status",
+                "cleared_at",
+                "waiver",
+            ];
+            Value::Object(
+                v.as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, _)| keep.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// The read-only commands judge as the old binary did. Before a daemon of this release has
+/// run, `export` is the old binary's byte for byte; after, the old records come first and
+/// the daemon's own follow (its rulebook, and the database's waiver journaled).
+fn assert_reports_as_the_old_binary(root: &Path, upgraded: bool) {
+    for (month, file) in [
+        ("2025-11", "report-2025-11.csv"),
+        ("2025-12", "report-2025-12.csv"),
     ] {
-        assert_eq!(stdout_ok(root, args), expected(file), "floorwatch {args:?}");
+        let got = stdout_ok(
+            root,
+            &[
+                "report",
+                "--config",
+                "floorwatch.toml",
+                "--month",
+                month,
+                "--format",
+                "csv",
+            ],
+        );
+        assert_same_columns(&got, &expected(file), file);
+    }
+    let got: Value = serde_json::from_str(&stdout_ok(
+        root,
+        &[
+            "report",
+            "--config",
+            "floorwatch.toml",
+            "--day",
+            "2025-12-01",
+            "--format",
+            "json",
+        ],
+    ))
+    .expect("json");
+    let want: Value = serde_json::from_str(&expected("report-2025-12-01.json")).expect("json");
+    assert_same_keys(&got, &want, "report --day");
+    let export = stdout_ok(root, &["export", "--config", "floorwatch.toml"]);
+    let old = expected("export.ndjson");
+    if upgraded {
+        assert!(export.starts_with(&old), "the old records come first");
+        let added: Vec<Value> = export[old.len()..]
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        let types: Vec<&str> = added.iter().filter_map(|v| v["type"].as_str()).collect();
+        assert_eq!(types, ["rulebook", "violation.waived"], "{added:?}");
+        assert_eq!(added[1]["by"], "zhang.wei");
+    } else {
+        assert_eq!(export, old, "export before any upgrade");
     }
     let replayed = stdout_ok(
         root,
@@ -179,7 +271,7 @@ async fn the_store_of_the_release_before_formats_opens_with_every_judgment_uncha
     assert_eq!(files(&data), before, "check-store changed the store");
 
     // report, export and replay, read-only, before the daemon ever opened it.
-    assert_reports_as_the_old_binary(root);
+    assert_reports_as_the_old_binary(root, false);
     assert_eq!(files(&data), before, "report or export changed the store");
 
     // The daemon opens it (restoring the old binary's checkpoint) and serves the same records.
@@ -197,18 +289,24 @@ async fn the_store_of_the_release_before_formats_opens_with_every_judgment_uncha
     assert_eq!(status, 200);
     let old: Value = serde_json::from_str(&expected("violations.json")).expect("json");
     assert_eq!(
-        live, old,
+        judgments(&live),
+        judgments(&old),
         "the violation records as the old daemon served them"
     );
     let (status, _, csv) = get(addr, "/api/v1/appraisal?month=2025-12&format=csv").await;
     assert_eq!(status, 200);
-    assert_eq!(csv, expected("api-appraisal-2025-12.csv"));
+    assert_same_columns(
+        &csv,
+        &expected("api-appraisal-2025-12.csv"),
+        "API appraisal",
+    );
     signal(&child, "TERM");
     let (exit, _) = wait_exit(&mut child, Duration::from_secs(20)).await;
     assert!(exit.success(), "{exit:?}");
 
-    // Upgraded as designed: format 1 stays format 1, now stamped; the journal keeps its one
-    // segment, byte for byte (nothing new was journaled).
+    // Upgraded as designed: the databases are at this release's format; the old segment is
+    // kept byte for byte, and a new segment at this format holds what the daemon journaled
+    // (its rulebook, and the waiver the database held).
     for db in ["floorwatch.db", "checkpoints.db"] {
         assert_eq!(
             user_version(&data.join(db)),
@@ -225,12 +323,12 @@ async fn the_store_of_the_release_before_formats_opens_with_every_judgment_uncha
         std::fs::read_dir(data.join("journal"))
             .expect("dir")
             .count(),
-        1
+        2
     );
     let report = stdout_ok(root, &["check-store", "data"]);
     assert!(!report.contains("written before formats"), "{report}");
     assert!(report.contains("verdict:       ok"), "{report}");
-    assert_reports_as_the_old_binary(root);
+    assert_reports_as_the_old_binary(root, true);
 }
 
 #[test]
@@ -261,7 +359,8 @@ fn the_journal_of_store_v1_replays_to_the_same_violation_records() {
         .expect("violations");
     let replayed = serde_json::json!({ "violations": records });
     assert_eq!(
-        replayed, old,
+        judgments(&replayed),
+        judgments(&old),
         "the journal replays to the records the old daemon stored"
     );
 }
@@ -291,21 +390,22 @@ fn the_oldest_checkpoint_of_store_v1_restores_to_the_state_the_old_binary_report
     let end = restored.engine.now().expect("clock");
     let mut effects = Vec::new();
     restored.engine.finish(end, &mut effects);
+    // The waiver the old binary kept in its database is journaled now: the engine leaves
+    // it out itself, and the database has no waiver of its own left.
     let waived = restored
         .store
         .reader()
         .expect("reader")
-        .waived(
-            floorwatch::time::Timestamp::MIN,
-            floorwatch::time::Timestamp(i64::MAX),
-        )
+        .legacy_waived(config.rules.money_per_point)
         .expect("waived");
-    assert_eq!(waived.len(), 1);
+    assert!(waived.is_empty(), "{waived:?}");
+    assert_eq!(restored.engine.is_waived(2), Some(true));
     let period = floorwatch::time::Period::parse("2025-12").expect("period");
     let rows = restored.engine.appraisal(period, end, &waived);
-    assert_eq!(
-        floorwatch::report::to_csv(&rows),
-        expected("report-2025-12.csv")
+    assert_same_columns(
+        &floorwatch::report::to_csv(&rows),
+        &expected("report-2025-12.csv"),
+        "restored checkpoint",
     );
 }
 
