@@ -180,7 +180,7 @@ impl Engine {
         if self.ledger.is_empty() {
             self.ledger_base = self.next_violation;
         }
-        older.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+        older.sort_unstable_by_key(|v| std::cmp::Reverse(v.id));
         let mut n = 0;
         for v in older {
             if v.id >= self.ledger_base {

@@ -37,10 +37,25 @@ pub(super) fn refused(r: ApiRefused) -> ApiError {
 
 /// The event of `fields` (a JSON object without `type` and `ts`) at the daemon's time,
 /// decoded as `/ingest` decodes it.
-fn event(s: &AppState, ty: &str, mut fields: serde_json::Value) -> Result<Event, ApiError> {
+fn event(s: &AppState, ty: &str, fields: serde_json::Value) -> Result<Event, ApiError> {
+    event_at(s.clock.now(), ty, fields)
+}
+
+/// A record-keeping event (a waiver, its reversal) at the engine clock: it is not about the
+/// floor's time, and must not move the clock ahead of the sources (a floor replayed from the
+/// past, a quiet source).
+fn bookkeeping(s: &AppState, ty: &str, fields: serde_json::Value) -> Result<Event, ApiError> {
+    event_at(
+        s.floor.engine_clock().unwrap_or_else(|| s.clock.now()),
+        ty,
+        fields,
+    )
+}
+
+fn event_at(ts: Timestamp, ty: &str, mut fields: serde_json::Value) -> Result<Event, ApiError> {
     if let Some(o) = fields.as_object_mut() {
         o.insert("type".into(), ty.into());
-        o.insert("ts".into(), s.clock.now().0.into());
+        o.insert("ts".into(), ts.0.into());
     }
     decode_event(&fields.to_string()).map_err(|(_, e)| ApiError::BadRequest(e.to_string()))
 }
@@ -154,7 +169,7 @@ async fn waiver(
     } else {
         "violation.unwaived"
     };
-    let ev = event(
+    let ev = bookkeeping(
         &s,
         ty,
         serde_json::json!({"violation": id, "by": by, "why": why}),
