@@ -180,13 +180,12 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         tokio::spawn(async move { ingest.run_dialer().await })
     });
     let adapters = crate::adapter::spawn_all(
-        &config.adapters,
+        &config,
         &engine.client(),
         clock,
         &metrics,
         &limiter,
         &shutdown,
-        &config.store.dir,
     );
     tokio::spawn(state.feed.clone().run(shutdown.clone()));
     let sockets_closed = {

@@ -44,7 +44,7 @@ use crate::engine::{Applied, Limit};
 use crate::event::{decode_frame_limited, Id};
 use crate::limits::Limiter;
 use crate::metrics::{Metrics, REJECT_BINARY};
-use crate::owner::{ConnId, EngineClient};
+use crate::owner::{ConnId, EngineClient, Link, Outcome, Proof, Prover};
 use crate::redial::Redial;
 use crate::sockets::{LiveSockets, CLOSE_GOING_AWAY, WRITE_TIMEOUT};
 
@@ -345,12 +345,12 @@ impl Ingest {
     async fn serve<T: Transport>(&self, t: &mut T, source: Id, keepalive: Option<Keepalive>) {
         let _live = self.inner.live.hold();
         let engine = &self.inner.engine;
-        let Ok((conn, resume, acks)) = engine.connect_with_acks(&source).await else {
+        let Ok(link) = engine.link(&source, None).await else {
             going_away(t).await;
             return;
         };
-        self.session(t, &source, conn, resume, acks, keepalive)
-            .await;
+        let conn = link.conn;
+        self.session(t, &source, link, keepalive).await;
         engine.disconnect(conn).await;
     }
 
@@ -358,12 +358,17 @@ impl Ingest {
         &self,
         t: &mut T,
         source: &Id,
-        conn: ConnId,
-        resume: Option<u64>,
-        mut acks: tokio::sync::watch::Receiver<Option<u64>>,
+        link: Link,
         mut keepalive: Option<Keepalive>,
     ) {
+        let Link {
+            conn,
+            resume,
+            mut acks,
+            wanted,
+        } = link;
         let inner = &*self.inner;
+        let mut prover = Prover::new(inner.clock, wanted);
         let bucket = inner.limiter.bucket(source);
         let hello =
             serde_json::json!({"type": "hello", "protocol": PROTOCOL, "resume_after": resume});
@@ -385,6 +390,14 @@ impl Ingest {
                         return;
                     }
                     m = t.next_incoming() => Some(m),
+                    // After the read: this branch runs only when nothing was left to read.
+                    at = prover.drained() => {
+                        if inner.engine.prove(conn, Proof::Drained(at)).await.is_err() {
+                            going_away(t).await;
+                            return;
+                        }
+                        continue;
+                    }
                     // The ack moved without a frame to reply to (a store retry succeeded).
                     changed = acks.changed() => match changed {
                         Ok(()) => None,
@@ -530,6 +543,7 @@ impl Ingest {
         if events.is_empty() {
             return Some(replies);
         }
+        let since = inner.clock.now();
         let wait = inner.limiter.rate_wait(source, bucket, events.len());
         if !wait.is_zero() {
             tokio::select! {
@@ -538,18 +552,28 @@ impl Ingest {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
-        // Received after the wait: the rate limit is the daemon's doing, not lag.
+        // Received after the wait: the rate limit is the daemon's doing, not lag (but the
+        // owner task learns it held the source back since `since`).
         let received = inner.clock.now();
-        let reply = inner.engine.apply(conn, received, events).await.ok()?;
+        let reply = inner
+            .engine
+            .apply_held(conn, since, received, events)
+            .await
+            .ok()?;
         for ((index, seq), outcome) in keys.iter().zip(&reply.outcomes) {
             match outcome {
-                Applied::Refused(limit) => replies.push(error_json(*seq, *index, &refusal(*limit))),
-                Applied::Rejected { refusal: r, .. } => replies.push(error_json(
+                Outcome::Engine(Applied::Refused(limit)) => {
+                    replies.push(error_json(*seq, *index, &refusal(*limit)))
+                }
+                Outcome::Engine(Applied::Rejected { refusal: r, .. }) => replies.push(error_json(
                     *seq,
                     *index,
                     &format!("{}: {r}", r.reason_label()),
                 )),
-                _ => {}
+                Outcome::InFuture { ahead, max_future } => {
+                    replies.push(error_json(*seq, *index, &in_future(*ahead, *max_future)))
+                }
+                Outcome::Engine(_) => {}
             }
         }
         if let Some(seq) = reply.ack {
@@ -635,6 +659,17 @@ fn tls_connector(
 /// label first, as for decode errors' messages that name their field.
 fn refusal(limit: Limit) -> String {
     format!("{}: {}", limit.reason_label(), limit.message())
+}
+
+/// The `reason` of an `error` reply for an event refused for its time (`ts_in_future`).
+pub fn in_future(ahead: crate::time::Millis, max_future: crate::time::Millis) -> String {
+    use crate::time::format_duration;
+    format!(
+        "{}: ts lies {} ahead of the daemon's clock, more than source.max_future ({}); nothing of it was applied. Check the source's clock (NTP), or set source.clock = \"receipt\"",
+        crate::metrics::REJECT_IN_FUTURE,
+        format_duration(ahead.max(1_000) / 1_000 * 1_000),
+        format_duration(max_future)
+    )
 }
 
 fn error_json(seq: Option<u64>, index: Option<usize>, reason: &str) -> String {

@@ -19,7 +19,10 @@
 //! - `floorwatch_source_connected` is the number of open ingest connections (0 or 1 in connect
 //!   mode).
 //! - `floorwatch_event_lag_seconds` observes receive time minus `ts`; negative lags (source
-//!   clock ahead) are observed as 0.
+//!   clock ahead) are observed as 0 (and show in `floorwatch_source_clock_ahead_seconds`).
+//! - `floorwatch_events_future_total{source}` and `floorwatch_source_clock_ahead_seconds{source}`
+//!   have one series per source name, for the first [`MAX_SOURCE_LABELS`] names seen since
+//!   the start; later names share `source="other"` (listen-mode sources choose their names).
 
 use std::collections::{HashMap, HashSet};
 
@@ -141,10 +144,18 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Rejection label for binary WebSocket frames (the protocol is text frames only).
 pub const REJECT_BINARY: &str = "binary_frame";
 
+/// Rejection label for an event whose `ts` lies more than `max_future` ahead of the daemon's
+/// clock.
+pub const REJECT_IN_FUTURE: &str = "ts_in_future";
+
+/// The most `source` label values of the per-source ingest families (then `"other"`).
+pub const MAX_SOURCE_LABELS: usize = 64;
+
 /// Every `limit` label of `floorwatch_limit_hits_total`: the `[limits]` key, or
 /// `source.max_frame`'s `max_frame`.
-pub const LIMIT_LABELS: [&str; 8] = [
+pub const LIMIT_LABELS: [&str; 9] = [
     "max_frame",
+    "max_future",
     "max_batch",
     "max_agents",
     "max_calls",
@@ -180,6 +191,16 @@ pub struct Metrics {
     pub events_late: IntCounter,
     pub events_duplicate: IntCounter,
     pub event_lag_seconds: Histogram,
+    /// `floorwatch_events_future_total{source}`: events refused because their `ts` lay more
+    /// than `max_future` ahead of the daemon's clock (see [`Metrics::count_future`]).
+    pub events_future: IntCounterVec,
+    /// `floorwatch_source_clock_ahead_seconds{source}`: how far the latest batch's newest
+    /// event lay ahead of the daemon's clock when received (0 when not ahead).
+    pub source_clock_ahead: prometheus::GaugeVec,
+    /// `floorwatch_engine_clock_lag_seconds`: the daemon's clock minus the engine clock.
+    pub engine_clock_lag: prometheus::Gauge,
+    /// The `source` label values given out so far (at most [`MAX_SOURCE_LABELS`]).
+    source_labels: std::sync::Mutex<HashSet<Id>>,
     pub source_connected: IntGauge,
     pub source_reconnects: IntCounter,
     /// `floorwatch_adapter_messages_total{source,outcome}`: native messages read by a
@@ -379,6 +400,23 @@ impl Metrics {
                     300.0,
                 ]),
             )?,
+            events_future: counter_vec(
+                "floorwatch_events_future_total",
+                "Events refused because their ts lay more than max_future ahead of the daemon's clock, by source",
+                &["source"],
+            )?,
+            source_clock_ahead: prometheus::GaugeVec::new(
+                Opts::new(
+                    "floorwatch_source_clock_ahead_seconds",
+                    "How far the newest event of the source's latest batch lay ahead of the daemon's clock when received (0 when not ahead)",
+                ),
+                &["source"],
+            )?,
+            engine_clock_lag: prometheus::Gauge::new(
+                "floorwatch_engine_clock_lag_seconds",
+                "The daemon's clock minus the engine clock (how far judging trails the wall clock)",
+            )?,
+            source_labels: std::sync::Mutex::new(HashSet::new()),
             source_connected: IntGauge::new(
                 "floorwatch_source_connected",
                 "Open ingest connections",
@@ -502,6 +540,7 @@ impl Metrics {
             .chain([REJECT_BINARY])
             .chain(crate::engine::Limit::ALL.map(|l| l.reason_label()))
             .chain(crate::engine::Refusal::LABELS)
+            .chain([REJECT_IN_FUTURE])
         {
             m.events_rejected.with_label_values(&[r]);
         }
@@ -531,6 +570,9 @@ impl Metrics {
         r.register(Box::new(self.events_late.clone()))?;
         r.register(Box::new(self.events_duplicate.clone()))?;
         r.register(Box::new(self.event_lag_seconds.clone()))?;
+        r.register(Box::new(self.events_future.clone()))?;
+        r.register(Box::new(self.source_clock_ahead.clone()))?;
+        r.register(Box::new(self.engine_clock_lag.clone()))?;
         r.register(Box::new(self.source_connected.clone()))?;
         r.register(Box::new(self.source_reconnects.clone()))?;
         r.register(Box::new(self.adapter_messages.clone()))?;
@@ -569,6 +611,36 @@ impl Metrics {
 
     pub fn observe_lag(&self, lag: Millis) {
         self.event_lag_seconds.observe(lag.max(0) as f64 / 1000.0);
+    }
+
+    /// The `source` label of `source`: itself for the first [`MAX_SOURCE_LABELS`] names,
+    /// then `"other"`.
+    fn source_label<'a>(&self, source: &'a str) -> &'a str {
+        let mut seen = self.source_labels.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(source) {
+            return source;
+        }
+        if seen.len() < MAX_SOURCE_LABELS {
+            seen.insert(Id::from(source));
+            return source;
+        }
+        "other"
+    }
+
+    /// Counts an event of `source` refused for a `ts` too far ahead (`ts_in_future`).
+    pub fn count_future(&self, source: &str) {
+        self.observe_rejected(REJECT_IN_FUTURE);
+        self.events_future
+            .with_label_values(&[self.source_label(source)])
+            .inc();
+    }
+
+    /// Sets how far the newest event of `source`'s latest batch lay ahead of the daemon's
+    /// clock (`ahead` ms; 0 or less: not ahead).
+    pub fn set_clock_ahead(&self, source: &str, ahead: Millis) {
+        self.source_clock_ahead
+            .with_label_values(&[self.source_label(source)])
+            .set(ahead.max(0) as f64 / 1000.0);
     }
 }
 

@@ -17,11 +17,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::config::{AdapterConfig, AdapterKind};
+use crate::config::{AdapterKind, Config};
 use crate::event::{Event, Id};
 use crate::limits::{Bucket, Limiter};
 use crate::metrics::Metrics;
-use crate::owner::{BatchReply, ConnId, EngineClient, EngineStopped};
+use crate::owner::{BatchReply, ConnId, EngineClient, EngineStopped, Proof, Prover};
+use crate::time::Millis;
 
 /// A native identifier as a protocol one, or `None` when empty or longer than the protocol
 /// allows (an event with it could not be decoded again, so not replayed from the journal).
@@ -45,11 +46,20 @@ pub(crate) fn protocol_reason(r: &str) -> Id {
 /// [`EngineSink::send`] waits before handing the events on, so the adapter reads the platform
 /// more slowly (TCP back-pressure on AMI and ESL, a slower tail of queue_log). Nothing is
 /// dropped for rate.
+///
+/// The engine clock follows the daemon's clock only as far as every source has proved it
+/// handed over what it read ([`Proof`]): the AMI and event-socket clients answer the owner
+/// task's requests with [`EngineSink::prover`] (their read buffer found empty), the
+/// queue_log tail proves with [`Proof::Through`] each time it reads to the end of the file.
 pub struct EngineSink {
     engine: EngineClient,
     clock: Clock,
     source: Id,
+    /// `max_future` of the source (`None`: `[source] max_future`).
+    max_future: Option<Millis>,
     conn: Option<ConnId>,
+    /// The owner task's requests for proofs, of the current connection.
+    wanted: Option<tokio::sync::watch::Receiver<u64>>,
     limiter: Arc<Limiter>,
     bucket: Arc<std::sync::Mutex<Bucket>>,
     shutdown: CancellationToken,
@@ -60,6 +70,7 @@ impl EngineSink {
         engine: EngineClient,
         clock: Clock,
         source: &str,
+        max_future: Option<Millis>,
         limiter: Arc<Limiter>,
         shutdown: CancellationToken,
     ) -> EngineSink {
@@ -69,7 +80,9 @@ impl EngineSink {
             clock,
             bucket: limiter.bucket(&source),
             source,
+            max_future,
             conn: None,
+            wanted: None,
             limiter,
             shutdown,
         }
@@ -92,14 +105,34 @@ impl EngineSink {
         if let Some(c) = self.conn.take() {
             self.engine.disconnect(c).await;
         }
-        let (conn, resume) = self.engine.connect(&self.source).await?;
-        self.conn = Some(conn);
-        Ok(resume)
+        let link = self.engine.link(&self.source, self.max_future).await?;
+        self.conn = Some(link.conn);
+        self.wanted = Some(link.wanted);
+        Ok(link.resume)
+    }
+
+    /// A [`Prover`] answering the owner task's requests on the current connection (one that
+    /// is never asked before [`EngineSink::connected`]).
+    pub fn prover(&self) -> Prover {
+        match &self.wanted {
+            Some(w) => Prover::new(self.clock, w.clone()),
+            None => Prover::idle(self.clock),
+        }
+    }
+
+    /// Hands the owner task a proof of what this source has handed over (after every batch
+    /// sent before it). Nothing to do while not connected.
+    pub async fn prove(&self, proof: Proof) -> Result<(), EngineStopped> {
+        match self.conn {
+            Some(conn) => self.engine.prove(conn, proof).await,
+            None => Ok(()),
+        }
     }
 
     /// Applies `events` (in time order), received now. Connects first if needed. Waits first
     /// when the source is over `limits.max_events_per_second`.
     pub async fn send(&mut self, events: Vec<Event>) -> Result<BatchReply, EngineStopped> {
+        let since = self.clock.now();
         let wait = self
             .limiter
             .rate_wait(&self.source, &self.bucket, events.len());
@@ -117,7 +150,9 @@ impl EngineSink {
                 self.conn.ok_or(EngineStopped)?
             }
         };
-        self.engine.apply(conn, self.clock.now(), events).await
+        self.engine
+            .apply_held(conn, since, self.clock.now(), events)
+            .await
     }
 
     /// The platform connection is gone (the engine clock stops following the wall clock
@@ -126,6 +161,7 @@ impl EngineSink {
         if let Some(c) = self.conn.take() {
             self.engine.disconnect(c).await;
         }
+        self.wanted = None;
     }
 }
 
@@ -139,6 +175,10 @@ pub struct AdapterContext {
     /// `store.dir`, for adapters that keep a little state of their own next to the journal
     /// (the `queue_log` tail's file identity).
     pub store_dir: PathBuf,
+    /// `[source] max_lag` and `idle`, for an adapter that judges itself whether its source is
+    /// caught up (the `queue_log` tail, whose events the reorder window holds back).
+    pub max_lag: Millis,
+    pub idle: Millis,
 }
 
 impl AdapterContext {
@@ -165,17 +205,19 @@ impl AdapterContext {
     }
 }
 
-/// Spawns one task per configured adapter; each runs until `shutdown`.
+/// Spawns one task per adapter of `config` (`config.adapters`, with `[source]` timing and
+/// `store.dir`); each runs until `shutdown`.
 pub fn spawn_all(
-    adapters: &[AdapterConfig],
+    config: &Config,
     engine: &EngineClient,
     clock: Clock,
     metrics: &Arc<Metrics>,
     limiter: &Arc<Limiter>,
     shutdown: &CancellationToken,
-    store_dir: &std::path::Path,
 ) -> Vec<JoinHandle<()>> {
-    adapters
+    let source = &config.source;
+    config
+        .adapters
         .iter()
         .map(|a| {
             let cx = AdapterContext {
@@ -184,12 +226,15 @@ pub fn spawn_all(
                     engine.clone(),
                     clock,
                     &a.name,
+                    a.max_future,
                     limiter.clone(),
                     shutdown.clone(),
                 ),
                 metrics: metrics.clone(),
                 shutdown: shutdown.clone(),
-                store_dir: store_dir.to_path_buf(),
+                store_dir: config.store.dir.clone(),
+                max_lag: source.max_lag,
+                idle: source.idle,
             };
             cx.set_connected(false);
             let kind = a.kind.clone();

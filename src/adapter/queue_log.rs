@@ -151,6 +151,11 @@ impl QueueLogMapper {
         &self.stats
     }
 
+    /// The latest time of any line taken so far.
+    pub fn newest(&self) -> Option<Timestamp> {
+        self.newest
+    }
+
     /// Takes one line that starts at byte `offset` of the file and is line number `line`;
     /// returns the events now older than the window, in time order.
     pub fn handle_line(

@@ -262,8 +262,16 @@ impl Check<'_> {
                         "applies to every source: set it in [source]",
                     );
                 }
+                let max_future = match table.max_future.take() {
+                    Some(d) => Some(self.positive(d)?),
+                    None => None,
+                };
                 match table.take_adapter() {
-                    Some(adapter) => config.adapters.push(self.adapter(adapter, &key)?),
+                    Some(adapter) => {
+                        let mut a = self.adapter(adapter, &key)?;
+                        a.max_future = max_future;
+                        config.adapters.push(a);
+                    }
                     None => {
                         return self.err_key(
                             table.kind.as_ref().map(|k| k.span()).unwrap_or(span),
@@ -707,6 +715,9 @@ impl Check<'_> {
         if let Some(d) = raw.idle {
             source.idle = d.0;
         }
+        if let Some(d) = raw.max_future {
+            source.max_future = self.positive(d)?;
+        }
         let every_span = raw.ping_every.as_ref().map(|d| d.span());
         if let Some(d) = raw.ping_every {
             let span = d.span();
@@ -954,6 +965,7 @@ impl Check<'_> {
         Ok(AdapterConfig {
             name,
             kind: adapter,
+            max_future: None,
         })
     }
 

@@ -102,6 +102,7 @@ pub(super) struct RawSource {
     pub(super) delay: Option<Duration>,
     pub(super) max_lag: Option<Duration>,
     pub(super) idle: Option<Duration>,
+    pub(super) max_future: Option<Spanned<Duration>>,
     pub(super) ping_every: Option<Spanned<Duration>>,
     pub(super) ping_timeout: Option<Spanned<Duration>>,
     pub(super) ca: Option<Spanned<String>>,

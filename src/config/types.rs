@@ -84,6 +84,8 @@ impl std::fmt::Debug for Secret {
 pub struct AdapterConfig {
     pub name: String,
     pub kind: AdapterKind,
+    /// `max_future` of its `[[sources]]` table; `None`: `[source] max_future`.
+    pub max_future: Option<Millis>,
 }
 
 #[derive(Clone, Debug)]
@@ -378,6 +380,10 @@ pub struct SourceConfig {
     pub delay: Millis,
     pub max_lag: Millis,
     pub idle: Millis,
+    /// Live, an event whose `ts` lies more than this ahead of the daemon's clock is refused
+    /// (`ts_in_future`; `source.max_future`, default 5m). Adapters in `[[sources]]` may set
+    /// their own ([`AdapterConfig::max_future`]).
+    pub max_future: Millis,
     /// Connect mode: a WebSocket ping is sent after this long without a frame from the
     /// source (`source.ping_every`, default 10s).
     pub ping_every: Millis,
@@ -799,6 +805,7 @@ impl Default for Config {
                 delay: 250,
                 max_lag: 1_000,
                 idle: 2_000,
+                max_future: 300_000,
                 ping_every: 10_000,
                 ping_timeout: 20_000,
                 ca: None,

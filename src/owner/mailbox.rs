@@ -7,10 +7,11 @@
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::clock::Clock;
 use crate::engine::{Applied, ApprovalView, Limit, Refusal, ShiftView};
 use crate::event::{Event, Id};
 use crate::journal::Position;
-use crate::time::Timestamp;
+use crate::time::{Millis, Timestamp};
 
 /// Identifies one ingest connection to the owner task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -19,24 +20,74 @@ pub struct ConnId(pub(super) u64);
 /// The owner task's answer to a batch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchReply {
-    /// What the engine did with each event, in order (an event refused by an engine limit
-    /// is not journaled either).
-    pub outcomes: Vec<Applied>,
+    /// What became of each event, in order (an event refused by an engine limit or for its
+    /// time is not journaled either).
+    pub outcomes: Vec<Outcome>,
     /// The highest `seq` processed from the connection's source, after the batch.
     pub ack: Option<u64>,
+}
+
+/// What became of one event of a batch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The engine took it: applied, a duplicate, or refused by a limit or the record's rules.
+    Engine(Applied),
+    /// Refused before the engine: its `ts` lay `ahead` ms ahead of the daemon's clock when
+    /// it was received, more than the connection's `max_future` (`ts_in_future`). It changed
+    /// nothing: not the engine, not its clock, not the source's highest `seq`.
+    InFuture { ahead: Millis, max_future: Millis },
+}
+
+/// What a source connection proved to the owner task about what it has handed over
+/// ([`EngineClient::prove`]); the owner task moves the engine clock by the daemon's clock only
+/// up to what every connection has proved (module doc of [`crate::owner`], "Engine clock").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proof {
+    /// Everything the connection received before this wall time has been handed over: its
+    /// transport was found with nothing left to read after the runtime had polled the
+    /// sockets at a later time ([`Prover`]). Whether the source itself still holds events
+    /// back is judged by `source.max_lag` and `source.idle`.
+    Drained(Timestamp),
+    /// The connection will hand over no event with a `ts` before this time that it has not
+    /// handed over already (a file read to its end: what a reordering window still holds,
+    /// and what can still be written, is later than this).
+    Through(Timestamp),
+}
+
+/// A source connection registered with the owner task ([`EngineClient::link`]).
+pub struct Link {
+    pub conn: ConnId,
+    /// The highest `seq` of the source already stored: the hello's `resume_after`.
+    pub resume: Option<u64>,
+    /// The connection's ack (the highest stored `seq` of its source). It changes whenever a
+    /// store write advances it, also when that happens on a retry after a storage fault,
+    /// with no frame to reply to.
+    pub acks: watch::Receiver<Option<u64>>,
+    /// Asks the connection for a [`Proof`]: answer through [`Prover`].
+    pub wanted: watch::Receiver<u64>,
 }
 
 pub(super) enum Command {
     Connect {
         source: Id,
-        reply: oneshot::Sender<(ConnId, Option<u64>, watch::Receiver<Option<u64>>)>,
+        /// The connection's `max_future` (`None`: `[source] max_future`).
+        max_future: Option<Millis>,
+        reply: oneshot::Sender<Link>,
     },
     Batch {
         conn: ConnId,
-        /// Wall time at which the frame arrived.
+        /// Wall time at which the connection read the events (the daemon has held them
+        /// since: a rate-limit wait, a full command channel).
+        since: Timestamp,
+        /// Wall time at which the events are taken as received (after any rate-limit wait):
+        /// their lag, and their `ts` with `source.clock = "receipt"`.
         received: Timestamp,
         events: Vec<Event>,
         reply: oneshot::Sender<BatchReply>,
+    },
+    Proof {
+        conn: ConnId,
+        proof: Proof,
     },
     Disconnect {
         conn: ConnId,
@@ -121,24 +172,25 @@ pub struct EngineClient {
 pub struct EngineStopped;
 
 impl EngineClient {
-    /// Registers a new connection of `source`; returns its id and the resume point
-    /// (`resume_after` of the hello).
+    /// Registers a new connection of `source` (with `[source] max_future`); returns its id
+    /// and the resume point (`resume_after` of the hello).
     pub async fn connect(&self, source: &str) -> Result<(ConnId, Option<u64>), EngineStopped> {
-        let (conn, resume, _) = self.connect_with_acks(source).await?;
-        Ok((conn, resume))
+        let link = self.link(source, None).await?;
+        Ok((link.conn, link.resume))
     }
 
-    /// [`EngineClient::connect`], plus a watch of the connection's ack (the highest stored
-    /// `seq` of its source). It changes whenever a store write advances it, also when that
-    /// happens on a retry after a storage fault, with no frame to reply to.
-    pub async fn connect_with_acks(
+    /// Registers a new connection of `source` whose events may lie at most `max_future` ms
+    /// ahead of the daemon's clock (`None`: `[source] max_future`).
+    pub async fn link(
         &self,
         source: &str,
-    ) -> Result<(ConnId, Option<u64>, watch::Receiver<Option<u64>>), EngineStopped> {
+        max_future: Option<Millis>,
+    ) -> Result<Link, EngineStopped> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Connect {
                 source: Id::from(source),
+                max_future,
                 reply,
             })
             .await
@@ -146,11 +198,23 @@ impl EngineClient {
         rx.await.map_err(|_| EngineStopped)
     }
 
-    /// Applies `events` (decoded, in arrival order) received at `received`. Waits while the
-    /// command channel is full.
+    /// Applies `events` (decoded, in arrival order) read and received at `received`. Waits
+    /// while the command channel is full.
     pub async fn apply(
         &self,
         conn: ConnId,
+        received: Timestamp,
+        events: Vec<Event>,
+    ) -> Result<BatchReply, EngineStopped> {
+        self.apply_held(conn, received, received, events).await
+    }
+
+    /// [`EngineClient::apply`] for events the connection read at `since` and held until
+    /// `received` (a rate-limit wait): a source the daemon holds back is not caught up.
+    pub async fn apply_held(
+        &self,
+        conn: ConnId,
+        since: Timestamp,
         received: Timestamp,
         events: Vec<Event>,
     ) -> Result<BatchReply, EngineStopped> {
@@ -158,6 +222,7 @@ impl EngineClient {
         self.tx
             .send(Command::Batch {
                 conn,
+                since,
                 received,
                 events,
                 reply,
@@ -165,6 +230,15 @@ impl EngineClient {
             .await
             .map_err(|_| EngineStopped)?;
         rx.await.map_err(|_| EngineStopped)
+    }
+
+    /// Hands the owner task a [`Proof`] for connection `conn`, after every batch the
+    /// connection handed over before it. Waits while the command channel is full.
+    pub async fn prove(&self, conn: ConnId, proof: Proof) -> Result<(), EngineStopped> {
+        self.tx
+            .send(Command::Proof { conn, proof })
+            .await
+            .map_err(|_| EngineStopped)
     }
 
     /// Applies an event made by the API (source [`crate::config::API_SOURCE`]), journaled like any other;
@@ -240,5 +314,72 @@ impl EngineClient {
     pub async fn disconnect(&self, conn: ConnId) {
         // If the task has stopped there is nothing left to tell.
         let _ = self.tx.send(Command::Disconnect { conn }).await;
+    }
+}
+
+/// Answers the owner task's requests for a [`Proof::Drained`] on a connection that reads a
+/// socket (WebSocket ingest in both modes, the AMI and event-socket adapters).
+///
+/// Poll [`Prover::drained`] in a `biased` `select!` *after* the branch that reads the
+/// transport. When the owner task asks ([`Link::wanted`]), the prover takes the wall time
+/// `T`, then lets the runtime's timer fire twice. Every turn of tokio's driver polls the
+/// operating system for readable sockets before it fires timers, and holds the driver while
+/// it does both; the second firing therefore comes from a turn that began polling after `T`.
+/// Data that arrived before `T` has been seen by then, and the read branch, polled just
+/// before in the same `select!`, would have taken it. So when `drained` resolves to `T`,
+/// nothing the connection received before `T` is left unread; the caller hands the proof
+/// over with [`EngineClient::prove`], after the batches of what it read. A freeze of the
+/// process anywhere in between only makes `T` older than it could be.
+pub struct Prover {
+    clock: Clock,
+    wanted: Option<watch::Receiver<u64>>,
+    /// The request being answered: its wall time, and the timer firings still to wait for.
+    pending: Option<(Timestamp, u8)>,
+}
+
+impl Prover {
+    /// Each of the two timer waits of a proof.
+    pub const SETTLE: std::time::Duration = std::time::Duration::from_millis(1);
+
+    pub fn new(clock: Clock, wanted: watch::Receiver<u64>) -> Prover {
+        Prover {
+            clock,
+            wanted: Some(wanted),
+            pending: None,
+        }
+    }
+
+    /// A prover that is never asked (before a connection is registered).
+    pub fn idle(clock: Clock) -> Prover {
+        Prover {
+            clock,
+            wanted: None,
+            pending: None,
+        }
+    }
+
+    /// Resolves to the wall time `T` of a proof once one may be given (see the type's doc).
+    /// Cancel safe: a request taken is kept until it is answered.
+    pub async fn drained(&mut self) -> Timestamp {
+        loop {
+            if let Some((at, left)) = self.pending.as_mut() {
+                while *left > 0 {
+                    tokio::time::sleep(Prover::SETTLE).await;
+                    *left -= 1;
+                }
+                let at = *at;
+                self.pending = None;
+                return at;
+            }
+            let asked = match self.wanted.as_mut() {
+                Some(w) => w.changed().await.is_ok(),
+                None => false,
+            };
+            if !asked {
+                // Never asked, or the owner task has stopped: nothing to answer.
+                std::future::pending::<()>().await;
+            }
+            self.pending = Some((self.clock.now(), 2));
+        }
     }
 }

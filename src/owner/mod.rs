@@ -39,7 +39,10 @@
 mod mailbox;
 mod restore;
 
-pub use mailbox::{ApiRefused, ApiReply, BatchReply, Closed, ConnId, EngineClient, EngineStopped};
+pub use mailbox::{
+    ApiRefused, ApiReply, BatchReply, Closed, ConnId, EngineClient, EngineStopped, Link, Outcome,
+    Proof, Prover,
+};
 pub use restore::{restore, Restored};
 
 use std::collections::HashMap;
@@ -79,7 +82,7 @@ const GROUP_COMMANDS: usize = 256;
 struct Answered {
     reply: oneshot::Sender<BatchReply>,
     source: Id,
-    outcomes: Vec<Applied>,
+    outcomes: Vec<Outcome>,
 }
 
 /// How often retention runs (and once at start).
@@ -160,6 +163,8 @@ impl EngineTask {
             source: config.source.clone(),
             conns: HashMap::new(),
             next_conn: 0,
+            wanted: watch::channel(0).0,
+            proved: false,
             floor: floor.clone(),
             metrics: metrics.clone(),
             book: SeriesBook::default(),
@@ -209,12 +214,38 @@ impl EngineTask {
 
 struct ConnState {
     source: Id,
+    /// Events whose `ts` lies more than this ahead of the daemon's clock are refused.
+    max_future: Millis,
     /// Wall time of the latest frame with events, or of the connect.
     last_activity: Timestamp,
-    /// Whether the latest event arrived within `max_lag` of its `ts`.
+    /// Whether the latest event arrived within `max_lag` of its `ts` (and the daemon has
+    /// not held the source back since).
     lag_ok: bool,
+    /// Everything the connection received before this wall time has been handed over
+    /// ([`Proof::Drained`]; the connect time at first).
+    drained: Timestamp,
+    /// The latest [`Proof::Through`], for connections that give them.
+    through: Option<Timestamp>,
+    /// When the daemon last let the source go after holding it back (events of it waited
+    /// longer than `source.delay` between being read and being stored): `source.idle`
+    /// counts from here too, as from the connect.
+    released: Timestamp,
+    /// When the oldest events of this connection that are not stored yet were read.
+    unstored_since: Option<Timestamp>,
     /// The source's ack, for the session to send when it moves without a reply.
     ack: watch::Sender<Option<u64>>,
+}
+
+impl ConnState {
+    /// The wall time up to which this connection lets the daemon's clock move the engine
+    /// clock (before `source.delay`), or `None` while its source is not caught up: its
+    /// latest event arrived within `max_lag` of its `ts`, or it has sent nothing for
+    /// `idle`, as far as the connection has proved it handed everything over.
+    fn bound(&self, source: &SourceConfig) -> Option<Timestamp> {
+        let quiet = self.last_activity.max(self.released);
+        let caught_up = self.lag_ok || self.drained.since(quiet) >= source.idle;
+        caught_up.then_some(self.drained).max(self.through)
+    }
 }
 
 /// The store side of the owner task.
@@ -269,6 +300,10 @@ struct Owner {
     source: SourceConfig,
     conns: HashMap<ConnId, ConnState>,
     next_conn: u64,
+    /// Bumped to ask every connection for a [`Proof`].
+    wanted: watch::Sender<u64>,
+    /// A proof came in since the engine clock was last moved by the daemon's clock.
+    proved: bool,
     floor: Arc<Floor>,
     metrics: Arc<Metrics>,
     book: SeriesBook,
@@ -326,6 +361,9 @@ impl Owner {
                             taken += 1;
                         }
                         self.answer(done);
+                        if std::mem::take(&mut self.proved) {
+                            self.advance_on_proof();
+                        }
                     }
                     None => break,
                 },
@@ -357,22 +395,85 @@ impl Owner {
         tracing::debug!(drained, "engine task stopped");
     }
 
-    /// Whether the daemon's clock may move the engine clock now.
-    fn may_advance(&self, now: Timestamp) -> bool {
-        !self.conns.is_empty()
-            && self
-                .conns
-                .values()
-                .all(|c| c.lag_ok || now.since(c.last_activity) >= self.source.idle)
+    /// Whether the store is failing (or holds records not yet stored): then the daemon's
+    /// clock does not move the engine clock at all.
+    fn store_failing(&self) -> bool {
+        self.durable
+            .as_ref()
+            .is_some_and(|d| d.fault.is_some() || !d.records.is_empty())
+    }
+
+    /// Whether the daemon's clock may move the engine clock at all (given proofs).
+    fn may_advance(&self) -> bool {
+        !self.conns.is_empty() && !self.store_failing()
+    }
+
+    /// The time the daemon's clock may move the engine clock to now: `now - source.delay`,
+    /// or less where a connection has proved less (module doc, "Engine clock"); `None` while
+    /// a connected source is not caught up, with no source connected, or while the store is
+    /// failing.
+    fn clock_target(&self, now: Timestamp) -> Option<Timestamp> {
+        if !self.may_advance() {
+            return None;
+        }
+        let mut bound = now;
+        for c in self.conns.values() {
+            bound = bound.min(c.bound(&self.source)?);
+        }
+        Some(bound.plus(-self.source.delay))
+    }
+
+    /// Moves the engine clock as far as [`Owner::clock_target`] allows; returns whether it
+    /// moved.
+    fn advance(&mut self, now: Timestamp) -> bool {
+        let Some(target) = self.clock_target(now) else {
+            return false;
+        };
+        if self.engine.now().is_some_and(|t| target <= t) {
+            return false;
+        }
+        self.engine.handle_timeout(target, &mut self.effects);
+        self.drain_effects();
+        true
+    }
+
+    /// A proof came in: the engine clock may move at once (a deadline waits for proofs).
+    fn advance_on_proof(&mut self) {
+        let now = self.clock.now();
+        if !self.advance(now) {
+            return;
+        }
+        self.after_apply(true, true);
+        self.publish_schedule();
+        self.set_clock_lag(now);
+        if self.durable.as_ref().is_some_and(|d| !d.ops.is_empty()) {
+            self.flush();
+        }
+    }
+
+    /// Asks every connection for a [`Proof`] of what it has handed over.
+    fn ask_proofs(&mut self) {
+        if self.may_advance() {
+            self.wanted.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    fn set_clock_lag(&self, now: Timestamp) {
+        let lag = self.engine.now().map_or(0, |t| now.since(t));
+        self.metrics.engine_clock_lag.set(lag as f64 / 1000.0);
     }
 
     fn next_wake(&self) -> Timestamp {
         let now = self.clock.now();
         let mut wake = now.plus(TICK);
-        if self.may_advance(now) {
+        if self.may_advance() {
             let book = self.alerts.as_ref().and_then(|a| a.book().poll_timeout());
             for p in [self.engine.poll_timeout(), book].into_iter().flatten() {
-                wake = wake.min(p.plus(self.source.delay));
+                let at = p.plus(self.source.delay);
+                // One already due waits for proofs, which move the clock when they come.
+                if at > now {
+                    wake = wake.min(at);
+                }
             }
         }
         wake
@@ -393,6 +494,8 @@ impl Owner {
         }
         if self.durable.is_some() {
             self.flush();
+        } else {
+            self.stored(self.clock.now());
         }
         for a in done {
             let _ = a.reply.send(BatchReply {
@@ -405,24 +508,48 @@ impl Owner {
     /// `done` collects applied batches; they are answered by [`Owner::answer`] once stored.
     fn handle_command(&mut self, cmd: Command, done: &mut Vec<Answered>) {
         match cmd {
-            Command::Connect { source, reply } => {
+            Command::Connect {
+                source,
+                max_future,
+                reply,
+            } => {
                 let conn = ConnId(self.next_conn);
                 self.next_conn += 1;
                 let resume = self.acked(&source);
                 tracing::info!(source = %source, conn = conn.0, resume_after = ?resume, "source connected");
                 let (ack, acks) = watch::channel(resume);
+                let now = self.clock.now();
                 self.conns.insert(
                     conn,
                     ConnState {
                         source,
-                        last_activity: self.clock.now(),
+                        max_future: max_future.unwrap_or(self.source.max_future),
+                        last_activity: now,
                         lag_ok: false,
+                        drained: now,
+                        through: None,
+                        released: now,
+                        unstored_since: None,
                         ack,
                     },
                 );
                 self.publish_connections();
                 // The connection may have gone already; then there is nobody to tell.
-                let _ = reply.send((conn, resume, acks));
+                let _ = reply.send(Link {
+                    conn,
+                    resume,
+                    acks,
+                    wanted: self.wanted.subscribe(),
+                });
+            }
+            Command::Proof { conn, proof } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    match proof {
+                        Proof::Drained(t) => c.drained = c.drained.max(t),
+                        Proof::Through(t) => c.through = c.through.max(Some(t)),
+                    }
+                    self.proved = true;
+                }
             }
             Command::Disconnect { conn } => {
                 if let Some(c) = self.conns.remove(&conn) {
@@ -432,11 +559,12 @@ impl Owner {
             }
             Command::Batch {
                 conn,
+                since,
                 received,
                 events,
                 reply,
             } => {
-                let (source, outcomes) = self.handle_batch(conn, received, events);
+                let (source, outcomes) = self.handle_batch(conn, since, received, events);
                 done.push(Answered {
                     reply,
                     source,
@@ -477,25 +605,44 @@ impl Owner {
 
     /// Applies a batch; returns its source and the outcome of each event. Its records wait
     /// in `durable.records` for the group's write.
+    ///
+    /// With `source.clock = "event"`, an event whose `ts` lies more than the connection's
+    /// `max_future` ahead of `received` is refused before the engine sees it: one event from
+    /// a wrong clock must not drag the engine clock ahead of everyone's.
     fn handle_batch(
         &mut self,
         conn: ConnId,
+        since: Timestamp,
         received: Timestamp,
         events: Vec<Event>,
-    ) -> (Id, Vec<Applied>) {
+    ) -> (Id, Vec<Outcome>) {
         let Some(state) = self.conns.get(&conn) else {
             return (Id::default(), Vec::new());
         };
         let source = state.source.clone();
+        let max_future = state.max_future;
+        let by_event = self.source.clock == SourceClock::Event;
         let mut outcomes = Vec::with_capacity(events.len());
         let mut last_ts = None;
+        let mut ahead = Millis::MIN;
         let mut queue_changed = false;
         for mut ev in events {
             let lag = received.since(ev.ts);
+            if by_event {
+                ahead = ahead.max(-lag);
+                if -lag > max_future {
+                    self.refuse_future(&source, -lag, max_future);
+                    outcomes.push(Outcome::InFuture {
+                        ahead: -lag,
+                        max_future,
+                    });
+                    continue;
+                }
+            }
             self.metrics.observe_lag(lag);
             last_ts = Some(ev.ts);
             let ts = ev.ts;
-            if self.source.clock == SourceClock::Receipt {
+            if !by_event {
                 ev.ts = received;
             }
             let outcome = self.engine.handle_event(&source, &ev, &mut self.effects);
@@ -525,21 +672,57 @@ impl Owner {
                     self.metrics.observe_rejected(refusal.reason_label());
                 }
             }
-            outcomes.push(outcome);
+            outcomes.push(Outcome::Engine(outcome));
             queue_changed |= self.drain_effects();
         }
-        if let (Some(ts), Some(c)) = (last_ts, self.conns.get_mut(&conn)) {
-            c.last_activity = received;
-            // Receipt-stamped events are on time by definition.
-            c.lag_ok = self.source.clock == SourceClock::Receipt
-                || received.since(ts) <= self.source.max_lag;
+        if by_event && ahead > Millis::MIN {
+            self.metrics.set_clock_ahead(&source, ahead);
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            // Held by the daemon until stored: see `Owner::stored`.
+            c.unstored_since = Some(c.unstored_since.map_or(since, |s| s.min(since)));
+            if let Some(ts) = last_ts {
+                c.last_activity = received;
+                // Receipt-stamped events are on time by definition.
+                c.lag_ok = !by_event || received.since(ts) <= self.source.max_lag;
+            }
         }
         let applied = outcomes
             .iter()
-            .any(|o| matches!(o, Applied::Applied { .. }));
+            .any(|o| matches!(o, Outcome::Engine(Applied::Applied { .. })));
         // Any applied event may move a queue (snapshots replace them without Queue effects).
         self.after_apply(queue_changed || applied, applied);
         (source, outcomes)
+    }
+
+    /// Counts and logs (rate-limited) an event refused for a `ts` `ahead` ms ahead of the
+    /// daemon's clock.
+    fn refuse_future(&self, source: &Id, ahead: Millis, max_future: Millis) {
+        self.metrics.count_future(source);
+        self.limits.hit("max_future", || {
+            tracing::warn!(
+                source = %source,
+                ahead_ms = ahead,
+                max_future_ms = max_future,
+                "event refused: its ts lies ahead of the daemon's clock by more than source.max_future; check the source's clock (NTP) or set source.clock = \"receipt\""
+            );
+        });
+    }
+
+    /// The records read so far are stored (or, without a store, applied) at `now`: a
+    /// connection whose events waited longer than `source.delay` for it was held back by
+    /// the daemon (a failing store, a full command queue, the rate limit, a slow disk). Its
+    /// source may have kept events back meanwhile (a window of unacknowledged events), so it
+    /// counts as caught up again only after a new event on time, or `source.idle` from now.
+    fn stored(&mut self, now: Timestamp) {
+        for c in self.conns.values_mut() {
+            if let Some(since) = c.unstored_since.take() {
+                if now.since(since) > self.source.delay {
+                    c.lag_ok = false;
+                    c.released = now;
+                }
+            }
+        }
     }
 
     /// Counts and logs (rate-limited) an event refused by an engine limit.
@@ -694,6 +877,7 @@ impl Owner {
                     tracing::info!(was = %was, "store recovered; acknowledging again");
                     self.floor.set_store_fault(None);
                 }
+                self.stored(self.clock.now());
             }
             Err(e) => {
                 if d.fault.is_none() {
@@ -869,15 +1053,11 @@ impl Owner {
 
     fn handle_tick(&mut self) {
         let now = self.clock.now();
-        let mut moved = false;
-        if self.may_advance(now) {
-            let target = now.plus(-self.source.delay);
-            if self.engine.now().is_none_or(|t| target > t) {
-                self.engine.handle_timeout(target, &mut self.effects);
-                self.drain_effects();
-                moved = true;
-            }
-        }
+        self.proved = false;
+        let moved = self.advance(now);
+        // The proofs asked for now move the clock further when they come in.
+        self.ask_proofs();
+        self.set_clock_lag(now);
         // Queue views (waits, the 15-minute window) move only with the engine clock.
         self.after_apply(moved, moved);
         // Who a shift covers changes with the clock as well as with events.

@@ -11,7 +11,7 @@ use floorwatch::engine::{Effect, Engine};
 use floorwatch::event::{decode_event, Event};
 use floorwatch::floor::{Status, ViolationFilter, ViolationRecord};
 use floorwatch::metrics::Metrics;
-use floorwatch::owner::EngineTask;
+use floorwatch::owner::{EngineTask, Proof, Prover};
 use floorwatch::time::Timestamp;
 use proptest::prelude::*;
 use serde_json::Value;
@@ -281,7 +281,8 @@ fn events(steps: &[(i64, Op)]) -> Vec<Event> {
 }
 
 /// Runs the stream through the live owner task, each event delivered at its `ts` under
-/// paused time; returns the violation log and the final engine clock.
+/// paused time, by a connection that answers requests for proofs; returns the violation log
+/// and the final engine clock.
 fn live(config: &Config, events: &[Event]) -> (Vec<ViolationRecord>, Timestamp) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -295,7 +296,20 @@ fn live(config: &Config, events: &[Event]) -> (Vec<ViolationRecord>, Timestamp) 
         let task =
             EngineTask::spawn(config, clock, metrics, shutdown.clone()).expect("engine task");
         let engine = task.client();
-        let (conn, _) = engine.connect("pbx").await.expect("connect");
+        let link = engine.link("pbx", None).await.expect("connect");
+        let conn = link.conn;
+        // The connection answers the owner task's requests for proofs as a session does: it
+        // hands every event over at its `ts`, so whatever it has not handed over is later.
+        let mut prover = Prover::new(clock, link.wanted);
+        let proofs = engine.clone();
+        let answering = tokio::spawn(async move {
+            loop {
+                let at = prover.drained().await;
+                if proofs.prove(conn, Proof::Drained(at)).await.is_err() {
+                    return;
+                }
+            }
+        });
         // Events with the same `ts` arrive together as one batch.
         for batch in events.chunk_by(|a, b| a.ts == b.ts) {
             tokio::time::sleep_until(clock.instant_at(batch[0].ts)).await;
@@ -313,6 +327,7 @@ fn live(config: &Config, events: &[Event]) -> (Vec<ViolationRecord>, Timestamp) 
         let now = floor.engine_clock().expect("engine clock");
         shutdown.cancel();
         task.join().await;
+        answering.abort();
         (log, now)
     })
 }

@@ -20,7 +20,7 @@ use crate::adapter::ami::{AmiMapper, AmiMessage, AmiParser};
 use crate::adapter::AdapterContext;
 use crate::config::AmiSource;
 use crate::event::Event;
-use crate::owner::EngineStopped;
+use crate::owner::{EngineStopped, Proof};
 use crate::redial::Redial;
 
 /// The longest line kept; a longer one discards the message it is part of.
@@ -124,6 +124,15 @@ pub async fn run(config: AmiSource, mut cx: AdapterContext) {
     }
 }
 
+/// What the connection's read loop woke up for.
+enum Read {
+    Messages(Vec<AmiMessage>),
+    /// Nothing was left to read when the owner task's request for a proof settled.
+    Drained(crate::time::Timestamp),
+    /// Silence until the keepalive deadline.
+    Quiet,
+}
+
 /// One connection, from TCP connect to its end.
 struct Session<'a> {
     config: &'a AmiSource,
@@ -180,19 +189,24 @@ impl Session<'_> {
         let ping_timeout = keepalive / 3;
         let mut deadline = Instant::now() + keepalive;
         let mut ping_sent = false;
+        let mut prover = self.cx.sink.prover();
         loop {
             let read = tokio::select! {
-                r = conn.read_messages(self.cx) => Some(r?),
-                _ = tokio::time::sleep_until(deadline) => None,
+                biased;
+                r = conn.read_messages(self.cx) => Read::Messages(r?),
+                // After the read: taken only when nothing was left to read.
+                at = prover.drained() => Read::Drained(at),
+                _ = tokio::time::sleep_until(deadline) => Read::Quiet,
             };
             match read {
-                Some(messages) => {
+                Read::Messages(messages) => {
                     deadline = Instant::now() + keepalive;
                     ping_sent = false;
                     self.apply(messages, &status_id).await?;
                 }
-                None if ping_sent => return Err(SessionError::PingTimeout(ping_timeout)),
-                None => {
+                Read::Drained(at) => self.cx.sink.prove(Proof::Drained(at)).await?,
+                Read::Quiet if ping_sent => return Err(SessionError::PingTimeout(ping_timeout)),
+                Read::Quiet => {
                     let id = self.next_action_id();
                     conn.write(&format!("Action: Ping\r\nActionID: {id}\r\n\r\n"))
                         .await?;

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::adapter::esl::{EslDecoder, EslError, EslMapper, Frame};
 use crate::adapter::AdapterContext;
 use crate::config::EslSource;
+use crate::owner::Proof;
 use crate::redial::Redial;
 
 /// How long a TCP connect, and each step of the handshake, may take.
@@ -150,15 +151,28 @@ async fn session(config: &EslSource, mapper: &mut EslMapper, cx: &mut AdapterCon
     cx.set_connected(true);
     tracing::info!(source = %cx.name, address = %config.address, "event socket connected");
 
+    let mut prover = cx.sink.prover();
+    let mut silent_until = Instant::now() + SILENCE_LIMIT;
     loop {
-        let frame = match conn
-            .next(&mut stream, cx, Instant::now() + SILENCE_LIMIT)
-            .await
-        {
-            Ok(f) => f,
-            Err(End::Failed) => return End::Lost,
-            Err(end) => return end,
+        let next = tokio::select! {
+            biased;
+            f = conn.next(&mut stream, cx, silent_until) => Ok(f),
+            // After the read: taken only when nothing was left to read (`next` returns a
+            // frame already decoded before it reads).
+            at = prover.drained() => Err(at),
         };
+        let frame = match next {
+            Ok(Ok(f)) => f,
+            Ok(Err(End::Failed)) => return End::Lost,
+            Ok(Err(end)) => return end,
+            Err(at) => {
+                if cx.sink.prove(Proof::Drained(at)).await.is_err() {
+                    return End::EngineStopped;
+                }
+                continue;
+            }
+        };
+        silent_until = Instant::now() + SILENCE_LIMIT;
         match content_type(&frame) {
             "text/event-json" => {
                 let Some(event) = frame.event.as_ref() else {

@@ -17,6 +17,17 @@
 //! again (the engine would drop them anyway). Another file gets the next generation. On a
 //! first start (no state file) the current file is read from its start.
 //!
+//! Engine clock: each time the tail has read to the end of the file (and the path still
+//! names that file) while the file is caught up, it proves [`Proof::Through`] the time it
+//! started that read, minus the reorder window and a second (`queue_log` times are whole
+//! seconds): everything written before it has been read, the window holds only later
+//! events, and a line written later cannot carry an earlier event unless it reports a ring
+//! longer than the window (which is late anyway). Caught up is judged on the lines as read,
+//! not as released from the window: the newest line's time was within `source.max_lag` (and
+//! a second) of the read that found it, or no line came for `source.idle` (a file of old
+//! lines written now is not caught up). A tail held back (the rate limit, a full command
+//! queue) proves nothing meanwhile, so the engine clock waits for it.
+//!
 //! Shutdown: events still held in the reorder window are not sent; their `seq` is above the
 //! resume point, so they are read and sent again after a restart (if the file was not rotated
 //! in between).
@@ -31,6 +42,7 @@ use crate::adapter::queue_log::{generation_of, QueueLogError, QueueLogMapper};
 use crate::adapter::AdapterContext;
 use crate::config::QueueLogSource;
 use crate::event::Event;
+use crate::owner::Proof;
 
 /// How often the file is checked for growth and rotation.
 const POLL: Duration = Duration::from_millis(250);
@@ -257,6 +269,10 @@ struct Tail {
     sent: Option<u64>,
     malformed_logged: Option<tokio::time::Instant>,
     malformed_quiet: u64,
+    /// Wall time of the read that gave the latest line (or of the start).
+    line_read: crate::time::Timestamp,
+    /// Whether the newest line's time was within `max_lag` (and a second) of that read.
+    line_on_time: bool,
 }
 
 /// Follows `config.path` until `cx.shutdown`.
@@ -270,7 +286,10 @@ pub async fn run(config: QueueLogSource, mut cx: AdapterContext) {
         Err(_) => return,
     };
     cx.set_connected(true);
+    let line_read = cx.sink.now();
     let mut tail = Tail {
+        line_read,
+        line_on_time: false,
         mapper: QueueLogMapper::new(config.settings.clone(), config.reorder_window),
         config,
         cx,
@@ -392,6 +411,8 @@ impl Tail {
             if self.cx.shutdown.is_cancelled() {
                 return Err(Stop);
             }
+            // Taken before the read: if it finds the end, everything written before is read.
+            let read_at = self.cx.sink.now();
             let n = match self.file.read(&mut chunk).await {
                 Ok(n) => n,
                 Err(e) => {
@@ -408,11 +429,20 @@ impl Tail {
             if n > 0 {
                 grew = true;
                 self.lines.push(&chunk[..n], &mut pieces);
+                let taken = self.mapper.stats().lines;
                 self.handle(&mut pieces).await?;
+                if self.mapper.stats().lines > taken {
+                    self.line_read = read_at;
+                    self.line_on_time = self
+                        .mapper
+                        .newest()
+                        .is_some_and(|t| read_at.since(t) <= self.cx.max_lag + 1_000);
+                }
                 continue;
             }
             // At the end of what is written: rotated, truncated, or just quiet?
             // A path renamed away and not created again yet: keep reading the old handle.
+            let mut whole = true;
             if let Ok(meta) = tokio::fs::metadata(&self.config.path).await {
                 let (dev, ino) = identity(&meta);
                 if (dev, ino) != (self.state.dev, self.state.ino) {
@@ -427,6 +457,8 @@ impl Tail {
                         continue;
                     }
                     rotation_seen = true;
+                    // Another file has lines this handle cannot read yet.
+                    whole = false;
                 } else if meta.len() < self.lines.position() {
                     tracing::info!(source = %self.cx.name, "queue_log truncated, reading it from its start");
                     self.lines = LineReader::default();
@@ -443,6 +475,15 @@ impl Tail {
             let until = self.cx.sink.now().plus(-self.config.reorder_window);
             let evs = self.mapper.release_until(until);
             self.send(evs).await?;
+            let caught_up = self.line_on_time || read_at.since(self.line_read) >= self.cx.idle;
+            if whole && caught_up {
+                let through = read_at.plus(-self.config.reorder_window - 1_000);
+                self.cx
+                    .sink
+                    .prove(Proof::Through(through))
+                    .await
+                    .map_err(|_| Stop)?;
+            }
             tokio::select! {
                 _ = self.cx.shutdown.cancelled() => return Err(Stop),
                 _ = tokio::time::sleep(POLL) => {}
