@@ -1,43 +1,12 @@
 //! Storage faults: a full disk (a small tmpfs made by the test, as root) stops acks and
 //! readiness, loses nothing, and recovers by itself once there is space again.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use floorwatch::simulate::{Generator, Misconduct, SimConfig};
 
 use crate::crash::{live_violations, replayed_violations, stream_with_resume, START};
-use crate::daemon_support::{config, eventually, get, start};
-
-/// A tmpfs mounted for the test; unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Tmpfs(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-/// Writes zeros to `path` until the file system is full.
-fn fill(path: &Path) {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path).expect("filler");
-    let chunk = vec![0u8; 4096];
-    while f.write_all(&chunk).is_ok() {}
-    let _ = f.sync_all();
-}
+use crate::daemon_support::{config, eventually, fill, get, start, Tmpfs};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_stops_acks_and_readiness_and_recovers_without_loss() {

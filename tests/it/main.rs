@@ -34,6 +34,7 @@ mod shutdown;
 mod simulate;
 mod simulate_options;
 mod sources;
+mod stall;
 mod store;
 mod tls;
 mod upgrade;
