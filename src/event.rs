@@ -596,7 +596,7 @@ pub enum DecodeError {
     BadTs(String),
     #[error("`state` must be one of {want}, not {got:?}")]
     BadState { want: &'static str, got: String },
-    #[error("`minutes` must be a number > 0")]
+    #[error("`minutes` must be a number of minutes above 0 and below 16666666667 (10^15 ms), at least 1 ms once rounded to milliseconds")]
     BadMinutes,
     #[error("`seq` must be an integer >= 0")]
     BadSeq,
@@ -1754,6 +1754,23 @@ mod tests {
         let ok = one(r#"{"type":"approval.granted","ts":1,"agent":"a","reason":"meeting","minutes":0.00001,"by":"x"}"#)
             .unwrap();
         assert_eq!(one(&ok.to_json()).unwrap(), ok);
+    }
+
+    #[test]
+    fn approval_minutes_have_a_range_and_its_error_says_it() {
+        let minutes = |m: &str| {
+            one(&format!(
+                r#"{{"type":"approval.granted","ts":1,"agent":"a","reason":"meeting","minutes":{m},"by":"x"}}"#
+            ))
+        };
+        // The largest accepted: just under 10^15 ms.
+        assert!(minutes("16666666666").is_ok());
+        for m in ["16666666667", "1e15", "1e300", "0", "-1"] {
+            let e = minutes(m).unwrap_err();
+            assert_eq!(e, DecodeError::BadMinutes, "{m}");
+            let said = e.to_string();
+            assert!(said.contains("above 0 and below 16666666667"), "{said}");
+        }
     }
 
     #[test]

@@ -337,11 +337,7 @@ impl EslMapper {
         if field(event, "Event-Subclass") != Some("callcenter::info") {
             return out;
         }
-        let ts = field(event, "Event-Date-Timestamp")
-            .and_then(|v| v.parse::<i64>().ok())
-            .map(|us| Timestamp(us / 1000))
-            .filter(|t| crate::time::ts_in_range(*t))
-            .unwrap_or(received);
+        let ts = event_time(event).unwrap_or(received);
         let Some(action) = field(event, "CC-Action") else {
             return out;
         };
@@ -582,6 +578,15 @@ fn epoch_s(event: &Map<String, Value>, key: &str) -> Option<Timestamp> {
     let s: i64 = field(event, key)?.parse().ok()?;
     let t = Timestamp(s.checked_mul(1000)?);
     (s > 0 && crate::time::ts_in_range(t)).then_some(t)
+}
+
+/// A FreeSWITCH event's own time (`Event-Date-Timestamp`, microseconds since the epoch), if
+/// it has a valid one.
+pub fn event_time(event: &Map<String, Value>) -> Option<Timestamp> {
+    field(event, "Event-Date-Timestamp")
+        .and_then(|v| v.parse::<i64>().ok())
+        .map(|us| Timestamp(us / 1000))
+        .filter(|t| crate::time::ts_in_range(*t))
 }
 
 fn at(ts: Timestamp, body: Body) -> Event {

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::config::{AdapterKind, Config};
+use crate::config::{AdapterKind, Config, SourceClock};
 use crate::event::{Event, Id};
 use crate::limits::{Bucket, Limiter};
 use crate::metrics::Metrics;
@@ -51,12 +51,18 @@ pub(crate) fn protocol_reason(r: &str) -> Id {
 /// handed over what it read ([`Proof`]): the AMI and event-socket clients answer the owner
 /// task's requests with [`EngineSink::prover`] (their read buffer found empty), the
 /// queue_log tail proves with [`Proof::Through`] each time it reads to the end of the file.
+///
+/// A native message stamped more than the source's `max_future` ahead of the daemon's clock
+/// is refused before it is mapped ([`EngineSink::refuse_future`]), so that it changes no
+/// adapter state either (a `queue_log` line from next year would hold the reorder window
+/// open for a year); the owner task would refuse its events anyway.
 pub struct EngineSink {
     engine: EngineClient,
     clock: Clock,
     source: Id,
-    /// `max_future` of the source (`None`: `[source] max_future`).
+    /// The source's `max_future` (`None` with `source.clock = "receipt"`: nothing to check).
     max_future: Option<Millis>,
+    metrics: Arc<Metrics>,
     conn: Option<ConnId>,
     /// The owner task's requests for proofs, of the current connection.
     wanted: Option<tokio::sync::watch::Receiver<u64>>,
@@ -72,6 +78,7 @@ impl EngineSink {
         source: &str,
         max_future: Option<Millis>,
         limiter: Arc<Limiter>,
+        metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> EngineSink {
         let source = Id::from(source);
@@ -81,6 +88,7 @@ impl EngineSink {
             bucket: limiter.bucket(&source),
             source,
             max_future,
+            metrics,
             conn: None,
             wanted: None,
             limiter,
@@ -96,6 +104,29 @@ impl EngineSink {
     /// The source name events are journaled under.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// Whether a native message stamped `ts` lies more than the source's `max_future` ahead
+    /// of the daemon's clock; if so it is counted (`floorwatch_events_future_total{source}`,
+    /// `reason="ts_in_future"`) and logged (rate-limited), and the caller skips it.
+    pub fn refuse_future(&self, ts: crate::time::Timestamp) -> bool {
+        let Some(max) = self.max_future else {
+            return false;
+        };
+        let ahead = ts.since(self.clock.now());
+        if ahead <= max {
+            return false;
+        }
+        self.metrics.count_future(&self.source);
+        self.limiter.log.hit("max_future", || {
+            tracing::warn!(
+                source = %self.source,
+                ahead_ms = ahead,
+                max_future_ms = max,
+                "message refused: its time lies ahead of the daemon's clock by more than max_future; check the phone system's clock (NTP) or set source.clock = \"receipt\""
+            );
+        });
+        true
     }
 
     /// The platform is connected: registers the source connection (counted by
@@ -220,14 +251,17 @@ pub fn spawn_all(
         .adapters
         .iter()
         .map(|a| {
+            let max_future = (source.clock == SourceClock::Event)
+                .then(|| a.max_future.unwrap_or(source.max_future));
             let cx = AdapterContext {
                 name: a.name.clone(),
                 sink: EngineSink::new(
                     engine.clone(),
                     clock,
                     &a.name,
-                    a.max_future,
+                    max_future,
                     limiter.clone(),
+                    metrics.clone(),
                     shutdown.clone(),
                 ),
                 metrics: metrics.clone(),

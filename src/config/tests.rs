@@ -45,6 +45,7 @@ fn assert_same_source(a: &SourceConfig, b: &SourceConfig) {
     assert_eq!(a.max_frame, b.max_frame);
     assert_eq!(a.clock, b.clock);
     assert_eq!((a.delay, a.max_lag, a.idle), (b.delay, b.max_lag, b.idle));
+    assert_eq!(a.max_future, b.max_future);
     assert_eq!(
         (a.ping_every, a.ping_timeout, &a.ca),
         (b.ping_every, b.ping_timeout, &b.ca)
@@ -545,4 +546,33 @@ fn connect_mode_needs_a_websocket_url() {
     assert!(c.validate().is_err());
     c.source.url = Some("wss://pbx/events".into());
     assert!(c.validate().is_ok());
+}
+
+#[test]
+fn max_future_is_five_minutes_unless_set_and_an_adapter_may_set_its_own() {
+    assert_eq!(Config::default().source.max_future, 300_000);
+    let c = Config::from_toml_str(
+        "[source]\nmax_future = \"10m\"\n\
+         [[sources]]\nkind = \"asterisk-queue-log\"\nname = \"q1\"\npath = \"/q1\"\n\
+         [[sources]]\nkind = \"asterisk-queue-log\"\nname = \"q2\"\npath = \"/q2\"\nmax_future = \"30s\"\n",
+    )
+    .expect("valid");
+    assert_eq!(c.source.max_future, 600_000);
+    // None: the adapter takes [source] max_future.
+    assert_eq!(c.adapters[0].max_future, None);
+    assert_eq!(c.adapters[1].max_future, Some(30_000));
+    // The single-adapter form: [source] max_future is the adapter's.
+    let c = Config::from_toml_str(
+        "[source]\nkind = \"asterisk-queue-log\"\npath = \"/q\"\nmax_future = \"1m\"\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        (c.source.max_future, c.adapters[0].max_future),
+        (60_000, None)
+    );
+
+    let e = err("[source]\nmax_future = \"0s\"\n");
+    assert_at(&e, "source.max_future", 2, 14);
+    let e = err("[[sources]]\nkind = \"asterisk-queue-log\"\npath = \"/q\"\nmax_future = \"0s\"\n");
+    assert_at(&e, "sources[0].max_future", 4, 14);
 }

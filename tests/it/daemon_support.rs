@@ -502,3 +502,33 @@ pub fn fill(path: &std::path::Path) {
     while f.write_all(&chunk).is_ok() {}
     let _ = f.sync_all();
 }
+
+/// The phone system's side of connect mode: a WebSocket server the daemon dials.
+pub type ServerWs = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Accepts one WebSocket connection; returns it and its Authorization header.
+#[allow(clippy::result_large_err)] // the callback's error type is tungstenite's
+pub async fn accept(listener: &tokio::net::TcpListener) -> (ServerWs, Option<String>) {
+    let (tcp, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .expect("the daemon dials in time")
+        .expect("accept");
+    let auth = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = auth.clone();
+    let ws = tokio_tungstenite::accept_hdr_async(
+        tcp,
+        move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+              resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
+            *seen.lock().expect("lock") = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            Ok(resp)
+        },
+    )
+    .await
+    .expect("handshake");
+    let auth = auth.lock().expect("lock").clone();
+    (ws, auth)
+}

@@ -1,41 +1,13 @@
 //! Connect-mode ingest: the daemon dials a phone system (a WebSocket server run by the test),
 //! sends hello, takes events, and redials when the connection drops.
 
-use std::sync::{Arc, Mutex};
-
 use floorwatch::config::SourceMode;
 use futures_util::SinkExt;
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::daemon_support::{self as sup, WAIT};
-
-type ServerWs = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
-
-/// Accepts one WebSocket connection; returns it and its Authorization header.
-#[allow(clippy::result_large_err)] // the callback's error type is tungstenite's
-async fn accept(listener: &TcpListener) -> (ServerWs, Option<String>) {
-    let (tcp, _) = tokio::time::timeout(WAIT, listener.accept())
-        .await
-        .expect("the daemon dials in time")
-        .expect("accept");
-    let auth = Arc::new(Mutex::new(None));
-    let seen = auth.clone();
-    let ws = tokio_tungstenite::accept_hdr_async(tcp, move |req: &Request, resp: Response| {
-        *seen.lock().expect("lock") = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        Ok(resp)
-    })
-    .await
-    .expect("handshake");
-    let auth = auth.lock().expect("lock").clone();
-    (ws, auth)
-}
+use crate::daemon_support::{self as sup, accept};
 
 #[tokio::test]
 async fn connect_mode_dials_sends_hello_takes_events_and_redials() {

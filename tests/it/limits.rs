@@ -32,6 +32,10 @@ fn row(label: &'static str, event: impl Into<String>, reason: &'static str) -> R
     }
 }
 
+/// The `minutes` of an approval: its accepted range, said when it is not met (a huge value is
+/// a number above zero, and was once told it must be one).
+const MINUTES: &str = "`minutes` must be a number of minutes above 0 and below 16666666667 (10^15 ms), at least 1 ms once rounded to milliseconds";
+
 /// Every decode-time rejection the protocol page lists (invalid JSON, a missing or
 /// mistyped required field, an unknown `type`, an identifier that is empty or too long, a
 /// `ts` that is not a valid time, a `state` outside its set, `minutes` that is not a number
@@ -69,10 +73,13 @@ fn decode_rows() -> Vec<Row> {
         row("bad_ts", r#"{"type":"call.queued","ts":true,"seq":7,"call":"c","queue":"q"}"#, "`ts` is not a valid time: Bool"),
         row("bad_state", r#"{"type":"agent.state","ts":1,"seq":7,"agent":"a","state":"busy"}"#, "`state` must be one of ready, not_ready, acw, not \"busy\""),
         row("bad_state", r#"{"type":"agent.login","ts":1,"seq":7,"agent":"a","state":"READY"}"#, "`state` must be one of ready, not_ready, acw, not \"READY\""),
-        row("bad_minutes", r#"{"type":"approval.granted","ts":1,"seq":7,"agent":"a","reason":"meeting","minutes":0,"by":"l"}"#, "`minutes` must be a number > 0"),
-        row("bad_minutes", r#"{"type":"approval.granted","ts":1,"seq":7,"agent":"a","reason":"meeting","minutes":-2,"by":"l"}"#, "`minutes` must be a number > 0"),
-        row("bad_minutes", r#"{"type":"approval.granted","ts":1,"seq":7,"agent":"a","reason":"meeting","minutes":"5","by":"l"}"#, "`minutes` must be a number > 0"),
-        row("bad_minutes", r#"{"type":"approval.granted","ts":1,"seq":7,"agent":"a","reason":"meeting","minutes":1e300,"by":"l"}"#, "`minutes` must be a number > 0"),
+        row("bad_minutes", r#"{"type":"approval.granted","ts":1,"seq":7,"agent":"a","reason":"meeting","minutes":0,"by":"l"}"#, MINUTES),
+        row("bad_minutes", r#"{"type":"approval.granted","ts":1,"seq":7,"agent":"a","reason":"meeting","minutes":-2,"by":"l"}"#, MINUTES),
+        row("bad_minutes", r#"{"type":"approval.granted","ts":1,"seq":7,"agent":"a","reason":"meeting","minutes":"5","by":"l"}"#, MINUTES),
+        row("bad_minutes", r#"{"type":"approval.granted","ts":1,"seq":7,"agent":"a","reason":"meeting","minutes":1e300,"by":"l"}"#, MINUTES),
+        row("bad_minutes", r#"{"type":"approval.granted","ts":1,"seq":7,"agent":"a","reason":"meeting","minutes":1e15,"by":"l"}"#, MINUTES),
+        row("bad_minutes", r#"{"type":"approval.granted","ts":1,"seq":7,"agent":"a","reason":"meeting","minutes":16666666667,"by":"l"}"#, MINUTES),
+        row("bad_minutes", r#"{"type":"approval.granted","ts":1,"seq":7,"agent":"a","reason":"meeting","minutes":0.000008,"by":"l"}"#, MINUTES),
         row("bad_seq", r#"{"type":"call.ended","ts":1,"seq":-1,"call":"c"}"#, "`seq` must be an integer >= 0"),
         row("bad_seq", r#"{"type":"call.ended","ts":1,"seq":"7","call":"c"}"#, "`seq` must be an integer >= 0"),
         row("bad_snapshot", r#"{"type":"snapshot","ts":1,"seq":7,"agents":[{"agent":"a","presence":"away","since":1}]}"#, "snapshot entry 0 of `agents`: `state` must be one of ready, not_ready, acw, not \"away\""),

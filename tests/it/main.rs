@@ -18,6 +18,7 @@ mod engine_props;
 mod examples;
 mod fault;
 mod freeswitch;
+mod future_ts;
 mod http;
 mod ingest;
 mod ingest_connect;

@@ -271,6 +271,13 @@ impl Session<'_> {
                 }
                 continue;
             }
+            // Refused before the mapper sees it, so that it changes no member state.
+            if m.get("Timestamp")
+                .and_then(crate::adapter::ami::parse_epoch)
+                .is_some_and(|t| self.cx.sink.refuse_future(t))
+            {
+                continue;
+            }
             let mapped = self.mapper.handle(m, received);
             self.cx.count(if mapped.is_empty() {
                 "ignored"

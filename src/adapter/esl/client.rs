@@ -179,6 +179,11 @@ async fn session(config: &EslSource, mapper: &mut EslMapper, cx: &mut AdapterCon
                     cx.count("malformed");
                     continue;
                 };
+                // Refused before the mapper sees it, so that it changes no agent state.
+                if crate::adapter::esl::event_time(event).is_some_and(|t| cx.sink.refuse_future(t))
+                {
+                    continue;
+                }
                 let events = mapper.handle(event, cx.sink.now());
                 if events.is_empty() {
                     cx.count("ignored");

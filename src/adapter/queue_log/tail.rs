@@ -538,6 +538,16 @@ impl Tail {
                     if text.trim().is_empty() {
                         continue;
                     }
+                    // A line from a wrong clock is refused before the mapper sees it: its
+                    // time would hold the reorder window open until the wall clock gets there.
+                    if text
+                        .split('|')
+                        .next()
+                        .and_then(crate::adapter::ami::parse_epoch)
+                        .is_some_and(|t| self.cx.sink.refuse_future(t))
+                    {
+                        continue;
+                    }
                     let unknown = self.mapper.stats().unknown;
                     match self.mapper.handle_line(&text, offset, line) {
                         Ok(evs) => {
