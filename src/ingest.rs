@@ -21,6 +21,18 @@
 //! without a frame from the source the dialer pings, and with no frame at all (pong or
 //! other) for `source.ping_timeout` it drops the connection.
 //!
+//! # The engine clock
+//!
+//! The owner task moves the engine clock by the daemon's clock only as far as each
+//! connection has proved it read everything sent to it ([`crate::owner::Proof`]). A session
+//! answers the owner task's requests with a [`Prover`] polled right after the read in its
+//! `select!`: the proof is given only when nothing is left to read, and goes through the
+//! command channel after the batches read before it. While a session waits (on the rate
+//! limit, the engine channel, a slow peer) it proves nothing. The batch it hands over carries
+//! when it was read and when it was received (after a rate-limit wait), so the owner task
+//! knows how long the daemon held the source back. Events whose `ts` lies more than
+//! `source.max_future` ahead of the daemon's clock get an error reply (`ts_in_future`).
+//!
 //! # Acks
 //!
 //! `ack` (and the hello's `resume_after`) mean "durably stored": the highest `seq` of the

@@ -13,12 +13,27 @@
 //! replies go back through oneshot channels, so a slow connection cannot stall it.
 //!
 //! Engine clock (protocol page, "Ordering and time"): events are applied in arrival order at
-//! their `ts` (or their receive time with `source.clock = "receipt"`). The timer moves the
-//! engine clock to `now - source.delay` only while at least one source is connected and every
-//! connected source is caught up (its latest event arrived within `source.max_lag` of its
-//! `ts`, or it has sent nothing for `source.idle`; a connection that has sent nothing yet
-//! counts from its connect time). It wakes at `poll_timeout() + delay` and at least every
-//! [`TICK`] so that waits move. With no source connected the engine clock stands still.
+//! their `ts` (or their receive time with `source.clock = "receipt"`). The daemon's clock
+//! moves the engine clock towards `now - source.delay` only while at least one source is
+//! connected, the store is not failing, and every connected source is caught up (its latest
+//! event arrived within `source.max_lag` of its `ts`, or it has sent nothing for
+//! `source.idle`; a connection that has sent nothing yet counts from its connect time) — and
+//! only as far as every connection has *proved* it handed over what it received: a
+//! [`Proof::Drained`] at `T` (its transport found empty after the runtime polled the sockets
+//! later than `T`, see [`Prover`]) lets the clock go to `T - delay`, a [`Proof::Through`] to
+//! its own time. Proofs come through the command channel after the connection's batches, so
+//! a connection the daemon holds back (a rate-limit wait, a full channel, a frozen process)
+//! proves nothing meanwhile. Whoever "has sent nothing" is judged on what was proved read:
+//! after a freeze the timer cannot run ahead of what waited in a socket. A connection whose
+//! events waited longer than `delay` between being read and being stored (a failing or slow
+//! store, a full channel, the rate limit) is *released* when they are stored: not caught up
+//! until a new event on time, or `idle` from then, since its source may have kept events back
+//! while it waited for acks. The task asks every connection for proofs at every tick
+//! ([`TICK`]) and at `poll_timeout() + delay`, and moves the clock as they come in. With no
+//! source connected the engine clock stands still.
+//!
+//! Events whose `ts` lies more than the connection's `max_future` ahead of the daemon's clock
+//! when received are refused before the engine sees them ([`Outcome::InFuture`]).
 //!
 //! Durability (protocol page, "ack = durably stored"): with a store, every applied event is
 //! encoded as a journal record and appended, one write and one `fdatasync` per batch, before

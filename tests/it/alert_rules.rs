@@ -49,7 +49,7 @@ fn promtool_checks_and_unit_tests_the_shipped_rules() {
         "prometheus",
         &["check", "rules", "config/prometheus/rules.yml"],
     );
-    assert!(checked.contains("SUCCESS: 8 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 11 rules found"), "{checked}");
     let tested = run(
         "promtool",
         "prometheus",
@@ -72,7 +72,7 @@ fn every_shipped_rule_has_a_unit_test() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(names.len(), 8, "{names:?}");
+    assert_eq!(names.len(), 11, "{names:?}");
     for name in names {
         assert!(
             tests.contains(&format!("alertname: {name}\n")),
@@ -286,7 +286,8 @@ const ALERT_DELIVERY_FAMILIES: &[&str] = &[
 ];
 
 /// A floor that makes every family the rules read appear: agents in two states, an answered
-/// and an abandoned queue call, one still waiting, one rejected event.
+/// and an abandoned queue call, one still waiting, one rejected event (and, sent after it,
+/// one from next year).
 const FLOOR: &str = r#"[
  {"type":"agent.login","ts":"2026-11-28T01:00:00Z","seq":1,"agent":"a1","team":"hotline-1"},
  {"type":"agent.login","ts":"2026-11-28T01:00:00Z","seq":2,"agent":"a2","team":"hotline-1","state":"not_ready","reason":"break"},
@@ -305,6 +306,18 @@ async fn the_rules_read_only_families_the_daemon_exports() {
     let (mut source, _) = Source::connect_hello(d.local_addr(), "pbx").await;
     source.send(FLOOR).await;
     assert_eq!(source.until_ack().await.1, 8);
+    // And one event from a clock a year ahead, refused.
+    let next_year = floorwatch::clock::Clock::system()
+        .now()
+        .plus(366 * 86_400_000);
+    source
+        .send(format!(
+            r#"{{"type":"agent.login","ts":{},"seq":10,"agent":"a3"}}"#,
+            next_year.0
+        ))
+        .await;
+    let (errors, _) = source.until_ack().await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
     let (_, _, text) = sup::get(d.local_addr(), "/metrics").await;
     let names = series_in_rules();
     assert!(names.len() >= 9, "{names:?}");
@@ -319,12 +332,15 @@ async fn the_rules_read_only_families_the_daemon_exports() {
     d.shutdown().await;
 }
 
-/// Calls queued on a queue no agent serves: `calls` waiting.
+/// Calls queued on a queue no agent serves, one a second up to now: `calls` waiting. (Of
+/// now, so that the engine clock follows the wall clock: a floor of the past holds it back,
+/// which FloorEngineClockHeldBack reports.)
 fn queued_calls(calls: u64) -> String {
+    let now = floorwatch::clock::Clock::system().now();
     let events: Vec<Value> = (1..=calls)
         .map(|i| {
             json!({
-                "type": "call.queued", "ts": format!("2026-11-28T01:00:{i:02}Z"), "seq": i,
+                "type": "call.queued", "ts": now.plus(-1_000 * (calls - i) as i64).0, "seq": i,
                 "call": format!("c-{i}"), "queue": "sales",
             })
         })
