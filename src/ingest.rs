@@ -582,9 +582,11 @@ impl Ingest {
                     *index,
                     &format!("{}: {r}", r.reason_label()),
                 )),
-                Outcome::InFuture { ahead, max_future } => {
-                    replies.push(error_json(*seq, *index, &in_future(*ahead, *max_future)))
-                }
+                Outcome::Refused(r) => replies.push(error_json(
+                    *seq,
+                    *index,
+                    &format!("{}: {r}", r.reason_label()),
+                )),
                 Outcome::Engine(_) => {}
             }
         }
@@ -671,17 +673,6 @@ fn tls_connector(
 /// label first, as for decode errors' messages that name their field.
 fn refusal(limit: Limit) -> String {
     format!("{}: {}", limit.reason_label(), limit.message())
-}
-
-/// The `reason` of an `error` reply for an event refused for its time (`ts_in_future`).
-pub fn in_future(ahead: crate::time::Millis, max_future: crate::time::Millis) -> String {
-    use crate::time::format_duration;
-    format!(
-        "{}: ts lies {} ahead of the daemon's clock, more than source.max_future ({}); nothing of it was applied. Check the source's clock (NTP), or set source.clock = \"receipt\"",
-        crate::metrics::REJECT_IN_FUTURE,
-        format_duration(ahead.max(1_000) / 1_000 * 1_000),
-        format_duration(max_future)
-    )
 }
 
 fn error_json(seq: Option<u64>, index: Option<usize>, reason: &str) -> String {

@@ -148,6 +148,10 @@ pub const REJECT_BINARY: &str = "binary_frame";
 /// clock.
 pub const REJECT_IN_FUTURE: &str = "ts_in_future";
 
+/// Rejection labels of live events the owner task refuses before the engine (the owner's
+/// `Refused::LABELS`; the metrics stand below the owner task and cannot name it).
+pub const REFUSED_LIVE: [&str; 3] = [REJECT_IN_FUTURE, "snapshot_too_old", "rulebook_from_source"];
+
 /// The most `source` label values of the per-source ingest families (then `"other"`).
 pub const MAX_SOURCE_LABELS: usize = 64;
 
@@ -540,7 +544,7 @@ impl Metrics {
             .chain([REJECT_BINARY])
             .chain(crate::engine::Limit::ALL.map(|l| l.reason_label()))
             .chain(crate::engine::Refusal::LABELS)
-            .chain([REJECT_IN_FUTURE])
+            .chain(REFUSED_LIVE)
         {
             m.events_rejected.with_label_values(&[r]);
         }

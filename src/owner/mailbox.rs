@@ -32,10 +32,68 @@ pub struct BatchReply {
 pub enum Outcome {
     /// The engine took it: applied, a duplicate, or refused by a limit or the record's rules.
     Engine(Applied),
-    /// Refused before the engine: its `ts` lay `ahead` ms ahead of the daemon's clock when
-    /// it was received, more than the connection's `max_future` (`ts_in_future`). It changed
-    /// nothing: not the engine, not its clock, not the source's highest `seq`.
+    /// Refused before the engine, live only: it changed nothing (not the engine, not its
+    /// clock, not the source's highest `seq`).
+    Refused(Refused),
+}
+
+/// Why the owner task refused a live event before the engine saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Its `ts` lay `ahead` ms ahead of the daemon's clock when it was received, more than the
+    /// connection's `max_future`.
     InFuture { ahead: Millis, max_future: Millis },
+    /// A `snapshot` with an agent out of `ready`, or a call, whose `since` lies `age` ms
+    /// before the time it would be applied at, more than [`MAX_SNAPSHOT_AGE`].
+    SnapshotTooOld { age: Millis },
+    /// A `rulebook`: the daemon writes those itself (from its config); a source may not change
+    /// how the whole floor is judged.
+    Rulebook,
+}
+
+/// The oldest `since` a live `snapshot` may give an episode (a pause, a wrap-up, a call),
+/// measured back from the time it is applied at. A day: no shift is longer (rule
+/// `attendance`), and an episode taken from a snapshot raises what its whole length implies
+/// at once (a break since last year: a `daily_allowance` violation for every day since).
+pub const MAX_SNAPSHOT_AGE: Millis = 24 * 3_600_000;
+
+impl Refused {
+    /// Every reason label, for `floorwatch_events_rejected_total{reason}`.
+    pub const LABELS: [&'static str; 3] =
+        ["ts_in_future", "snapshot_too_old", "rulebook_from_source"];
+
+    /// The rejection reason (`floorwatch_events_rejected_total{reason}`).
+    pub fn reason_label(&self) -> &'static str {
+        match self {
+            Refused::InFuture { .. } => Refused::LABELS[0],
+            Refused::SnapshotTooOld { .. } => Refused::LABELS[1],
+            Refused::Rulebook => Refused::LABELS[2],
+        }
+    }
+}
+
+impl std::fmt::Display for Refused {
+    /// What the source is told (after the reason label), and what to do about it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::time::format_duration;
+        match self {
+            Refused::InFuture { ahead, max_future } => write!(
+                f,
+                "ts lies {} ahead of the daemon's clock, more than source.max_future ({}); nothing of it was applied. Check the source's clock (NTP), or set source.clock = \"receipt\"",
+                format_duration((*ahead).max(1_000) / 1_000 * 1_000),
+                format_duration(*max_future)
+            ),
+            Refused::SnapshotTooOld { age } => write!(
+                f,
+                "a `since` lies {} before the time the snapshot is applied at, more than {}; nothing of it was applied. Check the source's clock (NTP); an episode longer than that is not taken from a snapshot",
+                format_duration((*age).max(1_000) / 1_000 * 1_000),
+                format_duration(MAX_SNAPSHOT_AGE)
+            ),
+            Refused::Rulebook => f.write_str(
+                "a `rulebook` is written by the daemon itself from its config, not taken from a source",
+            ),
+        }
+    }
 }
 
 /// What a source connection proved to the owner task about what it has handed over

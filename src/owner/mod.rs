@@ -32,8 +32,9 @@
 //! ([`TICK`]) and at `poll_timeout() + delay`, and moves the clock as they come in. With no
 //! source connected the engine clock stands still.
 //!
-//! Events whose `ts` lies more than the connection's `max_future` ahead of the daemon's clock
-//! when received are refused before the engine sees them ([`Outcome::InFuture`]).
+//! Live, some events are refused before the engine sees them ([`Refused`]): one whose `ts`
+//! lies more than the connection's `max_future` ahead of the daemon's clock when received, a
+//! `snapshot` that would start an episode more than [`MAX_SNAPSHOT_AGE`] ago, a `rulebook`.
 //!
 //! Durability (protocol page, "ack = durably stored"): with a store, every applied event is
 //! encoded as a journal record and appended, one write and one `fdatasync` per batch, before
@@ -56,7 +57,7 @@ mod restore;
 
 pub use mailbox::{
     ApiRefused, ApiReply, BatchReply, Closed, ConnId, EngineClient, EngineStopped, Link, Outcome,
-    Proof, Prover,
+    Proof, Prover, Refused, MAX_SNAPSHOT_AGE,
 };
 pub use restore::{restore, Restored};
 
@@ -647,19 +648,24 @@ impl Owner {
                 ahead = ahead.max(-lag);
                 if -lag > max_future {
                     self.refuse_future(&source, -lag, max_future);
-                    outcomes.push(Outcome::InFuture {
+                    outcomes.push(Outcome::Refused(Refused::InFuture {
                         ahead: -lag,
                         max_future,
-                    });
+                    }));
                     continue;
                 }
             }
-            self.metrics.observe_lag(lag);
-            last_ts = Some(ev.ts);
             let ts = ev.ts;
             if !by_event {
                 ev.ts = received;
             }
+            if let Some(r) = self.refuse_live(&ev) {
+                self.metrics.observe_rejected(r.reason_label());
+                outcomes.push(Outcome::Refused(r));
+                continue;
+            }
+            self.metrics.observe_lag(lag);
+            last_ts = Some(ts);
             let outcome = self.engine.handle_event(&source, &ev, &mut self.effects);
             match &outcome {
                 Applied::Applied { at, late } => {
@@ -708,6 +714,37 @@ impl Owner {
         // Any applied event may move a queue (snapshots replace them without Queue effects).
         self.after_apply(queue_changed || applied, applied);
         (source, outcomes)
+    }
+
+    /// Why a live event other than one from the future is refused before the engine, if it
+    /// is: a `rulebook`, or a `snapshot` that would start a new episode (a pause, a wrap-up,
+    /// a call) more than [`MAX_SNAPSHOT_AGE`] before the time it is applied at (a source whose
+    /// clock is a year behind would otherwise raise a `daily_allowance` violation for every
+    /// day of that year at once).
+    fn refuse_live(&self, ev: &Event) -> Option<Refused> {
+        match &ev.body {
+            crate::event::Body::Rulebook { .. } => Some(Refused::Rulebook),
+            crate::event::Body::Snapshot { agents, calls } => {
+                let at = self.engine.now().map_or(ev.ts, |c| c.max(ev.ts));
+                // An episode the engine already has (same presence and reason) continues
+                // from where it started; only a new one starts at its `since`.
+                let starts = |a: &&crate::event::SnapshotAgent| {
+                    a.presence != crate::event::PresenceState::Ready
+                        && !self.engine.agent_view(&a.agent).is_some_and(|v| {
+                            v.logged_in && v.presence == Some(a.presence) && v.reason == a.reason
+                        })
+                };
+                let oldest = agents
+                    .iter()
+                    .filter(starts)
+                    .map(|a| a.since)
+                    .chain(calls.iter().map(|c| c.since))
+                    .min()?;
+                let age = at.since(oldest);
+                (age > MAX_SNAPSHOT_AGE).then_some(Refused::SnapshotTooOld { age })
+            }
+            _ => None,
+        }
     }
 
     /// Counts and logs (rate-limited) an event refused for a `ts` `ahead` ms ahead of the

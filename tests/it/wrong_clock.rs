@@ -1,7 +1,8 @@
-//! One event from a wrong clock must not judge the whole floor ahead of time (protocol page,
-//! "Ordering and time"): live, an event whose `ts` lies more than `source.max_future` ahead of
-//! the daemon's clock is refused (`ts_in_future`) on every path (listen mode, connect mode,
-//! an adapter), counted, and changes nothing; a clock a little ahead is still accepted.
+//! One event from a wrong clock must not judge the whole floor (protocol page, "Ordering and
+//! time"): live, an event whose `ts` lies more than `source.max_future` ahead of the daemon's
+//! clock is refused (`ts_in_future`) on every path (listen mode, connect mode, an adapter),
+//! counted, and changes nothing; a clock a little ahead is still accepted. Of the same kind:
+//! a snapshot that would start a break a year ago, and a `rulebook` sent by a source.
 
 use std::path::Path;
 use std::time::Duration;
@@ -282,5 +283,134 @@ async fn a_queue_log_line_ahead_of_its_sources_max_future_is_refused() {
         Some(0.0)
     );
     assert!(engine_clock(addr).await < Clock::system().now().plus(60_000));
+    d.shutdown().await;
+}
+
+/// A snapshot from a clock a year behind: its own `ts` is merely late, but its `since` would
+/// start a year-long break (a `daily_allowance` violation for every day of it). Refused
+/// (`snapshot_too_old`); one whose break started an hour ago is taken.
+#[tokio::test]
+async fn a_snapshot_that_starts_a_break_a_year_ago_is_refused() {
+    let d = sup::start(sup::config()).await;
+    let addr = d.local_addr();
+    let (mut s, _) = Source::connect_hello(addr, "pbx").await;
+    let now = Clock::system().now();
+    let snapshot = |ts: Timestamp, seq: u64, since: Timestamp| {
+        at(
+            ts,
+            seq,
+            &format!(
+                r#""type":"snapshot","agents":[{{"agent":"a1","presence":"not_ready","reason":"break","since":{}}},{{"agent":"a2","presence":"ready","since":{}}}],"calls":[]"#,
+                since.0,
+                now.plus(-10 * YEAR).0
+            ),
+        )
+    };
+    let names = |floor: &Value| -> Vec<String> {
+        let mut v: Vec<String> = floor["agents"]
+            .as_array()
+            .expect("agents")
+            .iter()
+            .filter_map(|a| a["agent"].as_str().map(str::to_string))
+            .collect();
+        v.sort();
+        v
+    };
+    // The floor runs on today's time.
+    s.send(at(now, 1, r#""type":"agent.login","agent":"a3""#))
+        .await;
+    assert_eq!(s.until_ack().await, (vec![], 1));
+    // The snapshot of a clock a year behind: late itself, and its break a year long.
+    s.send(snapshot(now.plus(-YEAR), 2, now.plus(-YEAR - 60_000)))
+        .await;
+    let (errors, ack) = s.until_ack().await;
+    assert_eq!(ack, 1);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let reason = errors[0]["reason"].as_str().expect("reason");
+    assert!(reason.starts_with("snapshot_too_old: "), "{reason}");
+    let (_, floor) = get_json(addr, "/api/v1/floor").await;
+    assert_eq!(names(&floor), ["a3"], "nothing of it applied");
+    assert!(sup::violations(addr, "").await.is_empty());
+    // A break of a minute, and an agent ready for ten years (harmless): taken.
+    s.send(snapshot(now, 3, now.plus(-60_000))).await;
+    assert_eq!(s.until_ack().await, (vec![], 3));
+    let (_, floor) = get_json(addr, "/api/v1/floor").await;
+    let got = names(&floor);
+    assert!(
+        got.contains(&"a1".to_string()) && got.contains(&"a2".to_string()),
+        "{floor}"
+    );
+    // The break a1 is on continues from where it started: a snapshot that dates it a year
+    // back (a source whose clock went wrong after its first snapshot) starts nothing new.
+    s.send(snapshot(now, 4, now.plus(-YEAR))).await;
+    assert_eq!(s.until_ack().await, (vec![], 4));
+    assert!(sup::violations(addr, "").await.is_empty());
+    assert_eq!(
+        sup::metric(
+            addr,
+            r#"floorwatch_events_rejected_total{reason="snapshot_too_old"}"#
+        )
+        .await,
+        1.0
+    );
+    d.shutdown().await;
+}
+
+/// A `rulebook` is the daemon's own record of the rules it judges by: a source that sends one
+/// is refused (`rulebook_from_source`), and the floor is judged as configured.
+#[tokio::test]
+async fn a_rulebook_from_a_source_is_refused() {
+    let mut c = sup::config();
+    c.rules.ring_answer.rings = 1;
+    c.rules.ring_answer.ring_cycle = 3_000;
+    let d = sup::start(c.clone()).await;
+    let addr = d.local_addr();
+    // A rulebook a source could forge: the config's own with a ring limit of 10 minutes, and
+    // its true digest.
+    let mut lenient = c.rules.clone();
+    lenient.ring_answer.ring_cycle = 600_000;
+    let json = lenient.rulebook_json();
+    let digest = lenient.rulebook_digest();
+    let (mut s, _) = Source::connect_hello(addr, "pbx").await;
+    let now = Clock::system().now();
+    s.send(format!(
+        "[{},{}]",
+        at(
+            now,
+            1,
+            &format!(r#""type":"rulebook","rulebook":{json},"digest":"{digest}""#),
+        ),
+        at(now, 2, r#""type":"agent.login","agent":"a1""#)
+    ))
+    .await;
+    let (errors, ack) = s.until_ack().await;
+    assert_eq!(ack, 2);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["seq"], 1);
+    let reason = errors[0]["reason"].as_str().expect("reason");
+    assert!(reason.starts_with("rulebook_from_source: "), "{reason}");
+    assert_eq!(
+        sup::metric(
+            addr,
+            r#"floorwatch_events_rejected_total{reason="rulebook_from_source"}"#
+        )
+        .await,
+        1.0
+    );
+    // The ring is judged by the configured 3 s.
+    let rang = Clock::system().now();
+    s.send(at(
+        rang,
+        3,
+        r#""type":"call.ringing","call":"c1","agent":"a1""#,
+    ))
+    .await;
+    assert_eq!(s.until_ack().await.1, 3);
+    let v = sup::eventually("the ring deadline", || async {
+        let v = sup::violations(addr, "").await;
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    assert_eq!(v[0]["at"], rang.plus(3_000).to_string());
     d.shutdown().await;
 }
