@@ -547,3 +547,70 @@ async fn a_queue_log_tail_held_back_by_the_rate_limit_is_judged_as_in_replay() {
     assert_eq!(live, expected);
     d.shutdown().await;
 }
+
+/// `floorwatch_engine_clock_lag_seconds` shows an operator a held-back clock: near zero on a
+/// live floor whose source is caught up; growing while the store fails under a source whose
+/// events wait for their acks (the daemon's clock does not move the engine clock at all);
+/// near zero again once the disk has room and the source is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_clock_lag_gauge_shows_a_clock_held_back_by_a_failing_store() {
+    const GAUGE: &str = "floorwatch_engine_clock_lag_seconds";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(_fs) = Tmpfs::mount(dir.path(), "16m") else {
+        eprintln!("skipped: cannot mount a tmpfs (not root?)");
+        return;
+    };
+    let mut c = sup::config();
+    c.source.idle = 2_000;
+    c.store.dir = dir.path().join("data");
+    let d = sup::start(c).await;
+    let addr = d.local_addr();
+    let (mut s, _) = sup::Source::connect_hello(addr, "pbx").await;
+    let login = |seq: u64, agent: usize| {
+        format!(
+            r#"{{"ts":{},"seq":{seq},"type":"agent.login","agent":"agent-with-a-long-name-{agent:04}","team":"hotline-1"}}"#,
+            Clock::system().now().0
+        )
+    };
+    s.send(login(1, 0)).await;
+    assert_eq!(s.until_ack().await, (vec![], 1));
+    let caught_up = sup::eventually("the engine clock to follow the daemon's", || async {
+        let lag = sup::metric(addr, GAUGE).await;
+        (lag < 1.0).then_some(lag)
+    })
+    .await;
+    assert!(caught_up >= 0.0, "{caught_up}");
+
+    // The disk fills; a batch larger than a page needs room the journal no longer has.
+    let filler = dir.path().join("filler");
+    fill(&filler);
+    let batch: Vec<String> = (2..=200).map(|i| login(i, i as usize)).collect();
+    s.send(format!("[{}]", batch.join(","))).await;
+    sup::eventually("readyz to fail", || async {
+        let (status, _, _) = get(addr, "/readyz").await;
+        (status == 503).then_some(())
+    })
+    .await;
+    let held = sup::eventually("the lag gauge to show the held-back clock", || async {
+        let lag = sup::metric(addr, GAUGE).await;
+        (lag > 3.0).then_some(lag)
+    })
+    .await;
+    eprintln!("lag gauge while the store failed: {held} s");
+
+    std::fs::remove_file(&filler).expect("make room");
+    loop {
+        let (errors, ack) = s.until_ack().await;
+        assert!(errors.is_empty(), "{errors:?}");
+        if ack == 200 {
+            break;
+        }
+        assert_eq!(ack, 1, "an ack while the disk was full");
+    }
+    sup::eventually(
+        "the lag gauge to fall once the source is acknowledged",
+        || async { (sup::metric(addr, GAUGE).await < 1.0).then_some(()) },
+    )
+    .await;
+    d.shutdown().await;
+}
