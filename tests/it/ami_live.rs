@@ -749,3 +749,45 @@ async fn caller_numbers_of_the_ami_transcript_are_nowhere_to_be_seen() {
         assert!(!text.contains(NUMBER), "the caller number is in {what}");
     }
 }
+
+/// An AMI event stamped a year ahead (an Asterisk host with the wrong year) is refused before
+/// it is mapped (`ts_in_future`): its member is not logged in, the engine clock stays on the
+/// story's time, and the events after it still apply.
+#[tokio::test]
+async fn an_event_stamped_a_year_ahead_is_refused_and_later_events_still_apply() {
+    let year_ahead = floorwatch::clock::Clock::system().now().0 / 1000 + 366 * 86_400 - T0;
+    let mut bytes = member_added("li.na", 1).into_bytes();
+    bytes.extend(member_added("next.year", year_ahead).into_bytes());
+    bytes.extend(member_added("wang.fang", 5).into_bytes());
+    let (_emu, pbx) = Emu::start(
+        SECRET,
+        vec![Script {
+            status_at: Some(T0),
+            events: bytes,
+            ..Script::default()
+        }],
+    )
+    .await;
+    let d = daemon_dialing_ami(pbx, SECRET, None).await;
+    let addr = d.local_addr();
+    eventually("wang.fang, after the event from next year", || async {
+        logged_in(addr, "wang.fang").await.filter(|l| *l)
+    })
+    .await;
+    assert_eq!(logged_in(addr, "li.na").await, Some(true));
+    assert_eq!(logged_in(addr, "next.year").await, None);
+    let text = sup::metrics(addr).await;
+    assert_eq!(
+        sup::labelled(
+            &text,
+            "floorwatch_events_future_total",
+            &[("source", "pbx")]
+        ),
+        Some(1.0)
+    );
+    let (_, floor) = sup::get_json(addr, "/api/v1/floor").await;
+    let clock = Timestamp::parse_rfc3339(floor["engine_clock"].as_str().expect("clock"))
+        .expect("engine clock");
+    assert!(clock < Timestamp(T0 * 1000 + 60_000), "{clock}");
+    d.shutdown().await;
+}

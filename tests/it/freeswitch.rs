@@ -501,3 +501,55 @@ fn caller_numbers_of_the_esl_transcript_are_in_no_event() {
         assert!(!e.contains(NUMBER), "{e}");
     }
 }
+
+/// A copy of the story's first queued call stamped a year ahead (a FreeSWITCH host with the wrong
+/// year) in the middle of the transcript is refused before it is mapped (`ts_in_future`):
+/// the daemon stores exactly the story's violations, as if it had never come.
+#[tokio::test]
+async fn an_event_stamped_a_year_ahead_is_refused_and_the_story_is_judged_as_without_it() {
+    let frames = transcript();
+    let k = frames
+        .iter()
+        .position(|f| {
+            f.event.as_ref().is_some_and(|e| {
+                e.get("CC-Action").and_then(|a| a.as_str()) == Some("member-queue-start")
+            })
+        })
+        .expect("a call queued");
+    let mut ahead = frames[k].clone();
+    let mut event = ahead.event.take().expect("event");
+    let year_ahead_us = (floorwatch::clock::Clock::system().now().0 + 366 * 86_400_000) * 1000;
+    event.insert(
+        "Event-Date-Timestamp".into(),
+        serde_json::Value::String(year_ahead_us.to_string()),
+    );
+    ahead.body = serde_json::to_vec(&event).expect("json");
+    for (key, v) in &mut ahead.headers {
+        if key.eq_ignore_ascii_case("Content-Length") {
+            *v = ahead.body.len().to_string();
+        }
+    }
+    let (before, after) = frames.split_at(k + 1);
+    let mut bytes = bytes_of(before);
+    bytes.extend(encode(&ahead));
+    bytes.extend(bytes_of(after));
+    let (esl, _seen) = emulator(vec![Play {
+        agents: vec![
+            agent_row("zhao.lei@default", "Logged Out", "Waiting"),
+            agent_row("chen.jing@default", "Logged Out", "Waiting"),
+        ],
+        bytes,
+        then: Then::Hold,
+    }])
+    .await;
+    let d = sup::start(daemon_config(esl, PASSWORD)).await;
+    let addr = d.local_addr();
+    stores_the_story(addr).await;
+    let m = sup::metrics(addr).await;
+    assert_eq!(
+        sup::value(&m, "floorwatch_events_future_total{source=\"pbx\"}"),
+        1.0,
+        "{m}"
+    );
+    d.shutdown().await;
+}
