@@ -116,6 +116,8 @@ fn shipped_config_file_gives_default_rules() {
     let c = Config::from_toml_str(text).unwrap_or_else(|e| panic!("{e}"));
     let d = Config::default();
     assert_same_rules(&c.rules, &d.rules);
+    // The whole rulebook (catalog, dispositions, attendance) as written out is the default.
+    assert_eq!(c.rules.rulebook_json(), d.rules.rulebook_json());
     assert_same_source(&c.source, &d.source);
     assert_same_server(&c.server, &d.server);
     assert_eq!(c.store.dir, d.store.dir);

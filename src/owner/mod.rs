@@ -40,7 +40,7 @@ mod mailbox;
 mod restore;
 
 pub use mailbox::{ApiRefused, ApiReply, BatchReply, Closed, ConnId, EngineClient, EngineStopped};
-pub use restore::{restore, Restored};
+pub use restore::{restore, rulebook_event, Restored};
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -28,6 +28,7 @@ mod metrics;
 mod net_faults;
 mod queue_log_live;
 mod record;
+mod reload;
 mod report;
 mod servers;
 mod shutdown;
