@@ -121,13 +121,46 @@ fn import_queue_log_then_replay_gives_the_story_violations() {
     for n in 1..=3 {
         assert!(err.contains(&format!("line {n}: ")), "{err}");
     }
-    assert!(err.contains("26 events"), "{err}");
+    let lines = std::fs::read_to_string(asterisk_fixture("queue_log"))
+        .expect("fixture")
+        .lines()
+        .count();
+    assert!(
+        err.contains(&format!("{lines} lines read, 26 events, 3 malformed")),
+        "every line counts, the comments too: {err}"
+    );
     assert!(err.contains("CONFIGRELOAD 1"), "{err}");
     let imported = dir.path().join("imported.ndjson");
     std::fs::write(&imported, &text).expect("write");
     let got = replay(&imported);
     assert!(got.lines().count() >= 3, "{got}");
     assert_eq!(got, replay(&asterisk_fixture("story.ndjson")));
+}
+
+/// The summary once said "0 lines, 0 events, 2 malformed": its lines were only the good ones.
+#[test]
+fn import_queue_log_summary_counts_every_line_read_the_malformed_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("queue_log");
+    std::fs::write(
+        &input,
+        "not a queue_log line
+\n100|c|q|a|RINGNOANSWER|soon
+",
+    )
+    .expect("write");
+    let out = floorwatch()
+        .args(["import", "queue_log"])
+        .arg(&input)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(out.stdout.is_empty(), "no events: {:?}", out.stdout);
+    assert!(
+        err.contains("3 lines read, 0 events, 2 malformed"),
+        "two malformed lines and a blank one: {err}"
+    );
 }
 
 #[test]
@@ -159,7 +192,7 @@ fn import_queue_log_reports_a_malformed_line_by_number_and_goes_on() {
         err.contains("line 2: RINGNOANSWER field 1 \"soon\" is not a ring time"),
         "{err}"
     );
-    assert!(err.contains("1 malformed"), "{err}");
+    assert!(err.contains("3 lines read, 2 events, 1 malformed"), "{err}");
     assert!(out.stdout.is_empty(), "events go to -o");
     let written = std::fs::read_to_string(&output).expect("read");
     let types: Vec<_> = written
