@@ -204,12 +204,18 @@ pub struct DemoArgs {
     /// Where the daemon listens.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Config file (rules, teams); the listen address comes from --listen.
+    /// Config file (rules, teams); the listen address comes from --listen, the data
+    /// directory from --data.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Simulator seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Keep the store in this directory (created if missing): a later demo with the same
+    /// --data goes on from it. Without it every demo starts from a fresh directory in the
+    /// system's temporary directory, removed when the demo stops.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

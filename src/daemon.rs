@@ -308,7 +308,8 @@ impl StopSignal {
     }
 }
 
-async fn shutdown_signal() -> StopSignal {
+/// Completes on the first SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() -> StopSignal {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for ctrl-c");
