@@ -1,4 +1,5 @@
-//! The binary's command line: `check-config` and config errors before anything starts.
+//! The binary's command line: `check-config` and config errors before anything starts, the
+//! README's command table against the real command line, `import queue_log`'s summary.
 
 use std::process::Command;
 
@@ -214,4 +215,103 @@ fn import_queue_log_reports_a_malformed_line_by_number_and_goes_on() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// The options a README command-table cell names (`--flag`, and `-o`).
+fn flags_in(cell: &str) -> std::collections::BTreeSet<String> {
+    let mut found = std::collections::BTreeSet::new();
+    let b = cell.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let starts = b[i] == b'-' && (i == 0 || matches!(b[i - 1], b' ' | b'[' | b'(' | b'`'));
+        if starts {
+            let end = cell[i..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .map_or(cell.len(), |e| i + e);
+            let flag = &cell[i..end];
+            if flag.len() > 1 && flag != "--" {
+                found.insert(flag.to_string());
+            }
+            i = end.max(i + 1);
+        } else {
+            i += 1;
+        }
+    }
+    found
+}
+
+/// The README's command table once left out `report`, `export` and options of `demo` and
+/// `simulate`. Every command of the real command line (clap's definition, hidden ones
+/// aside) has a row whose command cell names exactly its options.
+#[test]
+fn the_readme_command_table_names_every_command_and_every_option() {
+    use clap::CommandFactory;
+    let readme = include_str!("../../README.md");
+    let rows: Vec<(&str, &str)> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `floorwatch "))
+        .filter_map(|l| l.split_once("` |"))
+        .collect();
+    assert!(rows.len() >= 10, "the command table: {rows:?}");
+
+    // Every leaf command with its path, e.g. "schedule import".
+    fn leaves(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let p = format!("{path}{}", sub.get_name()).trim().to_string();
+            if sub.has_subcommands() {
+                leaves(sub, &format!("{p} "), out);
+            } else {
+                out.push((p, sub.clone()));
+            }
+        }
+    }
+    let mut commands = Vec::new();
+    leaves(&floorwatch::cli::Cli::command(), "", &mut commands);
+    assert!(
+        commands.len() >= 11,
+        "{:?}",
+        commands.iter().map(|c| &c.0).collect::<Vec<_>>()
+    );
+
+    for (path, cmd) in &commands {
+        let row = rows
+            .iter()
+            .find(|(usage, _)| {
+                usage
+                    .strip_prefix(path.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+            })
+            .unwrap_or_else(|| panic!("no README row for `floorwatch {path}`"));
+        let named = flags_in(&row.0[path.len()..]);
+        let real: std::collections::BTreeSet<String> = cmd
+            .get_arguments()
+            .filter(|a| !a.is_hide_set())
+            .flat_map(|a| {
+                let long = a.get_long().map(|l| format!("--{l}"));
+                let short = a.get_short().map(|c| format!("-{c}"));
+                long.into_iter().chain(short)
+            })
+            .filter(|f| f != "--help" && f != "-h")
+            .collect();
+        // A short form may stand for its long one.
+        let missing: Vec<_> = cmd
+            .get_arguments()
+            .filter(|a| !a.is_hide_set() && a.get_long().is_some_and(|l| l != "help"))
+            .filter(|a| {
+                let long = format!("--{}", a.get_long().unwrap_or_default());
+                let short = a.get_short().map(|c| format!("-{c}"));
+                !named.contains(&long) && !short.is_some_and(|s| named.contains(&s))
+            })
+            .map(|a| format!("--{}", a.get_long().unwrap_or_default()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "`floorwatch {path}`: the README leaves out {missing:?}"
+        );
+        let unknown: Vec<_> = named.iter().filter(|f| !real.contains(*f)).collect();
+        assert!(
+            unknown.is_empty(),
+            "`floorwatch {path}`: the README names {unknown:?}, which it does not take"
+        );
+    }
 }
