@@ -191,14 +191,9 @@ pub fn main(args: DemoArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let result = rt.block_on(async {
-        // Armed (polled once) before the daemon starts: a signal during start-up stops the
-        // demo as gracefully as one later.
+        // Armed before the daemon starts: a signal during start-up stops the demo as
+        // gracefully as one later.
         let mut stop = std::pin::pin!(crate::daemon::shutdown_signal());
-        let early = tokio::select! {
-            biased;
-            s = &mut stop => Some(s),
-            () = std::future::ready(()) => None,
-        };
         let mut demo = start(config, args.agents, args.seed).await?;
         let addr = loopback(demo.local_addr());
         println!(
@@ -211,12 +206,9 @@ pub fn main(args: DemoArgs) -> anyhow::Result<()> {
         println!("  metrics     http://{addr}/metrics");
         println!("  data        {} ({})", data.path().display(), data.fate());
         println!("Ctrl-C to stop.");
-        let signal = match early {
-            Some(s) => Some(s),
-            None => tokio::select! {
-                s = &mut stop => Some(s),
-                () = demo.simulator_stopped() => None,
-            },
+        let signal = tokio::select! {
+            s = &mut stop => Some(s),
+            () = demo.simulator_stopped() => None,
         };
         if let Some(signal) = signal {
             tracing::info!(
