@@ -264,9 +264,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let grace = Duration::from_millis(config.server.shutdown_grace.max(1) as u64);
+    // Armed before the port is bound, as the stop signals are: a `systemctl reload` the
+    // moment the daemon answers must not end it by SIGHUP's default action.
+    let hup = crate::service::listen_reload_signal();
     let handle = start(config).await?;
     let reloader = Arc::new(tokio::sync::Mutex::new(handle.reloader(config_file)));
-    crate::service::handle_reload_signal(move || {
+    crate::service::handle_reload_signal(hup, move || {
         let reloader = reloader.clone();
         async move {
             reloader.lock().await.reload().await;
@@ -399,19 +402,25 @@ pub fn run_main(args: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(run(config, args.config.clone(), async {
-        let first = shutdown_signal().await;
-        tracing::info!(
-            signal = first.name(),
-            "signal received; a second one exits at once"
-        );
-        // A second signal ends the process at once, whatever is still running.
-        tokio::spawn(async {
-            let second = shutdown_signal().await;
-            tracing::warn!(signal = second.name(), "second signal: exiting at once");
-            std::process::exit(second.exit_code());
-        });
-    }));
+    let result = runtime.block_on(async {
+        // Armed before the port is bound: a signal as soon as the daemon answers stops it
+        // gracefully, not by the default action.
+        let first = shutdown_signal();
+        run(config, args.config.clone(), async {
+            let first = first.await;
+            tracing::info!(
+                signal = first.name(),
+                "signal received; a second one exits at once"
+            );
+            // A second signal ends the process at once, whatever is still running.
+            tokio::spawn(async {
+                let second = shutdown_signal().await;
+                tracing::warn!(signal = second.name(), "second signal: exiting at once");
+                std::process::exit(second.exit_code());
+            });
+        })
+        .await
+    });
     // Tasks still running after the grace (a blocked write, say) must not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(500));
     result
@@ -442,29 +451,44 @@ impl StopSignal {
     }
 }
 
-async fn shutdown_signal() -> StopSignal {
-    let ctrl_c = async {
+/// Completes on the first SIGINT (Ctrl-C) or SIGTERM after this call: the handlers are
+/// installed when it is called (within the runtime), not when the future is first polled.
+#[cfg(unix)]
+pub fn shutdown_signal() -> impl Future<Output = StopSignal> + Send {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, signal = name, "cannot listen for the signal");
+            None
+        }
+    };
+    let int = listen(SignalKind::interrupt(), "SIGINT");
+    let term = listen(SignalKind::terminate(), "SIGTERM");
+    let recv = |s: Option<tokio::signal::unix::Signal>| async move {
+        match s {
+            Some(mut s) => {
+                s.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    async move {
+        tokio::select! {
+            _ = recv(int) => StopSignal::Interrupt,
+            _ = recv(term) => StopSignal::Terminate,
+        }
+    }
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> impl Future<Output = StopSignal> + Send {
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for ctrl-c");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => StopSignal::Interrupt,
-        _ = term => StopSignal::Terminate,
+        StopSignal::Interrupt
     }
 }

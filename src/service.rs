@@ -57,28 +57,36 @@ pub fn stopping() {
     notify("STOPPING=1\nSTATUS=shutting down");
 }
 
+/// Listens for SIGHUP from now on: from this call, a SIGHUP no longer ends the process by
+/// its default action (call it before the port is bound). `None` when it cannot listen.
+pub fn listen_reload_signal() -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; a reload would stop the daemon");
+            None
+        }
+    }
+}
+
 /// Handles SIGHUP for the rest of the process's life: each one runs `reload` (the daemon
 /// reloads its rulebook), one at a time; signals that arrive meanwhile are merged into one
-/// more run. Call on the runtime before the daemon reports itself ready.
-pub fn handle_reload_signal<F, Fut>(mut reload: F)
+/// more run.
+pub fn handle_reload_signal<F, Fut>(hup: Option<tokio::signal::unix::Signal>, mut reload: F)
 where
     F: FnMut() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(mut hup) => {
-            tokio::spawn(async move {
-                while hup.recv().await.is_some() {
-                    notify("RELOADING=1\nSTATUS=reloading the rulebook");
-                    reload().await;
-                    notify("READY=1\nSTATUS=serving");
-                }
-            });
+    let Some(mut hup) = hup else {
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            notify("RELOADING=1\nSTATUS=reloading the rulebook");
+            reload().await;
+            notify("READY=1\nSTATUS=serving");
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; a reload would stop the daemon")
-        }
-    }
+    });
 }
 
 #[cfg(test)]

@@ -961,10 +961,8 @@ impl Check<'_> {
         if let Some(r) = raw.ring_answer {
             let target = &mut rules.ring_answer;
             if let Some(rings) = r.rings {
-                if *rings.get_ref() == 0 {
-                    return self.err(rings.span(), "must be at least 1");
-                }
-                target.rings = rings.into_inner();
+                let n = self.count(rings, i64::from(u32::MAX))?;
+                target.rings = u32::try_from(n).unwrap_or(u32::MAX);
             }
             if let Some(cycle) = r.ring_cycle {
                 target.ring_cycle = self.positive(cycle)?;

@@ -268,7 +268,7 @@ pub(super) struct RawDisposition {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRingAnswer {
-    pub(super) rings: Option<Spanned<u32>>,
+    pub(super) rings: Option<Spanned<i64>>,
     pub(super) ring_cycle: Option<Spanned<Duration>>,
     pub(super) points: Option<u32>,
 }

@@ -195,6 +195,38 @@ fn negative_and_zero_durations_are_rejected() {
     assert_at(&e, "rules.ring_answer.ring_cycle", 2, 14);
 }
 
+/// `rings = "three"` once said "a whole number ≥ 0", and then `rings = 0` was refused.
+#[test]
+fn a_count_in_the_wrong_words_and_out_of_range_get_errors_that_agree() {
+    for text in ["rings = \"three\"", "rings = 2.5"] {
+        let e = err(&format!("[rules.ring_answer]\n{text}\n"));
+        assert_at(&e, "rules.ring_answer.rings", 2, 9);
+        assert!(e.message.ends_with("expected a whole number"), "{e}");
+    }
+    for n in ["0", "-1"] {
+        let e = err(&format!("[rules.ring_answer]\nrings = {n}\n"));
+        assert_at(&e, "rules.ring_answer.rings", 2, 9);
+        assert_eq!(e.message, "must be at least 1", "{e}");
+    }
+    let e = err("[rules.ring_answer]\nrings = 4294967296\n");
+    assert_eq!(e.message, "must be at most 4294967295", "{e}");
+    for n in [1u32, 4_294_967_295] {
+        let c = Config::from_toml_str(&format!("[rules.ring_answer]\nrings = {n}\n"))
+            .expect("a whole number ≥ 1 is accepted");
+        assert_eq!(c.rules.ring_answer.rings, n);
+    }
+    // The other counts speak the same words, not the parser's type names.
+    let e = err("[limits]\nmax_agents = \"x\"\n");
+    assert_at(&e, "limits.max_agents", 2, 14);
+    assert!(e.message.ends_with("expected a whole number"), "{e}");
+    let e = err("[rules.ring_answer]\npoints = -1\n");
+    assert!(
+        e.message
+            .ends_with("expected a whole number from 0 to 4294967295"),
+        "{e}"
+    );
+}
+
 #[test]
 fn durations_round_to_milliseconds() {
     let c = Config::from_toml_str(
