@@ -279,6 +279,29 @@ pub struct AmiMapper {
     /// Answered calls not yet completed: call → agent.
     talking: BTreeMap<Id, (Id, Timestamp)>,
     status: Option<StatusAnswer>,
+    disagreement: Option<Disagreement>,
+    disagreement_told: bool,
+}
+
+/// A member whose two names in AMI disagree with the `members` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Disagreement {
+    pub interface: String,
+    /// The `MemberName` Asterisk gives it.
+    pub name: String,
+    /// What the `members` table says instead (a name, or with `agent_id = "interface"` an
+    /// interface).
+    pub table: String,
+}
+
+impl std::fmt::Display for Disagreement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the members table disagrees with Asterisk: member {:?} has interface {:?}, the table says {:?}; a queue_log source with this table names that agent otherwise",
+            self.name, self.interface, self.table
+        )
+    }
 }
 
 /// One `QueueMember` line of a `QueueStatus` answer: queue, pause (reason), since, in call.
@@ -522,12 +545,52 @@ impl AmiMapper {
         Body::Snapshot { agents, calls }
     }
 
-    fn agent_of(&self, msg: &AmiMessage) -> Option<Id> {
-        let keys: [&str; 2] = match self.settings.agent_id {
-            AmiAgentId::MemberName => ["MemberName", "Name"],
-            AmiAgentId::Interface => ["Interface", "Location"],
+    /// The member's agent id: the header `agent_id` picks (`MemberName`, or `Interface`;
+    /// `Name` and `Location` in a `QueueStatus` answer), else the other one through the
+    /// `members` table, as the `queue_log` mapper names it. A member whose two names
+    /// disagree with the table is remembered for [`AmiMapper::take_disagreement`].
+    fn agent_of(&mut self, msg: &AmiMessage) -> Option<Id> {
+        const NAME: [&str; 2] = ["MemberName", "Name"];
+        const INTERFACE: [&str; 2] = ["Interface", "Location"];
+        let field = |keys: [&str; 2]| {
+            keys.iter()
+                .find_map(|k| msg.get(k))
+                .filter(|v| !v.is_empty())
         };
-        keys.iter().find_map(|k| msg.get(k)).and_then(ident)
+        let (name, interface) = (field(NAME), field(INTERFACE));
+        let (own, other) = match self.settings.agent_id {
+            AmiAgentId::MemberName => (name, interface),
+            AmiAgentId::Interface => (interface, name),
+        };
+        if let (Some(n), Some(i)) = (name, interface) {
+            let table = &self.settings.members;
+            let clash = match self.settings.agent_id {
+                AmiAgentId::MemberName => table.name_of(i).filter(|t| *t != n),
+                AmiAgentId::Interface => table.interface_of(n).filter(|t| *t != i),
+            };
+            if let (Some(t), None) = (clash, &self.disagreement) {
+                self.disagreement = Some(Disagreement {
+                    interface: i.to_string(),
+                    name: n.to_string(),
+                    table: t.to_string(),
+                });
+            }
+        }
+        match own {
+            Some(v) => ident(v),
+            None => other.map(|o| self.settings.agent(o)).and_then(ident),
+        }
+    }
+
+    /// The first member whose `MemberName` and `Interface` the `members` table names
+    /// otherwise, once: the `queue_log` of the same PBX would name that agent another way.
+    pub fn take_disagreement(&mut self) -> Option<Disagreement> {
+        if self.disagreement_told {
+            return None;
+        }
+        let d = self.disagreement.clone()?;
+        self.disagreement_told = true;
+        Some(d)
     }
 }
 

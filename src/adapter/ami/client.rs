@@ -258,6 +258,9 @@ impl Session<'_> {
                 continue;
             }
             let mapped = self.mapper.handle(m, received);
+            if let Some(d) = self.mapper.take_disagreement() {
+                tracing::warn!(source = %self.cx.name, "{d}");
+            }
             self.cx.count(if mapped.is_empty() {
                 "ignored"
             } else {
