@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use floorwatch::adapter::ami::{parse_transcript, AmiMapper};
 use floorwatch::adapter::queue_log::map_text;
 use floorwatch::config::{AmiAgentId, AmiSettings, MemberNames, RulesConfig};
-use floorwatch::engine::Engine;
-use floorwatch::event::Event;
+use floorwatch::engine::{Effect, Engine};
+use floorwatch::event::{Body, Event};
 use floorwatch::time::Timestamp;
 
 use crate::daemon_support::{decode_lines, engine_violations, fixture_text, Found};
@@ -228,5 +228,139 @@ fn ami_tells_once_when_the_members_table_disagrees() {
             told[0].table.as_str()
         ),
         ("PJSIP/801", "li.na", "Alice")
+    );
+}
+
+/// An agent's outbound calls in AMI (`DialBegin`, `DialEnd`, `Hangup` from the agent's
+/// channel, class `call`): each becomes `call.dialing`, `call.answered` when the far end
+/// answers, and `call.ended`; internal calls, the queue's own dialing and a consultation
+/// during a queue call are not outbound.
+#[test]
+fn ami_outbound_calls_of_agents_are_dialing_answered_and_ended() {
+    let text = fixture_text("asterisk", "ami-outbound.txt");
+    let mut mapper = AmiMapper::new(AmiSettings::default());
+    let events: Vec<Event> = parse_transcript(&text)
+        .iter()
+        .flat_map(|m| mapper.handle(m, Timestamp(0)))
+        .collect();
+    let t0 = 1_795_827_600_000;
+    let outbound: Vec<(i64, &str, String)> = events
+        .iter()
+        .filter_map(|e| {
+            let json = e.to_json();
+            let (call, agent) = match &e.body {
+                Body::CallDialing { call, agent, .. } | Body::CallAnswered { call, agent } => {
+                    (call, agent.to_string())
+                }
+                Body::CallEnded { call, agent } => (
+                    call,
+                    agent.as_ref().map(|a| a.to_string()).unwrap_or_default(),
+                ),
+                _ => return None,
+            };
+            assert!(!json.contains("13"), "no dialed number in events: {json}");
+            (call != "1795828100.22").then(|| {
+                (
+                    (e.ts.0 - t0) / 1000,
+                    e.body.type_name(),
+                    format!("{call} {agent}"),
+                )
+            })
+        })
+        .collect();
+    // Written from the transcript by hand.
+    assert_eq!(
+        outbound,
+        vec![
+            (60, "call.dialing", "1795827660.16 li.na".to_string()),
+            (75, "call.answered", "1795827660.16 li.na".to_string()),
+            (124, "call.dialing", "1795827720.18 wang.fang".to_string()),
+            (155, "call.ended", "1795827720.18 wang.fang".to_string()),
+            (300, "call.ended", "1795827660.16 li.na".to_string()),
+        ]
+    );
+    // The queue call is there as before, and nothing else is dialed.
+    let queue_call: Vec<&str> = events
+        .iter()
+        .filter(|e| e.to_json().contains("1795828100.22"))
+        .map(|e| e.body.type_name())
+        .collect();
+    assert_eq!(
+        queue_call,
+        ["call.queued", "call.ringing", "call.answered", "call.ended"]
+    );
+    // The engine counts two attempts and one connect; a CRM's disposition makes the sale.
+    let mut engine = Engine::new(RulesConfig::default());
+    let mut out = Vec::new();
+    for e in &events {
+        engine.handle_event("pbx", e, &mut out);
+    }
+    let crm = floorwatch::event::decode_event(
+        r#"{"type":"call.disposition","ts":1795827910000,"call":"1795827660.16","agent":"li.na","code":"sale"}"#,
+    )
+    .expect("event");
+    engine.handle_event("crm", &crm, &mut out);
+    let changes: Vec<(String, String)> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Outbound { agent, change, .. } => {
+                Some((agent.to_string(), format!("{change:?}")))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("li.na".to_string(), "Attempt".to_string()),
+            ("li.na".to_string(), "Connected".to_string()),
+            ("wang.fang".to_string(), "Attempt".to_string()),
+            (
+                "li.na".to_string(),
+                "Sale { delta: 1, today: true }".to_string()
+            ),
+        ]
+    );
+}
+
+/// With `agent_id = "interface"` the outbound calls name the interface; a `members` table
+/// lets the adapter know the phone of an agent who is in no queue (a pure outbound agent).
+#[test]
+fn ami_outbound_agents_by_interface_and_by_the_members_table() {
+    let text = fixture_text("asterisk", "ami-outbound.txt");
+    let dialing = |settings: AmiSettings, skip_members: bool| -> Vec<String> {
+        let mut mapper = AmiMapper::new(settings);
+        parse_transcript(&text)
+            .iter()
+            .filter(|m| !(skip_members && m.event() == Some("QueueMemberAdded")))
+            .flat_map(|m| mapper.handle(m, Timestamp(0)))
+            .filter_map(|e| match e.body {
+                Body::CallDialing { agent, .. } => Some(agent.to_string()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        dialing(
+            settings(AmiAgentId::Interface, MemberNames::default()),
+            false
+        ),
+        ["PJSIP/801", "PJSIP/802"]
+    );
+    // Never a queue member, and no table: whose phone it is is unknown.
+    assert!(dialing(AmiSettings::default(), true).is_empty());
+    let table: MemberNames = [("PJSIP/801", "li.na"), ("PJSIP/802", "wang.fang")]
+        .into_iter()
+        .collect();
+    assert_eq!(
+        dialing(settings(AmiAgentId::MemberName, table), true),
+        ["li.na", "wang.fang"]
+    );
+    // A phone the adapter does not know as an agent's is an outside number: li.na's call
+    // to PJSIP/802 counts as an attempt when the table leaves wang.fang out.
+    let table: MemberNames = [("PJSIP/801", "li.na")].into_iter().collect();
+    assert_eq!(
+        dialing(settings(AmiAgentId::MemberName, table), true),
+        ["li.na", "li.na"]
     );
 }
