@@ -364,6 +364,22 @@ fn the_members_table_makes_one_agent_of_both_names() {
     );
     assert!(e.iter().all(|e| !e.to_json().contains("PJSIP")), "{e:?}");
     assert_eq!(s.split_names, None);
+    // A Local-channel member, as in Asterisk's own examples.
+    let local = TWO_WAYS.replace("PJSIP/801", "Local/agent1@agents/n");
+    let (_, s) = map(&local);
+    assert_eq!(
+        s.split_names.map(|x| x.interface),
+        Some("Local/agent1@agents/n".to_string())
+    );
+    let table = AmiSettings {
+        members: [("Local/agent1@agents/n", "Alice")].into_iter().collect(),
+        ..AmiSettings::default()
+    };
+    let (e, _) = map_text(&local, table, 60_000).unwrap();
+    assert_eq!(
+        logins(&e),
+        vec![(1, "+Alice".to_string()), (9, "-Alice".to_string())]
+    );
     // agent_id = "interface": the table maps the names back to the interface.
     let (e, s) = map_text(TWO_WAYS, with_members(AmiAgentId::Interface), 60_000).unwrap();
     assert_eq!(
