@@ -180,5 +180,9 @@ fn queue_log_main(args: ImportQueueLogArgs) -> anyhow::Result<()> {
             format!(" ({unknown})")
         }
     );
+    // One person named two ways (issue 20): said after the summary, on a line of its own.
+    if let Some(split) = &s.split_names {
+        let _ = writeln!(err, "{file}: warning: {split}");
+    }
     Ok(())
 }

@@ -315,3 +315,52 @@ fn the_readme_command_table_names_every_command_and_every_option() {
         );
     }
 }
+
+/// Asterisk's default `queue_log` (interfaces in ADDMEMBER/REMOVEMEMBER): imported with the
+/// source's `members` table it replays as the story; without it the summary ends with the
+/// one warning that names both fixes.
+#[test]
+fn import_queue_log_maps_members_by_the_config_and_warns_without_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let import = |config: &str| {
+        let path = dir.path().join("floorwatch.toml");
+        std::fs::write(&path, config).expect("write");
+        let out = floorwatch()
+            .args(["import", "queue_log"])
+            .arg(asterisk_fixture("queue_log.default"))
+            .arg("--config")
+            .arg(&path)
+            .args(["--name", "pbx"])
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        (String::from_utf8(out.stdout).expect("utf-8"), err)
+    };
+    let source = "[[sources]]\nname = \"pbx\"\nkind = \"asterisk-queue-log\"\npath = \"/var/log/asterisk/queue_log\"\n";
+    let (text, err) = import(&format!(
+        "{source}members = {{ \"PJSIP/801\" = \"li.na\", \"PJSIP/802\" = \"wang.fang\" }}\n"
+    ));
+    assert!(!err.contains("warning"), "{err}");
+    assert!(!text.contains("PJSIP/"), "{text}");
+    let imported = dir.path().join("imported.ndjson");
+    std::fs::write(&imported, &text).expect("write");
+    assert_eq!(replay(&imported), replay(&asterisk_fixture("story.ndjson")));
+    let (text, err) = import(source);
+    assert!(text.contains("\"agent\":\"PJSIP/801\""), "{text}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    let w = warnings[0];
+    assert!(
+        err.lines().last() == Some(w),
+        "the warning ends the summary: {err}"
+    );
+    for part in [
+        "\"PJSIP/801\"",
+        "\"li.na\"",
+        "log_membername_as_agent = yes in queues.conf",
+        "members table",
+    ] {
+        assert!(w.contains(part), "{w}");
+    }
+}
