@@ -228,6 +228,15 @@ impl Roster {
     }
 }
 
+/// Whether an agent or device looks like an interface (`Tech/resource`: `PJSIP/801`,
+/// `Local/agent1@agents/n`) rather than a member name. Shared with the `queue_log` adapter,
+/// which stands on this one.
+pub fn looks_like_interface(agent: &str) -> bool {
+    agent.split_once('/').is_some_and(|(tech, resource)| {
+        !tech.is_empty() && tech.bytes().all(|b| b.is_ascii_alphanumeric()) && !resource.is_empty()
+    })
+}
+
 /// Parses `Timestamp:` (epoch seconds with a fraction, `1764321317.123456`) to milliseconds.
 pub fn parse_epoch(s: &str) -> Option<Timestamp> {
     let (secs, frac) = s.trim().split_once('.').unwrap_or((s.trim(), ""));
@@ -308,7 +317,7 @@ pub fn device_of(channel: &str) -> Option<&str> {
         return None;
     }
     let (device, _) = channel.rsplit_once('-')?;
-    crate::adapter::queue_log::looks_like_interface(device).then_some(device)
+    looks_like_interface(device).then_some(device)
 }
 
 /// A member whose two names in AMI disagree with the `members` table.
@@ -362,8 +371,7 @@ impl AmiMapper {
     }
 
     fn learn_device(&mut self, device: &str, agent: &Id) {
-        if device.starts_with("Local/") || !crate::adapter::queue_log::looks_like_interface(device)
-        {
+        if device.starts_with("Local/") || !looks_like_interface(device) {
             return;
         }
         if self.devices.len() < MAX_DEVICES || self.devices.contains_key(device) {

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::adapter::ami::Roster;
+use crate::adapter::ami::{looks_like_interface, Roster};
 use crate::config::AmiSettings;
 use crate::event::{Body, Event, Id};
 use crate::time::{Millis, Timestamp};
@@ -104,14 +104,6 @@ impl std::fmt::Display for SplitNames {
             self.line, self.queue, self.interface, self.name, self.interface
         )
     }
-}
-
-/// Whether a `queue_log` agent looks like an interface (`Tech/resource`: `PJSIP/801`,
-/// `Local/agent1@agents/n`) rather than a member name.
-pub fn looks_like_interface(agent: &str) -> bool {
-    agent.split_once('/').is_some_and(|(tech, resource)| {
-        !tech.is_empty() && tech.bytes().all(|b| b.is_ascii_alphanumeric()) && !resource.is_empty()
-    })
 }
 
 /// The agents seen so far, by kind of line, to find a [`SplitNames`]. At most
