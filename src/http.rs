@@ -399,6 +399,9 @@ struct FloorStatics {
     language: String,
     teams: Vec<TeamJson>,
     limits: LimitsJson,
+    /// The floor-discipline catalog: item key → name (a discipline violation's kind is its
+    /// key; the wallboard shows the name).
+    discipline: BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -429,6 +432,11 @@ struct ReasonLimitJson {
 fn floor_statics(config: &Config) -> FloorStatics {
     let r = &config.rules;
     FloorStatics {
+        discipline: r
+            .discipline
+            .iter()
+            .map(|(k, v)| (k.clone(), v.name.clone()))
+            .collect(),
         language: config.ui.language.clone(),
         teams: config
             .teams
