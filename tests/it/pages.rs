@@ -198,7 +198,7 @@ async fn open_violation_of(addr: SocketAddr, agent: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lead_waives_and_records_a_demerit_through_the_page_and_the_api_names_them() {
-    let (d, _pbx) = floor().await;
+    let (d, mut pbx) = floor().await;
     let addr = d.local_addr();
     let a1 = open_violation_of(addr, "a1").await;
     let mut b = open(addr, "/lead", Options::default()).await;
@@ -218,6 +218,18 @@ async fn a_lead_waives_and_records_a_demerit_through_the_page_and_the_api_names_
     );
     let who = b.eval("document.getElementById('who').innerText").await;
     assert!(who.as_str().unwrap().contains("王芳"), "{who}");
+    // Live, without a reload: a3 comes back from the break.
+    pbx.send(
+        json!({"type": "agent.state", "ts": now_ms(), "seq": 7, "agent": "a3", "state": "ready"})
+            .to_string(),
+    )
+    .await;
+    b.wait_for(
+        "a3 ready on the page",
+        "(e => e && e.dataset.state == 'ready')(document.querySelector('#teams [data-agent=\"a3\"]'))",
+        SHOWN,
+    )
+    .await;
 
     // Waive a1's violation with the keyboard only: Tab to its button, Enter, type, Enter.
     b.wait_for("a1's violation", &item(a1), SHOWN).await;
@@ -677,18 +689,20 @@ fn page_cjk_chars() -> String {
     chars.into_iter().collect()
 }
 
-/// For each CJK character of `chars`: drawn in "floorwatch CJK" and in DejaVu Sans alone (on a
-/// machine without a CJK font: the missing-glyph box), are the pixels the same? The ones that
-/// are: characters the served font lacks.
+/// The CJK characters of `chars` that the served font lacks: drawn in "floorwatch CJK", each
+/// is compared with U+9FFF, a character in the font's range that no font has (so it draws the
+/// font's missing-glyph box). A browser without any CJK font of its own falls back to nothing
+/// else, so a character drawn like U+9FFF is missing.
 fn missing_glyphs_js(chars: &str) -> String {
     format!(
         "(async () => {{ const chars = [...{chars}].filter(ch => /[\\u3000-\\u30ff\\u3400-\\u9fff\\uff00-\\uffef]/.test(ch)); \
-         await document.fonts.load('40px \"floorwatch CJK\"', chars.join('')); \
+         await document.fonts.load('40px \"floorwatch CJK\"', chars.join('') + '\\u9fff'); \
          const c = document.createElement('canvas'); c.width = 48; c.height = 48; \
          const g = c.getContext('2d', {{willReadFrequently: true}}); \
-         const draw = (font, ch) => {{ g.clearRect(0, 0, 48, 48); g.font = font; g.fillStyle = '#000'; \
-           g.textBaseline = 'top'; g.fillText(ch, 2, 2); return g.getImageData(0, 0, 48, 48).data.join(); }}; \
-         return chars.filter(ch => draw('40px \"floorwatch CJK\", \"DejaVu Sans\"', ch) == draw('40px \"DejaVu Sans\"', ch)); }})()",
+         const draw = ch => {{ g.clearRect(0, 0, 48, 48); g.font = '40px \"floorwatch CJK\", \"DejaVu Sans\"'; \
+           g.fillStyle = '#000'; g.textBaseline = 'top'; g.fillText(ch, 2, 2); return g.getImageData(0, 0, 48, 48).data.join(); }}; \
+         const none = draw('\\u9fff'); \
+         return chars.filter(ch => draw(ch) == none); }})()",
         chars = serde_json::to_string(chars).expect("json")
     )
 }
@@ -723,6 +737,9 @@ async fn chinese_renders_from_the_served_font_in_a_browser_without_any_cjk_font(
         )
         .await;
     assert_eq!(same, true, "the browser must have no CJK font of its own");
+    // The check finds a character the font lacks (乹, U+4E79, is not in GB 2312), and not one
+    // it has.
+    assert_eq!(b.eval(&missing_glyphs_js("班乹组")).await, json!(["乹"]));
     let chars = page_cjk_chars();
     assert!(chars.chars().count() > 150, "{chars}");
     let missing = b.eval(&missing_glyphs_js(&chars)).await;
