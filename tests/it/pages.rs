@@ -81,7 +81,8 @@ fn now_ms() -> i64 {
 }
 
 /// A floor: a1 and a3 in t1, a2 in t2. A minute ago a1 and a2 paused without a reason (5
-/// points each, raised 5 s later and open since), and a3 went on a break 60 s ago.
+/// points each, raised 5 s later and open since), and a3 went on a break 60 s ago. a4 (t1)
+/// has a shift that began 10 minutes ago and has not logged in (absent; late_login).
 async fn floor() -> (DaemonHandle, Source) {
     let d = sup::start(config()).await;
     let addr = d.local_addr();
@@ -95,13 +96,21 @@ async fn floor() -> (DaemonHandle, Source) {
         {"type": "agent.state", "ts": t - 60_000, "seq": 5, "agent": "a2", "state": "not_ready"},
         {"type": "agent.state", "ts": t - 60_000, "seq": 6, "agent": "a3", "state": "not_ready", "reason": "break"},
     ]);
+    let shift = json!({"type": "shift.scheduled", "ts": t - 3_600_000, "seq": 1, "shift": "s-a4",
+        "agent": "a4", "team": "t1", "start": t - 600_000, "end": t + 4 * 3_600_000});
+    // The roster comes from a workforce-management system, a source of its own.
+    let mut wfm = source(addr, "wfm").await;
+    wfm.send(shift.to_string()).await;
+    let (got, _) = wfm.until_ack().await;
+    assert!(got.iter().all(|m| m["type"] != "error"), "{got:?}");
     pbx.send(events.to_string()).await;
     let (got, _) = pbx.until_ack().await;
     assert!(got.iter().all(|m| m["type"] != "error"), "{got:?}");
     // Both pauses are judged once the clock passes their grace.
-    sup::eventually("two no_reason violations", || async {
-        let v = violations_with(addr, "?status=open", "qa-token").await;
-        (v.len() == 2).then_some(())
+    sup::eventually("two no_reason violations and a late login", || async {
+        let v = violations_with(addr, "?status=open&rule=unauthorized_pause", "qa-token").await;
+        let late = violations_with(addr, "?agent=a4&rule=attendance", "qa-token").await;
+        (v.len() == 2 && late.len() == 1).then_some(())
     })
     .await;
     (d, pbx)
@@ -218,6 +227,26 @@ async fn a_lead_waives_and_records_a_demerit_through_the_page_and_the_api_names_
     );
     let who = b.eval("document.getElementById('who').innerText").await;
     assert!(who.as_str().unwrap().contains("王芳"), "{who}");
+    // Attendance: a4 is absent, 10 minutes late, and logged in late (late_login).
+    let absent = b
+        .wait_for(
+            "a4 absent",
+            "(e => e && e.innerText)(document.querySelector('#absent [data-absent-agent=\"a4\"]'))",
+            SHOWN,
+        )
+        .await;
+    assert!(absent.as_str().unwrap().contains("已迟到 10:"), "{absent}");
+    assert_eq!(
+        b.eval("document.querySelector('#teams [data-team=\"t1\"] [data-agent=\"a4\"]').dataset.absent")
+            .await,
+        "1"
+    );
+    b.wait_for(
+        "a4's late login listed",
+        "document.querySelector('#late [data-late-agent=\"a4\"]')",
+        SHOWN,
+    )
+    .await;
     // Live, without a reload: a3 comes back from the break.
     pbx.send(
         json!({"type": "agent.state", "ts": now_ms(), "seq": 7, "agent": "a3", "state": "ready"})
@@ -468,6 +497,19 @@ async fn an_agent_sees_their_own_record_only() {
     let text = text.as_str().unwrap();
     assert!(!text.contains("a2") && !text.contains("刘洋"), "{text}");
     assert!(text.contains("无故暂停，未选原因"), "{text}");
+    // Today's figures from the standing: one violation, 5 points, 50 CNY at 10 a point.
+    let fig = |period: &str, key: &str| {
+        format!("(e => e && e.innerText)(document.querySelector('#{period} [data-figure=\"{key}\"] b'))")
+    };
+    b.wait_for(
+        "today's points",
+        &format!("{} == '5'", fig("today", "points")),
+        SHOWN,
+    )
+    .await;
+    assert_eq!(b.eval(&fig("today", "violations")).await, "1");
+    assert_eq!(b.eval(&fig("today", "deduction")).await, "50.00 元");
+    assert_eq!(b.eval(&fig("month", "points")).await, "5");
     // Paused without a reason since a minute ago, 5 points open.
     let state = b.eval("document.getElementById('state').innerText").await;
     assert!(
@@ -873,7 +915,7 @@ async fn the_pages_are_open_and_the_api_behind_them_is_scoped() {
     // The standing, once computed: a lead sees their teams' rows, an agent their own.
     sup::eventually("the standing", || async {
         let (_, v) = get_json_with(addr, "/api/v1/standing", "qa-token").await;
-        (v["month"].as_array().map_or(0, Vec::len) == 3).then_some(())
+        (v["month"].as_array().map_or(0, Vec::len) == 4).then_some(())
     })
     .await;
     let agents = |v: &Value, period: &str| -> Vec<String> {
@@ -885,8 +927,8 @@ async fn the_pages_are_open_and_the_api_behind_them_is_scoped() {
             .collect()
     };
     for (token, want) in [
-        ("qa-token", vec!["a1", "a2", "a3"]),
-        ("lead1-token", vec!["a1", "a3"]),
+        ("qa-token", vec!["a1", "a2", "a3", "a4"]),
+        ("lead1-token", vec!["a1", "a3", "a4"]),
         ("lead2-token", vec!["a2"]),
         ("a1-token", vec!["a1"]),
     ] {
