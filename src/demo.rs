@@ -201,6 +201,7 @@ pub fn main(args: DemoArgs) -> anyhow::Result<()> {
             args.agents
         );
         println!("  wallboard   http://{addr}/");
+        println!("  lead        http://{addr}/lead");
         println!("  floor       http://{addr}/api/v1/floor");
         println!("  violations  http://{addr}/api/v1/violations");
         println!("  metrics     http://{addr}/metrics");

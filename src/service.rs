@@ -82,6 +82,7 @@ where
     };
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading the rulebook from the config file");
             notify("RELOADING=1\nSTATUS=reloading the rulebook");
             reload().await;
             notify("READY=1\nSTATUS=serving");

@@ -130,6 +130,14 @@ fn spawn_demo(tmp: &std::path::Path, name: &str, args: &[&str]) -> DemoProcess {
             break;
         }
     }
+    // The README's list of what the demo prints: the pages are among them.
+    for page in ["/lead", "/api/v1/floor", "/metrics"] {
+        let url = format!("http://{addr}{page}");
+        assert!(
+            printed.iter().any(|l| l.ends_with(&url)),
+            "{url} not printed: {printed:?}"
+        );
+    }
     let Some(data) = data else {
         let _ = child.kill();
         panic!(

@@ -26,6 +26,7 @@ mod limits;
 mod log_capture;
 mod metrics;
 mod net_faults;
+mod pages;
 mod queue_log_live;
 mod record;
 mod reload;
