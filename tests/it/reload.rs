@@ -54,7 +54,7 @@ async fn hup(child: &std::process::Child, addr: std::net::SocketAddr, outcome: &
     .await;
 }
 
-/// The `late` violations' points, in the order raised.
+/// The `late` violations' points, in the order raised (each stored with its deduction).
 async fn late_points(addr: std::net::SocketAddr, n: usize) -> Vec<u64> {
     eventually(&format!("{n} violations"), || async {
         let (_, body) = get_json(addr, "/api/v1/violations?rule=ring_answer").await;
@@ -63,7 +63,12 @@ async fn late_points(addr: std::net::SocketAddr, n: usize) -> Vec<u64> {
             let mut v = v;
             v.sort_by_key(|x| x["id"].as_u64());
             v.iter()
-                .map(|x| x["points"].as_u64().expect("points"))
+                .map(|x| {
+                    let points = x["points"].as_u64().expect("points");
+                    // The stored record keeps its money: points x 10 yuan (the default rate).
+                    assert_eq!(x["deduction"].as_f64(), Some(points as f64 * 10.0), "{x}");
+                    points
+                })
                 .collect()
         })
     })
