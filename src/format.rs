@@ -52,7 +52,7 @@
 //! | format | since | what |
 //! |---|---|---|
 //! | 1 | the first release | journal, `floorwatch.db` (violations, alert outbox, meta), `checkpoints.db`. Stores written before formats were recorded have `user_version` 0 and are format 1 |
-//! | 2 | the record | the journal holds shifts, dispositions, demerits, waivers, closed months and rulebooks; `floorwatch.db` gains `waivers` (every waiver and reversal); checkpoints hold rulebooks, shifts, the waivable ledger, outbound pairs and closed months. Waivers of a format-1 database are journaled at the first start |
+//! | 2 | the record | the journal holds shifts, dispositions, demerits, waivers, closed months and rulebooks; `floorwatch.db` gains `waivers` (every waiver and reversal) and a `deduction` column (the money of each violation as raised; NULL, read as 0, in rows stored before); checkpoints hold rulebooks, shifts, the waivable ledger, outbound pairs and closed months. Waivers of a format-1 database are journaled at the first start |
 //!
 //! Must not: depend on anything of the crate (the journal, the store and the engine all read
 //! it).

@@ -267,7 +267,9 @@ CREATE TABLE IF NOT EXISTS meta (
 /// transaction with the new `user_version`, by the writer's open.
 const MIGRATIONS: &[&str] = &[
     // 1 -> 2: waivers are journaled events; every waiver and reversal of a violation is kept,
-    // in the order recorded (the violation's row holds the latest).
+    // in the order recorded (the violation's row holds the latest). A violation keeps its
+    // deduction (points x the money per point in force when it was raised; NULL in rows
+    // stored before, which read as 0).
     "CREATE TABLE IF NOT EXISTS waivers (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         violation INTEGER NOT NULL,
@@ -277,7 +279,8 @@ const MIGRATIONS: &[&str] = &[
         why TEXT NOT NULL,
         UNIQUE (violation, at, waived, by, why)
     );
-    CREATE INDEX IF NOT EXISTS waivers_violation ON waivers(violation, id);",
+    CREATE INDEX IF NOT EXISTS waivers_violation ON waivers(violation, id);
+    ALTER TABLE violations ADD COLUMN deduction REAL;",
 ];
 
 /// The migrations of `checkpoints.db`, as [`MIGRATIONS`].
@@ -588,9 +591,10 @@ impl Store {
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO violations (id, rule, kind, agent, team, call, reason, at, \
-                     points, detected_at, status, evidence) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'open', ?11) \
-                     ON CONFLICT(id) DO NOTHING",
+                     points, detected_at, status, evidence, deduction) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'open', ?11, ?12) \
+                     ON CONFLICT(id) DO UPDATE SET deduction = excluded.deduction \
+                     WHERE violations.deduction IS NULL",
                 )
                 .map_err(db("prepare insert"))?;
             let mut clear = tx
@@ -640,6 +644,7 @@ impl Store {
                                 v.points,
                                 v.detected_at.0,
                                 evidence,
+                                v.deduction,
                             ])
                             .map_err(db("insert violation"))?;
                     }
@@ -1094,8 +1099,13 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ViolationRecord> {
             reason: r.get::<_, Option<String>>("reason")?.map(Id::from),
             at: Timestamp(r.get("at")?),
             points: r.get("points")?,
-            // Not stored: the engine keeps the money of each violation (the appraisal).
-            deduction: 0.0,
+            // Stored since format 2; a database of format 1 (opened read-only by `report` or
+            // `export`) has no such column, and rows stored before it are NULL: 0.
+            deduction: match r.get::<_, Option<f64>>("deduction") {
+                Ok(d) => d.unwrap_or(0.0),
+                Err(rusqlite::Error::InvalidColumnName(_)) => 0.0,
+                Err(e) => return Err(e),
+            },
             detected_at: Timestamp(r.get("detected_at")?),
             evidence,
         },
