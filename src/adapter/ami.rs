@@ -238,6 +238,20 @@ pub fn looks_like_interface(agent: &str) -> bool {
 }
 
 /// Parses `Timestamp:` (epoch seconds with a fraction, `1764321317.123456`) to milliseconds.
+/// The most a duration an AMI message gives (`RingTime`, `Wait`) may be: a day. Longer (or
+/// negative, or not a number) is taken as not given: one message from a misbehaving PBX must
+/// not date a ring or a wait years back (or ahead), out of the range a journal can read back.
+const MAX_DURATION_MS: i64 = 86_400_000;
+
+/// A duration header in units of `unit` ms, if it is a number within [0, a day].
+fn duration_ms(v: Option<&str>, unit: i64) -> Option<i64> {
+    v?.trim()
+        .parse::<i64>()
+        .ok()?
+        .checked_mul(unit)
+        .filter(|ms| (0..=MAX_DURATION_MS).contains(ms))
+}
+
 pub fn parse_epoch(s: &str) -> Option<Timestamp> {
     let (secs, frac) = s.trim().split_once('.').unwrap_or((s.trim(), ""));
     let secs: i64 = secs.parse().ok()?;
@@ -467,7 +481,7 @@ impl AmiMapper {
                 if let (Some(call), Some(agent)) = (call, agent) {
                     // RingTime is in milliseconds here (app_queue's rna), unlike
                     // AgentConnect's.
-                    let ring = msg.get("RingTime").and_then(|r| r.parse::<i64>().ok());
+                    let ring = duration_ms(msg.get("RingTime"), 1);
                     self.ring_start(&call, &agent, &queue, ring, ts, &mut out);
                     out.push(ev(Body::CallNoAnswer { call, agent }));
                 }
@@ -475,10 +489,7 @@ impl AmiMapper {
             "agentconnect" => {
                 if let (Some(call), Some(agent)) = (call, agent) {
                     // RingTime is in whole seconds here.
-                    let ring = msg
-                        .get("RingTime")
-                        .and_then(|r| r.parse::<i64>().ok())
-                        .map(|r| r * 1000);
+                    let ring = duration_ms(msg.get("RingTime"), 1000);
                     self.ring_start(&call, &agent, &queue, ring, ts, &mut out);
                     self.rings.retain(|(c, _)| *c != call);
                     self.talking.insert(call.clone(), (agent.clone(), ts));
@@ -570,9 +581,11 @@ impl AmiMapper {
                     let paused = (msg.get("Paused") == Some("1")).then(|| reason_of(msg));
                     let epoch = |k: &str| {
                         msg.get(k)
-                            .and_then(|v| v.parse::<i64>().ok())
+                            .and_then(|v| v.trim().parse::<i64>().ok())
                             .filter(|&v| v > 0)
-                            .map(|v| Timestamp(v * 1000))
+                            .and_then(|v| v.checked_mul(1000))
+                            .map(Timestamp)
+                            .filter(|t| crate::time::ts_in_range(*t))
                     };
                     let since = if paused.is_some() {
                         epoch("LastPause")
@@ -591,16 +604,13 @@ impl AmiMapper {
             "queueentry" => {
                 let st = self.status.get_or_insert_with(StatusAnswer::default);
                 if let Some(call) = call {
-                    let wait = msg
-                        .get("Wait")
-                        .and_then(|w| w.parse::<i64>().ok())
-                        .unwrap_or(0);
+                    let wait = duration_ms(msg.get("Wait"), 1000).unwrap_or(0);
                     st.calls.push(SnapshotCall {
                         call,
                         queue,
                         state: SnapshotCallState::Queued,
                         agent: None,
-                        since: ts.plus(-wait * 1000),
+                        since: ts.plus(-wait),
                     });
                 }
             }
@@ -628,7 +638,7 @@ impl AmiMapper {
         if self.rings.remove(&(call.clone(), agent.clone())) {
             return;
         }
-        if let Some(ms) = ring_ms {
+        if let Some(ms) = ring_ms.filter(|ms| crate::time::ts_in_range(ts.plus(-ms))) {
             out.push(Event {
                 ts: ts.plus(-ms),
                 seq: None,

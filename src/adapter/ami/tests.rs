@@ -382,3 +382,43 @@ fn outbound_calls_followed_at_once_are_bounded() {
     ));
     assert_eq!(run(&mut m, &dial_begin(MAX_OUTBOUND + 9)).len(), 1);
 }
+
+/// Numbers a misbehaving PBX could send (negative, beyond a day, beyond i64 once in ms) date
+/// nothing: no ring start years back or ahead, no wait older than a day, no `since` out of
+/// the range the journal reads back; the events themselves still map.
+#[test]
+fn absurd_durations_and_epochs_date_nothing() {
+    let mut m = AmiMapper::default();
+    for ring in ["-5", "90000", "9223372036854775", "x"] {
+        let text = format!("Event: AgentCalled\nQueue: sales\nUniqueid: c{ring}\nMemberName: li.na\n\nEvent: AgentConnect\nQueue: sales\nUniqueid: c{ring}\nMemberName: li.na\nRingTime: {ring}\n\n");
+        let got = run(&mut m, &text);
+        assert!(got.iter().all(|e| e.ts == T0), "RingTime {ring}: {got:?}");
+        assert!(
+            got.iter()
+                .any(|e| matches!(e.body, Body::CallAnswered { .. })),
+            "{got:?}"
+        );
+    }
+    // Without the AgentCalled, a ring start from RingTime: 8 s back, not a year.
+    let got = run(
+        &mut m,
+        "Event: AgentConnect\nQueue: sales\nUniqueid: c9\nMemberName: li.na\nRingTime: 8\n\n",
+    );
+    assert_eq!(got[0].ts, T0.plus(-8_000), "{got:?}");
+    let got = run(&mut m, "Event: AgentConnect\nQueue: sales\nUniqueid: c10\nMemberName: li.na\nRingTime: 31536000\n\n");
+    assert!(got.iter().all(|e| e.ts == T0), "{got:?}");
+
+    let text = "Response: Success\nEventList: start\nMessage: Queue status will follow\n\n\
+Event: QueueMember\nQueue: sales\nName: li.na\nLocation: PJSIP/801\nLoginTime: 9223372036854775807\nLastPause: 99999999999999\nInCall: 0\nPaused: 1\nPausedReason: ACW\n\n\
+Event: QueueEntry\nQueue: sales\nPosition: 1\nUniqueid: c5\nWait: 9223372036854775807\n\n\
+Event: QueueStatusComplete\nEventList: Complete\nListItems: 2\nTimestamp: 1795827600.000000\n";
+    let e = run(&mut AmiMapper::default(), text);
+    let Body::Snapshot { agents, calls } = &e[0].body else {
+        panic!("{e:?}")
+    };
+    assert_eq!(
+        agents[0].since, T0,
+        "neither epoch is a time: the answer's own"
+    );
+    assert_eq!(calls[0].since, T0, "a wait beyond i64 is no wait");
+}
