@@ -410,6 +410,9 @@ impl Check<'_> {
         if let Some(v) = raw.max_queues {
             engine.max_queues = self.count(v, BIG)?;
         }
+        if let Some(v) = raw.max_shifts {
+            engine.max_shifts = self.count(v, BIG)?;
+        }
         if let Some(v) = raw.max_ingest_connections {
             shell.max_ingest_connections = self.count(v, 1 << 20)?;
         }

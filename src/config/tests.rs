@@ -130,6 +130,7 @@ fn shipped_config_file_gives_default_rules() {
         "max_agents",
         "max_calls",
         "max_queues",
+        "max_shifts",
         "max_ingest_connections",
         "max_floor_connections",
         "max_events_per_second",
@@ -144,7 +145,7 @@ fn shipped_config_file_gives_default_rules() {
 #[test]
 fn limits_are_read_and_checked() {
     let c = Config::from_toml_str(
-        "[limits]\nmax_batch = 5\nmax_agents = 6\nmax_calls = 7\nmax_queues = 8\nmax_ingest_connections = 9\nmax_floor_connections = 10\nmax_events_per_second = 11\n",
+        "[limits]\nmax_batch = 5\nmax_agents = 6\nmax_calls = 7\nmax_queues = 8\nmax_shifts = 12\nmax_ingest_connections = 9\nmax_floor_connections = 10\nmax_events_per_second = 11\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -152,7 +153,8 @@ fn limits_are_read_and_checked() {
         EngineLimits {
             max_agents: 6,
             max_calls: 7,
-            max_queues: 8
+            max_queues: 8,
+            max_shifts: 12
         }
     );
     assert_eq!(

@@ -600,6 +600,8 @@ pub struct EngineLimits {
     pub max_calls: usize,
     /// Queues known to the engine.
     pub max_queues: usize,
+    /// Shifts the engine keeps: planned ones, and past ones a report still needs.
+    pub max_shifts: usize,
 }
 
 impl Default for EngineLimits {
@@ -608,6 +610,8 @@ impl Default for EngineLimits {
             max_agents: 100_000,
             max_calls: 200_000,
             max_queues: 10_000,
+            // Two months of daily shifts for 50,000 agents, with headroom.
+            max_shifts: 4_000_000,
         }
     }
 }

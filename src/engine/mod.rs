@@ -79,6 +79,7 @@ pub enum Limit {
     Agents,
     Calls,
     Queues,
+    Shifts,
 }
 
 impl Limit {
@@ -88,6 +89,7 @@ impl Limit {
             Limit::Agents => "limit_agents",
             Limit::Calls => "limit_calls",
             Limit::Queues => "limit_queues",
+            Limit::Shifts => "limit_shifts",
         }
     }
 
@@ -97,6 +99,7 @@ impl Limit {
             Limit::Agents => "max_agents",
             Limit::Calls => "max_calls",
             Limit::Queues => "max_queues",
+            Limit::Shifts => "max_shifts",
         }
     }
 
@@ -106,6 +109,7 @@ impl Limit {
             Limit::Agents => "agents",
             Limit::Calls => "calls",
             Limit::Queues => "queues",
+            Limit::Shifts => "shifts",
         }
     }
 
@@ -115,6 +119,7 @@ impl Limit {
             Limit::Agents => limits.max_agents,
             Limit::Calls => limits.max_calls,
             Limit::Queues => limits.max_queues,
+            Limit::Shifts => limits.max_shifts,
         }
     }
 
@@ -130,10 +135,13 @@ impl Limit {
             Limit::Queues => {
                 "the engine tracks as many queues as limits.max_queues allows: event refused"
             }
+            Limit::Shifts => {
+                "the engine keeps as many shifts as limits.max_shifts allows (planned ones, and past ones a report still needs): event refused"
+            }
         }
     }
 
-    pub const ALL: [Limit; 3] = [Limit::Agents, Limit::Calls, Limit::Queues];
+    pub const ALL: [Limit; 4] = [Limit::Agents, Limit::Calls, Limit::Queues, Limit::Shifts];
 }
 
 /// Approvals kept per agent at most (oldest dropped first).
@@ -321,6 +329,12 @@ impl Engine {
         let known_queue = |call: &Id| self.calls.get(call).and_then(|c| c.queue.as_ref());
         let new_queue =
             |q: Option<&Id>| usize::from(q.is_some_and(|q| !self.queues.contains_key(q)));
+        // A shift not yet kept is new state too (a re-plan of a kept one is not).
+        if let Body::ShiftScheduled { shift, .. } = body {
+            if !self.shifts.contains_key(shift) && self.shifts.len() >= limits.max_shifts {
+                return Err(Limit::Shifts);
+            }
+        }
         // A pair that is neither dialed nor dispositioned yet is new state too.
         if let Body::CallDisposition { call, agent, .. } | Body::CallDialing { call, agent, .. } =
             body

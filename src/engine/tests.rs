@@ -890,6 +890,7 @@ fn limited(max_agents: usize, max_calls: usize, max_queues: usize) -> Sim {
             max_agents,
             max_calls,
             max_queues,
+            max_shifts: 2,
         },
         ..RulesConfig::default()
     })
@@ -964,6 +965,52 @@ fn a_queue_over_max_queues_is_refused() {
         Applied::Refused(Limit::Queues)
     );
     assert_eq!(s.engine.queue_views().len(), 1);
+}
+
+/// Shifts planned ahead are kept until they end: a WFM that plans without end could grow
+/// them without bound. Over `max_shifts` a new one is refused and changes nothing; a re-plan
+/// or a cancellation of a kept one still applies, and a cancelled one frees its place.
+#[test]
+fn a_shift_over_max_shifts_is_refused_until_one_is_cancelled() {
+    let mut s = limited(10, 10, 10);
+    let shift = |id: &str| {
+        format!(
+            r#""shift":"{id}","agent":"a","start":{},"end":{}"#,
+            T0 + 3_600 * S,
+            T0 + 9 * 3_600 * S
+        )
+    };
+    assert!(matches!(
+        s.send(0, "shift.scheduled", &shift("s1")),
+        Applied::Applied { .. }
+    ));
+    assert!(matches!(
+        s.send(0, "shift.scheduled", &shift("s2")),
+        Applied::Applied { .. }
+    ));
+    let seq_before = s.engine.highest_seq("test");
+    assert_eq!(
+        s.send(S, "shift.scheduled", &shift("s3")),
+        Applied::Refused(Limit::Shifts)
+    );
+    assert_eq!(s.engine.highest_seq("test"), seq_before, "seq not advanced");
+    assert!(s
+        .engine
+        .shift_views(None, None, None)
+        .iter()
+        .all(|v| v.shift.as_str() != "s3"));
+    assert!(matches!(
+        s.send(2 * S, "shift.scheduled", &shift("s2")),
+        Applied::Applied { .. }
+    ));
+    assert!(matches!(
+        s.send(3 * S, "shift.cancelled", r#""shift":"s1""#),
+        Applied::Applied { .. }
+    ));
+    assert!(matches!(
+        s.send(4 * S, "shift.scheduled", &shift("s3")),
+        Applied::Applied { .. }
+    ));
 }
 
 #[test]

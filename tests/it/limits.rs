@@ -152,6 +152,7 @@ fn limited_config() -> floorwatch::config::Config {
     c.rules.limits.max_agents = 2;
     c.rules.limits.max_calls = 2;
     c.rules.limits.max_queues = 1;
+    c.rules.limits.max_shifts = 1;
     c
 }
 
@@ -262,6 +263,25 @@ async fn engine_limits_refuse_the_event_with_its_seq_and_index_and_change_nothin
                 ev(9, r#""type":"call.dialing","call":"c3","agent":"a1""#),
             ],
         ),
+        (
+            "limit_shifts",
+            "max_shifts",
+            [
+                ev(
+                    10,
+                    r#""type":"shift.scheduled","shift":"s1","agent":"a1","start":"2026-11-29T01:00:00Z","end":"2026-11-29T09:00:00Z""#,
+                ),
+                // A re-plan of the kept shift adds none.
+                ev(
+                    11,
+                    r#""type":"shift.scheduled","shift":"s1","agent":"a1","start":"2026-11-29T02:00:00Z","end":"2026-11-29T10:00:00Z""#,
+                ),
+                ev(
+                    12,
+                    r#""type":"shift.scheduled","shift":"s2","agent":"a2","start":"2026-11-29T01:00:00Z","end":"2026-11-29T09:00:00Z""#,
+                ),
+            ],
+        ),
     ];
     let before = sup::metrics(addr).await;
     for (label, key, batch) in &table {
@@ -307,11 +327,11 @@ async fn engine_limits_refuse_the_event_with_its_seq_and_index_and_change_nothin
         text.contains("\"a1\"") && !text.contains("\"a3\""),
         "{text}"
     );
-    // A later event of a known agent still applies; the refused seq 9 was never stored,
-    // and seq 10 moves the ack past it (rejections are final, as for decode errors).
-    s.send(ev(10, r#""type":"agent.state","agent":"a2","state":"acw""#))
+    // A later event of a known agent still applies; the refused seq 12 was never stored,
+    // and seq 13 moves the ack past it (rejections are final, as for decode errors).
+    s.send(ev(13, r#""type":"agent.state","agent":"a2","state":"acw""#))
         .await;
-    assert_eq!(s.until_ack().await.1, 10);
+    assert_eq!(s.until_ack().await.1, 13);
     d.shutdown().await;
 }
 
