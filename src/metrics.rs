@@ -157,7 +157,7 @@ pub const MAX_SOURCE_LABELS: usize = 64;
 
 /// Every `limit` label of `floorwatch_limit_hits_total`: the `[limits]` key, or
 /// `source.max_frame`'s `max_frame`.
-pub const LIMIT_LABELS: [&str; 10] = [
+pub const LIMIT_LABELS: [&str; 11] = [
     "max_frame",
     "max_future",
     "max_batch",
@@ -165,6 +165,7 @@ pub const LIMIT_LABELS: [&str; 10] = [
     "max_calls",
     "max_queues",
     "max_shifts",
+    "max_sources",
     "max_ingest_connections",
     "max_floor_connections",
     "max_events_per_second",

@@ -413,6 +413,9 @@ impl Check<'_> {
         if let Some(v) = raw.max_shifts {
             engine.max_shifts = self.count(v, BIG)?;
         }
+        if let Some(v) = raw.max_sources {
+            engine.max_sources = self.count(v, BIG)?;
+        }
         if let Some(v) = raw.max_ingest_connections {
             shell.max_ingest_connections = self.count(v, 1 << 20)?;
         }

@@ -60,6 +60,7 @@ pub(super) struct RawLimits {
     pub(super) max_calls: Option<Spanned<i64>>,
     pub(super) max_queues: Option<Spanned<i64>>,
     pub(super) max_shifts: Option<Spanned<i64>>,
+    pub(super) max_sources: Option<Spanned<i64>>,
     pub(super) max_ingest_connections: Option<Spanned<i64>>,
     pub(super) max_floor_connections: Option<Spanned<i64>>,
     pub(super) max_events_per_second: Option<Spanned<i64>>,

@@ -131,6 +131,7 @@ fn shipped_config_file_gives_default_rules() {
         "max_calls",
         "max_queues",
         "max_shifts",
+        "max_sources",
         "max_ingest_connections",
         "max_floor_connections",
         "max_events_per_second",
@@ -145,7 +146,7 @@ fn shipped_config_file_gives_default_rules() {
 #[test]
 fn limits_are_read_and_checked() {
     let c = Config::from_toml_str(
-        "[limits]\nmax_batch = 5\nmax_agents = 6\nmax_calls = 7\nmax_queues = 8\nmax_shifts = 12\nmax_ingest_connections = 9\nmax_floor_connections = 10\nmax_events_per_second = 11\n",
+        "[limits]\nmax_batch = 5\nmax_agents = 6\nmax_calls = 7\nmax_queues = 8\nmax_shifts = 12\nmax_sources = 13\nmax_ingest_connections = 9\nmax_floor_connections = 10\nmax_events_per_second = 11\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -154,7 +155,8 @@ fn limits_are_read_and_checked() {
             max_agents: 6,
             max_calls: 7,
             max_queues: 8,
-            max_shifts: 12
+            max_shifts: 12,
+            max_sources: 13
         }
     );
     assert_eq!(

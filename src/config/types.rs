@@ -602,6 +602,8 @@ pub struct EngineLimits {
     pub max_queues: usize,
     /// Shifts the engine keeps: planned ones, and past ones a report still needs.
     pub max_shifts: usize,
+    /// Source names whose highest `seq` the engine keeps (every name that sent a `seq`).
+    pub max_sources: usize,
 }
 
 impl Default for EngineLimits {
@@ -612,6 +614,7 @@ impl Default for EngineLimits {
             max_queues: 10_000,
             // Two months of daily shifts for 50,000 agents, with headroom.
             max_shifts: 4_000_000,
+            max_sources: 10_000,
         }
     }
 }

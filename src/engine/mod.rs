@@ -80,6 +80,7 @@ pub enum Limit {
     Calls,
     Queues,
     Shifts,
+    Sources,
 }
 
 impl Limit {
@@ -90,6 +91,7 @@ impl Limit {
             Limit::Calls => "limit_calls",
             Limit::Queues => "limit_queues",
             Limit::Shifts => "limit_shifts",
+            Limit::Sources => "limit_sources",
         }
     }
 
@@ -100,6 +102,7 @@ impl Limit {
             Limit::Calls => "max_calls",
             Limit::Queues => "max_queues",
             Limit::Shifts => "max_shifts",
+            Limit::Sources => "max_sources",
         }
     }
 
@@ -110,6 +113,7 @@ impl Limit {
             Limit::Calls => "calls",
             Limit::Queues => "queues",
             Limit::Shifts => "shifts",
+            Limit::Sources => "source names",
         }
     }
 
@@ -120,6 +124,7 @@ impl Limit {
             Limit::Calls => limits.max_calls,
             Limit::Queues => limits.max_queues,
             Limit::Shifts => limits.max_shifts,
+            Limit::Sources => limits.max_sources,
         }
     }
 
@@ -138,10 +143,19 @@ impl Limit {
             Limit::Shifts => {
                 "the engine keeps as many shifts as limits.max_shifts allows (planned ones, and past ones a report still needs): event refused"
             }
+            Limit::Sources => {
+                "the engine keeps the highest seq of as many source names as limits.max_sources allows: an event with a seq from a new name is refused"
+            }
         }
     }
 
-    pub const ALL: [Limit; 4] = [Limit::Agents, Limit::Calls, Limit::Queues, Limit::Shifts];
+    pub const ALL: [Limit; 5] = [
+        Limit::Agents,
+        Limit::Calls,
+        Limit::Queues,
+        Limit::Shifts,
+        Limit::Sources,
+    ];
 }
 
 /// Approvals kept per agent at most (oldest dropped first).
@@ -267,6 +281,14 @@ impl Engine {
             if self.seqs.get(source).is_some_and(|&h| seq <= h) {
                 return Applied::Duplicate;
             }
+        }
+        // Every source name with a seq is remembered for good (its `resume_after`): a source
+        // that names itself anew on each connection would grow them without bound.
+        if ev.seq.is_some()
+            && !self.seqs.contains_key(source)
+            && self.seqs.len() >= self.rules.limits.max_sources
+        {
+            return Applied::Refused(Limit::Sources);
         }
         if let Err(limit) = self.check_limits(&ev.body) {
             return Applied::Refused(limit);

@@ -891,6 +891,7 @@ fn limited(max_agents: usize, max_calls: usize, max_queues: usize) -> Sim {
             max_calls,
             max_queues,
             max_shifts: 2,
+            max_sources: 2,
         },
         ..RulesConfig::default()
     })
@@ -1011,6 +1012,41 @@ fn a_shift_over_max_shifts_is_refused_until_one_is_cancelled() {
         s.send(4 * S, "shift.scheduled", &shift("s3")),
         Applied::Applied { .. }
     ));
+}
+
+/// Each source name that sent a `seq` is remembered: over `max_sources` an event with a seq
+/// from a new name is refused and changes nothing (not the clock); known names and events
+/// without a seq still apply.
+#[test]
+fn a_new_source_name_over_max_sources_is_refused() {
+    let mut s = limited(10, 10, 10);
+    let login = |ts: i64, seq: u64, agent: &str| {
+        crate::event::decode_event(&format!(
+            r#"{{"type":"agent.login","ts":{},"seq":{seq},"agent":"{agent}"}}"#,
+            T0 + ts
+        ))
+        .expect("event")
+    };
+    let mut out = Vec::new();
+    for (i, src) in ["pbx", "crm"].iter().enumerate() {
+        let r = s
+            .engine
+            .handle_event(src, &login(0, 1, &format!("a{i}")), &mut out);
+        assert!(matches!(r, Applied::Applied { .. }), "{r:?}");
+    }
+    let r = s.engine.handle_event("pbx-2", &login(S, 1, "b"), &mut out);
+    assert_eq!(r, Applied::Refused(Limit::Sources));
+    assert_eq!(s.engine.highest_seq("pbx-2"), None);
+    assert_eq!(s.engine.now(), Some(Timestamp(T0)), "clock not moved");
+    assert!(s.engine.agent_view("b").is_none());
+    let r = s
+        .engine
+        .handle_event("pbx", &login(2 * S, 2, "b"), &mut out);
+    assert!(matches!(r, Applied::Applied { .. }), "{r:?}");
+    let mut unnumbered = login(3 * S, 1, "c");
+    unnumbered.seq = None;
+    let r = s.engine.handle_event("wfm", &unnumbered, &mut out);
+    assert!(matches!(r, Applied::Applied { .. }), "{r:?}");
 }
 
 #[test]
