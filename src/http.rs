@@ -788,7 +788,8 @@ async fn grant_approval(
         "reason": a.reason,
         "by": a.by,
         "from": reply.at,
-        "until": reply.at.plus(duration_ms),
+        // Held at the engine clock, an approval lasts to the end granted.
+        "until": reply.at.max(now).plus(duration_ms),
         "stored": reply.stored,
     });
     Ok((status, Json(body)).into_response())

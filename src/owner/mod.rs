@@ -34,7 +34,7 @@
 //!
 //! Live, some events are refused before the engine sees them ([`Refused`]): one whose `ts`
 //! lies more than the connection's `max_future` ahead of the daemon's clock when received, a
-//! `snapshot` that would start an episode more than [`MAX_SNAPSHOT_AGE`] ago, a `rulebook`.
+//! `snapshot` that would start a new episode more than [`MAX_SNAPSHOT_AGE`] ago, a `rulebook`.
 //!
 //! Durability (protocol page, "ack = durably stored"): with a store, every applied event is
 //! encoded as a journal record and appended, one write and one `fdatasync` per batch, before
@@ -80,6 +80,10 @@ use crate::time::{Calendar, Millis, Timestamp};
 use mailbox::Command;
 
 /// How often the owner task wakes even without deadlines, so that waits and gauges move.
+/// The longest an approval held at the engine clock may last: below the `minutes` bound
+/// (10^15 ms) with room for the rounding of `minutes` in the journal.
+const MAX_HELD_APPROVAL_MS: i64 = 999_999_999_000_000;
+
 pub const TICK: Millis = 250;
 
 /// Capacity of the engine command channel. When it is full, the connection that wants to
@@ -790,7 +794,8 @@ impl Owner {
     }
 
     /// Applies one API event (no `seq`: never a duplicate) and stores it.
-    fn handle_api(&mut self, event: Event) -> Result<ApiReply, ApiRefused> {
+    fn handle_api(&mut self, mut event: Event) -> Result<ApiReply, ApiRefused> {
+        self.hold_api_time(&mut event);
         let (at, refused) = match self
             .engine
             .handle_event(API_SOURCE, &event, &mut self.effects)
@@ -834,6 +839,32 @@ impl Owner {
             stored: self.durable.as_ref().is_none_or(|d| d.records.is_empty()),
             violations,
         })
+    }
+
+    /// An approval from the API is stamped with the daemon's clock; applied at that time it
+    /// would move the engine clock as the daemon's clock may not (protocol page, "Ordering
+    /// and time"): past a source the daemon holds back, while the store fails, with no source
+    /// connected, firing every deadline up to now and making the held-back events late. So
+    /// unless the daemon's clock may move the engine clock now ([`Owner::clock_target`]), it
+    /// is applied at the engine clock and lasts until the end it was granted for
+    /// (`ts + minutes`), so that it still covers the time the lead meant. The journal keeps
+    /// it as applied. (Demerits and shifts from the API belong to the day they are recorded
+    /// on, and keep their time.)
+    fn hold_api_time(&self, event: &mut Event) {
+        let Some(engine) = self.engine.now() else {
+            return;
+        };
+        let crate::event::Body::ApprovalGranted { duration_ms, .. } = &mut event.body else {
+            return;
+        };
+        if event.ts <= engine || self.clock_target(self.clock.now()).is_some() {
+            return;
+        }
+        // Below the bound `minutes` is decoded with, so that the journal reads it back.
+        *duration_ms = duration_ms
+            .saturating_add(event.ts.since(engine))
+            .min(MAX_HELD_APPROVAL_MS);
+        event.ts = engine;
     }
 
     /// Closes month `period`: the statement is the appraisal as of the engine clock (what a

@@ -614,3 +614,78 @@ async fn the_engine_clock_lag_gauge_shows_a_clock_held_back_by_a_failing_store()
     .await;
     d.shutdown().await;
 }
+
+/// An approval granted over the API is stamped with the daemon's clock. While a source is
+/// held back (here: streaming a floor of the past, never caught up) it must not move the
+/// engine clock to now: that would fire every open deadline at once and make the source's
+/// next events late. It is applied at the engine clock and lasts until the end it was
+/// granted for; nothing is judged, the source's next event is on time.
+#[tokio::test]
+async fn an_approval_over_the_api_does_not_move_a_held_back_clock() {
+    let mut c = sup::config();
+    c.rules.ring_answer.rings = 1;
+    c.rules.ring_answer.ring_cycle = 3_000;
+    let d = sup::start(c).await;
+    let addr = d.local_addr();
+    let (mut s, _) = sup::Source::connect_hello(addr, "pbx").await;
+    let t = START;
+    let at =
+        |ms: i64, seq: u64, body: &str| format!(r#"{{"ts":{},"seq":{seq},{body}}}"#, t.plus(ms).0);
+    s.send(format!(
+        "[{},{},{},{}]",
+        at(0, 1, r#""type":"agent.login","agent":"a1""#),
+        at(0, 2, r#""type":"agent.login","agent":"a2""#),
+        at(
+            0,
+            3,
+            r#""type":"agent.state","agent":"a1","state":"not_ready","reason":"break""#
+        ),
+        at(
+            1_000,
+            4,
+            r#""type":"call.ringing","call":"c1","agent":"a2""#
+        ),
+    ))
+    .await;
+    assert_eq!(s.until_ack().await, (vec![], 4));
+
+    let granted = Clock::system().now();
+    let (status, r) = crate::store::post_json(
+        addr,
+        "/api/v1/approvals",
+        r#"{"agent":"a3","reason":"meeting","minutes":30,"by":"zhang.wei"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{r}");
+    let from = Timestamp::parse_flexible(r["from"].as_str().expect("from")).expect("from");
+    let until = Timestamp::parse_flexible(r["until"].as_str().expect("until")).expect("until");
+    assert_eq!(from, t.plus(1_000), "applied at the engine clock");
+    assert!(
+        until >= granted.plus(30 * 60_000),
+        "{until}: lasts to the end granted"
+    );
+    let (_, f) = get_json(addr, "/api/v1/floor").await;
+    assert_eq!(
+        f["engine_clock"].as_str(),
+        Some(t.plus(1_000).to_string().as_str()),
+        "the engine clock stayed"
+    );
+    assert!(sup::violations(addr, "").await.is_empty());
+
+    // The source goes on: the ring answered 2 s in is on time.
+    s.send(at(
+        3_000,
+        5,
+        r#""type":"call.answered","call":"c1","agent":"a2""#,
+    ))
+    .await;
+    assert_eq!(s.until_ack().await, (vec![], 5));
+    assert!(sup::violations(addr, "").await.is_empty());
+    let (_, _, text) = get(addr, "/metrics").await;
+    assert_eq!(
+        sup::value(&text, "floorwatch_events_late_total"),
+        0.0,
+        "{text}"
+    );
+    d.shutdown().await;
+}
