@@ -724,6 +724,11 @@ impl Check<'_> {
         if let Some(d) = raw.max_future {
             source.max_future = self.positive(d)?;
         }
+        for (name, d) in raw.max_future_of.unwrap_or_default() {
+            let name = self.id(name, "a source name of source.max_future_of")?;
+            let ms = self.positive(d)?;
+            source.max_future_of.insert(name.into_inner(), ms);
+        }
         let every_span = raw.ping_every.as_ref().map(|d| d.span());
         if let Some(d) = raw.ping_every {
             let span = d.span();

@@ -105,6 +105,7 @@ pub(super) struct RawSource {
     pub(super) max_lag: Option<Duration>,
     pub(super) idle: Option<Duration>,
     pub(super) max_future: Option<Spanned<Duration>>,
+    pub(super) max_future_of: Option<BTreeMap<Spanned<String>, Spanned<Duration>>>,
     pub(super) ping_every: Option<Spanned<Duration>>,
     pub(super) ping_timeout: Option<Spanned<Duration>>,
     pub(super) ca: Option<Spanned<String>>,

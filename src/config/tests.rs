@@ -609,6 +609,20 @@ fn max_future_is_five_minutes_unless_set_and_an_adapter_may_set_its_own() {
         (60_000, None)
     );
 
+    // WebSocket sources by name.
+    let c = Config::from_toml_str("[source.max_future_of]\npbx = \"30s\"\n\"crm 2\" = \"1h\"\n")
+        .expect("valid");
+    assert_eq!(c.source.max_future_of.get("pbx"), Some(&30_000));
+    assert_eq!(c.source.max_future_of.get("crm 2"), Some(&3_600_000));
+    assert_eq!(c.source.max_future, 300_000);
+    let e = err("[source.max_future_of]\npbx = \"0s\"\n");
+    assert!(e.message.contains("longer than zero"), "{e}");
+    let e = err(&format!(
+        "[source.max_future_of]\n{} = \"1m\"\n",
+        "x".repeat(129)
+    ));
+    assert!(e.message.contains("at most 128"), "{e}");
+
     let e = err("[source]\nmax_future = \"0s\"\n");
     assert_at(&e, "source.max_future", 2, 14);
     let e = err("[[sources]]\nkind = \"asterisk-queue-log\"\npath = \"/q\"\nmax_future = \"0s\"\n");

@@ -453,6 +453,9 @@ pub struct SourceConfig {
     /// (`ts_in_future`; `source.max_future`, default 5m). Adapters in `[[sources]]` may set
     /// their own ([`AdapterConfig::max_future`]).
     pub max_future: Millis,
+    /// `max_future` of named WebSocket sources (`[source.max_future_of]`, `pbx = "10m"`):
+    /// a source name found here takes its own bound, any other `max_future`.
+    pub max_future_of: BTreeMap<String, Millis>,
     /// Connect mode: a WebSocket ping is sent after this long without a frame from the
     /// source (`source.ping_every`, default 10s).
     pub ping_every: Millis,
@@ -882,6 +885,7 @@ impl Default for Config {
                 max_lag: 1_000,
                 idle: 2_000,
                 max_future: 300_000,
+                max_future_of: BTreeMap::new(),
                 ping_every: 10_000,
                 ping_timeout: 20_000,
                 ca: None,

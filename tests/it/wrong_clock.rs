@@ -414,3 +414,47 @@ async fn a_rulebook_from_a_source_is_refused() {
     assert_eq!(v[0]["at"], rang.plus(3_000).to_string());
     d.shutdown().await;
 }
+
+/// `[source.max_future_of]` gives a WebSocket source its own bound by name: an event two
+/// minutes ahead is refused from the source held to 30 s and taken from another under the
+/// default 5 minutes.
+#[tokio::test]
+async fn a_websocket_source_named_in_max_future_of_has_its_own_bound() {
+    let mut c = sup::config();
+    c.source.max_future_of.insert("pbx-strict".into(), 30_000);
+    let d = sup::start(c).await;
+    let addr = d.local_addr();
+    let ahead = Clock::system().now().plus(120_000);
+    let (mut strict, _) = Source::connect_hello(addr, "pbx-strict").await;
+    strict
+        .send(format!(
+            "[{},{}]",
+            at(ahead, 1, r#""type":"agent.login","agent":"a1""#),
+            at(
+                Clock::system().now(),
+                2,
+                r#""type":"agent.login","agent":"a2""#
+            )
+        ))
+        .await;
+    let (errors, ack) = strict.until_ack().await;
+    assert_eq!(ack, 2);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let reason = errors[0]["reason"].as_str().expect("reason");
+    assert!(reason.contains("source.max_future (30s)"), "{reason}");
+    let (mut other, _) = Source::connect_hello(addr, "pbx").await;
+    other
+        .send(at(ahead, 1, r#""type":"agent.login","agent":"a3""#))
+        .await;
+    assert_eq!(other.until_ack().await, (vec![], 1));
+    let (_, _, text) = get(addr, "/metrics").await;
+    assert_eq!(
+        sup::labelled(
+            &text,
+            "floorwatch_events_future_total",
+            &[("source", "pbx-strict")]
+        ),
+        Some(1.0)
+    );
+    d.shutdown().await;
+}
