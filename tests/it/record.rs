@@ -523,6 +523,19 @@ async fn export_and_replay_give_the_closed_statement_and_a_changed_config_change
     let replayed = std::fs::read_to_string(&out).expect("csv");
     assert_eq!(replayed, csv, "export + replay = the closed statement");
     assert_eq!(floorwatch::config::digest_of(&replayed), digest);
+    // A transcript for whoever audits by hand (`--nocapture` shows it).
+    eprintln!(
+        "closed 2026-11 at {closed_at}, X-Floorwatch-Digest {digest}\nstatement:\n{csv}\
+         export --to {}: {} lines\nreplay --month 2026-11 --appraisal: sha256 {}, {}",
+        to.0,
+        export.lines().count(),
+        floorwatch::config::digest_of(&replayed),
+        if replayed == csv {
+            "byte-identical"
+        } else {
+            "DIFFERENT"
+        },
+    );
 
     // A restart with other rules (and other money) leaves November as it was.
     let mut c = config_in(dir.path());
