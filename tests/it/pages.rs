@@ -497,6 +497,16 @@ async fn an_agent_sees_their_own_record_only() {
     let text = text.as_str().unwrap();
     assert!(!text.contains("a2") && !text.contains("刘洋"), "{text}");
     assert!(text.contains("无故暂停，未选原因"), "{text}");
+    // The violation says what it costs: 5 points, 50 yuan at 10 a point.
+    let meta = b
+        .eval(&format!("{}.querySelector('.meta').innerText", item(a1)))
+        .await;
+    assert!(
+        meta.as_str()
+            .unwrap_or_default()
+            .ends_with("5 分 · 50.00 元"),
+        "{meta}"
+    );
     // Today's figures from the standing: one violation, 5 points, 50 CNY at 10 a point.
     let fig = |period: &str, key: &str| {
         format!("(e => e && e.innerText)(document.querySelector('#{period} [data-figure=\"{key}\"] b'))")

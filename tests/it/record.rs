@@ -523,6 +523,19 @@ async fn export_and_replay_give_the_closed_statement_and_a_changed_config_change
     let replayed = std::fs::read_to_string(&out).expect("csv");
     assert_eq!(replayed, csv, "export + replay = the closed statement");
     assert_eq!(floorwatch::config::digest_of(&replayed), digest);
+    // A transcript for whoever audits by hand (`--nocapture` shows it).
+    eprintln!(
+        "closed 2026-11 at {closed_at}, X-Floorwatch-Digest {digest}\nstatement:\n{csv}\
+         export --to {}: {} lines\nreplay --month 2026-11 --appraisal: sha256 {}, {}",
+        to.0,
+        export.lines().count(),
+        floorwatch::config::digest_of(&replayed),
+        if replayed == csv {
+            "byte-identical"
+        } else {
+            "DIFFERENT"
+        },
+    );
 
     // A restart with other rules (and other money) leaves November as it was.
     let mut c = config_in(dir.path());
@@ -619,4 +632,99 @@ fn what_if_compares_points_and_money_per_agent() {
         file.to_str().expect("path"),
     ]);
     assert!(!ok && err.contains("--month"), "{err}");
+}
+
+/// `floorwatch schedule import --url` against a running daemon, as a WFM export would be
+/// loaded: the roster's shifts are planned once (a second import changes nothing), a roster
+/// with a bad row sends nothing and names the line, and a lead cannot plan another team's
+/// shift (the daemon's 403, nothing planned).
+#[tokio::test]
+async fn a_roster_is_imported_into_a_running_daemon_once_and_a_bad_one_sends_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = sup::start(config_in(dir.path())).await;
+    let url = format!("http://{}", d.local_addr());
+    let write = |name: &str, rows: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("shift,agent,start,end,position,team\n{rows}")).expect("csv");
+        p.to_str().expect("path").to_string()
+    };
+    let good = write(
+        "good.csv",
+        "s1,a1,2027-01-04 08:00,2027-01-04 16:00,P01,t1\n\
+         s2,a2,2027-01-04 16:00,2027-01-05 00:00,P01,t2\n",
+    );
+    let bad = write(
+        "bad.csv",
+        "s3,a1,2027-01-05 08:00,2027-01-05 16:00,P01,t1\n\
+         s4,a2,2027-01-05 16:00,2027-01-05 08:00,P01,t2\n",
+    );
+    let other_team = write("t2.csv", "s5,a2,2027-01-06 08:00,2027-01-06 16:00,,t2\n");
+    let import = |file: String, token: &'static str| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            run(&["schedule", "import", &file, "--url", &url, "--token", token])
+        })
+    };
+    let planned = || async {
+        let r = call(
+            d.local_addr(),
+            "GET",
+            "/api/v1/shifts",
+            Some("admin-token"),
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["shifts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|s| {
+                (
+                    s["shift"].as_str().unwrap_or("?").to_string(),
+                    s["start"].as_str().unwrap_or("?").to_string(),
+                    s["team"].as_str().unwrap_or("?").to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    // 08:00 in Shanghai is 00:00Z; 16:00 is 08:00Z.
+    let want = vec![
+        (
+            "s1".to_string(),
+            "2027-01-04T00:00:00.000Z".to_string(),
+            "t1".to_string(),
+        ),
+        (
+            "s2".to_string(),
+            "2027-01-04T08:00:00.000Z".to_string(),
+            "t2".to_string(),
+        ),
+    ];
+
+    let (ok, _, err) = import(good.clone(), "admin-token").await.expect("join");
+    assert!(ok, "{err}");
+    assert!(err.contains("2 shifts sent"), "{err}");
+    assert_eq!(planned().await, want);
+
+    // The same roster again: the same ids, nothing new.
+    let (ok, _, err) = import(good, "admin-token").await.expect("join");
+    assert!(ok, "{err}");
+    assert_eq!(planned().await, want);
+
+    // One bad row (it ends before it starts, line 3): nothing is sent, not even s3.
+    let (ok, _, err) = import(bad, "admin-token").await.expect("join");
+    assert!(!ok, "a roster with a bad row must fail");
+    assert!(err.contains("bad.csv:3:"), "{err}");
+    assert!(err.contains("nothing was sent"), "{err}");
+    assert_eq!(planned().await, want);
+
+    // The lead of t1 cannot plan t2's shift.
+    let (ok, _, err) = import(other_team, "lead1-token").await.expect("join");
+    assert!(!ok, "another team's shift must be refused");
+    assert!(err.contains("403"), "{err}");
+    assert_eq!(planned().await, want);
+    d.shutdown().await;
 }

@@ -187,7 +187,7 @@
       li.append(el("h3", {}, `${nameOf(v.agent)} · ${FW.kindWords(v)} `,
         el("span", { class: "badge", "data-status": st }, w.status[st] || st)));
       li.append(el("div", { class: "meta num" }, [w.rule[v.rule] || v.rule, FW.time(v.at), v.team,
-        w.pts(v.points)].join(" · ")));
+        w.pts(v.points), ...(v.deduction > 0 ? [FW.money(v.deduction)] : [])].join(" · ")));
       const ev = FW.evidenceWords(v);
       if (ev) li.append(el("div", { class: "evidence num" }, ev));
       if (v.waiver) li.append(el("div", { class: "waiver" }, w.waivedBy(v.waiver.by, v.waiver.reason, FW.dateTime(v.waiver.at))));

@@ -136,7 +136,7 @@
         "data-agent": v.agent, "data-kind": v.kind });
       li.append(el("h3", {}, `${FW.kindWords(v)} `, el("span", { class: "badge", "data-status": v.status }, w.status[v.status] || v.status)));
       li.append(el("div", { class: "meta num" }, [w.rule[v.rule] || v.rule, FW.dateTime(v.at),
-        w.pts(v.points)].join(" · ")));
+        w.pts(v.points), ...(v.deduction > 0 ? [FW.money(v.deduction)] : [])].join(" · ")));
       const ev = FW.evidenceWords(v);
       if (ev) li.append(el("div", { class: "evidence num" }, ev));
       li.append(el("div", { class: "waiver", "data-waiver": v.waiver ? "1" : "0" },
