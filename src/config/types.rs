@@ -615,7 +615,8 @@ impl Default for EngineLimits {
             max_agents: 100_000,
             max_calls: 200_000,
             max_queues: 10_000,
-            // Two months of daily shifts for 50,000 agents, with headroom.
+            // The 62 days kept of one shift a day for 50,000 agents, and some planned ahead
+            // (about 1.1 KB each: BENCHMARKS.md).
             max_shifts: 4_000_000,
             max_sources: 10_000,
         }
