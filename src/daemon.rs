@@ -179,7 +179,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         let ingest = state.ingest.clone();
         tokio::spawn(async move { ingest.run_dialer().await })
     });
-    let adapters = crate::adapter::spawn_all(
+    let mut adapters = crate::adapter::spawn_all(
         &config.adapters,
         &engine.client(),
         clock,
@@ -188,6 +188,23 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         &shutdown,
         &config.store.dir,
     );
+    // A daemon of a pair: its events, and what its API receives, go through the stream.
+    if let (Some(js), Some(link)) = (&config.jetstream, engine.stream_link()) {
+        adapters.extend(
+            crate::jetstream::start(
+                js,
+                link,
+                engine.client(),
+                config.rules.clone(),
+                clock,
+                metrics.clone(),
+                limiter.clone(),
+                shutdown.clone(),
+            )
+            .await
+            .context("cannot set up the nats-jetstream source")?,
+        );
+    }
     tokio::spawn(state.feed.clone().run(shutdown.clone()));
     let sockets_closed = {
         let (ingest, feed) = (state.ingest.all_closed(), state.feed.all_closed());
