@@ -40,8 +40,10 @@ pub enum JetStreamError {
     Connect(String),
 }
 
-/// How long one JetStream request (a publish's acknowledgement, a consumer's info) may take.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one JetStream request (a publish's acknowledgement, a stream's or consumer's
+/// info, making a consumer) may take: short, so that a request lost while the cluster elects
+/// new leaders after a server died is tried again soon.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The client's connection as it changes: how many times it has connected, and whether it
 /// is connected now.
@@ -194,6 +196,7 @@ pub fn source_token(source: &str) -> String {
 /// event's `id` as `Nats-Msg-Id` (a retry within the stream's duplicate window is stored
 /// once).
 pub struct Publisher {
+    client: async_nats::Client,
     js: async_nats::jetstream::Context,
     subject: String,
 }
@@ -201,7 +204,8 @@ pub struct Publisher {
 impl Publisher {
     pub fn new(client: async_nats::Client, subject: &str) -> Publisher {
         Publisher {
-            js: async_nats::jetstream::new(client),
+            js: async_nats::jetstream::new(client.clone()),
+            client,
             subject: subject.to_string(),
         }
     }
@@ -213,6 +217,9 @@ impl Submit for Publisher {
         event: &'a Event,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
+            if self.client.connection_state() != async_nats::connection::State::Connected {
+                return Err("not connected to NATS".into());
+            }
             let mut headers = async_nats::HeaderMap::new();
             if let Some(id) = &event.id {
                 headers.insert("Nats-Msg-Id", id.as_str());
@@ -222,11 +229,15 @@ impl Submit for Publisher {
                 .publish_with_headers(self.subject.clone(), headers, event.to_json().into())
                 .await
                 .map_err(|e| e.to_string())?;
-            tokio::time::timeout(REQUEST_TIMEOUT, ack)
-                .await
-                .map_err(|_| "no acknowledgement from the stream in time".to_string())?
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            match tokio::time::timeout(REQUEST_TIMEOUT, ack).await {
+                Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
+                // Sent, but whether the stream stored it is not known: its coming back (or
+                // the submitter's timeout) will tell.
+                Err(_) => {
+                    tracing::warn!(id = ?event.id, "no acknowledgement from the stream in time; waiting for the event to come back");
+                    Ok(())
+                }
+            }
         })
     }
 }
@@ -336,37 +347,54 @@ pub async fn export(
         .await
         .context("no answer from NATS within 30s")?
         .with_context(|| format!("cannot open stream {:?}", cfg.stream))?;
-    let last = stream.cached_info().state.last_sequence;
+    // The last message on the subject when the export starts: it reads up to there.
+    let last = match stream.get_last_raw_message_by_subject(&cfg.subject).await {
+        Ok(m) => m.sequence,
+        Err(e)
+            if e.kind()
+                == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+        {
+            return Ok((0, 0, 0))
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("cannot read the stream")),
+    };
     let (mut messages, mut events, mut left_out) = (0u64, 0u64, 0u64);
-    if last == 0 {
-        return Ok((0, 0, 0));
-    }
-    let consumer = stream
-        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
-            filter_subject: cfg.subject.clone(),
-            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .context("cannot read the stream")?;
-    let mut info_consumer = consumer.clone();
-    if info_consumer
-        .info()
-        .await
-        .context("cannot read the stream")?
-        .num_pending
-        == 0
-    {
-        return Ok((0, 0, 0));
-    }
+    // A cluster that just lost a server may take a while to place the reading consumer.
+    let mut tries = 0;
+    let consumer = loop {
+        let made = stream
+            .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+                filter_subject: cfg.subject.clone(),
+                deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await;
+        match made {
+            Ok(c) => break c,
+            Err(e) if tries < 10 => {
+                tries += 1;
+                tracing::debug!(error = %e, "cannot read the stream yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("cannot read the stream")),
+        }
+    };
     let mut stream_of = consumer
         .messages()
         .await
         .context("cannot read the stream")?;
-    while let Some(m) = stream_of.next().await {
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(60), stream_of.next())
+            .await
+            .with_context(|| {
+                format!("no message from the stream for 60s, before sequence {last}")
+            })?;
+        let Some(m) = next else {
+            anyhow::bail!("the stream ended before sequence {last}");
+        };
         let m = m.context("cannot read the stream")?;
-        let (seq, pending) = match m.info() {
-            Ok(i) => (i.stream_sequence, i.pending),
+        let seq = match m.info() {
+            Ok(i) => i.stream_sequence,
             Err(e) => anyhow::bail!("a message without stream metadata: {e}"),
         };
         let (evs, rejected) = message_events(&m.payload, seq, max_batch);
@@ -376,7 +404,7 @@ pub async fn export(
             events += evs.len() as u64;
         }
         messages += 1;
-        if pending == 0 || seq >= last {
+        if seq >= last {
             break;
         }
     }

@@ -11,8 +11,9 @@
 //!   too): a jump means deliveries were lost in between, and the session ends;
 //! - ends the session when the client loses its server;
 //! - at the start of every session makes the consumer deliver from its position on: the
-//!   durable consumer is kept when it stands exactly there with nothing unacknowledged, else
-//!   it is deleted and created anew at the position (after a `kill -9` it always is).
+//!   durable consumer is kept when its last delivery is exactly there with nothing
+//!   unacknowledged, else it is deleted and created anew at the position (after a `kill -9`
+//!   it usually is).
 //!
 //! A message is acknowledged (`AckAll`: the latest one acknowledges those before it) only
 //! once the engine task says that everything applied so far is in the journal; while the
@@ -35,7 +36,6 @@ use crate::event::Id;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::owner::{ConnId, EngineClient};
-use crate::redial::Redial;
 
 /// Messages taken from the consumer's buffer for one round trip to the engine task.
 const GATHER: usize = 512;
@@ -47,8 +47,12 @@ const MAX_ACK_PENDING: i64 = 20_000;
 /// While the journal is behind (a failing store), how often the engine task is asked
 /// whether it caught up, to acknowledge.
 const STORED_POLL: Duration = Duration::from_millis(250);
-/// The server's heartbeat on an idle pull: two missed ones end the session.
-const HEARTBEAT: Duration = Duration::from_secs(5);
+/// The server's heartbeat on an idle pull: two missed ones end the session (a server that
+/// went away, a consumer whose leader moved), so it bounds how long a failover goes unseen.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// The longest wait before a session starts again.
+const RETRY_CAP: Duration = Duration::from_secs(1);
 
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
@@ -101,25 +105,23 @@ impl SourceTask {
         }
     }
 
-    /// Runs sessions until shutdown, with back-off between them.
+    /// The consumer has nothing more to deliver: the daemon is ready.
+    fn caught_up_now(&self) {
+        self.gauge(&self.metrics.stream.catching_up, 0);
+        self.caught_up
+            .send_if_modified(|c| !std::mem::replace(c, true));
+    }
+
+    /// Runs sessions until shutdown. A session that ends is started again after a short
+    /// back-off ([`RETRY_CAP`] at most: a cluster electing new leaders after a server died
+    /// is back within seconds, and the client itself redials its servers).
     pub async fn run(mut self) {
         let name = self.cfg.name.clone();
         self.gauge(&self.metrics.adapter_connected, 0);
         self.gauge(&self.metrics.stream.catching_up, 1);
         tracing::info!(source = %name, stream = %self.cfg.stream, subject = %self.cfg.subject, durable = %self.cfg.durable, "nats-jetstream source started");
-        let mut redial = Redial::new();
+        let mut failures = 0u32;
         loop {
-            let metrics = self.metrics.clone();
-            let announce = |delay: Duration| {
-                metrics
-                    .adapter_reconnects
-                    .with_label_values(&[name.as_str()])
-                    .inc();
-                tracing::info!(source = %name, delay_ms = delay.as_millis() as u64, "starting the stream source again");
-            };
-            if !redial.pause(&self.shutdown, announce).await {
-                return;
-            }
             // The client reconnects by itself: wait for it.
             let up = async {
                 let mut c = self.connection.clone();
@@ -132,13 +134,23 @@ impl SourceTask {
             let since = tokio::time::Instant::now();
             let end = self.session().await;
             self.gauge(&self.metrics.adapter_connected, 0);
-            match end {
-                None => return,
-                Some(SessionEnd::Stopped) => return,
-                Some(e) => {
-                    redial.ended(since.elapsed());
-                    tracing::warn!(source = %name, error = %e, "stream source session ended");
-                }
+            let e = match end {
+                None | Some(SessionEnd::Stopped) => return,
+                Some(e) => e,
+            };
+            if since.elapsed() >= crate::redial::STABLE_CONNECTION {
+                failures = 0;
+            }
+            let delay = crate::redial::backoff(failures).min(RETRY_CAP);
+            failures = failures.saturating_add(1);
+            self.metrics
+                .adapter_reconnects
+                .with_label_values(&[name.as_str()])
+                .inc();
+            tracing::warn!(source = %name, error = %e, delay_ms = delay.as_millis() as u64, "stream source session ended; starting again");
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
             }
         }
     }
@@ -157,7 +169,13 @@ impl SourceTask {
         self.applied = self.applied.max(resume);
         let position = self.applied.unwrap_or(0);
         let connects = self.connection.borrow().0;
-        let consumer = self.consumer_at(position).await?;
+        let mut consumer = self.consumer_at(position).await?;
+        // Nothing to catch up with: no message will come to say so.
+        let behind = consumer.info().await.map(|i| i.num_pending).map_err(nats)?;
+        self.gauge(
+            &self.metrics.stream.pending,
+            i64::try_from(behind).unwrap_or(i64::MAX),
+        );
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(FETCH)
@@ -168,7 +186,11 @@ impl SourceTask {
             .map_err(nats)?;
         self.gauge(&self.metrics.adapter_connected, 1);
         self.gauge(&self.metrics.stream.catching_up, 1);
-        tracing::info!(source = %self.cfg.name, position, "consuming the stream");
+        tracing::info!(source = %self.cfg.name, position, behind, "consuming the stream");
+        if behind == 0 {
+            self.caught_up_now();
+        }
+
         let mut connection = self.connection.clone();
         // The newest message handed on or skipped, not yet acknowledged.
         let mut unacked: Option<Message> = None;
@@ -369,10 +391,12 @@ impl SourceTask {
         };
         match stream.consumer_info(&cfg.durable).await {
             Ok(info) => {
+                // It delivers from its last delivery on, and nothing waits to be delivered
+                // again (a consumer made at `position + 1` has delivered `position` and
+                // acknowledged nothing yet).
                 let keep = info.config.filter_subject == cfg.subject
                     && info.config.ack_policy == AckPolicy::All
                     && info.delivered.stream_sequence == position
-                    && info.ack_floor.stream_sequence == position
                     && info.num_ack_pending == 0;
                 if keep {
                     return stream

@@ -161,7 +161,9 @@ pub struct ApiReply {
 }
 
 /// Publishes an event to the shared stream; implemented by the nats-jetstream source.
-/// Resolves once the stream has stored it (the event's `id` is its de-duplication key).
+/// Resolves once the stream has stored it, or once it was sent and its acknowledgement is
+/// overdue (its coming back tells); an error means it was not stored (the event's `id` is
+/// the stream's de-duplication key).
 pub trait Submit: Send + Sync {
     fn publish<'a>(
         &'a self,

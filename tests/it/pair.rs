@@ -1,0 +1,546 @@
+//! The scale-out layout for real: a 3-node `nats-server` cluster with an R3 stream,
+//! `floorwatch relay` taking a simulated floor over WebSocket, and two `floorwatch run`
+//! daemons (A and B) consuming the stream with their own stores and consumers. Daemon A is
+//! killed with SIGKILL mid-stream and restarted; one NATS node is killed; a waiver and a
+//! demerit go through A's API and a rulebook change through A's config. Afterwards A's and
+//! B's violations are the same records, and the same as `floorwatch replay` of
+//! `floorwatch stream-export`; every event the relay acknowledged is in the stream once.
+//! The failover facts (time to resume, redeliveries) are printed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use floorwatch::simulate::{Generator, Misconduct, SimConfig};
+use serde_json::Value;
+
+use crate::crash::{stream_with_resume, START};
+use crate::daemon_support::{free_port, get, get_json, metrics, post, total, violations};
+use crate::nats::{messages, Nats};
+
+/// A `floorwatch` child process, its output in a log file; killed (SIGKILL) on drop.
+struct Proc {
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn start(args: &[&str], log: PathBuf) -> Proc {
+        let mut p = Proc {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            log,
+            child: None,
+        };
+        p.spawn();
+        p
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_floorwatch"))
+            .args(&self.args)
+            .env("RUST_LOG", "info,floorwatch::owner=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn floorwatch");
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+/// The last lines of a log file.
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, for at most `limit`; the panic message
+/// shows `why()`.
+async fn within<T, F, Fut>(limit: Duration, what: &str, why: impl Fn() -> String, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}\n{}", why());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn js_of(client: &async_nats::Client) -> async_nats::jetstream::Context {
+    async_nats::jetstream::new(client.clone())
+}
+
+/// `/readyz` answers 200 (false while nothing listens).
+async fn ready(addr: SocketAddr) -> bool {
+    tokio::net::TcpStream::connect(addr).await.is_ok() && get(addr, "/readyz").await.0 == 200
+}
+
+fn daemon_toml(
+    nats: &Nats,
+    addr: SocketAddr,
+    dir: &Path,
+    durable: &str,
+    ring_points: u32,
+) -> String {
+    format!(
+        r#"[server]
+listen = "{addr}"
+[source]
+# The floor is replayed from a month ago: its events, not the daemons' clocks, move time
+# (the rulebook and the API's events are stamped today and make the source look caught up).
+idle = "1h"
+delay = "1440h"
+[store]
+dir = "{}"
+checkpoint_every = "500ms"
+[rules.ring_answer]
+points = {ring_points}
+[[sources]]
+kind = "nats-jetstream"
+name = "floor"
+url = {}
+stream = "FLOOR"
+subject = "floor.>"
+durable = "{durable}"
+"#,
+        dir.display(),
+        nats.urls_toml()
+    )
+}
+
+/// A's and B's records must be equal field by field.
+fn same_records(a: &[Value], b: &[Value]) {
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "A has {} violations, B {}",
+        a.len(),
+        b.len()
+    );
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x, y, "A and B differ");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_on_a_three_node_cluster_judges_alike_through_kills_and_its_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nats = Nats::start(3, "").await;
+    let client = nats.client(None).await;
+    nats.create_stream(&client, "FLOOR", &["floor.>"], 3).await;
+
+    let (relay_addr, a_addr, b_addr) = (free_port(), free_port(), free_port());
+    let relay_toml = dir.path().join("relay.toml");
+    std::fs::write(
+        &relay_toml,
+        format!(
+            "[server]\nlisten = \"{relay_addr}\"\n[relay]\nurl = {}\nstream = \"FLOOR\"\nsubject = \"floor.pbx\"\n",
+            nats.urls_toml()
+        ),
+    )
+    .expect("relay config");
+    let a_toml = dir.path().join("a.toml");
+    let b_toml = dir.path().join("b.toml");
+    std::fs::write(
+        &a_toml,
+        daemon_toml(&nats, a_addr, &dir.path().join("a"), "a", 1),
+    )
+    .expect("a config");
+    std::fs::write(
+        &b_toml,
+        daemon_toml(&nats, b_addr, &dir.path().join("b"), "b", 1),
+    )
+    .expect("b config");
+    let path = |p: &Path| p.display().to_string();
+    let relay = Proc::start(
+        &["relay", "--config", &path(&relay_toml)],
+        dir.path().join("relay.log"),
+    );
+    let mut a = Proc::start(
+        &["run", "--config", &path(&a_toml)],
+        dir.path().join("a.log"),
+    );
+    let b = Proc::start(
+        &["run", "--config", &path(&b_toml)],
+        dir.path().join("b.log"),
+    );
+    let paths = [relay.log.clone(), a.log.clone(), b.log.clone()];
+    let logs = move || {
+        format!(
+            "--- relay\n{}\n--- a\n{}\n--- b\n{}",
+            tail(&paths[0]),
+            tail(&paths[1]),
+            tail(&paths[2])
+        )
+    };
+    let limit = Duration::from_secs(60);
+    within(limit, "relay and daemons ready", &logs, || async {
+        (ready(relay_addr).await && ready(a_addr).await && ready(b_addr).await).then_some(())
+    })
+    .await;
+
+    let mut sim = SimConfig::new(120, 6, 26);
+    sim.misconduct = Misconduct::unruly();
+    sim.duration = Some(6 * 3_600_000);
+    let events: Vec<String> = Generator::new(sim, START).map(|e| e.to_json()).collect();
+    let n = events.len();
+    let relay_url = relay_addr;
+
+    // Phase 1: a third of the floor.
+    stream_with_resume(relay_url, events[..n / 3].to_vec()).await;
+    // Phase 2: A is killed (SIGKILL) while it consumes the second third, and restarted.
+    let feed = {
+        let e = events[..2 * n / 3].to_vec();
+        tokio::spawn(async move { stream_with_resume(relay_url, e).await })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let a_at_kill = {
+        let s = js_of(&client).get_stream("FLOOR").await.expect("stream");
+        let a = s.consumer_info("a").await.expect("consumer a");
+        (
+            a.ack_floor.stream_sequence,
+            s.cached_info().state.last_sequence,
+        )
+    };
+    a.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.restart();
+    feed.await.expect("phase 2 feed");
+    // Phase 3: paced, and a NATS node is killed while it flows.
+    let paced = {
+        let e = events.clone();
+        tokio::spawn(async move {
+            for k in 1..=20 {
+                let upto = 2 * n / 3 + (n - 2 * n / 3) * k / 20;
+                stream_with_resume(relay_url, e[..upto].to_vec()).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let js = js_of(&client);
+    let last_seq = |js: async_nats::jetstream::Context| async move {
+        let mut s = js.get_stream("FLOOR").await.ok()?;
+        Some(s.info().await.ok()?.state.last_sequence)
+    };
+    let at_kill = last_seq(js.clone()).await.expect("stream info");
+    let leaders = {
+        let s = js.get_stream("FLOOR").await.expect("stream");
+        let lead = |c: Option<async_nats::jetstream::stream::ClusterInfo>| {
+            c.and_then(|c| c.leader).unwrap_or_default()
+        };
+        let mut out = vec![lead(s.cached_info().cluster.clone())];
+        for name in ["a", "b"] {
+            out.push(lead(
+                s.consumer_info(name).await.ok().and_then(|i| i.cluster),
+            ));
+        }
+        out
+    };
+    // The node that leads the stream is killed: its replicas must elect a new leader.
+    let victim: usize = leaders[0]
+        .strip_prefix('n')
+        .and_then(|i| i.parse().ok())
+        .expect("the stream has a leader");
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+    // Failover is timed from nodes that stay up, with short requests.
+    let probe = async_nats::jetstream::ContextBuilder::new()
+        .timeout(Duration::from_millis(300))
+        .build(nats.client_of(&survivors, None).await);
+    let killed = Instant::now();
+    nats.kill(victim);
+    let stream_resumed = within(
+        limit,
+        "the stream to grow after the node kill",
+        &logs,
+        || {
+            let js = probe.clone();
+            async move {
+                last_seq(js)
+                    .await
+                    .filter(|s| *s > at_kill)
+                    .map(|_| killed.elapsed())
+            }
+        },
+    )
+    .await;
+    let acked_past = |name: &'static str, js: async_nats::jetstream::Context| async move {
+        let s = js.get_stream("FLOOR").await.ok()?;
+        let i = s.consumer_info(name).await.ok()?;
+        (i.ack_floor.stream_sequence > at_kill).then_some(())
+    };
+    let resumed = |name: &'static str| {
+        let probe = probe.clone();
+        let logs = logs.clone();
+        async move {
+            within(
+                limit,
+                "both daemons to consume past the kill",
+                &logs,
+                || acked_past(name, probe.clone()),
+            )
+            .await;
+            killed.elapsed()
+        }
+    };
+    let (a_resumed, b_resumed) = tokio::join!(resumed("a"), resumed("b"));
+    tokio::time::timeout(Duration::from_secs(120), paced)
+        .await
+        .expect("every event acknowledged by the relay in time")
+        .expect("phase 3 feed");
+    // The killed node comes back on its store and rejoins the cluster.
+    nats.restart(victim).await;
+
+    // No acknowledged event lost, none twice: each seq of the floor is in the stream once.
+    let mut seqs: Vec<u64> = messages(&client, "FLOOR", "floor.pbx.sim")
+        .await
+        .iter()
+        .flat_map(|(_, payload)| {
+            let text = std::str::from_utf8(payload).expect("utf-8");
+            floorwatch::event::decode_frame_limited(text, usize::MAX)
+                .events
+                .into_iter()
+                .filter_map(|(_, e)| e.seq)
+        })
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs.len(),
+        n,
+        "every acknowledged event in the stream, once"
+    );
+    assert!(seqs.iter().enumerate().all(|(i, s)| *s == i as u64 + 1));
+
+    // A rulebook change through A's config: 3 points a late answer, from A's restart on.
+    std::fs::write(
+        &a_toml,
+        daemon_toml(&nats, a_addr, &dir.path().join("a"), "a", 3),
+    )
+    .expect("a config");
+    a.restart();
+    let changed = floorwatch::config::load(Some(&a_toml))
+        .expect("config")
+        .rules
+        .rulebook_digest();
+    within(limit, "A's new rulebook on the stream", &logs, || async {
+        let m = messages(&client, "FLOOR", "floor.api").await;
+        m.iter()
+            .any(|(_, p)| {
+                serde_json::from_slice::<Value>(p)
+                    .is_ok_and(|v| v["type"] == "rulebook" && v["digest"] == changed.as_str())
+            })
+            .then_some(())
+    })
+    .await;
+    // A late answer after it, judged on both by the stream's rulebook (B's config says 1).
+    let end = events
+        .last()
+        .and_then(|e| serde_json::from_str::<Value>(e).ok())
+        .and_then(|v| {
+            v["ts"].as_i64().or_else(|| {
+                floorwatch::time::Timestamp::parse_flexible(v["ts"].as_str()?)
+                    .ok()
+                    .map(|t| t.0)
+            })
+        })
+        .expect("the last event's ts");
+    let mut more = events.clone();
+    for (i, (after, body)) in [
+        (0, r#""type":"agent.login","agent":"a-late","team":"late""#),
+        (1, r#""type":"call.queued","call":"late-1","queue":"q""#),
+        (
+            2,
+            r#""type":"call.ringing","call":"late-1","agent":"a-late""#,
+        ),
+        (
+            30,
+            r#""type":"call.answered","call":"late-1","agent":"a-late""#,
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        more.push(format!(
+            r#"{{{body},"ts":{},"seq":{}}}"#,
+            end + 60_000 + after * 1_000,
+            n + 1 + i
+        ));
+    }
+    stream_with_resume(relay_url, more).await;
+    let find_late = |addr: SocketAddr| async move {
+        violations(addr, "?agent=a-late")
+            .await
+            .into_iter()
+            .find(|v| v["rule"] == "ring_answer")
+    };
+    let on_a = within(limit, "the late answer on A", &logs, || find_late(a_addr)).await;
+    let on_b = within(limit, "the late answer on B", &logs, || find_late(b_addr)).await;
+    assert_eq!(on_a["points"], 3, "{on_a}");
+    assert_eq!(
+        on_b, on_a,
+        "B judges by the stream's rulebook, not its own config"
+    );
+
+    // A waiver and a demerit through A's API, answered once applied from the stream.
+    let some = violations(a_addr, "?rule=break_overrun").await;
+    let id = some
+        .first()
+        .and_then(|v| v["id"].as_u64())
+        .expect("a violation");
+    let (status, body) = post(
+        a_addr,
+        &format!("/api/v1/violations/{id}/waive"),
+        r#"{"why":"approved by phone","by":"lead-1"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    within(limit, "A's waiver on B", &logs, || async {
+        let (_, on_b) = get_json(b_addr, &format!("/api/v1/violations/{id}")).await;
+        (on_b["status"] == "waived" && on_b["waiver"]["by"] == "lead-1").then_some(())
+    })
+    .await;
+    let (status, body) = post(
+        a_addr,
+        "/api/v1/demerits",
+        r#"{"agent":"a-late","item":"equipment_damage","points":2,"by":"lead-1"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let demerit: Value = serde_json::from_str(&body).expect("json");
+    let d_id = demerit["violations"][0]["id"].as_u64().expect("demerit id");
+    let on_b = within(limit, "A's demerit on B", &logs, || async {
+        let (status, on_b) = get_json(b_addr, &format!("/api/v1/violations/{d_id}")).await;
+        (status == 200).then_some(on_b)
+    })
+    .await;
+    assert_eq!(on_b["rule"], "discipline", "{on_b}");
+    assert_eq!(on_b["points"], 2, "{on_b}");
+
+    // Both have consumed the whole stream: then their records are the same.
+    let last = last_seq(js.clone()).await.expect("stream info");
+    for name in ["a", "b"] {
+        within(limit, "both daemons at the stream's end", &logs, || {
+            let js = js.clone();
+            async move {
+                let s = js.get_stream("FLOOR").await.ok()?;
+                let i = s.consumer_info(name).await.ok()?;
+                (i.ack_floor.stream_sequence == last).then_some(())
+            }
+        })
+        .await;
+    }
+    let all_a = violations(a_addr, "").await;
+    let all_b = violations(b_addr, "").await;
+    same_records(&all_a, &all_b);
+    assert!(
+        all_a.len() > 50,
+        "an unruly floor breaks rules: {}",
+        all_a.len()
+    );
+
+    // And the same as `floorwatch replay` of the stream's content.
+    let exported = dir.path().join("stream.ndjson");
+    let out = Command::new(env!("CARGO_BIN_EXE_floorwatch"))
+        .args([
+            "stream-export",
+            "--config",
+            &path(&a_toml),
+            "-o",
+            &path(&exported),
+        ])
+        .output()
+        .expect("stream-export");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_floorwatch"))
+        .args(["replay", "--config", &path(&b_toml), &path(&exported)])
+        .output()
+        .expect("replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("violation json"))
+        .collect();
+    assert_eq!(
+        replayed.len(),
+        all_a.len(),
+        "replay and the daemons raise as many"
+    );
+    for (r, live) in replayed.iter().zip(&all_a) {
+        for k in [
+            "rule", "kind", "agent", "team", "call", "reason", "at", "points",
+        ] {
+            assert_eq!(r.get(k), live.get(k), "{k}: replay {r} live {live}");
+        }
+    }
+
+    let (ma, mb) = (metrics(a_addr).await, metrics(b_addr).await);
+    let relay_m = metrics(relay_url).await;
+    let count = |m: &str, name: &str| total(m, name) as u64;
+    eprintln!(
+        "pair test: {n} events, {} violations, {last} stream messages; A was killed with {} of {} messages acknowledged; node n{victim} (the stream's leader) was killed while the leaders of the stream, consumer a and consumer b were {:?}; after the node kill the stream took new messages after {:?}, A consumed past it after {:?}, B after {:?}; since their last start A skipped {} redelivered messages and resynced {} times, B {} and {}; the relay retried {} publishes",
+        all_a.len(),
+        a_at_kill.0,
+        a_at_kill.1,
+        leaders,
+        stream_resumed,
+        a_resumed,
+        b_resumed,
+        count(&ma, "floorwatch_stream_redelivered_total"),
+        count(&ma, "floorwatch_stream_resyncs_total"),
+        count(&mb, "floorwatch_stream_redelivered_total"),
+        count(&mb, "floorwatch_stream_resyncs_total"),
+        count(&relay_m, "floorwatch_relay_publish_retries_total"),
+    );
+    if std::env::var_os("FW_PAIR_LOGS").is_some() {
+        for f in ["a.log", "b.log", "relay.log"] {
+            let run = std::env::var("FW_PAIR_LOGS").unwrap_or_default();
+            let _ = std::fs::copy(
+                dir.path().join(f),
+                Path::new("/tmp").join(format!("{run}{f}")),
+            );
+        }
+    }
+    drop(relay);
+    drop(b);
+}
