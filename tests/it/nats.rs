@@ -4,7 +4,7 @@
 //! installs it).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -85,7 +85,13 @@ impl Nats {
             .append(true)
             .open(&node.log)
             .expect("nats log");
-        let child = Command::new("nats-server")
+        // Debian puts it in /usr/sbin, which a user's PATH may lack.
+        let bin = if Path::new("/usr/sbin/nats-server").exists() {
+            "/usr/sbin/nats-server"
+        } else {
+            "nats-server"
+        };
+        let child = Command::new(bin)
             .arg("-c")
             .arg(&node.conf)
             .stdin(Stdio::null())
