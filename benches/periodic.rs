@@ -18,6 +18,12 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
+    if !std::env::args().any(|a| a == "--bench") {
+        println!(
+            "periodic smoke run (test build): the figures below are not measurements \
+             (cargo bench --bench periodic measures)"
+        );
+    }
     let rules = floorwatch::config::Config::from_toml_str("[reasons.long]\nmax = \"1h\"\n")
         .map_err(|e| anyhow::anyhow!("config: {e}"))?
         .rules;

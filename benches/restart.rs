@@ -26,6 +26,10 @@ fn main() {
     let (agents, duration) = if bench {
         (300, days * 86_400_000)
     } else {
+        println!(
+            "restart smoke run (test build, 2 hours of 20 agents): the figures below are not \
+             measurements (cargo bench --bench restart measures)"
+        );
         (20, 2 * 3_600_000)
     };
     let base = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("restart-bench");

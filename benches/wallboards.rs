@@ -204,6 +204,12 @@ fn main() {
             }
         }
         let ms = |us: u64| us as f64 / 1000.0;
+        if !bench {
+            println!(
+                "wallboards smoke run (test build, {boards} wallboards): the figures below are not \
+                 measurements (cargo bench --bench wallboards measures)"
+            );
+        }
         println!("| measure | value |");
         println!("|---|---|");
         println!("| ingest, no wallboard | {base_rate:.0} events/s; daemon CPU {base_cpu:.2} cores |");

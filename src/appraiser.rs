@@ -11,7 +11,11 @@
 //! The rows are those of [`engine::Engine::appraisal`] at the snapshot's instant (a test
 //! in the engine checks that the two agree).
 //!
-//! Owns: the appraisal thread and what it sets in [`Metrics`]. Must not: touch the live
+//! The same refresh computes today's rows too, and publishes both as the floor's
+//! [`Standing`](crate::floor::Standing), which the console pages (`/lead`, `/me`) read.
+//!
+//! Owns: the appraisal thread and what it sets in [`Metrics`] and the floor's standing.
+//! Must not: touch the live
 //! engine (it reads a snapshot) or write the store (it only reads waivers).
 //!
 //! [`engine::Checkpoint`]: crate::engine::Checkpoint
@@ -21,14 +25,16 @@ use std::sync::Arc;
 
 use crate::config::RulesConfig;
 use crate::engine::Checkpoint;
+use crate::floor::{Floor, Standing};
 use crate::metrics::Metrics;
 use crate::time::{Period, Timestamp};
 use crate::worker::Worker;
 
-/// One refresh: the state, the month and the instant open items are counted to.
+/// One refresh: the state, the month and day, and the instant open items are counted to.
 pub struct AppraisalJob {
     pub snapshot: Arc<Checkpoint>,
     pub month: Period,
+    pub day: Period,
     pub end: Timestamp,
 }
 
@@ -36,11 +42,17 @@ pub struct AppraisalJob {
 pub type Appraiser = Worker<AppraisalJob>;
 
 /// Starts the thread.
-pub fn start(rules: RulesConfig, metrics: Arc<Metrics>) -> std::io::Result<Appraiser> {
+pub fn start(
+    rules: RulesConfig,
+    metrics: Arc<Metrics>,
+    floor: Arc<Floor>,
+) -> std::io::Result<Appraiser> {
     Worker::start("appraisal", move |job: AppraisalJob| {
         let started = std::time::Instant::now();
         let rows = job.snapshot.appraisal(&rules, job.month, job.end, &[]);
+        let today = job.snapshot.appraisal(&rules, job.day, job.end, &[]);
         let agents = rows.len();
+        floor.set_standing(Standing::new(job.end, today, rows.clone()));
         metrics.set_appraisal(rows);
         // The snapshot may hold the last copies of changed agents: freed here, not on the
         // engine task.

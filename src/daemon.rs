@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use crate::config::{Config, ConfigError, SourceMode};
 use crate::floor::Floor;
 use crate::http::AppState;
 use crate::metrics::Metrics;
-use crate::owner::{restore, EngineTask};
+use crate::owner::{restore, EngineClient, EngineTask};
 
 /// Shutdown did not finish within `server.shutdown_grace`: the daemon warned and stopped
 /// waiting (exit code [`crate::cli::EXIT_GRACE`] from `floorwatch run`).
@@ -45,6 +46,9 @@ pub struct DaemonHandle {
     grace: Duration,
     /// Resolves once every ingest and wallboard connection has closed.
     sockets_closed: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    clock: Clock,
+    /// The rulebook the daemon started with (journaled at start when it changed).
+    rules: crate::config::RulesConfig,
 }
 
 impl DaemonHandle {
@@ -65,6 +69,18 @@ impl DaemonHandle {
 
     pub fn metrics(&self) -> Arc<Metrics> {
         self.engine.metrics()
+    }
+
+    /// What SIGHUP runs: reloads the rulebook from `file` (see [`Reloader`]).
+    pub fn reloader(&self, file: Option<PathBuf>) -> Reloader {
+        Reloader {
+            file,
+            digest: self.rules.rulebook_digest(),
+            timezone: self.rules.timezone_name.clone(),
+            engine: self.engine.client(),
+            metrics: self.metrics(),
+            clock: self.clock,
+        }
     }
 
     /// Stops accepting, closes ingest and wallboard connections (close code 1001), drains and
@@ -250,15 +266,32 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         alerts,
         grace: Duration::from_millis(config.server.shutdown_grace.max(1) as u64),
         sockets_closed,
+        clock,
+        rules: config.rules.clone(),
     })
 }
 
 /// Runs the daemon until `shutdown` completes, then shuts it down; [`GraceExceeded`] when
-/// that took longer than `server.shutdown_grace`.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// that took longer than `server.shutdown_grace`. SIGHUP reloads the rulebook from
+/// `config_file` ([`reload_rulebook`]); without a file (the embedded default) there is
+/// nothing to reload and SIGHUP is logged.
+pub async fn run(
+    config: Config,
+    config_file: Option<PathBuf>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let grace = Duration::from_millis(config.server.shutdown_grace.max(1) as u64);
+    // Armed before the port is bound, as the stop signals are: a `systemctl reload` the
+    // moment the daemon answers must not end it by SIGHUP's default action.
+    let hup = crate::service::listen_reload_signal();
     let handle = start(config).await?;
-    crate::service::handle_reload_signal();
+    let reloader = Arc::new(tokio::sync::Mutex::new(handle.reloader(config_file)));
+    crate::service::handle_reload_signal(hup, move || {
+        let reloader = reloader.clone();
+        async move {
+            reloader.lock().await.reload().await;
+        }
+    });
     crate::service::ready(handle.local_addr());
     shutdown.await;
     crate::service::stopping();
@@ -267,6 +300,110 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         Ok(())
     } else {
         Err(GraceExceeded(grace).into())
+    }
+}
+
+/// A rulebook reload (SIGHUP, `systemctl reload`): the config file is read and checked
+/// again, and when its rulebook differs from the one in force, the daemon journals it and
+/// judges by it from the engine clock on (rules.md "Rulebook versions"). Only the rulebook
+/// changes (rules, reasons, discipline catalog, dispositions, appraisal, teams); every other
+/// setting (listen address, sources, store, alerts) is read at start only.
+pub struct Reloader {
+    file: Option<PathBuf>,
+    /// The digest of the rulebook in force.
+    digest: String,
+    /// `appraisal.timezone` of the store: it cannot change.
+    timezone: String,
+    engine: EngineClient,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+}
+
+/// What a reload did; [`Reloaded::outcome`] is the `outcome` label of
+/// `floorwatch_rulebook_reloads_total`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reloaded {
+    /// The file's rulebook is in force from the engine clock on (journaled).
+    Adopted { digest: String },
+    /// The file's rulebook is the one in force: nothing journaled.
+    Unchanged { digest: String },
+    /// The file cannot be read or is not a valid config: the rulebook in force stays.
+    Invalid(String),
+    /// The file is valid but its rulebook cannot be adopted (a changed time zone, no file,
+    /// the engine refused it): the rulebook in force stays.
+    Refused(String),
+}
+
+impl Reloaded {
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Reloaded::Adopted { .. } => "adopted",
+            Reloaded::Unchanged { .. } => "unchanged",
+            Reloaded::Invalid(_) => "invalid",
+            Reloaded::Refused(_) => "refused",
+        }
+    }
+}
+
+impl Reloader {
+    /// Reads the file again and adopts its rulebook when it changed; logs and counts the
+    /// outcome. Never stops the daemon.
+    pub async fn reload(&mut self) -> Reloaded {
+        let r = self.attempt().await;
+        self.metrics
+            .rulebook_reloads
+            .with_label_values(&[r.outcome()])
+            .inc();
+        match &r {
+            Reloaded::Adopted { digest } => {
+                tracing::info!(digest = %digest, "reload: rulebook in force from the engine clock on (journaled); settings outside the rulebook apply at the next restart")
+            }
+            Reloaded::Unchanged { digest } => {
+                tracing::info!(digest = %digest, "reload: the rulebook has not changed; nothing journaled")
+            }
+            Reloaded::Invalid(why) => {
+                tracing::error!(error = %why, "reload: the config file is not valid; the rulebook in force stays")
+            }
+            Reloaded::Refused(why) => {
+                tracing::error!(error = %why, "reload refused; the rulebook in force stays")
+            }
+        }
+        r
+    }
+
+    async fn attempt(&mut self) -> Reloaded {
+        let Some(file) = self.file.clone() else {
+            return Reloaded::Refused(
+                "the daemon runs on the embedded default config: there is no file to reload (start it with --config FILE)".into(),
+            );
+        };
+        // Reading and checking a file is blocking work; keep it off the runtime's threads.
+        let loaded = tokio::task::spawn_blocking(move || crate::config::load(Some(&file))).await;
+        let config = match loaded {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Reloaded::Invalid(format!("{e:#}")),
+            Err(e) => return Reloaded::Invalid(format!("cannot read the config: {e}")),
+        };
+        let rules = &config.rules;
+        if rules.timezone_name != self.timezone {
+            return Reloaded::Refused(format!(
+                "appraisal.timezone cannot change within one store ({} in force, {} in the file): the days of past statements would move; keep {}, or start a new data directory",
+                self.timezone, rules.timezone_name, self.timezone
+            ));
+        }
+        let digest = rules.rulebook_digest();
+        if digest == self.digest {
+            return Reloaded::Unchanged { digest };
+        }
+        let event = crate::owner::rulebook_event(rules, None, self.clock.now_micros());
+        match self.engine.apply_api(event).await {
+            Ok(Ok(_)) => {
+                self.digest.clone_from(&digest);
+                Reloaded::Adopted { digest }
+            }
+            Ok(Err(refused)) => Reloaded::Refused(refused.to_string()),
+            Err(_) => Reloaded::Refused("the daemon is shutting down".into()),
+        }
     }
 }
 
@@ -282,19 +419,25 @@ pub fn run_main(args: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(run(config, async {
-        let first = shutdown_signal().await;
-        tracing::info!(
-            signal = first.name(),
-            "signal received; a second one exits at once"
-        );
-        // A second signal ends the process at once, whatever is still running.
-        tokio::spawn(async {
-            let second = shutdown_signal().await;
-            tracing::warn!(signal = second.name(), "second signal: exiting at once");
-            std::process::exit(second.exit_code());
-        });
-    }));
+    let result = runtime.block_on(async {
+        // Armed before the port is bound: a signal as soon as the daemon answers stops it
+        // gracefully, not by the default action.
+        let first = shutdown_signal();
+        run(config, args.config.clone(), async {
+            let first = first.await;
+            tracing::info!(
+                signal = first.name(),
+                "signal received; a second one exits at once"
+            );
+            // A second signal ends the process at once, whatever is still running.
+            tokio::spawn(async {
+                let second = shutdown_signal().await;
+                tracing::warn!(signal = second.name(), "second signal: exiting at once");
+                std::process::exit(second.exit_code());
+            });
+        })
+        .await
+    });
     // Tasks still running after the grace (a blocked write, say) must not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(500));
     result
@@ -325,29 +468,44 @@ impl StopSignal {
     }
 }
 
-async fn shutdown_signal() -> StopSignal {
-    let ctrl_c = async {
+/// Completes on the first SIGINT (Ctrl-C) or SIGTERM after this call: the handlers are
+/// installed when it is called (within the runtime), not when the future is first polled.
+#[cfg(unix)]
+pub fn shutdown_signal() -> impl Future<Output = StopSignal> + Send {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, signal = name, "cannot listen for the signal");
+            None
+        }
+    };
+    let int = listen(SignalKind::interrupt(), "SIGINT");
+    let term = listen(SignalKind::terminate(), "SIGTERM");
+    let recv = |s: Option<tokio::signal::unix::Signal>| async move {
+        match s {
+            Some(mut s) => {
+                s.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    async move {
+        tokio::select! {
+            _ = recv(int) => StopSignal::Interrupt,
+            _ = recv(term) => StopSignal::Terminate,
+        }
+    }
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> impl Future<Output = StopSignal> + Send {
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for ctrl-c");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => StopSignal::Interrupt,
-        _ = term => StopSignal::Terminate,
+        StopSignal::Interrupt
     }
 }

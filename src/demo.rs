@@ -5,11 +5,13 @@
 //! changed for the demo; a team without a sales target gets the demo's, so the sales board
 //! has something to fill), start the simulator with the demo's floor ([`SimConfig::demo`]:
 //! unruly mix, showcase opening, a roster that hands over in the first minutes, an outbound
-//! campaign) at the current time, print where to look, and shut both down on Ctrl-C. Must
-//! not: reach into the daemon other than through [`crate::daemon`]'s handle and its
+//! campaign) at the current time, print where to look, and shut both down on Ctrl-C or
+//! SIGTERM; the demo's data directory ([`DemoData`]: a fresh one per run unless `--data`).
+//! Must not: reach into the daemon other than through [`crate::daemon`]'s handle and its
 //! `/ingest`.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use tokio::task::JoinHandle;
@@ -121,6 +123,48 @@ pub async fn start(mut config: Config, agents: usize, seed: u64) -> anyhow::Resu
     })
 }
 
+/// Where a demo keeps its store.
+#[derive(Debug)]
+pub enum DemoData {
+    /// A fresh directory of its own in the system's temporary directory, removed when this
+    /// is dropped (after the daemon stopped).
+    Fresh(tempfile::TempDir),
+    /// `--data DIR`: kept, for a later demo or `floorwatch report`.
+    Kept(PathBuf),
+}
+
+impl DemoData {
+    /// `dir` as given, or a new directory `floorwatch-demo-*` in the temporary directory
+    /// (`TMPDIR`, else `/tmp`).
+    pub fn new(dir: Option<PathBuf>) -> anyhow::Result<DemoData> {
+        match dir {
+            Some(d) => Ok(DemoData::Kept(d)),
+            None => tempfile::Builder::new()
+                .prefix("floorwatch-demo-")
+                .tempdir()
+                .map(DemoData::Fresh)
+                .context("cannot create the demo's data directory"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            DemoData::Fresh(t) => t.path(),
+            DemoData::Kept(p) => p,
+        }
+    }
+
+    /// What happens to it, for the start-up lines.
+    fn fate(&self) -> &'static str {
+        match self {
+            DemoData::Fresh(_) => {
+                "a fresh directory, removed when the demo stops; --data DIR keeps one"
+            }
+            DemoData::Kept(_) => "kept: a demo with the same --data goes on from it",
+        }
+    }
+}
+
 /// A wildcard listen address is reached on loopback.
 fn loopback(addr: SocketAddr) -> SocketAddr {
     let mut a = addr;
@@ -138,13 +182,18 @@ pub fn main(args: DemoArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.agents > 0, "--agents must be at least 1");
     let mut config = crate::config::load(args.config.as_deref())?;
     config.server.listen = args.listen;
+    let data = DemoData::new(args.data)?;
+    config.store.dir = data.path().to_path_buf();
     let _ = rustls::crypto::ring::default_provider().install_default();
     crate::logging::init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(async {
+    let result = rt.block_on(async {
+        // Armed before the daemon starts: a signal during start-up stops the demo as
+        // gracefully as one later.
+        let mut stop = std::pin::pin!(crate::daemon::shutdown_signal());
         let mut demo = start(config, args.agents, args.seed).await?;
         let addr = loopback(demo.local_addr());
         println!(
@@ -152,17 +201,28 @@ pub fn main(args: DemoArgs) -> anyhow::Result<()> {
             args.agents
         );
         println!("  wallboard   http://{addr}/");
+        println!("  lead        http://{addr}/lead");
         println!("  floor       http://{addr}/api/v1/floor");
         println!("  violations  http://{addr}/api/v1/violations");
         println!("  metrics     http://{addr}/metrics");
+        println!("  data        {} ({})", data.path().display(), data.fate());
         println!("Ctrl-C to stop.");
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => {
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "cannot listen for ctrl-c");
-                }
-            }
-            _ = demo.simulator_stopped() => {}
+        let signal = tokio::select! {
+            s = &mut stop => Some(s),
+            () = demo.simulator_stopped() => None,
+        };
+        if let Some(signal) = signal {
+            tracing::info!(
+                signal = signal.name(),
+                "signal received; a second one exits at once"
+            );
+            // As `floorwatch run`: a second signal ends the process at once (and leaves a
+            // fresh data directory behind).
+            tokio::spawn(async {
+                let second = crate::daemon::shutdown_signal().await;
+                tracing::warn!(signal = second.name(), "second signal: exiting at once");
+                std::process::exit(second.exit_code());
+            });
         }
         let stats = demo.shutdown().await?;
         eprintln!(
@@ -170,6 +230,17 @@ pub fn main(args: DemoArgs) -> anyhow::Result<()> {
             stats.generated,
             stats.acked.map_or("none".to_string(), |a| a.to_string())
         );
-        Ok(())
-    })
+        anyhow::Ok(())
+    });
+    // Tasks still running after the shutdown must not hold the exit (as `floorwatch run`).
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    let path = data.path().display().to_string();
+    match data {
+        DemoData::Fresh(dir) => match dir.close() {
+            Ok(()) => eprintln!("floorwatch demo: removed {path}"),
+            Err(e) => eprintln!("floorwatch demo: cannot remove {path}: {e}"),
+        },
+        DemoData::Kept(_) => eprintln!("floorwatch demo: the store stays in {path}"),
+    }
+    result
 }

@@ -1,8 +1,9 @@
 //! The published read side of the floor: what HTTP handlers, the wallboard and metrics read.
 //!
 //! Owns: copies of the engine's views (agents, queues, engine clock), a bounded in-memory log
-//! of violations with their status, and today's HDR histograms of ring times (per team) and
-//! queue waits (per queue).
+//! of violations with their status, today's HDR histograms of ring times (per team) and
+//! queue waits (per queue), and the [`Standing`]: every agent's appraisal so far today and
+//! this month, as the appraisal thread last computed it (the console pages read it).
 //!
 //! Bounds: the violation log keeps the newest [`VIOLATION_LOG_CAPACITY`] records (the oldest
 //! is dropped); agents are every agent the engine knows (logged out ones stay, as in the
@@ -21,7 +22,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::engine::{AgentView, EventRef, QueueView, Rule, ScheduledNow, Violation};
+use crate::engine::{AgentView, AppraisalRow, EventRef, QueueView, Rule, ScheduledNow, Violation};
 use crate::event::Id;
 use crate::time::{Calendar, Millis, Timestamp};
 
@@ -147,6 +148,53 @@ pub struct Floor {
     schedule: RwLock<Arc<Vec<ScheduledNow>>>,
     /// Today's outbound counters per team, with the team's daily sales target.
     outbound: RwLock<Arc<Vec<TeamOutbound>>>,
+    /// Every agent's appraisal so far (one row per agent and period: bounded by the agents).
+    standing: RwLock<Arc<Standing>>,
+}
+
+/// Every agent's appraisal so far today and this month (local calendar of
+/// `appraisal.timezone`), counted up to `as_of` on the engine clock, waivers subtracted: the
+/// rows of `floorwatch report` for those periods at that instant. Refreshed with the
+/// month-to-date gauges (every minute, and soon after a waiver, demerit or approval).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Standing {
+    /// The engine-clock instant the rows count to; `None` before the first computation.
+    pub as_of: Option<Timestamp>,
+    /// Today's rows, sorted by agent.
+    pub today: Vec<AppraisalRow>,
+    /// This month's rows, sorted by agent.
+    pub month: Vec<AppraisalRow>,
+}
+
+impl Standing {
+    /// Sorts the rows by agent (for [`Standing::today_of`] and [`Standing::month_of`]).
+    pub fn new(
+        as_of: Timestamp,
+        mut today: Vec<AppraisalRow>,
+        mut month: Vec<AppraisalRow>,
+    ) -> Standing {
+        today.sort_by(|a, b| a.agent.cmp(&b.agent));
+        month.sort_by(|a, b| a.agent.cmp(&b.agent));
+        Standing {
+            as_of: Some(as_of),
+            today,
+            month,
+        }
+    }
+
+    pub fn today_of(&self, agent: &str) -> Option<&AppraisalRow> {
+        find_row(&self.today, agent)
+    }
+
+    pub fn month_of(&self, agent: &str) -> Option<&AppraisalRow> {
+        find_row(&self.month, agent)
+    }
+}
+
+fn find_row<'a>(rows: &'a [AppraisalRow], agent: &str) -> Option<&'a AppraisalRow> {
+    rows.binary_search_by(|r| r.agent.as_str().cmp(agent))
+        .ok()
+        .map(|i| &rows[i])
 }
 
 /// A team's outbound today (外呼), as the floor shows it.
@@ -185,7 +233,21 @@ impl Floor {
             version: watch::Sender::new(0),
             schedule: RwLock::new(Arc::new(Vec::new())),
             outbound: RwLock::new(Arc::new(Vec::new())),
+            standing: RwLock::new(Arc::new(Standing::default())),
         }
+    }
+
+    /// Every agent's appraisal so far today and this month.
+    pub fn standing(&self) -> Arc<Standing> {
+        self.standing
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Publishes the appraisal so far (the appraisal thread does, after each refresh).
+    pub fn set_standing(&self, s: Standing) {
+        *self.standing.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(s);
     }
 
     /// Who a shift covers now, by team then agent.

@@ -18,10 +18,15 @@
 //! lead's; `GET /api/v1/violations/{id}` is one record with its evidence (the alerts'
 //! `generatorURL`); `GET /api/v1/approvals` lists the approvals active at the engine clock.
 //!
+//! The console pages `/lead` and `/me` and their assets are public and hold no data (module
+//! `pages`); they read `GET /api/v1/session`, `/api/v1/me` and `/api/v1/standing` (module
+//! `console`) and act through the record's endpoints.
+//!
 //! Access (`[server.tokens]`): `/ingest` takes ingest tokens; the wallboard, `/ws/floor` and
 //! `GET /api` take viewer or lead tokens (header, or `?token=` for the wallboard on a TV); a surface
-//! without tokens is open to loopback peers only (403 otherwise). The two `POST`s take lead
-//! tokens only (header). `/metrics`, `/healthz` and
+//! without tokens is open to loopback peers only (403 otherwise). `/ws/floor` also takes a
+//! token as a WebSocket subprotocol (the console pages' way, see module `access`). The `POST`s
+//! take lead tokens only (header). `/metrics`, `/healthz` and
 //! `/readyz` are open.
 
 use std::collections::BTreeMap;
@@ -165,7 +170,21 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/violations", get(violations))
         .route("/api/v1/violations/{id}", get(violation))
         .route("/api/v1/appraisal", get(appraisal))
+        .route("/api/v1/session", get(console::session))
+        .route("/api/v1/standing", get(console::standing))
         .route_layer(middleware::from_fn_with_state(state.clone(), record_guard));
+    let me = Router::new()
+        .route("/api/v1/me", get(console::me))
+        .route_layer(middleware::from_fn_with_state(state.clone(), me_guard));
+    // The console pages and their assets hold no data: open to all (see `pages`).
+    let pages = Router::new()
+        .route("/lead", get(pages::lead))
+        .route("/me", get(pages::me))
+        .route("/assets/console.js", get(pages::console_js))
+        .route("/assets/lead.js", get(pages::lead_js))
+        .route("/assets/me.js", get(pages::me_js))
+        .route("/assets/console.css", get(pages::console_css))
+        .route("/assets/cjk.woff2", get(pages::cjk_font));
     let lead = Router::new()
         .route("/api/v1/violations/{id}/waive", post(record::waive))
         .route("/api/v1/violations/{id}/unwaive", post(record::unwaive))
@@ -192,6 +211,8 @@ pub fn router(state: AppState) -> Router {
         .merge(shifts)
         .merge(close)
         .merge(statement)
+        .merge(me)
+        .merge(pages)
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -399,6 +420,9 @@ struct FloorStatics {
     language: String,
     teams: Vec<TeamJson>,
     limits: LimitsJson,
+    /// The floor-discipline catalog: item key → name (a discipline violation's kind is its
+    /// key; the wallboard shows the name).
+    discipline: BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -429,6 +453,11 @@ struct ReasonLimitJson {
 fn floor_statics(config: &Config) -> FloorStatics {
     let r = &config.rules;
     FloorStatics {
+        discipline: r
+            .discipline
+            .iter()
+            .map(|(k, v)| (k.clone(), v.name.clone()))
+            .collect(),
         language: config.ui.language.clone(),
         teams: config
             .teams
@@ -572,7 +601,9 @@ async fn floor_stream(State(s): State<AppState>, ws: WebSocketUpgrade) -> Respon
     };
     // Wallboards only listen: small buffers keep 500 of them cheap (tungstenite's defaults
     // are 128 KiB each way per connection).
-    ws.max_message_size(64 << 10)
+    // The console pages offer their token as a subprotocol beside this one (see `access`).
+    ws.protocols([access::WS_FLOOR_PROTOCOL])
+        .max_message_size(64 << 10)
         .read_buffer_size(4 << 10)
         .write_buffer_size(16 << 10)
         .on_upgrade(move |socket| async move {
@@ -733,18 +764,27 @@ struct ApprovalRequest {
     agent: String,
     reason: String,
     minutes: f64,
-    by: String,
+    /// Only heeded on an open loopback surface; otherwise the signed-in user is `by`.
+    by: Option<String>,
 }
 
-/// `POST /api/v1/approvals` (lead): `{"agent","reason","minutes","by"}` becomes an
-/// `approval.granted` event at the daemon's time from source `api`, validated, journaled and
-/// applied like any other event. 201 with the approval once stored; 202 when it is applied
-/// but the store is failing (it stays pending and is stored when the store recovers).
+/// `POST /api/v1/approvals` (lead of the agent's team, qa, admin):
+/// `{"agent","reason","minutes"}` becomes an `approval.granted` event `by` the signed-in
+/// user at the daemon's time from source `api`, validated, journaled and applied like any
+/// other event. 201 with the approval once stored; 202 when it is applied but the store is
+/// failing (it stays pending and is stored when the store recovers).
 async fn grant_approval(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     body: Result<Json<ApprovalRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(a) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(mut a) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    record::in_scope(
+        &p,
+        &format!("agent {}", a.agent),
+        &record::team_of(&s, &a.agent),
+    )?;
+    a.by = Some(record::by(&p, a.by.as_deref()));
     let now = s.clock.now();
     let text = serde_json::json!({
         "type": "approval.granted",
@@ -949,6 +989,8 @@ impl AppState {
 }
 
 mod access;
+mod console;
+mod pages;
 mod record;
 #[cfg(test)]
 mod tests;

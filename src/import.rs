@@ -23,9 +23,11 @@ use crate::time::Millis;
 /// The outcome of an import.
 #[derive(Debug, Default)]
 pub struct ImportSummary {
+    /// Every line read: mapped, skipped, blank or malformed.
+    pub lines: u64,
     pub events: u64,
     pub malformed: u64,
-    /// The mapper's counts: lines, unknown events by name, late events.
+    /// The mapper's counts: unknown events by name, late events.
     pub stats: QueueLogStats,
 }
 
@@ -62,6 +64,7 @@ pub fn queue_log(
             lines.push(&buf[..n], &mut pieces);
         }
         for p in pieces.drain(..) {
+            summary.lines += 1;
             match p {
                 Piece::TooLong { line, .. } => {
                     summary.malformed += 1;
@@ -165,8 +168,8 @@ fn queue_log_main(args: ImportQueueLogArgs) -> anyhow::Result<()> {
         .join(", ");
     let _ = writeln!(
         err,
-        "{file}: {} lines, {} events, {} malformed, {} late, {} unknown{}",
-        s.lines,
+        "{file}: {} lines read, {} events, {} malformed, {} late, {} unknown{}",
+        summary.lines,
         summary.events,
         summary.malformed,
         s.late,
@@ -177,5 +180,9 @@ fn queue_log_main(args: ImportQueueLogArgs) -> anyhow::Result<()> {
             format!(" ({unknown})")
         }
     );
+    // One person named two ways (issue 20): said after the summary, on a line of its own.
+    if let Some(split) = &s.split_names {
+        let _ = writeln!(err, "{file}: warning: {split}");
+    }
     Ok(())
 }

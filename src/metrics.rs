@@ -154,6 +154,9 @@ pub const LIMIT_LABELS: [&str; 8] = [
     "max_events_per_second",
 ];
 
+/// Every `outcome` label of `floorwatch_rulebook_reloads_total`.
+pub const RELOAD_OUTCOMES: [&str; 4] = ["adopted", "unchanged", "invalid", "refused"];
+
 /// Every family of the surface page, plus `floorwatch_source_reconnects_total`.
 pub struct Metrics {
     registry: Registry,
@@ -177,6 +180,9 @@ pub struct Metrics {
     /// `floorwatch_limit_hits_total{limit}`: a `[limits]` bound (or `source.max_frame`)
     /// reached; see [`LIMIT_LABELS`].
     pub limit_hits: IntCounterVec,
+    /// `floorwatch_rulebook_reloads_total{outcome}`: SIGHUP reloads of the rulebook; see
+    /// [`RELOAD_OUTCOMES`].
+    pub rulebook_reloads: IntCounterVec,
     pub events_late: IntCounter,
     pub events_duplicate: IntCounter,
     pub event_lag_seconds: Histogram,
@@ -438,6 +444,11 @@ impl Metrics {
                 "Times a configured limit was reached (frame, batch, tracked state, connections, rate)",
                 &["limit"],
             )?,
+            rulebook_reloads: counter_vec(
+                "floorwatch_rulebook_reloads_total",
+                "Rulebook reloads (SIGHUP) by outcome: adopted, unchanged, invalid (file kept out), refused (timezone change)",
+                &["outcome"],
+            )?,
             events_late: IntCounter::new(
                 "floorwatch_events_late_total",
                 "Events older than the engine clock, applied at the clock's time",
@@ -586,6 +597,9 @@ impl Metrics {
         for l in LIMIT_LABELS {
             m.limit_hits.with_label_values(&[l]);
         }
+        for o in RELOAD_OUTCOMES {
+            m.rulebook_reloads.with_label_values(&[o]);
+        }
         Ok(m)
     }
 
@@ -606,6 +620,7 @@ impl Metrics {
         r.register(Box::new(self.events.clone()))?;
         r.register(Box::new(self.events_rejected.clone()))?;
         r.register(Box::new(self.limit_hits.clone()))?;
+        r.register(Box::new(self.rulebook_reloads.clone()))?;
         r.register(Box::new(self.events_late.clone()))?;
         r.register(Box::new(self.events_duplicate.clone()))?;
         r.register(Box::new(self.event_lag_seconds.clone()))?;

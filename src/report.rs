@@ -227,6 +227,11 @@ pub fn report_main(args: ReportArgs) -> anyhow::Result<()> {
 /// Writes the journal records applied in `[from, to)` as protocol NDJSON: `ts` is the applied
 /// time, the event's `seq` becomes `source_seq` and its source `source`, so that `floorwatch
 /// replay` of the file (one source, no `seq`) applies every event as the daemon did.
+///
+/// A `rulebook` record takes effect at the engine clock when it was journaled (the applied
+/// time of the record before it; the first one, journaled before any event, is in force from
+/// the beginning), so that is its time here. The rulebook in force at `from` comes first, at
+/// the time of the first record exported, so the file is judged by the rules of its period.
 pub fn export(
     dir: &Path,
     from: Option<Timestamp>,
@@ -235,8 +240,32 @@ pub fn export(
 ) -> anyhow::Result<u64> {
     let mut n = 0;
     let mut err = None;
+    // The engine clock as of the record read: the latest applied time of an event.
+    let mut clock: Option<Timestamp> = None;
+    // The rulebook in force before the window, waiting for the window's first record.
+    let mut in_force: Option<serde_json::Value> = None;
+    let mut write = |v: serde_json::Value, n: &mut u64, err: &mut Option<anyhow::Error>| {
+        if let Err(e) = writeln!(out, "{v}") {
+            *err = Some(e.into());
+        }
+        *n += 1;
+    };
     for_each_record(dir, None, |rec| {
-        if err.is_some() || from.is_some_and(|f| rec.at < f) || to.is_some_and(|t| rec.at >= t) {
+        if err.is_some() {
+            return;
+        }
+        let rulebook = matches!(rec.event.body, crate::event::Body::Rulebook { .. });
+        let at = if rulebook {
+            clock
+        } else {
+            clock = Some(clock.map_or(rec.at, |c| c.max(rec.at)));
+            Some(rec.at)
+        };
+        if to.is_some_and(|t| at.is_some_and(|a| a >= t)) {
+            return;
+        }
+        let before = from.is_some_and(|f| at.is_none_or(|a| a < f));
+        if before && !rulebook {
             return;
         }
         let mut v: serde_json::Value = match serde_json::from_str(&rec.event.to_json()) {
@@ -250,16 +279,28 @@ pub fn export(
             if let Some(seq) = o.remove("seq") {
                 o.insert("source_seq".into(), seq);
             }
-            o.insert("ts".into(), serde_json::Value::from(rec.at.0));
             o.insert(
                 "source".into(),
                 serde_json::Value::from(rec.source.as_str()),
             );
         }
-        if let Err(e) = writeln!(out, "{v}") {
-            err = Some(e.into());
+        if rulebook && (before || at.is_none()) {
+            // In force from before the window (or from the beginning): it waits for the
+            // window's first event, whose time it takes.
+            in_force = Some(v);
+            return;
         }
-        n += 1;
+        let ts = at.unwrap_or(rec.at);
+        if let Some(mut book) = in_force.take() {
+            if let Some(o) = book.as_object_mut() {
+                o.insert("ts".into(), serde_json::Value::from(ts.0));
+            }
+            write(book, &mut n, &mut err);
+        }
+        if let Some(o) = v.as_object_mut() {
+            o.insert("ts".into(), serde_json::Value::from(ts.0));
+        }
+        write(v, &mut n, &mut err);
     })?;
     if let Some(e) = err {
         return Err(e).context("writing the export");

@@ -5,9 +5,8 @@
 //! when it begins to shut down, `STATUS=` lines for `systemctl status`) and the handling of
 //! SIGHUP. Without `$NOTIFY_SOCKET` (not under systemd) notifying does nothing.
 //!
-//! SIGHUP is the rulebook reload signal; until the daemon has something to reload it is
-//! logged and otherwise ignored, so that `systemctl reload` never stops the daemon (the
-//! default action of SIGHUP would).
+//! SIGHUP is the rulebook reload signal: the daemon hands this module what a reload does,
+//! and `systemctl reload` never stops the daemon (the default action of SIGHUP would).
 //!
 //! Must not: fail the daemon. A notification that cannot be sent is logged at debug level.
 
@@ -58,23 +57,37 @@ pub fn stopping() {
     notify("STOPPING=1\nSTATUS=shutting down");
 }
 
-/// Handles SIGHUP for the rest of the process's life: each one is logged and ignored.
-/// Call on the runtime before the daemon reports itself ready.
-pub fn handle_reload_signal() {
+/// Listens for SIGHUP from now on: from this call, a SIGHUP no longer ends the process by
+/// its default action (call it before the port is bound). `None` when it cannot listen.
+pub fn listen_reload_signal() -> Option<tokio::signal::unix::Signal> {
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(mut hup) => {
-            tokio::spawn(async move {
-                while hup.recv().await.is_some() {
-                    tracing::info!(
-                        "SIGHUP received: there is nothing to reload yet (the config is read at start; restart to apply changes)"
-                    );
-                }
-            });
-        }
+        Ok(s) => Some(s),
         Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; a reload would stop the daemon")
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; a reload would stop the daemon");
+            None
         }
     }
+}
+
+/// Handles SIGHUP for the rest of the process's life: each one runs `reload` (the daemon
+/// reloads its rulebook), one at a time; signals that arrive meanwhile are merged into one
+/// more run.
+pub fn handle_reload_signal<F, Fut>(hup: Option<tokio::signal::unix::Signal>, mut reload: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let Some(mut hup) = hup else {
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading the rulebook from the config file");
+            notify("RELOADING=1\nSTATUS=reloading the rulebook");
+            reload().await;
+            notify("READY=1\nSTATUS=serving");
+        }
+    });
 }
 
 #[cfg(test)]

@@ -292,7 +292,7 @@ fn run(steps: &[Step]) -> Vec<Effect> {
                 Effect::Violation(v) => {
                     assert!(v.at <= v.detected_at, "{v:?}");
                     assert!(now.is_some_and(|n| v.detected_at <= n), "{v:?}");
-                    assert!(v.evidence.measured_ms >= 0, "{v:?}");
+                    assert!(v.evidence.raised_after_ms >= 0, "{v:?}");
                     assert!(raised.insert(v.id), "raised twice: {v:?}");
                 }
                 Effect::Cleared { id, .. } => {

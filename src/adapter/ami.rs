@@ -228,6 +228,15 @@ impl Roster {
     }
 }
 
+/// Whether an agent or device looks like an interface (`Tech/resource`: `PJSIP/801`,
+/// `Local/agent1@agents/n`) rather than a member name. Shared with the `queue_log` adapter,
+/// which stands on this one.
+pub fn looks_like_interface(agent: &str) -> bool {
+    agent.split_once('/').is_some_and(|(tech, resource)| {
+        !tech.is_empty() && tech.bytes().all(|b| b.is_ascii_alphanumeric()) && !resource.is_empty()
+    })
+}
+
 /// Parses `Timestamp:` (epoch seconds with a fraction, `1764321317.123456`) to milliseconds.
 pub fn parse_epoch(s: &str) -> Option<Timestamp> {
     let (secs, frac) = s.trim().split_once('.').unwrap_or((s.trim(), ""));
@@ -279,6 +288,57 @@ pub struct AmiMapper {
     /// Answered calls not yet completed: call → agent.
     talking: BTreeMap<Id, (Id, Timestamp)>,
     status: Option<StatusAnswer>,
+    disagreement: Option<Disagreement>,
+    disagreement_told: bool,
+    /// A member's device (`PJSIP/801`: its interface or state interface, never a `Local`
+    /// channel) → its agent id, to know whose phone places an outbound call. At most
+    /// [`MAX_DEVICES`]; kept when the member leaves its queues (it may still dial).
+    devices: BTreeMap<String, Id>,
+    /// Outbound calls in progress: the agent channel's `Uniqueid` → agent and whether the
+    /// far end answered. At most [`MAX_OUTBOUND`]: past it a new call is not followed.
+    outbound: BTreeMap<Id, Outbound>,
+}
+
+/// Devices remembered at most.
+pub const MAX_DEVICES: usize = 10_000;
+/// Outbound calls followed at once at most.
+pub const MAX_OUTBOUND: usize = 10_000;
+
+#[derive(Debug)]
+struct Outbound {
+    agent: Id,
+    answered: bool,
+}
+
+/// The device of a channel name (`PJSIP/801-0000002a` → `PJSIP/801`); `None` for `Local`
+/// channels (a queue's own dialing through the dialplan) and names that are no channel.
+pub fn device_of(channel: &str) -> Option<&str> {
+    if channel.starts_with("Local/") {
+        return None;
+    }
+    let (device, _) = channel.rsplit_once('-')?;
+    looks_like_interface(device).then_some(device)
+}
+
+/// A member whose two names in AMI disagree with the `members` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Disagreement {
+    pub interface: String,
+    /// The `MemberName` Asterisk gives it.
+    pub name: String,
+    /// What the `members` table says instead (a name, or with `agent_id = "interface"` an
+    /// interface).
+    pub table: String,
+}
+
+impl std::fmt::Display for Disagreement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the members table disagrees with Asterisk: member {:?} has interface {:?}, the table says {:?}; a queue_log source with this table names that agent otherwise",
+            self.name, self.interface, self.table
+        )
+    }
 }
 
 /// One `QueueMember` line of a `QueueStatus` answer: queue, pause (reason), since, in call.
@@ -293,10 +353,71 @@ struct StatusAnswer {
 
 impl AmiMapper {
     pub fn new(settings: AmiSettings) -> AmiMapper {
-        AmiMapper {
+        let mut m = AmiMapper {
             settings,
             ..AmiMapper::default()
+        };
+        let known: Vec<(String, Id)> = m
+            .settings
+            .members
+            .iter()
+            .filter(|(i, _)| !i.starts_with("Local/"))
+            .map(|(i, _)| (i.to_string(), Id::from(m.settings.agent(i))))
+            .collect();
+        for (device, agent) in known {
+            m.learn_device(&device, &agent);
         }
+        m
+    }
+
+    fn learn_device(&mut self, device: &str, agent: &Id) {
+        if device.starts_with("Local/") || !looks_like_interface(device) {
+            return;
+        }
+        if self.devices.len() < MAX_DEVICES || self.devices.contains_key(device) {
+            self.devices.insert(device.to_string(), agent.clone());
+        }
+    }
+
+    /// Learns the devices of a member event (`Interface`/`Location` and `StateInterface`).
+    fn learn_devices_of(&mut self, msg: &AmiMessage, agent: &Id) {
+        for k in ["Interface", "Location", "StateInterface"] {
+            if let Some(d) = msg.get(k) {
+                self.learn_device(d, agent);
+            }
+        }
+    }
+
+    /// `DialBegin` from a channel of an agent's device: an outbound call, unless it dials
+    /// another agent's device (an internal call) or the agent is on a queue call (a
+    /// consultation or transfer). One call per agent channel (`Uniqueid`), however many
+    /// destinations it dials.
+    fn outbound_dialed(&mut self, msg: &AmiMessage) -> Option<(Id, Id)> {
+        // Absent for the first leg of an `Originate` (Asterisk ringing the agent's phone).
+        let device = device_of(msg.get("Channel")?)?;
+        let agent = self.devices.get(device)?.clone();
+        if msg
+            .get("DestChannel")
+            .and_then(device_of)
+            .is_some_and(|d| self.devices.contains_key(d))
+        {
+            return None;
+        }
+        if self.talking.values().any(|(a, _)| *a == agent) {
+            return None;
+        }
+        let call = msg.get("Uniqueid").and_then(ident)?;
+        if self.outbound.contains_key(&call) || self.outbound.len() >= MAX_OUTBOUND {
+            return None;
+        }
+        self.outbound.insert(
+            call.clone(),
+            Outbound {
+                agent: agent.clone(),
+                answered: false,
+            },
+        );
+        Some((call, agent))
     }
 
     /// The `Action:` to send after (re)connecting; its answer becomes one `snapshot`.
@@ -387,10 +508,45 @@ impl AmiMapper {
                     }
                 }
             }
+            "dialbegin" => {
+                if let Some((call, agent)) = self.outbound_dialed(msg) {
+                    out.push(ev(Body::CallDialing {
+                        call,
+                        agent,
+                        queue: None,
+                    }));
+                }
+            }
+            "dialend" if msg.get("DialStatus") == Some("ANSWER") => {
+                if let Some((call, o)) = call.and_then(|c| {
+                    let o = self.outbound.get_mut(&c)?;
+                    Some((c, o))
+                }) {
+                    if !o.answered {
+                        o.answered = true;
+                        out.push(ev(Body::CallAnswered {
+                            call,
+                            agent: o.agent.clone(),
+                        }));
+                    }
+                }
+            }
+            "hangup" => {
+                if let Some((call, o)) = call.and_then(|c| self.outbound.remove_entry(&c)) {
+                    self.roster.call_ended(&o.agent, &call);
+                    out.push(ev(Body::CallEnded {
+                        call,
+                        agent: Some(o.agent),
+                    }));
+                }
+            }
             "queuememberadded" => {
+                if let Some(a) = &agent {
+                    self.learn_devices_of(msg, a);
+                }
                 if let (Some(agent), Some(queue)) = (agent, queue) {
                     let paused = (msg.get("Paused") == Some("1")).then(|| reason_of(msg));
-                    if let Some(b) = self.roster.add(s, &agent, &queue, paused) {
+                    if let Some(b) = self.roster.add(&self.settings, &agent, &queue, paused) {
                         out.push(ev(b));
                     }
                 }
@@ -406,6 +562,9 @@ impl AmiMapper {
                 self.status.get_or_insert_with(StatusAnswer::default);
             }
             "queuemember" => {
+                if let Some(a) = &agent {
+                    self.learn_devices_of(msg, a);
+                }
                 let st = self.status.get_or_insert_with(StatusAnswer::default);
                 if let (Some(agent), Some(queue)) = (agent, queue) {
                     let paused = (msg.get("Paused") == Some("1")).then(|| reason_of(msg));
@@ -509,6 +668,9 @@ impl AmiMapper {
         }
         self.talking.retain(|_, (a, _)| busy.contains(a));
         self.rings.clear();
+        // Outbound calls are not in the answer: the snapshot ends them on the floor, and
+        // their hangups, if still to come, mean nothing more.
+        self.outbound.clear();
         let mut calls = st.calls;
         for (call, (agent, since)) in &self.talking {
             calls.push(SnapshotCall {
@@ -522,12 +684,52 @@ impl AmiMapper {
         Body::Snapshot { agents, calls }
     }
 
-    fn agent_of(&self, msg: &AmiMessage) -> Option<Id> {
-        let keys: [&str; 2] = match self.settings.agent_id {
-            AmiAgentId::MemberName => ["MemberName", "Name"],
-            AmiAgentId::Interface => ["Interface", "Location"],
+    /// The member's agent id: the header `agent_id` picks (`MemberName`, or `Interface`;
+    /// `Name` and `Location` in a `QueueStatus` answer), else the other one through the
+    /// `members` table, as the `queue_log` mapper names it. A member whose two names
+    /// disagree with the table is remembered for [`AmiMapper::take_disagreement`].
+    fn agent_of(&mut self, msg: &AmiMessage) -> Option<Id> {
+        const NAME: [&str; 2] = ["MemberName", "Name"];
+        const INTERFACE: [&str; 2] = ["Interface", "Location"];
+        let field = |keys: [&str; 2]| {
+            keys.iter()
+                .find_map(|k| msg.get(k))
+                .filter(|v| !v.is_empty())
         };
-        keys.iter().find_map(|k| msg.get(k)).and_then(ident)
+        let (name, interface) = (field(NAME), field(INTERFACE));
+        let (own, other) = match self.settings.agent_id {
+            AmiAgentId::MemberName => (name, interface),
+            AmiAgentId::Interface => (interface, name),
+        };
+        if let (Some(n), Some(i)) = (name, interface) {
+            let table = &self.settings.members;
+            let clash = match self.settings.agent_id {
+                AmiAgentId::MemberName => table.name_of(i).filter(|t| *t != n),
+                AmiAgentId::Interface => table.interface_of(n).filter(|t| *t != i),
+            };
+            if let (Some(t), None) = (clash, &self.disagreement) {
+                self.disagreement = Some(Disagreement {
+                    interface: i.to_string(),
+                    name: n.to_string(),
+                    table: t.to_string(),
+                });
+            }
+        }
+        match own {
+            Some(v) => ident(v),
+            None => other.map(|o| self.settings.agent(o)).and_then(ident),
+        }
+    }
+
+    /// The first member whose `MemberName` and `Interface` the `members` table names
+    /// otherwise, once: the `queue_log` of the same PBX would name that agent another way.
+    pub fn take_disagreement(&mut self) -> Option<Disagreement> {
+        if self.disagreement_told {
+            return None;
+        }
+        let d = self.disagreement.clone()?;
+        self.disagreement_told = true;
+        Some(d)
     }
 }
 

@@ -11,7 +11,7 @@
 //! Field names and values follow `src/mod/applications/mod_callcenter/mod_callcenter.c` in
 //! signalwire/freeswitch.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
@@ -207,6 +207,68 @@ struct AgentMemo {
     on_break: bool,
     /// The call of the agent's latest bridge, for the `call` of `acw`.
     last_call: Option<Id>,
+    /// Bridged to a queue call (`bridge-agent-start` without its `bridge-agent-end`): a
+    /// call the agent's phone places now is a consultation or transfer, not outbound.
+    on_queue_call: bool,
+}
+
+/// An agent's outbound call in progress (its phone's channel, the a-leg).
+#[derive(Clone, Debug)]
+struct OutboundLeg {
+    agent: Id,
+    answered: bool,
+    /// When it was dialed: one whose hangup was lost (the socket was down) is forgotten
+    /// after [`OUTBOUND_FORGET`] once the table is full.
+    since: Timestamp,
+}
+
+/// How old an outbound call must be to be forgotten when [`MAX_OUTBOUND`] are followed.
+const OUTBOUND_FORGET: crate::time::Millis = 12 * 3_600_000;
+
+/// Phone users remembered at most (from the agent list's `contact` column).
+pub const MAX_USERS: usize = 10_000;
+/// Outbound calls (a-legs) and their far legs followed at once at most; past it calls
+/// dialed over 12 h ago are forgotten, and if none is, a new call is not followed.
+pub const MAX_OUTBOUND: usize = 10_000;
+
+/// The phone user of an agent's `contact` (`user/1000@default`, with `{..}`/`[..]`/`<..>`
+/// variables in front, or `sofia/internal/sip:1000@10.0.0.7`): `1000`. `None` for contacts
+/// that name no user of this switch (`sofia/gateway/...`, `loopback/...`).
+pub fn contact_user(contact: &str) -> Option<&str> {
+    let mut c = contact.trim();
+    while let Some(open @ ('{' | '[' | '<')) = c.chars().next() {
+        let close = match open {
+            '{' => '}',
+            '[' => ']',
+            _ => '>',
+        };
+        c = &c[c.find(close)? + 1..];
+    }
+    if let Some(rest) = c.strip_prefix("user/") {
+        return user_part(rest);
+    }
+    channel_user(c)
+}
+
+/// The user of a sofia channel name (`sofia/internal/1000@10.0.0.5`,
+/// `sofia/internal/sip:1000@10.0.0.7:5060`): `1000`; `None` for gateways and other
+/// endpoints.
+pub fn channel_user(channel: &str) -> Option<&str> {
+    let mut parts = channel.splitn(3, '/');
+    let (tech, profile, rest) = (parts.next()?, parts.next()?, parts.next()?);
+    if tech != "sofia" || profile == "gateway" {
+        return None;
+    }
+    let rest = rest
+        .strip_prefix("sip:")
+        .or_else(|| rest.strip_prefix("sips:"))
+        .unwrap_or(rest);
+    user_part(rest)
+}
+
+fn user_part(s: &str) -> Option<&str> {
+    let user = s.split(['@', ';', ':']).next()?;
+    (!user.is_empty()).then_some(user)
 }
 
 /// What the mapper knows of a call (a queue member).
@@ -231,6 +293,12 @@ pub struct EslMapper {
     /// [`EslMapper::begin_reconcile`], newer than the list, which [`EslMapper::reconcile`]
     /// leaves alone. `None` when no list is awaited.
     touched: Option<HashSet<Id>>,
+    /// Phone user → agent, from the agent list's `contact` column.
+    users: BTreeMap<String, Id>,
+    /// Outbound calls in progress by the agent channel's `Unique-ID`.
+    outbound: BTreeMap<Id, OutboundLeg>,
+    /// The far legs of those calls: far leg `Unique-ID` → agent channel's.
+    far_legs: BTreeMap<Id, Id>,
 }
 
 /// Calls remembered at most; the oldest are not tracked in order, so the whole memo is
@@ -244,6 +312,9 @@ impl EslMapper {
             agents: HashMap::new(),
             calls: HashMap::new(),
             touched: None,
+            users: BTreeMap::new(),
+            outbound: BTreeMap::new(),
+            far_legs: BTreeMap::new(),
         }
     }
 
@@ -267,6 +338,7 @@ impl EslMapper {
         let header: Vec<&str> = lines.next()?.split('|').collect();
         let col = |name: &str| header.iter().position(|h| *h == name);
         let (name, status, st_col) = (col("name")?, col("status")?, col("state")?);
+        let contact = col("contact");
         let mut out = Vec::new();
         for line in lines {
             if line.is_empty() || line.starts_with("+OK") {
@@ -283,6 +355,14 @@ impl EslMapper {
             let Some(agent) = self.agent(&ev) else {
                 continue;
             };
+            if let Some(user) = contact
+                .and_then(|c| cells.get(c))
+                .and_then(|c| contact_user(c))
+            {
+                if self.users.len() < MAX_USERS || self.users.contains_key(user) {
+                    self.users.insert(user.to_string(), agent.clone());
+                }
+            }
             if touched.contains(&agent) {
                 continue;
             }
@@ -334,14 +414,22 @@ impl EslMapper {
     /// `CC-Action`s and events missing the fields they need give no events.
     pub fn handle(&mut self, event: &Map<String, Value>, received: Timestamp) -> Vec<Event> {
         let mut out = Vec::new();
-        if field(event, "Event-Subclass") != Some("callcenter::info") {
-            return out;
-        }
         let ts = field(event, "Event-Date-Timestamp")
             .and_then(|v| v.parse::<i64>().ok())
             .map(|us| Timestamp(us / 1000))
             .filter(|t| crate::time::ts_in_range(*t))
             .unwrap_or(received);
+        if let Some(name @ ("CHANNEL_OUTGOING" | "CHANNEL_ANSWER" | "CHANNEL_HANGUP_COMPLETE")) =
+            field(event, "Event-Name")
+        {
+            if let Some(body) = self.channel_event(name, event, ts) {
+                out.push(at(ts, body));
+            }
+            return out;
+        }
+        if field(event, "Event-Subclass") != Some("callcenter::info") {
+            return out;
+        }
         let Some(action) = field(event, "CC-Action") else {
             return out;
         };
@@ -483,7 +571,9 @@ impl EslMapper {
                 }
                 memo.ringing.clear();
                 memo.answered = true;
-                self.agents.entry(agent.clone()).or_default().last_call = Some(call.clone());
+                let a = self.agents.entry(agent.clone()).or_default();
+                a.last_call = Some(call.clone());
+                a.on_queue_call = true;
                 emit(answered, Body::CallAnswered { call, agent });
             }
             "bridge-agent-fail" => {
@@ -517,6 +607,9 @@ impl EslMapper {
                     return out;
                 };
                 self.calls.remove(&call);
+                if let Some(a) = self.agents.get_mut(&agent) {
+                    a.on_queue_call = false;
+                }
                 emit(
                     ts,
                     Body::CallEnded {
@@ -549,6 +642,109 @@ impl EslMapper {
             _ => {}
         }
         out
+    }
+
+    /// The agent whose phone is the user of `channel` (a sofia channel name): by the agent
+    /// list's contacts, else an agent whose id is that user (`agent_id = "before-at"` with
+    /// agents named after their extension).
+    fn agent_of_channel(&self, channel: &str) -> Option<Id> {
+        let user = channel_user(channel)?;
+        if let Some(a) = self.users.get(user) {
+            return Some(a.clone());
+        }
+        let id = valid_id(user)?;
+        self.agents.contains_key(&id).then_some(id)
+    }
+
+    /// An agent's outbound call from the channel events: `CHANNEL_OUTGOING` of a leg the
+    /// agent's phone channel originates (`Other-Type: originator`) is `call.dialing` (once
+    /// per agent channel, however many legs it dials), unless it goes to another agent's
+    /// phone or the agent is on a queue call; `CHANNEL_ANSWER` of such a leg is
+    /// `call.answered`; `CHANNEL_HANGUP_COMPLETE` of the agent's channel is `call.ended`.
+    /// The call id is the agent channel's `Unique-ID`.
+    fn channel_event(
+        &mut self,
+        name: &str,
+        event: &Map<String, Value>,
+        ts: Timestamp,
+    ) -> Option<Body> {
+        let uuid = ident(event, "Unique-ID")?;
+        match name {
+            "CHANNEL_OUTGOING" => {
+                if field(event, "Other-Type") != Some("originator") {
+                    return None;
+                }
+                let a_leg = ident(event, "Other-Leg-Unique-ID")?;
+                let agent = self.agent_of_channel(field(event, "Other-Leg-Channel-Name")?)?;
+                let to_agent = field(event, "Channel-Name")
+                    .and_then(|c| self.agent_of_channel(c))
+                    .or_else(|| {
+                        let dialed = user_part(field(event, "Caller-Destination-Number")?)?;
+                        self.users.get(dialed).cloned()
+                    })
+                    .is_some();
+                let busy = self.agents.get(&agent).is_some_and(|a| a.on_queue_call);
+                if to_agent || busy {
+                    return None;
+                }
+                if self.far_legs.len() >= MAX_OUTBOUND || self.outbound.len() >= MAX_OUTBOUND {
+                    let old = ts.plus(-OUTBOUND_FORGET);
+                    self.outbound.retain(|_, o| o.since > old);
+                    let outbound = &self.outbound;
+                    self.far_legs.retain(|_, a| outbound.contains_key(a));
+                }
+                if self.far_legs.len() >= MAX_OUTBOUND {
+                    return None;
+                }
+                let new = !self.outbound.contains_key(&a_leg);
+                if new && self.outbound.len() >= MAX_OUTBOUND {
+                    return None;
+                }
+                self.far_legs.insert(uuid, a_leg.clone());
+                if !new {
+                    return None;
+                }
+                self.outbound.insert(
+                    a_leg.clone(),
+                    OutboundLeg {
+                        agent: agent.clone(),
+                        answered: false,
+                        since: ts,
+                    },
+                );
+                Some(Body::CallDialing {
+                    call: a_leg,
+                    agent,
+                    queue: None,
+                })
+            }
+            "CHANNEL_ANSWER" => {
+                let a_leg = self.far_legs.get(&uuid)?;
+                let o = self.outbound.get_mut(a_leg)?;
+                if o.answered {
+                    return None;
+                }
+                o.answered = true;
+                Some(Body::CallAnswered {
+                    call: a_leg.clone(),
+                    agent: o.agent.clone(),
+                })
+            }
+            _ => {
+                if self.far_legs.remove(&uuid).is_some() {
+                    return None;
+                }
+                let o = self.outbound.remove(&uuid)?;
+                self.far_legs.retain(|_, a| *a != uuid);
+                if let Some(a) = self.agents.get_mut(&o.agent) {
+                    a.last_call = Some(uuid.clone());
+                }
+                Some(Body::CallEnded {
+                    call: uuid,
+                    agent: Some(o.agent),
+                })
+            }
+        }
     }
 
     fn agent(&self, event: &Map<String, Value>) -> Option<Id> {

@@ -11,9 +11,9 @@
 //! From `queue_log` the 3-ring rule is therefore judged after the fact, once the line that
 //! ends the ring is written, never live while the phone rings.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::adapter::ami::Roster;
+use crate::adapter::ami::{looks_like_interface, Roster};
 use crate::config::AmiSettings;
 use crate::event::{Body, Event, Id};
 use crate::time::{Millis, Timestamp};
@@ -80,6 +80,91 @@ pub fn parse_line(text: &str, line: u64) -> Result<QueueLogLine<'_>, QueueLogErr
     })
 }
 
+/// A `queue_log` that names one member two ways, as Asterisk writes it by default
+/// (`log_membername_as_agent = no` in `queues.conf`): the interface in `ADDMEMBER` and
+/// `REMOVEMEMBER`, the member name on every other line. Without a `members` table entry the
+/// interface logs in and never takes a call, and the name takes calls without logging in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitNames {
+    /// An interface that joined or left a queue (`PJSIP/801`).
+    pub interface: String,
+    /// A member name on the other lines of that queue, never added or removed (`Alice`).
+    pub name: String,
+    pub queue: String,
+    /// The line that showed both.
+    pub line: u64,
+}
+
+impl std::fmt::Display for SplitNames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "queue_log names members two ways (line {}, queue {:?}): ADDMEMBER/REMOVEMEMBER by interface ({:?}), the other lines by member name ({:?}), so one person shows as two agents and REMOVEMEMBER logs out only the interface; \
+             fix it with log_membername_as_agent = yes in queues.conf (new lines only), or with this source's members table, e.g. members = {{ {:?} = \"<member name>\" }} (history too)",
+            self.line, self.queue, self.interface, self.name, self.interface
+        )
+    }
+}
+
+/// The agents seen so far, by kind of line, to find a [`SplitNames`]. At most
+/// [`NameCheck::MAX`] agents and queues each are remembered; the check stops once it found
+/// one.
+#[derive(Debug, Default)]
+struct NameCheck {
+    /// Agents of `ADDMEMBER`/`REMOVEMEMBER` lines.
+    added: BTreeSet<Id>,
+    /// Agents of the other member lines.
+    other: BTreeSet<Id>,
+    /// Queue → an interface that joined or left it and is on no other line (yet).
+    interface_in: BTreeMap<Id, Id>,
+    /// Queue → a name on its other lines that never joined or left a queue (yet).
+    name_in: BTreeMap<Id, Id>,
+}
+
+impl NameCheck {
+    const MAX: usize = 10_000;
+
+    fn remember(set: &mut BTreeSet<Id>, agent: &Id) {
+        if set.len() < NameCheck::MAX {
+            set.insert(agent.clone());
+        }
+    }
+
+    fn joined_or_left(&mut self, queue: &Id, agent: &Id) {
+        NameCheck::remember(&mut self.added, agent);
+        if looks_like_interface(agent) && !self.other.contains(agent) {
+            let stale = self
+                .interface_in
+                .get(queue)
+                .is_none_or(|a| self.other.contains(a));
+            if stale && self.interface_in.len() < NameCheck::MAX {
+                self.interface_in.insert(queue.clone(), agent.clone());
+            }
+        }
+    }
+
+    fn member_line(&mut self, queue: &Id, agent: &Id) {
+        NameCheck::remember(&mut self.other, agent);
+        if queue != "NONE" && !looks_like_interface(agent) && !self.added.contains(agent) {
+            let stale = self
+                .name_in
+                .get(queue)
+                .is_none_or(|a| self.added.contains(a));
+            if stale && self.name_in.len() < NameCheck::MAX {
+                self.name_in.insert(queue.clone(), agent.clone());
+            }
+        }
+    }
+
+    /// Both names of one queue, if it has an interface only on joins and leaves and a
+    /// name only on the other lines.
+    fn split_in(&self, queue: &Id) -> Option<(Id, Id)> {
+        let i = self.interface_in.get(queue)?;
+        let n = self.name_in.get(queue)?;
+        (!self.other.contains(i) && !self.added.contains(n)).then(|| (i.clone(), n.clone()))
+    }
+}
+
 /// What the mapper skipped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueLogStats {
@@ -89,6 +174,8 @@ pub struct QueueLogStats {
     pub unknown_by_event: BTreeMap<String, u64>,
     /// Events older than what the window had already released (applied late by the engine).
     pub late: u64,
+    /// The first sign that the file names members two ways (reported once).
+    pub split_names: Option<SplitNames>,
 }
 
 /// Maps `queue_log` lines to protocol events, released in time order.
@@ -111,6 +198,8 @@ pub struct QueueLogMapper {
     /// `generation << GENERATION_SHIFT`, or-ed into every `seq`.
     seq_base: u64,
     stats: QueueLogStats,
+    /// `None` once a [`SplitNames`] was found.
+    names: Option<NameCheck>,
 }
 
 /// Bits of `seq` below the generation: `offset * 4 + k` stays below `1 << 40` for files up
@@ -136,6 +225,7 @@ impl QueueLogMapper {
             last_seq: None,
             seq_base: 0,
             stats: QueueLogStats::default(),
+            names: Some(NameCheck::default()),
         }
     }
 
@@ -245,8 +335,9 @@ impl QueueLogMapper {
                 })
         };
         let call = Id::from(l.call);
-        let agent = Id::from(l.agent);
+        let agent = Id::from(self.settings.agent(l.agent));
         let queue = Id::from(l.queue);
+        self.check_names(l.event, &queue, &agent, line);
         let ringing = |ms: i64| {
             (
                 l.ts.plus(-ms),
@@ -321,6 +412,32 @@ impl QueueLogMapper {
                 Vec::new()
             }
         })
+    }
+}
+
+impl QueueLogMapper {
+    /// Looks for a member named two ways (see [`SplitNames`]), on the agent as mapped
+    /// through the `members` table.
+    fn check_names(&mut self, event: &str, queue: &Id, agent: &Id, line: u64) {
+        let Some(check) = self.names.as_mut() else {
+            return;
+        };
+        match event {
+            "ADDMEMBER" | "REMOVEMEMBER" => check.joined_or_left(queue, agent),
+            "PAUSE" | "UNPAUSE" | "PAUSEALL" | "UNPAUSEALL" | "CONNECT" | "RINGNOANSWER"
+            | "RINGCANCELED" | "COMPLETEAGENT" | "COMPLETECALLER" | "TRANSFER"
+            | "ATTENDEDTRANSFER" | "BLINDTRANSFER" => check.member_line(queue, agent),
+            _ => return,
+        }
+        if let Some((interface, name)) = check.split_in(queue) {
+            self.stats.split_names = Some(SplitNames {
+                interface: interface.to_string(),
+                name: name.to_string(),
+                queue: queue.to_string(),
+                line,
+            });
+            self.names = None;
+        }
     }
 }
 

@@ -871,6 +871,46 @@ impl Check<'_> {
         Ok(self.id(v, "a reason")?.into_inner())
     }
 
+    /// `members`: interface → member name. A key must look like an interface
+    /// (`Tech/resource`); with `agent_id = "interface"` a name may name one interface only
+    /// (it is mapped back).
+    fn members(
+        &self,
+        raw: BTreeMap<Spanned<String>, Spanned<String>>,
+        agent_id: AmiAgentId,
+    ) -> Result<MemberNames, ConfigError> {
+        let mut members = MemberNames::default();
+        for (interface, name) in raw {
+            let interface = self.id(interface, "an interface")?;
+            let i = interface.get_ref();
+            let is_interface = i
+                .split_once('/')
+                .is_some_and(|(tech, resource)| !tech.is_empty() && !resource.is_empty());
+            if !is_interface {
+                return self.err(
+                    interface.span(),
+                    format!(
+                        "{i:?} is not an interface (Tech/resource, e.g. \"PJSIP/801\" = \"Alice\")"
+                    ),
+                );
+            }
+            let name = self.id(name, "a member name")?;
+            if agent_id == AmiAgentId::Interface {
+                if let Some(other) = members.interface_of(name.get_ref()) {
+                    return self.err(
+                        name.span(),
+                        format!(
+                            "{:?} is the name of {other:?} already: with agent_id = \"interface\" a name must name one interface",
+                            name.get_ref()
+                        ),
+                    );
+                }
+            }
+            members.insert(i, name.get_ref());
+        }
+        Ok(members)
+    }
+
     fn adapter(&self, mut raw: RawAdapter, table: &str) -> Result<AdapterConfig, ConfigError> {
         let kind = *raw.kind.get_ref();
         let kind_span = raw.kind.span();
@@ -902,6 +942,9 @@ impl Check<'_> {
                         )
                     }
                 };
+            }
+            if let Some(members) = raw.members.take() {
+                s.members = self.members(members, s.agent_id)?;
             }
             if let Some(list) = raw.acw_reasons.take() {
                 s.acw_reasons = list
@@ -974,6 +1017,12 @@ impl Check<'_> {
                 not_for("secret", raw.secret.as_ref().map(|v| v.span()))?;
                 not_for("path", raw.path.as_ref().map(|v| v.span()))?;
                 not_for(
+                    "members",
+                    raw.members
+                        .as_ref()
+                        .and_then(|m| m.keys().next().map(|k| k.span())),
+                )?;
+                not_for(
                     "acw_reasons",
                     raw.acw_reasons
                         .as_ref()
@@ -1033,10 +1082,8 @@ impl Check<'_> {
         if let Some(r) = raw.ring_answer {
             let target = &mut rules.ring_answer;
             if let Some(rings) = r.rings {
-                if *rings.get_ref() == 0 {
-                    return self.err(rings.span(), "must be at least 1");
-                }
-                target.rings = rings.into_inner();
+                let n = self.count(rings, i64::from(u32::MAX))?;
+                target.rings = u32::try_from(n).unwrap_or(u32::MAX);
             }
             if let Some(cycle) = r.ring_cycle {
                 target.ring_cycle = self.positive(cycle)?;

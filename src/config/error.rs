@@ -89,9 +89,14 @@ fn plain_words(message: &str) -> String {
         m.truncate(i);
         m.push_str("expected a table");
     }
-    m.replace("expected u32", "expected a whole number ≥ 0")
-        .replace("expected a sequence", "expected an array")
-        .replace("expected a map", "expected a table")
+    // A key with a narrower range says so in its own check (e.g. `rings`: at least 1).
+    m.replace(
+        "expected u32",
+        "expected a whole number from 0 to 4294967295",
+    )
+    .replace("expected i64", "expected a whole number")
+    .replace("expected a sequence", "expected an array")
+    .replace("expected a map", "expected a table")
 }
 
 /// The bare key starting at byte `offset`, if there is one.

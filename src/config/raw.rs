@@ -134,6 +134,7 @@ pub(super) struct RawSource {
     pub(super) password: Option<Spanned<String>>,
     pub(super) path: Option<Spanned<String>>,
     pub(super) agent_id: Option<Spanned<String>>,
+    pub(super) members: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     pub(super) acw_reasons: Option<Vec<Spanned<String>>>,
     pub(super) auto_pause_reason: Option<Spanned<String>>,
     pub(super) break_reason: Option<Spanned<String>>,
@@ -157,6 +158,7 @@ pub(super) struct RawAdapter {
     pub(super) password: Option<Spanned<String>>,
     pub(super) path: Option<Spanned<String>>,
     pub(super) agent_id: Option<Spanned<String>>,
+    pub(super) members: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     pub(super) acw_reasons: Option<Vec<Spanned<String>>>,
     pub(super) auto_pause_reason: Option<Spanned<String>>,
     pub(super) break_reason: Option<Spanned<String>>,
@@ -181,6 +183,7 @@ impl RawSource {
             password: self.password.take(),
             path: self.path.take(),
             agent_id: self.agent_id.take(),
+            members: self.members.take(),
             acw_reasons: self.acw_reasons.take(),
             auto_pause_reason: self.auto_pause_reason.take(),
             break_reason: self.break_reason.take(),
@@ -197,6 +200,14 @@ impl RawSource {
             .or_else(|| s("password", self.password.as_ref().map(|v| v.span())))
             .or_else(|| s("path", self.path.as_ref().map(|v| v.span())))
             .or_else(|| s("agent_id", self.agent_id.as_ref().map(|v| v.span())))
+            .or_else(|| {
+                s(
+                    "members",
+                    self.members
+                        .as_ref()
+                        .and_then(|m| m.keys().next().map(|k| k.span())),
+                )
+            })
             .or_else(|| {
                 s(
                     "acw_reasons",
@@ -309,7 +320,7 @@ pub(super) struct RawDisposition {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRingAnswer {
-    pub(super) rings: Option<Spanned<u32>>,
+    pub(super) rings: Option<Spanned<i64>>,
     pub(super) ring_cycle: Option<Spanned<Duration>>,
     pub(super) points: Option<u32>,
 }

@@ -116,6 +116,8 @@ fn shipped_config_file_gives_default_rules() {
     let c = Config::from_toml_str(text).unwrap_or_else(|e| panic!("{e}"));
     let d = Config::default();
     assert_same_rules(&c.rules, &d.rules);
+    // The whole rulebook (catalog, dispositions, attendance) as written out is the default.
+    assert_eq!(c.rules.rulebook_json(), d.rules.rulebook_json());
     assert_same_source(&c.source, &d.source);
     assert_same_server(&c.server, &d.server);
     assert_eq!(c.store.dir, d.store.dir);
@@ -191,6 +193,38 @@ fn negative_and_zero_durations_are_rejected() {
     assert_at(&e, "rules.ring_answer.rings", 2, 9);
     let e = err("[rules.ring_answer]\nring_cycle = 5\n");
     assert_at(&e, "rules.ring_answer.ring_cycle", 2, 14);
+}
+
+/// `rings = "three"` once said "a whole number ≥ 0", and then `rings = 0` was refused.
+#[test]
+fn a_count_in_the_wrong_words_and_out_of_range_get_errors_that_agree() {
+    for text in ["rings = \"three\"", "rings = 2.5"] {
+        let e = err(&format!("[rules.ring_answer]\n{text}\n"));
+        assert_at(&e, "rules.ring_answer.rings", 2, 9);
+        assert!(e.message.ends_with("expected a whole number"), "{e}");
+    }
+    for n in ["0", "-1"] {
+        let e = err(&format!("[rules.ring_answer]\nrings = {n}\n"));
+        assert_at(&e, "rules.ring_answer.rings", 2, 9);
+        assert_eq!(e.message, "must be at least 1", "{e}");
+    }
+    let e = err("[rules.ring_answer]\nrings = 4294967296\n");
+    assert_eq!(e.message, "must be at most 4294967295", "{e}");
+    for n in [1u32, 4_294_967_295] {
+        let c = Config::from_toml_str(&format!("[rules.ring_answer]\nrings = {n}\n"))
+            .expect("a whole number ≥ 1 is accepted");
+        assert_eq!(c.rules.ring_answer.rings, n);
+    }
+    // The other counts speak the same words, not the parser's type names.
+    let e = err("[limits]\nmax_agents = \"x\"\n");
+    assert_at(&e, "limits.max_agents", 2, 14);
+    assert!(e.message.ends_with("expected a whole number"), "{e}");
+    let e = err("[rules.ring_answer]\npoints = -1\n");
+    assert!(
+        e.message
+            .ends_with("expected a whole number from 0 to 4294967295"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -545,4 +579,73 @@ fn connect_mode_needs_a_websocket_url() {
     assert!(c.validate().is_err());
     c.source.url = Some("wss://pbx/events".into());
     assert!(c.validate().is_ok());
+}
+
+#[test]
+fn asterisk_members_tables_map_interfaces_to_member_names() {
+    let c = Config::from_toml_str(
+        "[[sources]]\nkind = \"asterisk-queue-log\"\nname = \"qlog\"\npath = \"/q\"\n\
+         members = { \"PJSIP/801\" = \"Alice\", \"Local/agent2@agents/n\" = \"Bob\" }\n\
+         [[sources]]\nkind = \"asterisk-ami\"\nname = \"ami\"\naddress = \"pbx\"\n\
+         username = \"u\"\nsecret = \"s\"\nagent_id = \"interface\"\n\
+         [sources.members]\n\"PJSIP/801\" = \"Alice\"\n",
+    )
+    .expect("valid");
+    let AdapterKind::AsteriskQueueLog(q) = &c.adapters[0].kind else {
+        panic!("{:?}", c.adapters[0]);
+    };
+    let m = &q.settings.members;
+    assert_eq!(m.name_of("Local/agent2@agents/n"), Some("Bob"));
+    assert_eq!(m.interface_of("Alice"), Some("PJSIP/801"));
+    assert_eq!(q.settings.agent("PJSIP/801"), "Alice");
+    assert_eq!(
+        q.settings.agent("Carol"),
+        "Carol",
+        "not in the table: as written"
+    );
+    let AdapterKind::AsteriskAmi(a) = &c.adapters[1].kind else {
+        panic!("{:?}", c.adapters[1]);
+    };
+    assert_eq!(
+        a.settings.agent("Alice"),
+        "PJSIP/801",
+        "interface: the way back"
+    );
+    assert_eq!(a.settings.agent("PJSIP/801"), "PJSIP/801");
+}
+
+#[test]
+fn asterisk_members_errors_name_the_key() {
+    let qlog = "[[sources]]\nkind = \"asterisk-queue-log\"\npath = \"/q\"\n";
+    // The key is not an interface (names and interfaces the wrong way round).
+    let e = err(&format!(
+        "{qlog}members = {{ \"Alice\" = \"PJSIP/801\" }}\n"
+    ));
+    assert_at(&e, "sources[0].members.Alice", 4, 13);
+    assert!(e.message.contains("not an interface"), "{e}");
+    let e = err(&format!("{qlog}members = {{ \"PJSIP/801\" = \"\" }}\n"));
+    assert_at(&e, "sources[0].members.\"PJSIP/801\"", 4, 27);
+    let long = "x".repeat(129);
+    let e = err(&format!(
+        "{qlog}members = {{ \"PJSIP/801\" = \"{long}\" }}\n"
+    ));
+    assert!(e.message.contains("129 bytes"), "{e}");
+    // With agent_id = "interface" a name must map back to one interface.
+    let two = "members = { \"PJSIP/801\" = \"Alice\", \"PJSIP/901\" = \"Alice\" }\n";
+    assert!(Config::from_toml_str(&format!("{qlog}{two}")).is_ok());
+    let e = err(&format!("{qlog}agent_id = \"interface\"\n{two}"));
+    assert_eq!(
+        e.key.as_deref(),
+        Some("sources[0].members.\"PJSIP/901\""),
+        "{e}"
+    );
+    assert!(e.message.contains("one interface"), "{e}");
+    // Not a key of FreeSWITCH or of the floorwatch protocol.
+    let e = err(
+        "[[sources]]\nkind = \"freeswitch-esl\"\npassword = \"p\"\naddress = \"fs\"\n\
+         members = { \"PJSIP/801\" = \"Alice\" }\n",
+    );
+    assert_at(&e, "sources[0].members", 5, 13);
+    let e = err("[source]\nmembers = { \"PJSIP/801\" = \"Alice\" }\n");
+    assert_eq!(e.line, Some(2), "{e}");
 }

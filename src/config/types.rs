@@ -159,10 +159,65 @@ pub enum AmiAgentId {
     Interface,
 }
 
+/// `members`: queue members' interfaces and member names, both ways (an interface →
+/// member name table of the config; with `agent_id = "interface"` each name names one
+/// interface).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberNames {
+    by_interface: BTreeMap<String, String>,
+    by_name: BTreeMap<String, String>,
+}
+
+impl MemberNames {
+    /// Adds `interface` → `name`; a name given to several interfaces maps back to the first.
+    pub fn insert(&mut self, interface: &str, name: &str) {
+        self.by_interface
+            .insert(interface.to_string(), name.to_string());
+        self.by_name
+            .entry(name.to_string())
+            .or_insert_with(|| interface.to_string());
+    }
+
+    /// The member name of `interface`, if the table has it.
+    pub fn name_of(&self, interface: &str) -> Option<&str> {
+        self.by_interface.get(interface).map(String::as_str)
+    }
+
+    /// The interface of member `name`, if the table has it.
+    pub fn interface_of(&self, name: &str) -> Option<&str> {
+        self.by_name.get(name).map(String::as_str)
+    }
+
+    /// Every interface → name, in interface order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.by_interface
+            .iter()
+            .map(|(i, n)| (i.as_str(), n.as_str()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_interface.is_empty()
+    }
+}
+
+impl<'a> FromIterator<(&'a str, &'a str)> for MemberNames {
+    fn from_iter<T: IntoIterator<Item = (&'a str, &'a str)>>(pairs: T) -> MemberNames {
+        let mut m = MemberNames::default();
+        for (i, n) in pairs {
+            m.insert(i, n);
+        }
+        m
+    }
+}
+
 /// The mapping choices of the Asterisk adapters (AMI and `queue_log`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct AmiSettings {
     pub agent_id: AmiAgentId,
+    /// `members`: interface → member name, so that a `queue_log` that names a member both
+    /// ways (`ADDMEMBER` by interface, the other lines by name) names one agent, and so that
+    /// a channel names its agent.
+    pub members: MemberNames,
     /// Pause reasons that mean after-call work: mapped to `acw` (exact match).
     pub acw_reasons: Vec<String>,
     /// The reason given to app_queue's own `Auto-Pause` (after ring-no-answer with
@@ -170,10 +225,24 @@ pub struct AmiSettings {
     pub auto_pause_reason: String,
 }
 
+impl AmiSettings {
+    /// The agent id of a member named `named` (an interface or a member name, as a
+    /// `queue_log` line writes it): by `agent_id`, through the `members` table where it has
+    /// the other name.
+    pub fn agent<'a>(&'a self, named: &'a str) -> &'a str {
+        match self.agent_id {
+            AmiAgentId::MemberName => self.members.name_of(named),
+            AmiAgentId::Interface => self.members.interface_of(named),
+        }
+        .unwrap_or(named)
+    }
+}
+
 impl Default for AmiSettings {
     fn default() -> AmiSettings {
         AmiSettings {
             agent_id: AmiAgentId::MemberName,
+            members: MemberNames::default(),
             acw_reasons: vec!["ACW".to_string()],
             auto_pause_reason: "auto-pause".to_string(),
         }

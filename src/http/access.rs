@@ -222,7 +222,9 @@ fn user_principal(u: &crate::config::User) -> Principal {
 /// for a role that may not use it.
 pub fn admit(s: &AppState, surface: Surface, req: &Request) -> Result<Principal, ApiError> {
     // A TV cannot set headers: the wallboard and its feed take `?token=`. Everything else
-    // wants the header, so tokens stay out of URLs that proxies log.
+    // wants the header, so tokens stay out of URLs that proxies log. A browser cannot set
+    // headers on a WebSocket either, but it can offer subprotocols: the console pages send
+    // their token as one (see [`WS_BEARER_PREFIX`]), never in the URL.
     let query_token = match req.uri().path() {
         "/" | "/ws/floor" => req.uri().query().and_then(|q| {
             q.split('&')
@@ -231,6 +233,10 @@ pub fn admit(s: &AppState, surface: Surface, req: &Request) -> Result<Principal,
         }),
         _ => None,
     };
+    let query_token = match req.uri().path() {
+        "/ws/floor" => ws_bearer(req.headers()).or(query_token),
+        _ => query_token,
+    };
     admit_parts(
         &s.config,
         surface,
@@ -238,6 +244,41 @@ pub fn admit(s: &AppState, surface: Surface, req: &Request) -> Result<Principal,
         query_token.as_deref(),
         peer_of(req.extensions()),
     )
+}
+
+/// The WebSocket subprotocol that carries a bearer token to `/ws/floor`: this prefix, then
+/// the token's UTF-8 bytes in lowercase hex (a subprotocol is an HTTP token: hex always is
+/// one). The server answers with the subprotocol [`WS_FLOOR_PROTOCOL`], which the page
+/// offers beside it.
+pub const WS_BEARER_PREFIX: &str = "floorwatch.bearer.";
+
+/// The subprotocol `/ws/floor` selects when a client offers it.
+pub const WS_FLOOR_PROTOCOL: &str = "floorwatch.floor";
+
+/// The token of a `floorwatch.bearer.<hex>` subprotocol offered by the client, if any.
+fn ws_bearer(headers: &HeaderMap) -> Option<String> {
+    let offered = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim);
+    for p in offered {
+        if let Some(hex) = p.strip_prefix(WS_BEARER_PREFIX) {
+            return from_hex(hex).and_then(|b| String::from_utf8(b).ok());
+        }
+    }
+    None
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// [`principal`], then the surface's roles: 403 for a role that may not use it.
@@ -285,6 +326,7 @@ guards! {
     shifts_guard => Surface::Shifts,
     close_guard => Surface::Close,
     statement_guard => Surface::Statement,
+    me_guard => Surface::Me,
 }
 
 #[cfg(test)]
@@ -377,6 +419,29 @@ mod tests {
             principal(&c, Surface::Close, &unknown, None, Some(trusted)),
             Err(ApiError::Unauthorized)
         );
+    }
+
+    #[test]
+    fn a_websocket_subprotocol_carries_a_token_in_hex_and_nothing_else_does() {
+        let mut h = HeaderMap::new();
+        // "wang" is 77 61 6e 67.
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            "floorwatch.floor, floorwatch.bearer.77616e67"
+                .parse()
+                .expect("header"),
+        );
+        assert_eq!(ws_bearer(&h).as_deref(), Some("wang"));
+        for bad in [
+            "floorwatch.floor",
+            "floorwatch.bearer.7761f",
+            "floorwatch.bearer.zz",
+            "bearer.77616e67",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(header::SEC_WEBSOCKET_PROTOCOL, bad.parse().expect("header"));
+            assert_eq!(ws_bearer(&h), None, "{bad}");
+        }
     }
 
     #[test]

@@ -107,7 +107,7 @@ pub(super) fn in_scope(p: &Principal, what: &str, team: &str) -> Result<(), ApiE
 
 /// `by` of an event: the signed-in name; on an open loopback surface (no credentials
 /// configured), the body's `by` if it gives one.
-fn by(p: &Principal, body_by: Option<&str>) -> String {
+pub(super) fn by(p: &Principal, body_by: Option<&str>) -> String {
     match body_by.filter(|b| p.open && !b.trim().is_empty()) {
         Some(b) => b.to_string(),
         None => p.name.clone(),

@@ -98,6 +98,9 @@ pub const RETENTION_EVERY: Millis = 3_600_000;
 
 /// How often the month-to-date appraisal gauges are refreshed.
 pub const APPRAISAL_EVERY: Millis = 60_000;
+/// At most this long after a violation is raised, the appraisal is refreshed (a busy floor
+/// refreshes at most every this often, not at every violation).
+pub const STANDING_AFTER_VIOLATION: Millis = 5_000;
 
 /// Days of appraisal accumulators the daemon's engine keeps.
 pub const KPI_DAYS: u32 = 62;
@@ -143,7 +146,8 @@ impl EngineTask {
     ) -> std::io::Result<EngineTask> {
         let floor = Arc::new(Floor::new(Calendar::new(config.rules.timezone.clone())));
         let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
-        let appraiser = crate::appraiser::start(config.rules.clone(), metrics.clone())?;
+        let appraiser =
+            crate::appraiser::start(config.rules.clone(), metrics.clone(), floor.clone())?;
         let durable = store.map(|store| Durable {
             acked: engine.sources().into_iter().collect(),
             writer: store
@@ -658,6 +662,9 @@ impl Owner {
         if let Some(r) = refused {
             return Err(ApiRefused::Record(r));
         }
+        // A waiver, demerit or approval shows in the standing (`/lead`, `/me`) at the next
+        // tick rather than up to a minute later.
+        self.next_appraisal = self.clock.now();
         Ok(ApiReply {
             at,
             stored: self.durable.as_ref().is_none_or(|d| d.records.is_empty()),
@@ -1072,6 +1079,7 @@ impl Owner {
         let job = crate::appraiser::AppraisalJob {
             snapshot: shared_snapshot(&self.engine, snapshot),
             month,
+            day: crate::time::Period::Day(date),
             end: now,
         };
         if self.appraiser.submit(job) {
@@ -1172,6 +1180,10 @@ impl Owner {
                     }
                     let agent = v.agent.clone();
                     self.floor.push_violation(*v);
+                    // The standing (`/lead`, `/me`) shows it within seconds, not a minute.
+                    self.next_appraisal = self
+                        .next_appraisal
+                        .min(self.clock.now().plus(STANDING_AFTER_VIOLATION));
                     // The agent's open-violation count changed; the engine says so only
                     // through the view.
                     self.refresh_agent(&agent);

@@ -37,6 +37,9 @@ const HOUR: Millis = 3_600_000;
 /// (ring-no-answer). Longer than the 15 s rule, as on most ACDs, so a ring-out is `late`.
 const RONA: Millis = 30 * SEC;
 
+/// How long the floor takes at most to fill at the start of a run and to empty at its end.
+const WIND: Millis = 10 * MIN;
+
 /// When the showcase opening stages its first incidents, after the logins at the start.
 const STAGE: Millis = 500;
 
@@ -204,7 +207,8 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// A `simulate` floor: modest misconduct, logins over the first 10 minutes.
+    /// A `simulate` floor: modest misconduct, logins over the first 10 minutes (the first
+    /// tenth of a run shorter than 100 minutes: [`Generator::wind`]).
     pub fn new(agents: usize, teams: usize, seed: u64) -> SimConfig {
         SimConfig {
             agents,
@@ -212,7 +216,7 @@ impl SimConfig {
             seed,
             duration: None,
             misconduct: Misconduct::modest(),
-            opening: Opening::Staggered { over: 10 * MIN },
+            opening: Opening::Staggered { over: WIND },
             call_prefix: "c-".to_string(),
             occupancy: 0.7,
             roster: None,
@@ -567,6 +571,14 @@ impl Generator {
         self.end
     }
 
+    /// How long the floor takes to fill at the start of a run and to empty at its end (the
+    /// phone lines close this long before the end): ten minutes, or a tenth of a run shorter
+    /// than 100 minutes, so that a short run is mostly a full floor taking calls.
+    pub fn wind(&self) -> Millis {
+        self.end
+            .map_or(WIND, |e| WIND.min(e.since(self.start) / 10))
+    }
+
     /// Team id of team index `k`.
     pub fn team_id(k: usize) -> String {
         format!("hotline-{}", k + 1)
@@ -579,16 +591,18 @@ impl Generator {
             self.agenda.insert((end, 1, 0), Action::End);
             // With a roster, agents leave by their shifts.
             if self.roster.is_none() {
+                let wind = self.wind().max(0);
                 for i in 0..self.agents.len() {
-                    let back = self.rng.random_range(0..=10 * MIN).min(end.since(t0));
+                    let back = self.rng.random_range(0..=wind).min(end.since(t0));
                     self.at(end.plus(-back), Action::LogoutDue(i));
                 }
             }
         }
         match (self.cfg.opening.clone(), self.roster.is_some()) {
             (Opening::Staggered { over }, false) => {
+                let over = over.min(self.wind()).max(0);
                 for i in 0..self.agents.len() {
-                    let d = self.rng.random_range(0..=over.max(0));
+                    let d = self.rng.random_range(0..=over);
                     self.at(t0.plus(d), Action::Login(i));
                 }
             }
@@ -971,8 +985,8 @@ impl Generator {
 
     fn arrival(&mut self, t: Timestamp, q: usize) {
         if let Some(end) = self.end {
-            // The lines close ten minutes before the shift ends.
-            if t >= end.plus(-10 * MIN) {
+            // The lines close before the end, while the agents leave.
+            if t >= end.plus(-self.wind()) {
                 return;
             }
         }

@@ -2,7 +2,7 @@
 //! and a webhook receiver standing in for the team lead's phone: a live violation arrives
 //! with the surface labels and then resolves; an Alertmanager outage loses nothing; the
 //! outbox survives a daemon restart; escalation reaches the supervisor; the direct webhook
-//! is signed.
+//! is signed; a late login (attendance) reaches the lead and resolves at the login.
 
 use std::time::Duration;
 
@@ -514,5 +514,71 @@ async fn each_alertmanager_of_a_cluster_gets_every_alert_even_while_the_other_is
             .trim_end_matches('/')
     );
     assert!(deliveries(addr, "failed", &target_2).await > 0.0);
+    daemon.shutdown().await;
+}
+
+/// Issue 16: a `late_login` is the lead's cue to arrange cover. A shift planned over a real
+/// WebSocket (as a WFM system would) whose agent does not log in reaches the lead through a
+/// real Alertmanager when the login grace runs out on the daemon's clock, with its labels and
+/// the Chinese text; the late agent's login resolves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_login_reaches_the_lead_through_alertmanager_and_the_login_resolves_it() {
+    let hook = WebhookReceiver::start().await;
+    let am = Alertmanager::start(&am_config(&hook.url())).await;
+    let mut config = daemon_config(Some(&am.url()));
+    config.rules.attendance.login_grace = 3_000;
+    let daemon = daemon_support::start(config).await;
+    let addr = daemon.local_addr();
+    let mut phone = Phone::connect(addr).await;
+    phone.login(&["a1"]).await;
+    let start = Clock::system().now();
+    let end = start.plus(3_600_000);
+    phone
+        .send(&format!(
+            r#"{{"type":"shift.scheduled","shift":"s-a2","agent":"a2","start":"{start}","end":"{end}","position":"P2"}}"#
+        ))
+        .await;
+    // Nothing is raised within the grace: a2 is absent, and late.
+    let (_, floor) = get_json(addr, "/api/v1/floor").await;
+    assert_eq!(
+        floor["open_violations"].as_array().map(Vec::len),
+        Some(0),
+        "{floor}"
+    );
+    let open = open_violations(addr, 1).await;
+    let (agent, id, kind) = open[0].clone();
+    assert_eq!((agent.as_str(), kind.as_str()), ("a2", "late_login"));
+    let labels = wait_alert(&hook, id, "warning", "firing", 15).await;
+    assert_eq!(
+        labels,
+        serde_json::json!({
+            "alertname": "FloorRuleViolation",
+            "rule": "attendance",
+            "kind": "late_login",
+            "agent": "a2",
+            "team": "hotline-1",
+            "lead": "zhang.wei",
+            "severity": "warning",
+            "violation_id": id.to_string(),
+        })
+    );
+    let body = hook
+        .received()
+        .into_iter()
+        .map(|(_, b)| b)
+        .find(|b| label_id(&b["alerts"][0]["labels"]) == Some(id))
+        .expect("notification");
+    assert_eq!(
+        body["alerts"][0]["annotations"]["summary"],
+        "坐席 a2 班次已开始仍未登录（上班后立即登录服务系统），请安排顶岗"
+    );
+    // The record names the shift and the limit that applied.
+    let (status, record) = get_json(addr, &format!("/api/v1/violations/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(record["evidence"]["shift"], "s-a2", "{record}");
+    assert_eq!(record["evidence"]["limit_ms"], 3_000, "{record}");
+
+    phone.login(&["a2"]).await;
+    wait_alert(&hook, id, "warning", "resolved", 15).await;
     daemon.shutdown().await;
 }

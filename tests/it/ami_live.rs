@@ -341,7 +341,7 @@ async fn the_ami_transcript_over_tcp_gives_the_violations_of_the_protocol_story(
     assert_eq!(connected(addr).await, Some(1.0));
     assert_eq!(emu.actions_of(1), ["Login", "QueueStatus"]);
     let login = emu.actions.lock().expect("lock")[0].1.clone();
-    assert_eq!(login.get("Events"), Some("agent"));
+    assert_eq!(login.get("Events"), Some("agent,call"));
     assert!(login.get("ActionID").is_some_and(|a| !a.is_empty()));
     let mapped = sup::labelled(
         &sup::metrics(addr).await,
@@ -748,4 +748,97 @@ async fn caller_numbers_of_the_ami_transcript_are_nowhere_to_be_seen() {
     for (what, text) in &seen {
         assert!(!text.contains(NUMBER), "the caller number is in {what}");
     }
+}
+
+/// An agent's outbound calls seen by the AMI client (channel events of class `call`), and a
+/// CRM that sends the dispositions to `/ingest` under its own source name: the team's
+/// attempts, connects and sales in `/metrics` and `/api/v1/floor`.
+#[tokio::test]
+async fn outbound_calls_over_ami_and_a_crm_disposition_make_the_team_sales() {
+    let text = sup::fixture_text("asterisk", "ami-outbound.txt");
+    let start = text.find("Event:").expect("events");
+    let events: Vec<u8> = text[start..]
+        .lines()
+        .map(|l| format!("{l}\r\n"))
+        .collect::<String>()
+        .into_bytes();
+    let (_emu, pbx) = Emu::start(
+        SECRET,
+        vec![Script {
+            status_at: Some(T0 - 1),
+            events,
+            chunk: 211,
+            ..Script::default()
+        }],
+    )
+    .await;
+    let parsed = Config::from_toml_str(&format!(
+        "[source]\nkind = \"asterisk-ami\"\nname = \"pbx\"\naddress = \"{pbx}\"\n\
+         username = \"{USER}\"\nsecret = \"{SECRET}\"\n\
+         [[teams]]\nid = \"tele-1\"\nmembers = [\"li.na\", \"wang.fang\"]\nsales_target = 3\n"
+    ))
+    .expect("config");
+    let mut c = sup::config();
+    c.source.kind = parsed.source.kind;
+    c.adapters = parsed.adapters;
+    c.teams = parsed.teams;
+    c.rules = parsed.rules;
+    let d = sup::start(c).await;
+    let addr = d.local_addr();
+    let team = |name: &'static str| async move {
+        sup::labelled(&sup::metrics(addr).await, name, &[("team", "tele-1")])
+    };
+    eventually("the calls of the transcript", || async {
+        (team("floorwatch_outbound_attempts_total").await == Some(2.0)
+            && sup::metric(addr, r#"floorwatch_events_total{type="call.ended"}"#).await >= 3.0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(team("floorwatch_outbound_connected_total").await, Some(1.0));
+    assert_eq!(team("floorwatch_sales_total").await.unwrap_or(0.0), 0.0);
+    // The CRM: its own source name, the call id of the agent's channel (its Uniqueid).
+    let (mut crm, hello) = sup::Source::connect_hello(addr, "crm").await;
+    assert_eq!(hello["resume_after"], serde_json::Value::Null);
+    crm.send(format!(
+        r#"{{"type":"call.disposition","ts":{},"seq":1,"call":"1795827660.16","agent":"li.na","code":"sale"}}"#,
+        (T0 + 310) * 1000
+    ))
+    .await;
+    let (errors, acked) = crm.until_ack().await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(acked, 1);
+    eventually("the sale", || async {
+        (team("floorwatch_sales_total").await == Some(1.0)).then_some(())
+    })
+    .await;
+    assert_eq!(team("floorwatch_sales_target").await, Some(3.0));
+    // The floor publishes its outbound counters on its next tick.
+    let (floor, tele) = eventually("the floor's outbound", || async {
+        let (_, floor) = sup::get_json(addr, "/api/v1/floor").await;
+        let tele = floor["outbound"]
+            .as_array()
+            .and_then(|teams| teams.iter().find(|t| t["team"] == "tele-1"))
+            .cloned()
+            .unwrap_or_default();
+        (tele["sales"] == 1).then_some((floor, tele))
+    })
+    .await;
+    assert_eq!(
+        (
+            &tele["attempts"],
+            &tele["connected"],
+            &tele["connect_rate"],
+            &tele["sales"],
+            &tele["target"]
+        ),
+        (
+            &serde_json::json!(2),
+            &serde_json::json!(1),
+            &serde_json::json!(0.5),
+            &serde_json::json!(1),
+            &serde_json::json!(3)
+        ),
+        "{floor}"
+    );
+    d.shutdown().await;
 }

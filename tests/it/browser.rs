@@ -23,6 +23,28 @@ use crate::daemon_support::{Ws, WAIT};
 /// How long Chromium may take to start and print its DevTools address.
 const LAUNCH_WAIT: Duration = Duration::from_secs(30);
 
+/// How to start Chromium.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    pub width: u32,
+    pub height: u32,
+    /// Emulate a phone (touch, mobile viewport).
+    pub mobile: bool,
+    /// Hide every system font but DejaVu (no CJK font at all), as on a minimal kiosk.
+    pub no_cjk_fonts: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            width: 1920,
+            height: 1080,
+            mobile: false,
+            no_cjk_fonts: false,
+        }
+    }
+}
+
 pub struct Browser {
     _process: Process,
     // Fields drop in order: the process is killed before its profile is removed.
@@ -34,9 +56,31 @@ pub struct Browser {
 impl Browser {
     /// Starts Chromium headless with a 1920×1080 window and connects to its page.
     pub async fn launch() -> Browser {
+        Browser::launch_with(Options::default()).await
+    }
+
+    /// Starts Chromium headless with `o`'s window and fonts and connects to its page.
+    pub async fn launch_with(o: Options) -> Browser {
         let exe = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let profile = tempfile::tempdir().expect("profile dir");
-        let mut child = Command::new(&exe)
+        let mut cmd = Command::new(&exe);
+        if o.no_cjk_fonts {
+            // Chromium finds fonts through fontconfig: a config naming DejaVu's directory
+            // only leaves it without any CJK font, whatever the machine has installed.
+            let conf = profile.path().join("fonts.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "<?xml version=\"1.0\"?>\n<!DOCTYPE fontconfig SYSTEM \"fonts.dtd\">\n\
+                     <fontconfig><dir>/usr/share/fonts/truetype/dejavu</dir>\
+                     <cachedir>{}</cachedir></fontconfig>\n",
+                    profile.path().join("fc-cache").display()
+                ),
+            )
+            .expect("fonts.conf");
+            cmd.env("FONTCONFIG_FILE", &conf);
+        }
+        let mut child = cmd
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -47,9 +91,9 @@ impl Browser {
                 "--disable-component-update",
                 "--disable-sync",
                 "--hide-scrollbars",
-                "--window-size=1920,1080",
                 "--remote-debugging-port=0",
             ])
+            .arg(format!("--window-size={},{}", o.width, o.height))
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .stdin(Stdio::null())
@@ -101,11 +145,74 @@ impl Browser {
         };
         b.call(
             "Emulation.setDeviceMetricsOverride",
-            json!({"width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": false}),
+            json!({"width": o.width, "height": o.height, "deviceScaleFactor": 1, "mobile": o.mobile}),
         )
         .await;
+        if o.mobile {
+            b.call(
+                "Emulation.setTouchEmulationEnabled",
+                json!({"enabled": true, "maxTouchPoints": 5}),
+            )
+            .await;
+        }
         b.call("Page.enable", json!({})).await;
         b
+    }
+
+    /// Presses and releases one key (`Tab`, `Enter`, `Escape`, `Space`) with `shift` held or
+    /// not, as the keyboard would.
+    pub async fn press(&mut self, key: &str, shift: bool) {
+        let (code, vk, text) = match key {
+            "Tab" => ("Tab", 9, ""),
+            "Enter" => ("Enter", 13, "\r"),
+            "Escape" => ("Escape", 27, ""),
+            "Space" => ("Space", 32, " "),
+            other => panic!("no key {other}"),
+        };
+        let modifiers = if shift { 8 } else { 0 };
+        let key_name = if key == "Space" { " " } else { key };
+        let mut down = json!({"type": "keyDown", "key": key_name, "code": code,
+            "windowsVirtualKeyCode": vk, "modifiers": modifiers});
+        if !text.is_empty() {
+            down["text"] = json!(text);
+        }
+        self.call("Input.dispatchKeyEvent", down).await;
+        self.call(
+            "Input.dispatchKeyEvent",
+            json!({"type": "keyUp", "key": key_name, "code": code, "windowsVirtualKeyCode": vk, "modifiers": modifiers}),
+        )
+        .await;
+    }
+
+    /// Types `text` into the focused element, as an input method would.
+    pub async fn type_text(&mut self, text: &str) {
+        self.call("Input.insertText", json!({"text": text})).await;
+    }
+
+    /// The page's whole accessibility tree (`Accessibility.getFullAXTree`): its nodes.
+    pub async fn ax_nodes(&mut self) -> Vec<Value> {
+        self.call("Accessibility.enable", json!({})).await;
+        let r = self.call("Accessibility.getFullAXTree", json!({})).await;
+        r["nodes"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Saves a PNG of the whole page (beyond the viewport) at `path`; returns its bytes.
+    pub async fn screenshot_full(&mut self, path: &Path) -> Vec<u8> {
+        let m = self.call("Page.getLayoutMetrics", json!({})).await;
+        let size = &m["cssContentSize"];
+        let r = self
+            .call(
+                "Page.captureScreenshot",
+                json!({"format": "png", "captureBeyondViewport": true, "clip": {"x": 0, "y": 0,
+                    "width": size["width"], "height": size["height"], "scale": 1}}),
+            )
+            .await;
+        let png = base64_decode(r["data"].as_str().expect("screenshot data"));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("screenshot dir");
+        }
+        std::fs::write(path, &png).expect("write screenshot");
+        png
     }
 
     /// One CDP command: its `result`. Events arriving meanwhile are dropped.

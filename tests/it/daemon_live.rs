@@ -503,7 +503,7 @@ async fn a_backlog_after_a_reconnect_is_judged_on_event_time() {
 #[tokio::test]
 async fn run_returns_when_its_shutdown_future_completes() {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(floorwatch::daemon::run(sup::config(), async move {
+    let run = tokio::spawn(floorwatch::daemon::run(sup::config(), None, async move {
         let _ = rx.await;
     }));
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -648,8 +648,9 @@ fn expressions(name: &str, d: &Value) -> Vec<Expr> {
 /// A floor that makes every family the dashboards read appear. Before Prometheus scrapes:
 /// logins in two teams (one agent on break); a call answered in hotline-1, so that its ring
 /// histogram exists when Prometheus first scrapes (`rate` cannot see a series' first
-/// observation); and a call ringing at `a1` 20 s ago, which is late (a `ring_answer`
-/// violation, alerted to the webhook) as soon as the engine clock follows the wall clock.
+/// observation); a call ringing at `a1` 20 s ago, which is late (a `ring_answer`
+/// violation, alerted to the webhook) as soon as the engine clock follows the wall clock;
+/// shifts (one agent absent: a late login) and outbound calls with a sale.
 fn floor_before(now: i64) -> String {
     json!([
         {"type":"agent.login","ts":now - 30_000,"seq":1,"agent":"a1","team":"hotline-1"},
@@ -663,12 +664,24 @@ fn floor_before(now: i64) -> String {
         {"type":"agent.state","ts":now - 25_000,"seq":9,"agent":"a2","state":"ready"},
         {"type":"call.queued","ts":now - 21_000,"seq":10,"call":"c1","queue":"sales"},
         {"type":"call.ringing","ts":now - 20_000,"seq":11,"call":"c1","agent":"a1"},
+        // The schedule: a2 on shift and logged in, a5 on shift and absent (late, then a
+        // late_login violation), both of hotline-1.
+        {"type":"shift.scheduled","ts":now - 20_000,"seq":12,"shift":"s2","agent":"a2","team":"hotline-1","start":now - 19_000,"end":now + 3_600_000},
+        {"type":"shift.scheduled","ts":now - 20_000,"seq":13,"shift":"s5","agent":"a5","team":"hotline-1","start":now - 19_000,"end":now + 3_600_000},
+        // Outbound: a2 dials two numbers, one answers and buys.
+        {"type":"call.dialing","ts":now - 18_000,"seq":14,"call":"o1","agent":"a2"},
+        {"type":"call.answered","ts":now - 15_000,"seq":15,"call":"o1","agent":"a2"},
+        {"type":"call.ended","ts":now - 12_000,"seq":16,"call":"o1","agent":"a2"},
+        {"type":"call.disposition","ts":now - 11_000,"seq":17,"call":"o1","agent":"a2","code":"sale"},
+        {"type":"call.dialing","ts":now - 10_000,"seq":18,"call":"o2","agent":"a2"},
+        {"type":"call.ended","ts":now - 9_000,"seq":19,"call":"o2","agent":"a2"},
+        {"type":"agent.state","ts":now - 9_000,"seq":20,"agent":"a2","state":"ready"},
     ])
     .to_string()
 }
 
 /// The seq of the last event of [`floor_before`].
-const BEFORE: u64 = 11;
+const BEFORE: u64 = 20;
 
 /// While Prometheus scrapes: queue calls answered after a wait (answer-wait and ring-time
 /// observations), one abandoned, one left waiting; a wrap-up; a rejected and a duplicate
@@ -708,6 +721,9 @@ async fn every_expression_of_every_panel_returns_data_from_a_real_prometheus() {
     let mut config = sup::config();
     // Timestamps are near now: the engine clock follows the wall clock once the source idles.
     config.source.idle = 2_000;
+    // Every team has a sales target (floorwatch_sales_target).
+    config.rules.sales_target.insert("hotline-1".into(), 5);
+    config.rules.sales_target.insert("hotline-2".into(), 3);
     config.alerts.webhook = Some(WebhookConfig {
         url: hook.url(),
         secret: None,

@@ -177,9 +177,19 @@ async fn systemd_hears_ready_once_the_daemon_serves_and_sighup_does_not_stop_it(
     let (status, _, body) = get(addr, "/readyz").await;
     assert_eq!(status, 200, "{body}");
 
-    // `systemctl reload` sends SIGHUP: logged, not fatal.
+    // `systemctl reload` sends SIGHUP: the daemon says it reloads, then that it is ready
+    // again (the rulebook is unchanged), and does not stop.
     signal(&child, "HUP");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rx = socket.clone();
+    let reloading = tokio::task::spawn_blocking(move || recv(&rx))
+        .await
+        .expect("join");
+    assert!(reloading.lines().any(|l| l == "RELOADING=1"), "{reloading}");
+    let rx = socket.clone();
+    let again = tokio::task::spawn_blocking(move || recv(&rx))
+        .await
+        .expect("join");
+    assert!(again.lines().any(|l| l == "READY=1"), "{again}");
     assert!(
         child.try_wait().expect("wait").is_none(),
         "SIGHUP stopped the daemon"

@@ -11,7 +11,7 @@ use std::time::Duration;
 use floorwatch::adapter::esl::{EslDecoder, EslMapper, Frame};
 use floorwatch::config::Config;
 use floorwatch::config::{EslAgentId, EslSettings};
-use floorwatch::event::Event;
+use floorwatch::event::{Body, Event};
 use floorwatch::time::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -20,7 +20,12 @@ use crate::daemon_support::{self as sup, Found};
 
 /// The transcript's frames (the leading `#` comment lines dropped).
 fn transcript() -> Vec<Frame> {
-    let text = sup::fixture_text("freeswitch", "esl.txt");
+    transcript_of("esl.txt")
+}
+
+/// The frames of the ESL transcript `name`.
+fn transcript_of(name: &str) -> Vec<Frame> {
+    let text = sup::fixture_text("freeswitch", name);
     let start = text.find("\nContent-Length").expect("a frame") + 1;
     assert!(text[..start].lines().all(|l| l.starts_with('#')));
     let mut d = EslDecoder::new(1 << 20);
@@ -334,15 +339,18 @@ async fn live_daemon_stores_the_violations_of_the_story() {
     let d = sup::start(daemon_config(esl, PASSWORD)).await;
     let addr = d.local_addr();
     stores_the_story(addr).await;
-    let m = sup::metrics(addr).await;
+    // The frames after the story's last violation may still be on their way.
+    const IGNORED: &str = "floorwatch_adapter_messages_total{outcome=\"ignored\",source=\"pbx\"}";
+    let m = sup::eventually("every frame counted", || async {
+        let m = sup::metrics(addr).await;
+        (sup::value(&m, MAPPED) + sup::value(&m, IGNORED) >= frames.len() as f64 + 1.0).then_some(m)
+    })
+    .await;
     assert_eq!(sup::value(&m, CONNECTED), 1.0, "{m}");
     assert_eq!(sup::value(&m, RECONNECTS), 0.0);
     assert_eq!(sup::value(&m, MALFORMED), 0.0);
     // Every callcenter event either mapped or ignored; heartbeats ignored.
-    let ignored = sup::value(
-        &m,
-        "floorwatch_adapter_messages_total{outcome=\"ignored\",source=\"pbx\"}",
-    );
+    let ignored = sup::value(&m, IGNORED);
     // Plus the agent list, which changed nothing.
     assert_eq!(
         sup::value(&m, MAPPED) + ignored,
@@ -351,15 +359,52 @@ async fn live_daemon_stores_the_violations_of_the_story() {
     );
     assert!(ignored >= 2.0, "heartbeats and state changes: {m}");
     let commands = seen.lock().expect("lock").commands.clone();
+    assert_eq!(commands.len(), 3, "{commands:?}");
+    assert_eq!(commands[0], format!("auth {PASSWORD}"));
+    assert_eq!(commands[2], "api callcenter_config agent list");
+    // What mod_event_socket subscribes for that line.
+    let (events, subclasses) = subscription(&commands[1]);
     assert_eq!(
-        commands,
+        events,
         [
-            format!("auth {PASSWORD}"),
-            "event json CUSTOM callcenter::info HEARTBEAT".to_string(),
-            "api callcenter_config agent list".to_string(),
+            "HEARTBEAT",
+            "CHANNEL_OUTGOING",
+            "CHANNEL_ANSWER",
+            "CHANNEL_HANGUP_COMPLETE",
+            "CUSTOM"
         ]
     );
+    assert_eq!(subclasses, ["callcenter::info"]);
     stops_promptly(d).await;
+}
+
+/// The event names and the subclasses an `event json ...` line subscribes to, read as
+/// mod_event_socket reads it (`parse_command`, the `event` command): every word after
+/// `CUSTOM` is a subclass, even one that names an event.
+fn subscription(line: &str) -> (Vec<&str>, Vec<&str>) {
+    let words = line
+        .strip_prefix("event json ")
+        .unwrap_or_else(|| panic!("not an event json line: {line}"));
+    let (mut events, mut subclasses) = (Vec::new(), Vec::new());
+    let mut custom = false;
+    for w in words.split(' ') {
+        if custom {
+            subclasses.push(w);
+        } else {
+            events.push(w);
+            custom = w == "CUSTOM";
+        }
+    }
+    (events, subclasses)
+}
+
+#[test]
+fn the_old_subscription_line_asked_for_no_heartbeat() {
+    // Regression: `CUSTOM callcenter::info HEARTBEAT` made HEARTBEAT a subclass, so an idle
+    // floor sent nothing for 60 s and the client dropped a healthy connection.
+    let (events, subclasses) = subscription("event json CUSTOM callcenter::info HEARTBEAT");
+    assert_eq!(events, ["CUSTOM"]);
+    assert_eq!(subclasses, ["callcenter::info", "HEARTBEAT"]);
 }
 
 /// Shutdown does not wait for the event socket: the client leaves a held connection (or a
@@ -500,4 +545,149 @@ fn caller_numbers_of_the_esl_transcript_are_in_no_event() {
     for e in &events {
         assert!(!e.contains(NUMBER), "{e}");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Outbound calls of agents: the channel events of `esl-outbound.txt`.
+
+/// The agent list of the outbound transcript's agents (contacts `user/<name>`).
+fn outbound_agent_list() -> String {
+    format!(
+        "{AGENT_LIST_HEADER}\n{}\n{}\n+OK\n",
+        agent_row("1000@default", "Logged Out", "Waiting"),
+        agent_row("1001@default", "Logged Out", "Waiting")
+    )
+}
+
+/// (seconds after 02:00, type, call, agent) of the outbound calls' events.
+fn outbound_of(events: &[Event]) -> Vec<(i64, &'static str, String, String)> {
+    const T: i64 = 1_795_831_200_000;
+    events
+        .iter()
+        .filter_map(|e| {
+            let (call, agent) = match &e.body {
+                Body::CallDialing { call, agent, .. } | Body::CallAnswered { call, agent } => {
+                    (call, agent.to_string())
+                }
+                Body::CallEnded { call, agent } => (
+                    call,
+                    agent.as_ref().map(|a| a.to_string()).unwrap_or_default(),
+                ),
+                _ => return None,
+            };
+            (!call.starts_with("c4e0")).then(|| {
+                (
+                    (e.ts.0 - T) / 1000,
+                    e.body.type_name(),
+                    call.chars().take(4).collect(),
+                    agent,
+                )
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn esl_outbound_calls_of_agents_are_dialing_answered_and_ended() {
+    let frames = transcript_of("esl-outbound.txt");
+    let mut mapper = EslMapper::new(EslSettings::default());
+    mapper.begin_reconcile();
+    let listed = mapper
+        .reconcile(&outbound_agent_list(), Timestamp(0))
+        .expect("a table");
+    assert!(listed.is_empty(), "both logged out: {listed:?}");
+    let events: Vec<Event> = frames
+        .iter()
+        .filter_map(|f| f.event.as_ref())
+        .flat_map(|e| mapper.handle(e, Timestamp(0)))
+        .collect();
+    let s = |t: i64, ty: &'static str, c: &str, a: &str| (t, ty, c.to_string(), a.to_string());
+    // Written from the transcript by hand: 1000's call answered, 1001's not; the internal
+    // call and the consultation during the queue call are no outbound calls.
+    assert_eq!(
+        outbound_of(&events),
+        [
+            s(60, "call.dialing", "a1e0", "1000@default"),
+            s(75, "call.answered", "a1e0", "1000@default"),
+            s(124, "call.dialing", "a2e0", "1001@default"),
+            s(155, "call.ended", "a2e0", "1001@default"),
+            s(300, "call.ended", "a1e0", "1000@default"),
+        ]
+    );
+    for e in &events {
+        let json = e.to_json();
+        for number in ["13900139000", "13700137000", "13600136000", "13800138000"] {
+            assert!(!json.contains(number), "{json}");
+        }
+    }
+    // The queue call is mapped as before.
+    let queue_call: Vec<&str> = events
+        .iter()
+        .filter(|e| e.to_json().contains("c4e0"))
+        .map(|e| e.body.type_name())
+        .collect();
+    assert_eq!(
+        queue_call,
+        ["call.queued", "call.ringing", "call.answered", "call.ended"]
+    );
+}
+
+#[test]
+fn esl_outbound_agents_without_the_agent_list() {
+    let frames = transcript_of("esl-outbound.txt");
+    let dialing = |settings: EslSettings| -> Vec<String> {
+        let mut mapper = EslMapper::new(settings);
+        frames
+            .iter()
+            .filter_map(|f| f.event.as_ref())
+            .flat_map(|e| mapper.handle(e, Timestamp(0)))
+            .filter_map(|e| match e.body {
+                Body::CallDialing { agent, .. } => Some(agent.to_string()),
+                _ => None,
+            })
+            .collect()
+    };
+    // Agents named after their extension (agent_id = "before-at"): the phone user is the
+    // agent, and 1001 is known as an agent, so 1000's call to it is internal.
+    assert_eq!(dialing(settings()), ["1000", "1001"]);
+    // Agents named otherwise and no contacts yet: whose phone it is is unknown.
+    assert!(dialing(EslSettings::default()).is_empty());
+}
+
+#[tokio::test]
+async fn live_daemon_counts_the_outbound_calls_of_the_esl_transcript() {
+    let frames = transcript_of("esl-outbound.txt");
+    let (esl, _seen) = emulator(vec![Play {
+        agents: vec![
+            agent_row("1000@default", "Logged Out", "Waiting"),
+            agent_row("1001@default", "Logged Out", "Waiting"),
+        ],
+        bytes: bytes_of(&frames),
+        then: Then::Hold,
+    }])
+    .await;
+    let mut c = daemon_config(esl, PASSWORD);
+    c.teams = vec![floorwatch::config::TeamConfig {
+        id: "tele-2".into(),
+        lead: None,
+        supervisor: None,
+        members: vec!["1000".into(), "1001".into()],
+        sales_target: None,
+    }];
+    for m in ["1000", "1001"] {
+        c.rules.team_of.insert(m.into(), "tele-2".into());
+    }
+    let d = sup::start(c).await;
+    let addr = d.local_addr();
+    let team = |name: &'static str| async move {
+        sup::labelled(&sup::metrics(addr).await, name, &[("team", "tele-2")])
+    };
+    sup::eventually("the outbound calls", || async {
+        (team("floorwatch_outbound_attempts_total").await == Some(2.0)
+            && sup::metric(addr, r#"floorwatch_events_total{type="call.ended"}"#).await >= 3.0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(team("floorwatch_outbound_connected_total").await, Some(1.0));
+    stops_promptly(d).await;
 }

@@ -333,3 +333,117 @@ async fn queue_log_faster_than_the_rate_limit_is_read_more_slowly_and_loses_noth
     );
     finish(d, &store).await;
 }
+
+/// The agents on the daemon's floor: (agent, logged in).
+async fn floor_agents(d: &DaemonHandle) -> Vec<(String, bool)> {
+    let (_, floor) = sup::get_json(d.local_addr(), "/api/v1/floor").await;
+    let mut v: Vec<(String, bool)> = floor["agents"]
+        .as_array()
+        .expect("agents")
+        .iter()
+        .map(|a| {
+            (
+                a["agent"].as_str().unwrap_or_default().to_string(),
+                a["logged_in"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The lines of Asterisk's default `queue_log` fixture (interfaces in ADDMEMBER and
+/// REMOVEMEMBER): all but the REMOVEMEMBER lines, and those.
+fn default_lines() -> (Vec<String>, Vec<String>) {
+    sup::fixture_text("asterisk", "queue_log.default")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .partition(|l| !l.contains("REMOVEMEMBER"))
+}
+
+/// A daemon tailing Asterisk's default `queue_log` under source `name`, with `extra` keys.
+async fn tailing_default(name: &str, extra: &str) -> (DaemonHandle, PathBuf) {
+    let (store, path) = setup();
+    let mut c = sup::config_with_sources(&format!(
+        "[[sources]]\nname = {name:?}\nkind = \"asterisk-queue-log\"\npath = {:?}\nreorder_window = \"2s\"\n{extra}",
+        path.display().to_string()
+    ));
+    c.store.dir = store;
+    (sup::start(c).await, path)
+}
+
+#[tokio::test]
+async fn queue_log_tail_with_members_holds_the_people_and_removemember_logs_them_out() {
+    let (d, path) = tailing_default(
+        "pbx-members",
+        "members = { \"PJSIP/801\" = \"li.na\", \"PJSIP/802\" = \"wang.fang\" }\n",
+    )
+    .await;
+    let (day, removes) = default_lines();
+    std::fs::write(&path, day.concat()).expect("write");
+    let people = vec![("li.na".to_string(), true), ("wang.fang".to_string(), true)];
+    sup::eventually("the people on the floor", || async {
+        let got = floor_agents(&d).await;
+        // The abandoned call is the story's last call event before the removals.
+        let done = sup::metric(
+            d.local_addr(),
+            r#"floorwatch_events_total{type="call.abandoned"}"#,
+        )
+        .await
+            >= 1.0;
+        (done && got == people).then_some(())
+    })
+    .await;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open");
+    f.write_all(removes.concat().as_bytes()).expect("write");
+    f.flush().expect("flush");
+    let gone = vec![
+        ("li.na".to_string(), false),
+        ("wang.fang".to_string(), false),
+    ];
+    sup::eventually("REMOVEMEMBER logs the people out", || async {
+        (floor_agents(&d).await == gone).then_some(())
+    })
+    .await;
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn queue_log_tail_without_members_warns_once_that_names_are_split() {
+    crate::log_capture::start();
+    let (d, path) = tailing_default("pbx-split", "").await;
+    let (day, removes) = default_lines();
+    std::fs::write(&path, [day, removes].concat().concat()).expect("write");
+    let warned = || {
+        crate::log_capture::text()
+            .lines()
+            .filter(|l| l.contains("source=pbx-split") && l.contains("names members two ways"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    sup::eventually("the warning", || async {
+        (!warned().is_empty()).then_some(())
+    })
+    .await;
+    // The floor shows the damage the warning is about: the people were never logged out.
+    sup::eventually("the whole file applied", || async {
+        let got = floor_agents(&d).await;
+        (got.contains(&("li.na".to_string(), true))
+            && got.contains(&("PJSIP/801".to_string(), false)))
+        .then_some(())
+    })
+    .await;
+    d.shutdown().await;
+    let lines = warned();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("WARN"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("log_membername_as_agent = yes") && lines[0].contains("members table"),
+        "{}",
+        lines[0]
+    );
+}

@@ -238,6 +238,30 @@ async fn a_second_signal_exits_at_once() {
     );
 }
 
+/// The signal handlers were installed only once the daemon had started: a SIGTERM sent the
+/// moment the port answered killed it by the default action (seen in the data-directory
+/// test on a busy machine). Now they are installed before the port is bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_the_moment_the_port_answers_still_stops_gracefully() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addr = free_port();
+        let config = write_config(dir.path(), addr, "");
+        let mut child = spawn_daemon(&config);
+        let since = Instant::now();
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                since.elapsed() < Duration::from_secs(20),
+                "the daemon did not listen"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        signal(&child, "TERM");
+        let (status, _) = wait_exit(&mut child, Duration::from_secs(20)).await;
+        assert_eq!(status.code(), Some(0), "round {round}: {status:?}");
+    }
+}
+
 /// Regression: the engine task stopped at the signal and dropped batches already in its
 /// channel; now it drains them before the last flush.
 #[tokio::test]

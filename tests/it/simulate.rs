@@ -421,3 +421,58 @@ async fn client_sends_the_bearer_token_and_gives_up_when_it_is_refused() {
         Some("Bearer wrong")
     );
 }
+
+/// `simulate --duration 10m` once gave no call and no violation: agents logged in over the
+/// first ten minutes, logged out over the last ten, and the lines closed ten minutes before
+/// the end. A short run now fills and empties the floor in its first and last tenth.
+#[test]
+fn a_ten_minute_run_fills_the_floor_in_its_first_minute_takes_calls_and_raises_violations() {
+    const MIN: i64 = 60_000;
+    let run = |seed: u64| {
+        let mut cfg = SimConfig::new(20, 3, seed);
+        cfg.duration = Some(10 * MIN);
+        decode_all(&ndjson(cfg))
+    };
+    let end = START.plus(10 * MIN);
+    let events = run(1);
+    let mut login = BTreeMap::new();
+    let mut logout = BTreeMap::new();
+    let mut queued = 0;
+    for e in &events {
+        match &e.body {
+            floorwatch::event::Body::AgentLogin { agent, .. } => {
+                login.insert(agent.to_string(), e.ts);
+            }
+            floorwatch::event::Body::AgentLogout { agent } => {
+                logout.insert(agent.to_string(), e.ts);
+            }
+            floorwatch::event::Body::CallQueued { .. } => queued += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(login.len(), 20, "every agent logs in");
+    assert_eq!(logout.len(), 20, "every agent logs out");
+    for (agent, at) in &login {
+        assert!(*at <= START.plus(MIN), "{agent} logged in at {at:?}");
+    }
+    for (agent, at) in &logout {
+        assert!(
+            *at >= end.plus(-MIN) && *at <= end,
+            "{agent} logged out at {at:?}"
+        );
+    }
+    // About 0.05 inbound calls a second for 20 agents 70 % busy: ~25 in the nine minutes
+    // the lines are open.
+    assert!(queued >= 10, "{queued} calls queued in ten minutes");
+    let kinds = replay_kinds(&events, Some(end));
+    assert!(
+        kinds.values().sum::<usize>() >= 1,
+        "the default 10-minute run raises a violation: {kinds:?}"
+    );
+    // Seed 1 is no lucky draw: ten seeds of the modest floor raise several between them
+    // (about six to eight an hour each with a full floor).
+    let total: usize = (1..=10)
+        .map(|seed| replay_kinds(&run(seed), Some(end)).values().sum::<usize>())
+        .sum();
+    assert!(total >= 8, "{total} violations in ten 10-minute runs");
+}

@@ -1,5 +1,6 @@
 //! The AMI client: one TCP connection to Asterisk's manager interface at a time, logged in
-//! with `Events: agent`, answered with a `QueueStatus` snapshot, then read until it fails.
+//! with `Events: agent,call` (app_queue's events, and the channel events that show an
+//! agent's outbound calls), answered with a `QueueStatus` snapshot, then read until it fails.
 //!
 //! Owns: connect and login, the byte framing (lines of at most [`MAX_LINE`] bytes, messages
 //! of at most [`MAX_MESSAGE`], decoded lossily), the keepalive `Ping`, reconnecting with
@@ -215,7 +216,7 @@ impl Session<'_> {
         };
         tracing::debug!(source = %self.cx.name, version = %version, "AMI banner");
         conn.write(&format!(
-            "Action: Login\r\nActionID: {login_id}\r\nUsername: {}\r\nSecret: {}\r\nEvents: agent\r\n\r\n",
+            "Action: Login\r\nActionID: {login_id}\r\nUsername: {}\r\nSecret: {}\r\nEvents: agent,call\r\n\r\n",
             self.config.username, self.config.secret.0
         ))
         .await?;
@@ -258,6 +259,9 @@ impl Session<'_> {
                 continue;
             }
             let mapped = self.mapper.handle(m, received);
+            if let Some(d) = self.mapper.take_disagreement() {
+                tracing::warn!(source = %self.cx.name, "{d}");
+            }
             self.cx.count(if mapped.is_empty() {
                 "ignored"
             } else {

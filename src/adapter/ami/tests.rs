@@ -345,3 +345,40 @@ fn identifiers_longer_than_the_protocol_allows_give_no_event_and_reasons_are_cut
         assert!(crate::event::decode_event(&text).is_ok(), "{text}");
     }
 }
+
+#[test]
+fn devices_are_channel_names_without_their_suffix_and_never_local() {
+    assert_eq!(device_of("PJSIP/801-0000002a"), Some("PJSIP/801"));
+    assert_eq!(
+        device_of("SIP/trunk-provider-00000012"),
+        Some("SIP/trunk-provider")
+    );
+    assert_eq!(device_of("Local/801@agents-00000012;2"), None);
+    assert_eq!(device_of("PJSIP/801"), None, "no channel suffix");
+    assert_eq!(device_of("garbage-1"), None);
+}
+
+fn dial_begin(n: usize) -> String {
+    format!(
+        "Event: DialBegin\r\nChannel: PJSIP/801-{n:08x}\r\nUniqueid: 1795827660.{n}\r\n\
+         DestChannel: PJSIP/carrier-{n:08x}\r\nDestUniqueid: 1795827661.{n}\r\n\r\n"
+    )
+}
+
+#[test]
+fn outbound_calls_followed_at_once_are_bounded() {
+    let mut m = AmiMapper::new(AmiSettings::default());
+    run(&mut m, ADDED);
+    let dialed = (0..MAX_OUTBOUND + 5)
+        .flat_map(|n| run(&mut m, &dial_begin(n)))
+        .filter(|e| matches!(e.body, Body::CallDialing { .. }))
+        .count();
+    assert_eq!(dialed, MAX_OUTBOUND);
+    // A hangup frees a place.
+    let hangup = "Event: Hangup\r\nChannel: PJSIP/801-00000000\r\nUniqueid: 1795827660.0\r\n\r\n";
+    assert!(matches!(
+        bodies(&run(&mut m, hangup))[..],
+        [Body::CallEnded { .. }]
+    ));
+    assert_eq!(run(&mut m, &dial_begin(MAX_OUTBOUND + 9)).len(), 1);
+}

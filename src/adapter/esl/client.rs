@@ -1,5 +1,6 @@
 //! The FreeSWITCH event socket client: dials `address`, authenticates, subscribes to
-//! mod_callcenter's `CUSTOM callcenter::info` events and feeds them through the
+//! mod_callcenter's `CUSTOM callcenter::info` events (and the channel events that show an
+//! agent's outbound calls) and feeds them through the
 //! [`EslMapper`] into the engine, reconnecting with back-off until shutdown.
 //!
 //! Owns: the TCP connection, the inbound ESL handshake (`auth/request`, `auth`,
@@ -24,8 +25,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// FreeSWITCH sends `HEARTBEAT` every 20 s by default (`event-heartbeat-interval` in
 /// switch.conf.xml); three missed ones mean the connection is dead.
 const SILENCE_LIMIT: Duration = Duration::from_secs(60);
-/// The subscription: the callcenter events, plus heartbeats for liveness.
-const SUBSCRIBE: &[u8] = b"event json CUSTOM callcenter::info HEARTBEAT\n\n";
+/// The subscription: the callcenter events, heartbeats for liveness, and the channel events
+/// of outbound calls. mod_event_socket takes every word after `CUSTOM` as a subclass, so the
+/// event names come first (`CUSTOM callcenter::info HEARTBEAT` subscribed to no heartbeat).
+const SUBSCRIBE: &[u8] = b"event json HEARTBEAT CHANNEL_OUTGOING CHANNEL_ANSWER CHANNEL_HANGUP_COMPLETE CUSTOM callcenter::info\n\n";
 /// The agents' status and state, to reconcile after (re)connecting.
 const AGENT_LIST: &[u8] = b"api callcenter_config agent list\n\n";
 

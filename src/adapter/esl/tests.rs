@@ -406,3 +406,82 @@ fn agent_list_error_is_not_a_table() {
     assert_eq!(m.reconcile("", Timestamp(1)), None);
     assert_eq!(m.reconcile(&list(&[]), Timestamp(1)), Some(vec![]));
 }
+
+#[test]
+fn phone_users_of_contacts_and_channel_names() {
+    assert_eq!(contact_user("user/1000@default"), Some("1000"));
+    assert_eq!(
+        contact_user("{call_timeout=10}[leg_delay_start=1]user/1000@default"),
+        Some("1000")
+    );
+    assert_eq!(
+        contact_user("sofia/internal/sip:1001@10.0.0.8:5060"),
+        Some("1001")
+    );
+    assert_eq!(contact_user("sofia/gateway/carrier/13900139000"), None);
+    assert_eq!(contact_user("loopback/1000"), None);
+    assert_eq!(contact_user("{unclosed user/1000@default"), None);
+    assert_eq!(channel_user("sofia/internal/1000@10.0.0.5"), Some("1000"));
+    assert_eq!(
+        channel_user("sofia/external/sips:1002@pbx.example.net;transport=tls"),
+        Some("1002")
+    );
+    assert_eq!(channel_user("sofia/gateway/carrier/1390"), None);
+    assert_eq!(channel_user("verto.rtc/1000@x"), None);
+}
+
+fn outgoing(n: usize) -> Map<String, Value> {
+    let mut m = Map::new();
+    for (k, v) in [
+        ("Event-Name", "CHANNEL_OUTGOING".to_string()),
+        ("Unique-ID", format!("b-{n}")),
+        ("Channel-Name", format!("sofia/gateway/carrier/{n}")),
+        ("Other-Type", "originator".to_string()),
+        ("Other-Leg-Unique-ID", format!("a-{n}")),
+        (
+            "Other-Leg-Channel-Name",
+            "sofia/internal/1000@10.0.0.5".to_string(),
+        ),
+    ] {
+        m.insert(k.into(), v.into());
+    }
+    m
+}
+
+#[test]
+fn outbound_calls_followed_at_once_are_bounded() {
+    let mut m = EslMapper::new(EslSettings {
+        agent_id: EslAgentId::BeforeAt,
+        ..EslSettings::default()
+    });
+    m.handle(
+        &ev(&[
+            ("CC-Action", "agent-status-change"),
+            ("CC-Agent", "1000@default"),
+            ("CC-Agent-Status", "Available"),
+        ]),
+        Timestamp(1),
+    );
+    let dialed = (0..MAX_OUTBOUND + 5)
+        .flat_map(|n| m.handle(&outgoing(n), Timestamp(2)))
+        .count();
+    assert_eq!(dialed, MAX_OUTBOUND);
+    let mut hangup = Map::new();
+    hangup.insert("Event-Name".into(), "CHANNEL_HANGUP_COMPLETE".into());
+    hangup.insert("Unique-ID".into(), "a-0".into());
+    assert_eq!(types(&m.handle(&hangup, Timestamp(3))), ["call.ended"]);
+    assert_eq!(
+        types(&m.handle(&outgoing(MAX_OUTBOUND + 9), Timestamp(4))),
+        ["call.dialing"]
+    );
+    // Full again; calls whose hangups were lost are forgotten after 12 h.
+    assert!(m
+        .handle(&outgoing(MAX_OUTBOUND + 10), Timestamp(5))
+        .is_empty());
+    let later = Timestamp(4 + 12 * 3_600_000);
+    assert_eq!(
+        types(&m.handle(&outgoing(MAX_OUTBOUND + 11), later)),
+        ["call.dialing"]
+    );
+    assert!(m.outbound.len() <= 2, "{}", m.outbound.len());
+}

@@ -257,6 +257,9 @@ struct Tail {
     sent: Option<u64>,
     malformed_logged: Option<tokio::time::Instant>,
     malformed_quiet: u64,
+    /// Whether the mapper's [`SplitNames`](crate::adapter::queue_log::SplitNames) warning
+    /// was logged (once per run).
+    split_warned: bool,
 }
 
 /// Follows `config.path` until `cx.shutdown`.
@@ -281,6 +284,7 @@ pub async fn run(config: QueueLogSource, mut cx: AdapterContext) {
         sent: resume,
         malformed_logged: None,
         malformed_quiet: 0,
+        split_warned: false,
     };
     if tail.start(resume).await.is_ok() {
         let _ = tail.follow().await;
@@ -509,10 +513,22 @@ impl Tail {
                         }
                         Err(e) => self.malformed_error(&e),
                     }
+                    self.warn_split_names();
                 }
             }
         }
         self.send(out).await
+    }
+
+    /// Logs, once, that the file names members two ways.
+    fn warn_split_names(&mut self) {
+        if self.split_warned {
+            return;
+        }
+        if let Some(split) = &self.mapper.stats().split_names {
+            tracing::warn!(source = %self.cx.name, path = %self.config.path.display(), "{split}");
+            self.split_warned = true;
+        }
     }
 
     fn malformed_error(&mut self, e: &QueueLogError) {

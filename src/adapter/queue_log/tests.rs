@@ -280,3 +280,149 @@ fn ring_times_out_of_range_are_malformed_and_long_reasons_are_cut() {
         }
     }
 }
+
+/// Asterisk's default (`log_membername_as_agent = no`): the interface joins and leaves, the
+/// member name pauses and takes calls (the ast_queue_log() calls of apps/app_queue.c).
+const TWO_WAYS: &str = "1|MANAGER|sales|PJSIP/801|ADDMEMBER|\n\
+2|NONE|sales|Alice|PAUSE|lunch\n\
+3|NONE|sales|Alice|UNPAUSE|\n\
+4|c1|sales|NONE|ENTERQUEUE||1001|1\n\
+6|c1|sales|Alice|CONNECT|2|d1|1\n\
+9|MANAGER|sales|PJSIP/801|REMOVEMEMBER|\n";
+
+fn with_members(agent_id: crate::config::AmiAgentId) -> AmiSettings {
+    AmiSettings {
+        agent_id,
+        members: [("PJSIP/801", "Alice")].into_iter().collect(),
+        ..AmiSettings::default()
+    }
+}
+
+fn logins(evs: &[Event]) -> Vec<(i64, String)> {
+    evs.iter()
+        .filter_map(|e| match &e.body {
+            Body::AgentLogin { agent, .. } => Some((e.ts.0 / 1000, format!("+{agent}"))),
+            Body::AgentLogout { agent } => Some((e.ts.0 / 1000, format!("-{agent}"))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_member_named_two_ways_is_two_agents_and_one_warning() {
+    let (e, s) = map(TWO_WAYS);
+    // The interface logs in and out and does nothing else; the name pauses (which puts it
+    // on the floor: a pause joins the queue) and takes the call, and is never logged out.
+    assert_eq!(
+        logins(&e),
+        vec![(1, "+PJSIP/801".to_string()), (9, "-PJSIP/801".to_string())]
+    );
+    let of = |who: &str| -> Vec<&str> {
+        e.iter()
+            .filter(|e| e.to_json().contains(&format!("\"agent\":\"{who}\"")))
+            .map(|e| e.body.type_name())
+            .collect()
+    };
+    assert_eq!(of("PJSIP/801"), vec!["agent.login", "agent.logout"]);
+    assert_eq!(
+        of("Alice"),
+        vec![
+            "agent.state",
+            "agent.state",
+            "call.ringing",
+            "call.answered"
+        ]
+    );
+    let split = s.split_names.expect("the warning");
+    assert_eq!(
+        (
+            split.interface.as_str(),
+            split.name.as_str(),
+            split.queue.as_str(),
+            split.line
+        ),
+        ("PJSIP/801", "Alice", "sales", 2)
+    );
+    let text = split.to_string();
+    for part in [
+        "\"PJSIP/801\"",
+        "\"Alice\"",
+        "log_membername_as_agent = yes",
+        "members = { \"PJSIP/801\" = ",
+    ] {
+        assert!(text.contains(part), "{text}");
+    }
+}
+
+#[test]
+fn the_members_table_makes_one_agent_of_both_names() {
+    use crate::config::AmiAgentId;
+    let (e, s) = map_text(TWO_WAYS, with_members(AmiAgentId::MemberName), 60_000).unwrap();
+    assert_eq!(
+        logins(&e),
+        vec![(1, "+Alice".to_string()), (9, "-Alice".to_string())]
+    );
+    assert!(e.iter().all(|e| !e.to_json().contains("PJSIP")), "{e:?}");
+    assert_eq!(s.split_names, None);
+    // A Local-channel member, as in Asterisk's own examples.
+    let local = TWO_WAYS.replace("PJSIP/801", "Local/agent1@agents/n");
+    let (_, s) = map(&local);
+    assert_eq!(
+        s.split_names.map(|x| x.interface),
+        Some("Local/agent1@agents/n".to_string())
+    );
+    let table = AmiSettings {
+        members: [("Local/agent1@agents/n", "Alice")].into_iter().collect(),
+        ..AmiSettings::default()
+    };
+    let (e, _) = map_text(&local, table, 60_000).unwrap();
+    assert_eq!(
+        logins(&e),
+        vec![(1, "+Alice".to_string()), (9, "-Alice".to_string())]
+    );
+    // agent_id = "interface": the table maps the names back to the interface.
+    let (e, s) = map_text(TWO_WAYS, with_members(AmiAgentId::Interface), 60_000).unwrap();
+    assert_eq!(
+        logins(&e),
+        vec![(1, "+PJSIP/801".to_string()), (9, "-PJSIP/801".to_string())]
+    );
+    assert!(e.iter().all(|e| !e.to_json().contains("Alice")), "{e:?}");
+    assert!(e
+        .iter()
+        .any(|e| matches!(&e.body, Body::CallAnswered { agent, .. } if agent == "PJSIP/801")));
+    assert_eq!(s.split_names, None);
+}
+
+#[test]
+fn one_name_per_member_gives_no_warning() {
+    // log_membername_as_agent = yes: names everywhere.
+    let names = TWO_WAYS.replace("PJSIP/801", "Alice");
+    assert_eq!(map(&names).1.split_names, None);
+    // Members added without a member name: the interface is the name everywhere.
+    let interfaces = TWO_WAYS.replace("Alice", "PJSIP/801");
+    assert_eq!(map(&interfaces).1.split_names, None);
+    // A static member (queues.conf: no ADDMEMBER) named by name, next to a dynamic one
+    // added without a name that pauses before the static one shows up.
+    let mixed = "1|MANAGER|sales|PJSIP/805|ADDMEMBER|\n\
+                 2|NONE|sales|PJSIP/805|PAUSE|lunch\n\
+                 3|NONE|sales|Bob|PAUSE|lunch\n";
+    assert_eq!(map(mixed).1.split_names, None);
+    // Interface and name in different queues only.
+    let apart = "1|MANAGER|sales|PJSIP/801|ADDMEMBER|\n2|NONE|support|Alice|PAUSE|lunch\n";
+    assert_eq!(map(apart).1.split_names, None);
+}
+
+#[test]
+fn interfaces_look_like_tech_slash_resource() {
+    for i in [
+        "PJSIP/801",
+        "SIP/alice",
+        "Local/agent1@agents/n",
+        "IAX2/peer",
+    ] {
+        assert!(looks_like_interface(i), "{i}");
+    }
+    for n in ["Alice", "li.na", "/801", "PJSIP/", "Sales Team/2", "NONE"] {
+        assert!(!looks_like_interface(n), "{n}");
+    }
+}

@@ -195,8 +195,8 @@ impl Generator {
             return;
         };
         let horizon = t.plus(PUBLISH_AHEAD);
-        // The floor closes with the phone lines, ten minutes before the end of the run.
-        let close = self.end.map(|e| e.plus(-10 * MIN));
+        // The floor closes with the phone lines, before the end of the run.
+        let close = self.end.map(|e| e.plus(-self.wind()));
         let mut new = Vec::new();
         for (s, seat) in roster.seats.iter().enumerate() {
             loop {
