@@ -392,10 +392,25 @@ impl Reloader {
             ));
         }
         let digest = rules.rulebook_digest();
-        if digest == self.digest {
+        // In a pair the rulebook in force is the stream's (the other daemon may have put
+        // another there); the new one is published and adopted where it lands in the stream,
+        // by both daemons (`apply_api` goes through the stream).
+        let in_force = if self.engine.through_a_stream() {
+            match self.engine.rulebook_in_force().await {
+                Ok((d, _)) => d,
+                Err(_) => return Reloaded::Refused("the daemon is shutting down".into()),
+            }
+        } else {
+            self.digest.clone()
+        };
+        if digest == in_force {
+            self.digest.clone_from(&digest);
             return Reloaded::Unchanged { digest };
         }
-        let event = crate::owner::rulebook_event(rules, None, self.clock.now_micros());
+        let mut event = crate::owner::rulebook_event(rules, None, self.clock.now_micros());
+        if self.engine.through_a_stream() {
+            event.id = Some(crate::jetstream::rulebook_id(&digest, &in_force));
+        }
         match self.engine.apply_api(event).await {
             Ok(Ok(_)) => {
                 self.digest.clone_from(&digest);

@@ -473,7 +473,7 @@ ca = "/etc/ca.pem"
                 "sources",
             ),
             (format!("[source]\nclock = \"receipt\"\n{SOURCE}"), "source.clock"),
-            (format!("[source]\nstream = \"S\"\n"), "source.stream"),
+            ("[source]\nstream = \"S\"\n".to_string(), "source.stream"),
             ("[[sources]]\nkind = \"freeswitch-esl\"\naddress = \"fs:8021\"\npassword = \"p\"\ndurable = \"d\"\n".to_string(), "sources[0].durable"),
             ("[source]\nurl = [\"ws://a/b\"]\n".to_string(), ""),
         ];

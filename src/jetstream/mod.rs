@@ -242,6 +242,18 @@ impl Submit for Publisher {
     }
 }
 
+/// The id of a `rulebook` event put on the stream: it names the rulebook and the one it
+/// follows, so that both daemons of a pair, started or reloaded with the same config, put it
+/// there once (the stream's duplicate window drops the second).
+pub fn rulebook_id(digest: &str, in_force: &str) -> crate::event::Id {
+    let short = |d: &str| d.get(..16).unwrap_or(d).to_string();
+    crate::event::Id::from(format!(
+        "rulebook:{}:after:{}",
+        short(digest),
+        short(in_force)
+    ))
+}
+
 /// Submits the config's rulebook to the stream once the source has caught up with it, when
 /// it is not the one in force there (the stream decides what both daemons of a pair judge
 /// by; a daemon started with a changed config changes it for both). The event's id names
@@ -270,12 +282,7 @@ pub async fn adopt_rulebook(
         }
         // A rulebook never moves the engine clock: it applies at each daemon's clock.
         let mut event = crate::owner::rulebook_event(&rules, None, clock.now_micros());
-        let short = |d: &str| d.get(..16).unwrap_or(d).to_string();
-        event.id = Some(crate::event::Id::from(format!(
-            "rulebook:{}:after:{}",
-            short(&digest),
-            short(&in_force)
-        )));
+        event.id = Some(rulebook_id(&digest, &in_force));
         match engine.submit(event).await {
             Ok(Ok(_)) => {
                 tracing::info!(digest = %digest, was = %in_force, "the config's rulebook is in force on the stream from now on");

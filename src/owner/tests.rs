@@ -44,20 +44,21 @@ struct Pair {
 }
 
 fn paired_config() -> Config {
-    let mut c = Config::default();
-    c.jetstream = Some(JetStreamSource {
-        name: "stream".into(),
-        connection: NatsConnection {
-            servers: vec!["nats://127.0.0.1:4222".into()],
-            auth: NatsAuth::None,
-            ca: None,
-        },
-        stream: "FLOOR".into(),
-        subject: "floor.>".into(),
-        durable: "a".into(),
-        api_subject: "floor.api".into(),
-    });
-    c
+    Config {
+        jetstream: Some(JetStreamSource {
+            name: "stream".into(),
+            connection: NatsConnection {
+                servers: vec!["nats://127.0.0.1:4222".into()],
+                auth: NatsAuth::None,
+                ca: None,
+            },
+            stream: "FLOOR".into(),
+            subject: "floor.>".into(),
+            durable: "a".into(),
+            api_subject: "floor.api".into(),
+        }),
+        ..Config::default()
+    }
 }
 
 async fn pair(refuse: bool) -> Pair {

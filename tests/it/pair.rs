@@ -16,8 +16,9 @@ use floorwatch::simulate::{Generator, Misconduct, SimConfig};
 use serde_json::Value;
 
 use crate::crash::{stream_with_resume, START};
-use crate::daemon_support::{free_port, get, get_json, metrics, post, total, violations};
+use crate::daemon_support::{free_port, get, get_json, metrics, post, sample, total, violations};
 use crate::nats::{messages, Nats};
+use crate::shutdown::signal;
 
 /// A `floorwatch` child process, its output in a log file; killed (SIGKILL) on drop.
 struct Proc {
@@ -399,12 +400,12 @@ async fn a_pair_on_a_three_node_cluster_judges_alike_through_kills_and_its_api()
             n + 1 + i
         ));
     }
-    stream_with_resume(relay_url, more).await;
+    stream_with_resume(relay_url, more.clone()).await;
     let find_late = |addr: SocketAddr| async move {
         violations(addr, "?agent=a-late")
             .await
             .into_iter()
-            .find(|v| v["rule"] == "ring_answer")
+            .find(|v| v["rule"] == "ring_answer" && v["call"] == "late-1")
     };
     let on_a = within(limit, "the late answer on A", &logs, || find_late(a_addr)).await;
     let on_b = within(limit, "the late answer on B", &logs, || find_late(b_addr)).await;
@@ -413,6 +414,78 @@ async fn a_pair_on_a_three_node_cluster_judges_alike_through_kills_and_its_api()
         on_b, on_a,
         "B judges by the stream's rulebook, not its own config"
     );
+
+    // A rulebook reload (SIGHUP) of B: 5 points a late answer, on both, from where it lands
+    // in the stream.
+    std::fs::write(
+        &b_toml,
+        daemon_toml(&nats, b_addr, &dir.path().join("b"), "b", 5),
+    )
+    .expect("b config");
+    let reloaded = floorwatch::config::load(Some(&b_toml))
+        .expect("config")
+        .rules
+        .rulebook_digest();
+    signal(b.child.as_ref().expect("b runs"), "HUP");
+    within(
+        limit,
+        "B's reloaded rulebook on the stream",
+        &logs,
+        || async {
+            let m = messages(&client, "FLOOR", "floor.api").await;
+            m.iter()
+                .any(|(_, p)| {
+                    serde_json::from_slice::<Value>(p)
+                        .is_ok_and(|v| v["type"] == "rulebook" && v["digest"] == reloaded.as_str())
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    // Counted once B's own reload came back from the stream.
+    within(limit, "B's reload counted as adopted", &logs, || async {
+        let m = metrics(b_addr).await;
+        (sample(&m, "floorwatch_rulebook_reloads_total{outcome=\"adopted\"}") == Some(1.0))
+            .then_some(())
+    })
+    .await;
+    for (i, (after, body)) in [
+        (0, r#""type":"call.queued","call":"late-2","queue":"q""#),
+        (
+            1,
+            r#""type":"call.ringing","call":"late-2","agent":"a-late""#,
+        ),
+        (
+            29,
+            r#""type":"call.answered","call":"late-2","agent":"a-late""#,
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        more.push(format!(
+            r#"{{{body},"ts":{},"seq":{}}}"#,
+            end + 120_000 + after * 1_000,
+            n + 5 + i
+        ));
+    }
+    stream_with_resume(relay_url, more.clone()).await;
+    let find_late2 = |addr: SocketAddr| async move {
+        violations(addr, "?agent=a-late")
+            .await
+            .into_iter()
+            .find(|v| v["rule"] == "ring_answer" && v["call"] == "late-2")
+    };
+    let on_a = within(limit, "the second late answer on A", &logs, || {
+        find_late2(a_addr)
+    })
+    .await;
+    let on_b = within(limit, "the second late answer on B", &logs, || {
+        find_late2(b_addr)
+    })
+    .await;
+    assert_eq!(on_b["points"], 5, "{on_b}");
+    assert_eq!(on_a, on_b, "A judges by B's reloaded rulebook too");
 
     // A waiver and a demerit through A's API, answered once applied from the stream.
     let some = violations(a_addr, "?rule=break_overrun").await;
