@@ -18,6 +18,7 @@ use serde_json::Value;
 use crate::crash::{stream_with_resume, START};
 use crate::daemon_support::{free_port, get, get_json, metrics, post, sample, total, violations};
 use crate::nats::{messages, Nats};
+use crate::servers::{Alertmanager, WebhookReceiver};
 use crate::shutdown::signal;
 
 /// A `floorwatch` child process, its output in a log file; killed (SIGKILL) on drop.
@@ -616,4 +617,134 @@ async fn a_pair_on_a_three_node_cluster_judges_alike_through_kills_and_its_api()
     }
     drop(relay);
     drop(b);
+}
+
+/// An Alertmanager that sends every alert, one notification each, to `hook`.
+fn am_config(hook: &str) -> String {
+    format!(
+        r#"route:
+  receiver: lead
+  group_by: ['...']
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: lead
+    webhook_configs:
+      - url: "{hook}"
+"#
+    )
+}
+
+/// The pair alerts through two Alertmanagers gossiping as a cluster: both daemons push every
+/// violation to both, and the lead's receiver hears of each violation once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_and_an_alertmanager_cluster_notify_each_violation_once() {
+    let nats = Nats::start(1, "").await;
+    let client = nats.client(None).await;
+    nats.create_stream(&client, "FLOOR", &["floor.>"], 1).await;
+    let hook = WebhookReceiver::start().await;
+    let (am1, am2) = Alertmanager::start_cluster(&am_config(&hook.url())).await;
+    let daemon = |durable: &str| {
+        let toml = format!(
+            "[[sources]]\nkind = \"nats-jetstream\"\nname = \"floor\"\nurl = {}\nstream = \"FLOOR\"\nsubject = \"floor.>\"\ndurable = \"{durable}\"\n",
+            nats.urls_toml()
+        );
+        let parsed =
+            floorwatch::config::Config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}"));
+        let mut c = crate::daemon_support::config();
+        c.jetstream = parsed.jetstream;
+        // Fresh events: the engine clock follows the wall clock once the stream is idle.
+        c.source.idle = 2_000;
+        c.alerts.alertmanager = vec![am1.url(), am2.url()];
+        c.alerts.resend_every = 2_000;
+        c.alerts.retry_max = 1_000;
+        c.alerts.timeout = 1_000;
+        c
+    };
+    let a = crate::daemon_support::start(daemon("a")).await;
+    let b = crate::daemon_support::start(daemon("b")).await;
+    let js = js_of(&client);
+    let now = floorwatch::clock::Clock::system().now().ms();
+    // Three agents pause without a reason: three `no_reason` violations once the grace ran
+    // out on the daemons' clocks.
+    let mut frame = Vec::new();
+    for (i, agent) in ["p1", "p2", "p3"].iter().enumerate() {
+        frame
+            .push(serde_json::json!({"type":"agent.login","ts":now,"seq":2 * i + 1,"agent":agent}));
+        frame.push(serde_json::json!({"type":"agent.state","ts":now + 1,"seq":2 * i + 2,"agent":agent,"state":"not_ready"}));
+    }
+    js.publish(
+        "floor.pbx",
+        serde_json::Value::Array(frame).to_string().into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("stream ack");
+    let limit = Duration::from_secs(30);
+    let nothing = String::new;
+    let ids = |addr: SocketAddr| async move {
+        let v = violations(addr, "?rule=unauthorized_pause").await;
+        let mut ids: Vec<u64> = v.iter().filter_map(|v| v["id"].as_u64()).collect();
+        ids.sort_unstable();
+        (ids.len() == 3).then_some(ids)
+    };
+    let on_a = within(limit, "three violations on A", nothing, || {
+        ids(a.local_addr())
+    })
+    .await;
+    let on_b = within(limit, "three violations on B", nothing, || {
+        ids(b.local_addr())
+    })
+    .await;
+    assert_eq!(on_a, on_b, "the same ids on both daemons");
+    // Every violation notified; then, well past the second peer's wait and several resends
+    // by both daemons, still once each.
+    let notified = || {
+        let mut ids: Vec<u64> = hook
+            .received()
+            .into_iter()
+            .flat_map(|(_, body)| body["alerts"].as_array().cloned().unwrap_or_default())
+            .filter(|a| a["status"] == "firing")
+            .filter_map(|a| a["labels"]["violation_id"].as_str()?.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    let logs = || format!("--- am1\n{}\n--- am2\n{}", am1.log(), am2.log());
+    within(limit, "a notification of each violation", logs, || async {
+        let n = notified();
+        on_a.iter().all(|id| n.contains(id)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        notified(),
+        on_a,
+        "each violation notified once: {:?}",
+        hook.received()
+    );
+    // Both daemons did push to both Alertmanagers.
+    for d in [&a, &b] {
+        let m = metrics(d.local_addr()).await;
+        for am in [&am1, &am2] {
+            let sent = m
+                .lines()
+                .filter(|l| {
+                    l.starts_with("floorwatch_alert_deliveries_total{outcome=\"delivered\"")
+                        && l.contains(&am.addr().to_string())
+                })
+                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+                .sum::<f64>();
+            assert!(
+                sent >= 1.0,
+                "{} pushed to {}: {m}",
+                d.local_addr(),
+                am.url()
+            );
+        }
+    }
+    assert!(a.shutdown().await);
+    assert!(b.shutdown().await);
 }
