@@ -748,3 +748,151 @@ async fn a_pair_and_an_alertmanager_cluster_notify_each_violation_once() {
     assert!(a.shutdown().await);
     assert!(b.shutdown().await);
 }
+
+/// Where a pair may differ, measured: two daemons on one stream judging a live floor by the
+/// wall clock (`source.delay` 250 ms), calls answered around the ring limit, and answers that
+/// reach the stream up to 600 ms after their `ts`. An event later than the delay is judged at
+/// each daemon's own clock, so the two may differ on those calls: and only on those. The
+/// share of calls judged differently is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_differs_only_on_events_later_than_the_delay() {
+    use rand::{Rng, SeedableRng};
+    let nats = Nats::start(1, "").await;
+    let client = nats.client(None).await;
+    nats.create_stream(&client, "FLOOR", &["floor.>"], 1).await;
+    const AGENTS: usize = 20;
+    const CALLS: usize = 200;
+    const LIMIT: i64 = 1_000;
+    let daemon = |durable: &str| {
+        let toml = format!(
+            "[[sources]]\nkind = \"nats-jetstream\"\nname = \"floor\"\nurl = {}\nstream = \"FLOOR\"\nsubject = \"floor.>\"\ndurable = \"{durable}\"\n",
+            nats.urls_toml()
+        );
+        let parsed =
+            floorwatch::config::Config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}"));
+        let mut c = crate::daemon_support::config();
+        c.jetstream = parsed.jetstream;
+        c.source.idle = 500;
+        c.rules.ring_answer.rings = 1;
+        c.rules.ring_answer.ring_cycle = LIMIT;
+        c
+    };
+    let a = crate::daemon_support::start(daemon("a")).await;
+    let b = crate::daemon_support::start(daemon("b")).await;
+    let js = js_of(&client);
+    let send = |js: async_nats::jetstream::Context, v: serde_json::Value| async move {
+        js.publish("floor.pbx", v.to_string().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stream ack");
+    };
+    let now = || floorwatch::clock::Clock::system().now().ms();
+    let logins: Vec<Value> = (0..AGENTS)
+        .map(|i| serde_json::json!({"type":"agent.login","ts":now(),"agent":format!("j{i}")}))
+        .collect();
+    send(js.clone(), Value::Array(logins)).await;
+    // Each call rings an agent, is answered within ±300 ms of the limit, and its answer is
+    // published 0–600 ms after its `ts`; the ring and the end go at once.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(26);
+    let mut tasks = Vec::new();
+    let mut late = std::collections::BTreeSet::new();
+    for k in 0..CALLS {
+        let answer_after = LIMIT + rng.random_range(-300..=300);
+        let lag: u64 = rng.random_range(0..=600);
+        let call = format!("jc{k}");
+        // Later than the delay, or within 100 ms of it (publishing and delivery take time too).
+        if lag + 100 > 250 {
+            late.insert(call.clone());
+        }
+        let agent = format!("j{}", k % AGENTS);
+        let js = js.clone();
+        tasks.push(tokio::spawn(async move {
+            let rung = now();
+            send(
+                js.clone(),
+                serde_json::json!({"type":"call.ringing","ts":rung,"call":call,"agent":agent}),
+            )
+            .await;
+            let answered = rung + answer_after;
+            let at = tokio::time::Instant::now()
+                + Duration::from_millis(u64::try_from(answer_after).unwrap_or(0) + lag);
+            tokio::time::sleep_until(at).await;
+            send(
+                js.clone(),
+                serde_json::json!([
+                    {"type":"call.answered","ts":answered,"call":call,"agent":agent},
+                    {"type":"call.ended","ts":answered + 1,"call":call,"agent":agent}
+                ]),
+            )
+            .await;
+        }));
+        tokio::time::sleep(Duration::from_millis(47)).await;
+    }
+    for t in tasks {
+        t.await.expect("call task");
+    }
+    // Both at the stream's end, and past every deadline.
+    let last = {
+        let mut s = js.get_stream("FLOOR").await.expect("stream");
+        s.info().await.expect("info").state.last_sequence
+    };
+    for name in ["a", "b"] {
+        within(
+            Duration::from_secs(30),
+            "both daemons at the stream's end",
+            String::new,
+            || {
+                let js = js.clone();
+                async move {
+                    let s = js.get_stream("FLOOR").await.ok()?;
+                    let i = s.consumer_info(name).await.ok()?;
+                    (i.ack_floor.stream_sequence >= last).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Each call's ring_answer judgments, as (kind, at, points): ids may shift where the two
+    // differ.
+    let judged = |addr: SocketAddr| async move {
+        let mut by_call: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for v in violations(addr, "?rule=ring_answer").await {
+            by_call
+                .entry(v["call"].as_str().unwrap_or_default().to_string())
+                .or_default()
+                .push(format!("{} {} {}", v["kind"], v["at"], v["points"]));
+        }
+        by_call
+    };
+    let (on_a, on_b) = (judged(a.local_addr()).await, judged(b.local_addr()).await);
+    let calls: std::collections::BTreeSet<&String> = on_a.keys().chain(on_b.keys()).collect();
+    let differ: Vec<&String> = calls
+        .into_iter()
+        .filter(|c| on_a.get(*c) != on_b.get(*c))
+        .collect();
+    let (ma, mb) = (metrics(a.local_addr()).await, metrics(b.local_addr()).await);
+    eprintln!(
+        "pair jitter: {CALLS} calls answered within ±300 ms of a {LIMIT} ms limit, {} answers published more than source.delay (250 ms) after their ts, or within 100 ms of it; A raised {} ring_answer violations, B {}; they differ on {} calls ({:.1} % of all, {:.1} % of the late ones); events counted late: A {}, B {}",
+        late.len(),
+        on_a.values().map(Vec::len).sum::<usize>(),
+        on_b.values().map(Vec::len).sum::<usize>(),
+        differ.len(),
+        100.0 * differ.len() as f64 / CALLS as f64,
+        100.0 * differ.len() as f64 / late.len().max(1) as f64,
+        total(&ma, "floorwatch_events_late_total"),
+        total(&mb, "floorwatch_events_late_total"),
+    );
+    assert!(!on_a.is_empty(), "answers after the limit are violations");
+    for c in &differ {
+        assert!(
+            late.contains(*c),
+            "A and B differ on {c}, whose answer was on time: A {:?}, B {:?}",
+            on_a.get(*c),
+            on_b.get(*c)
+        );
+    }
+    assert!(a.shutdown().await);
+    assert!(b.shutdown().await);
+}
