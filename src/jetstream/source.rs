@@ -29,7 +29,7 @@ use async_nats::jetstream::Message;
 use futures_util::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-use super::{message_events, Connection};
+use super::{message_events, Connection, REQUEST_TIMEOUT};
 use crate::clock::Clock;
 use crate::config::JetStreamSource;
 use crate::event::Id;
@@ -198,7 +198,10 @@ impl SourceTask {
         loop {
             let next = tokio::select! {
                 biased;
-                _ = self.shutdown.cancelled() => return Ok(()),
+                _ = self.shutdown.cancelled() => {
+                    self.ack_at_shutdown(conn, unacked.take()).await;
+                    return Ok(());
+                }
                 _ = connection.changed() => {
                     let (n, up) = *connection.borrow_and_update();
                     if !up || n != connects {
@@ -427,6 +430,32 @@ impl SourceTask {
             Err(e) => return Err(nats(e)),
         }
         stream.create_consumer(wanted).await.map_err(nats)
+    }
+}
+
+impl SourceTask {
+    /// At shutdown: acknowledges the newest message applied once the journal holds it (for a
+    /// short while: the engine task flushes the journal as it stops), and flushes the client,
+    /// so that the next start finds the consumer at the daemon's position and keeps it.
+    async fn ack_at_shutdown(&self, conn: ConnId, unacked: Option<Message>) {
+        let Some(m) = unacked else {
+            return;
+        };
+        for _ in 0..4 {
+            match self.engine.apply(conn, self.clock.now(), Vec::new()).await {
+                Ok(reply) if reply.stored => {
+                    ack(m).await;
+                    let flushed =
+                        tokio::time::timeout(REQUEST_TIMEOUT, self.js.client().flush()).await;
+                    if !matches!(flushed, Ok(Ok(()))) {
+                        tracing::debug!("cannot flush the last acknowledgement");
+                    }
+                    return;
+                }
+                Ok(_) => tokio::time::sleep(STORED_POLL).await,
+                Err(_) => return,
+            }
+        }
     }
 }
 

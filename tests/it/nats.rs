@@ -216,7 +216,10 @@ impl Drop for Nats {
     }
 }
 
-/// Every message of `stream` on `subject` (wildcards allowed): stream sequence and payload.
+/// Every message of `stream` on `subject` (no wildcards): stream sequence and payload, up to
+/// the subject's last message when called. (Read up to that sequence, not until the
+/// consumer reports nothing pending: an ordered consumer made anew under load has been seen
+/// to say so early.)
 pub async fn messages(
     client: &async_nats::Client,
     stream: &str,
@@ -224,21 +227,31 @@ pub async fn messages(
 ) -> Vec<(u64, Vec<u8>)> {
     use futures_util::StreamExt;
     let js = jetstream::new(client.clone());
-    // Right after a node died the cluster may take a while to place a consumer.
+    // Right after a node died the cluster may take a while to answer and place a consumer.
     let deadline = tokio::time::Instant::now() + READY;
-    let consumer = loop {
+    let (last, consumer) = loop {
         let made = async {
-            js.get_stream(stream)
-                .await?
+            let s = js.get_stream(stream).await?;
+            let last = match s.get_last_raw_message_by_subject(subject).await {
+                Ok(m) => m.sequence,
+                Err(e)
+                    if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+                {
+                    0
+                }
+                Err(e) => return Err(async_nats::Error::from(e)),
+            };
+            let c = s
                 .create_consumer(jetstream::consumer::pull::OrderedConfig {
                     filter_subject: subject.into(),
                     ..Default::default()
                 })
                 .await
-                .map_err(async_nats::Error::from)
+                .map_err(async_nats::Error::from)?;
+            Ok::<_, async_nats::Error>((last, c))
         };
         match made.await {
-            Ok(c) => break c,
+            Ok(r) => break r,
             Err(e) if tokio::time::Instant::now() < deadline => {
                 eprintln!("ordered consumer not made yet: {e}");
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -246,21 +259,21 @@ pub async fn messages(
             Err(e) => panic!("ordered consumer: {e}"),
         }
     };
-    let mut info = consumer.clone();
-    let mut left = info.info().await.expect("consumer info").num_pending;
     let mut out = Vec::new();
-    if left == 0 {
+    if last == 0 {
         return out;
     }
     let mut msgs = consumer.messages().await.expect("messages");
-    while let Some(m) = msgs.next().await {
-        let m = m.expect("message");
-        let i = m.info().expect("info");
-        out.push((i.stream_sequence, m.payload.to_vec()));
-        left = i.pending;
-        if left == 0 {
-            break;
+    loop {
+        let m = tokio::time::timeout(READY, msgs.next())
+            .await
+            .unwrap_or_else(|_| panic!("no message of {subject} before sequence {last}"))
+            .unwrap_or_else(|| panic!("the messages of {subject} ended before sequence {last}"))
+            .expect("message");
+        let seq = m.info().expect("info").stream_sequence;
+        out.push((seq, m.payload.to_vec()));
+        if seq >= last {
+            return out;
         }
     }
-    out
 }
