@@ -327,8 +327,8 @@ async fn a_pair_on_a_three_node_cluster_judges_alike_through_kills_and_its_api()
     nats.restart(victim).await;
 
     // No acknowledged event lost, none twice: each seq of the floor is in the stream once.
-    let mut seqs: Vec<u64> = messages(&client, "FLOOR", "floor.pbx.sim")
-        .await
+    let stored = messages(&client, "FLOOR", "floor.pbx.sim").await;
+    let mut seqs: Vec<u64> = stored
         .iter()
         .flat_map(|(_, payload)| {
             let text = std::str::from_utf8(payload).expect("utf-8");
@@ -339,11 +339,23 @@ async fn a_pair_on_a_three_node_cluster_judges_alike_through_kills_and_its_api()
         })
         .collect();
     seqs.sort_unstable();
-    assert_eq!(
-        seqs.len(),
-        n,
-        "every acknowledged event in the stream, once"
-    );
+    if seqs.len() != n {
+        // Which are missing, and what the daemons applied: a short read or a real loss.
+        let have: std::collections::BTreeSet<u64> = seqs.iter().copied().collect();
+        let missing: Vec<u64> = (1..=n as u64).filter(|s| !have.contains(s)).collect();
+        let stream_seqs: Vec<u64> = stored.iter().map(|(s, _)| *s).collect();
+        panic!(
+            "{} events in the stream's messages, {n} acknowledged; missing seqs {:?}..{:?} ({}); stream sequences read {:?}; events applied: A {}, B {}\n{}",
+            seqs.len(),
+            missing.first(),
+            missing.last(),
+            missing.len(),
+            stream_seqs,
+            total(&metrics(a_addr).await, "floorwatch_events_total"),
+            total(&metrics(b_addr).await, "floorwatch_events_total"),
+            logs()
+        );
+    }
     assert!(seqs.iter().enumerate().all(|(i, s)| *s == i as u64 + 1));
 
     // A rulebook change through A's config: 3 points a late answer, from A's restart on.
