@@ -31,6 +31,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon.
     Run(RunArgs),
+    /// Run the WebSocket ingest and the phone-system adapters, publishing what they receive
+    /// to a NATS JetStream stream (`[relay]`) for a pair of daemons to judge.
+    Relay(RelayArgs),
+    /// Write the events of the nats-jetstream source's stream as protocol NDJSON (for
+    /// `replay`): one line per message, `seq` = its stream sequence.
+    StreamExport(StreamExportArgs),
     /// Run the daemon plus a simulated phone system feeding it over a real WebSocket.
     Demo(DemoArgs),
     /// Run the phone-system simulator on its own.
@@ -56,6 +62,23 @@ pub enum Command {
     /// Write the man pages (roff) into a directory: floorwatch.1 and one per command.
     #[command(hide = true)]
     Man(ManArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RelayArgs {
+    /// The config file: `[relay]`, `[server]` (listen, tokens), `[source]`, `[[sources]]`.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct StreamExportArgs {
+    /// The daemon's config file (its nats-jetstream source names the stream and subject).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Write to this file instead of stdout.
+    #[arg(short = 'o', long = "out")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -195,7 +195,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         let ingest = state.ingest.clone();
         tokio::spawn(async move { ingest.run_dialer().await })
     });
-    let adapters = crate::adapter::spawn_all(
+    let mut adapters = crate::adapter::spawn_all(
         &config,
         &engine.client(),
         clock,
@@ -203,6 +203,23 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         &limiter,
         &shutdown,
     );
+    // A daemon of a pair: its events, and what its API receives, go through the stream.
+    if let (Some(js), Some(link)) = (&config.jetstream, engine.stream_link()) {
+        adapters.extend(
+            crate::jetstream::start(
+                js,
+                link,
+                engine.client(),
+                config.rules.clone(),
+                clock,
+                metrics.clone(),
+                limiter.clone(),
+                shutdown.clone(),
+            )
+            .await
+            .context("cannot set up the nats-jetstream source")?,
+        );
+    }
     tokio::spawn(state.feed.clone().run(shutdown.clone()));
     let sockets_closed = {
         let (ingest, feed) = (state.ingest.all_closed(), state.feed.all_closed());
@@ -374,10 +391,25 @@ impl Reloader {
             ));
         }
         let digest = rules.rulebook_digest();
-        if digest == self.digest {
+        // In a pair the rulebook in force is the stream's (the other daemon may have put
+        // another there); the new one is published and adopted where it lands in the stream,
+        // by both daemons (`apply_api` goes through the stream).
+        let in_force = if self.engine.through_a_stream() {
+            match self.engine.rulebook_in_force().await {
+                Ok((d, _)) => d,
+                Err(_) => return Reloaded::Refused("the daemon is shutting down".into()),
+            }
+        } else {
+            self.digest.clone()
+        };
+        if digest == in_force {
+            self.digest.clone_from(&digest);
             return Reloaded::Unchanged { digest };
         }
-        let event = crate::owner::rulebook_event(rules, None, self.clock.now_micros());
+        let mut event = crate::owner::rulebook_event(rules, None, self.clock.now_micros());
+        if self.engine.through_a_stream() {
+            event.id = Some(crate::jetstream::rulebook_id(&digest, &in_force));
+        }
         match self.engine.apply_api(event).await {
             Ok(Ok(_)) => {
                 self.digest.clone_from(&digest);

@@ -110,9 +110,12 @@ pub enum ApiError {
     NoSuch(String),
     #[error("{0}")]
     Unavailable(&'static str),
-    /// Not ready, with the reason (`/readyz`).
+    /// Not ready, with the reason (`/readyz`); a shared stream that did not take a change.
     #[error("{0}")]
     NotReady(String),
+    /// A change was published to the shared stream but did not come back in time.
+    #[error("{0}")]
+    Timeout(String),
     #[error("internal error")]
     Internal,
 }
@@ -128,6 +131,7 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NotFound | ApiError::NoSuch(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut resp =
@@ -245,6 +249,23 @@ async fn readyz(State(s): State<AppState>) -> Result<Json<serde_json::Value>, Ap
                 "source {:?} ({}) not connected",
                 a.name,
                 a.kind.kind().as_str()
+            )));
+        }
+    }
+    if let Some(js) = &s.config.jetstream {
+        let name = [js.name.as_str()];
+        let stream = &s.metrics.stream;
+        if s.metrics.adapter_connected.with_label_values(&name).get() == 0 {
+            return Err(ApiError::NotReady(format!(
+                "source {:?} (nats-jetstream) not connected",
+                js.name
+            )));
+        }
+        if stream.catching_up.with_label_values(&name).get() == 1 {
+            return Err(ApiError::NotReady(format!(
+                "source {:?} (nats-jetstream) catching up with the stream: {} messages behind",
+                js.name,
+                stream.pending.with_label_values(&name).get()
             )));
         }
     }
@@ -533,6 +554,14 @@ async fn ingest_upgrade(
     if let Err(e) = access::admit_parts(config, access::Surface::Ingest, &headers, None, peer) {
         tracing::warn!(peer = ?peer, error = %e, "ingest refused");
         return e.into_response();
+    }
+    if let Some(js) = &config.jetstream {
+        // Events sent here would reach this daemon only, not the other one of its pair.
+        return ApiError::Conflict(format!(
+            "this daemon reads its events from the stream of source {:?}: send them to floorwatch relay",
+            js.name
+        ))
+        .into_response();
     }
     let source = query.source.unwrap_or_else(|| "default".to_string());
     if source.is_empty() || source.len() > MAX_ID_LEN {
@@ -967,4 +996,4 @@ mod record;
 #[cfg(test)]
 mod tests;
 
-pub use access::{Principal, Surface};
+pub use access::{admit_parts, Principal, Surface};

@@ -9,7 +9,8 @@
 //!
 //! 1. [`demo`]: the daemon plus the simulator in one process.
 //! 2. [`daemon`]: start-up, wiring and signals: the store restored, the port bound, every
-//!    task spawned, and the bounded shutdown.
+//!    task spawned, and the bounded shutdown. Beside it, [`relay`]: `floorwatch relay`, the
+//!    ingest and adapters publishing to a JetStream stream instead of an engine.
 //! 3. The surfaces:
 //!    - [`http`]: the axum router on one port: API, `/metrics`, health, the built-in
 //!      wallboard, and who may call what (including the `/ingest` upgrade).
@@ -24,6 +25,9 @@
 //!    - [`ingest`]: WebSocket sessions of the protocol (listen and connect modes).
 //!    - [`adapter`]: native phone-system events (Asterisk AMI and queue_log, FreeSWITCH
 //!      mod_callcenter) turned into protocol events on the ingest path.
+//!    - [`jetstream`]: the shared NATS JetStream stream of a scale-out layout: the
+//!      `nats-jetstream` source (a durable consumer), the publishing of what the API
+//!      receives, and the client pieces the relay uses.
 //! 5. [`owner`]: the one task that owns the engine, its mailbox ([`owner::EngineClient`]),
 //!    group commit to the store, the views it publishes, and start-up from the store.
 //! 6. What the owner task drives:
@@ -86,6 +90,7 @@ pub mod format;
 pub mod http;
 pub mod import;
 pub mod ingest;
+pub mod jetstream;
 pub mod journal;
 pub mod limits;
 pub mod logging;
@@ -93,6 +98,7 @@ pub mod man;
 pub mod metrics;
 pub mod owner;
 pub mod redial;
+pub mod relay;
 pub mod replay;
 pub mod report;
 pub mod schedule;

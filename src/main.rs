@@ -12,6 +12,8 @@ fn main() {
         Command::Replay(a) => floorwatch::replay::main(a),
         Command::CheckConfig(a) => floorwatch::config::check_config_main(&a.file),
         Command::Run(a) => floorwatch::daemon::run_main(a),
+        Command::Relay(a) => floorwatch::relay::main(a),
+        Command::StreamExport(a) => floorwatch::jetstream::export_main(a),
         Command::Demo(a) => floorwatch::demo::main(a),
         Command::Simulate(a) => floorwatch::simulate::main(a),
         Command::Report(a) => floorwatch::report::report_main(a),

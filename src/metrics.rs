@@ -246,8 +246,85 @@ pub struct Metrics {
     pub sales: IntCounterVec,
     /// `floorwatch_sales_target{team}`: the team's daily sales target.
     pub sales_target: IntGaugeVec,
+    /// The nats-jetstream source and the relay (docs/scale-out.md).
+    pub stream: StreamMetrics,
     /// What an `agent` label shows: the id, or its pseudonym.
     agent_names: AgentNames,
+}
+
+/// The families of a shared stream: the nats-jetstream source of a daemon
+/// (`floorwatch_stream_*{source}`; its connection and messages are in the `adapter_*`
+/// families like any source's) and `floorwatch relay` (`floorwatch_relay_*`).
+pub struct StreamMetrics {
+    /// `floorwatch_stream_pending{source}`: messages of the stream this daemon's consumer has
+    /// not been delivered yet (how far behind the stream it is).
+    pub pending: IntGaugeVec,
+    /// `floorwatch_stream_catching_up{source}`: 1 from a (re)connect until the consumer has
+    /// caught up with the stream once (`/readyz` answers 503 meanwhile).
+    pub catching_up: IntGaugeVec,
+    /// `floorwatch_stream_redelivered_total{source}`: messages delivered again that this
+    /// daemon had already applied (skipped as duplicates).
+    pub redelivered: IntCounterVec,
+    /// `floorwatch_stream_resyncs_total{source}`: times the consumer was made anew at the
+    /// daemon's position (after a gap in the deliveries, a lost connection, a restart).
+    pub resyncs: IntCounterVec,
+    /// `floorwatch_relay_published_total{source}`: events the relay published and JetStream
+    /// acknowledged.
+    pub relay_published: IntCounterVec,
+    /// `floorwatch_relay_publish_retries_total`: publishes the relay tried again.
+    pub relay_retries: IntCounter,
+    /// `floorwatch_relay_stream_connected`: 1 while the relay is connected to NATS.
+    pub relay_connected: IntGauge,
+}
+
+impl StreamMetrics {
+    fn new() -> Result<StreamMetrics, prometheus::Error> {
+        let by_source =
+            |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["source"]);
+        let counted =
+            |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["source"]);
+        Ok(StreamMetrics {
+            pending: by_source(
+                "floorwatch_stream_pending",
+                "Messages of the shared stream not yet delivered to this daemon's consumer",
+            )?,
+            catching_up: by_source(
+                "floorwatch_stream_catching_up",
+                "1 from a (re)connect until the consumer caught up with the stream",
+            )?,
+            redelivered: counted(
+                "floorwatch_stream_redelivered_total",
+                "Stream messages delivered again after this daemon had applied them (skipped)",
+            )?,
+            resyncs: counted(
+                "floorwatch_stream_resyncs_total",
+                "Times the consumer was made anew at this daemon's position in the stream",
+            )?,
+            relay_published: counted(
+                "floorwatch_relay_published_total",
+                "Relay: events published to the stream and acknowledged by it",
+            )?,
+            relay_retries: IntCounter::new(
+                "floorwatch_relay_publish_retries_total",
+                "Relay: publishes tried again after a failure",
+            )?,
+            relay_connected: IntGauge::new(
+                "floorwatch_relay_stream_connected",
+                "Relay: 1 while connected to NATS",
+            )?,
+        })
+    }
+
+    fn register(&self, r: &Registry) -> Result<(), prometheus::Error> {
+        r.register(Box::new(self.pending.clone()))?;
+        r.register(Box::new(self.catching_up.clone()))?;
+        r.register(Box::new(self.redelivered.clone()))?;
+        r.register(Box::new(self.resyncs.clone()))?;
+        r.register(Box::new(self.relay_published.clone()))?;
+        r.register(Box::new(self.relay_retries.clone()))?;
+        r.register(Box::new(self.relay_connected.clone()))?;
+        Ok(())
+    }
 }
 
 /// How agent ids become `agent` label values.
@@ -542,6 +619,7 @@ impl Metrics {
                 "Daily sales target of the team ([[teams]] sales_target)",
                 &["team"],
             )?,
+            stream: StreamMetrics::new()?,
             registry,
             agent_names: AgentNames::Raw,
             events_by_type: Vec::new(),
@@ -613,6 +691,7 @@ impl Metrics {
         r.register(Box::new(self.outbound_connected.clone()))?;
         r.register(Box::new(self.sales.clone()))?;
         r.register(Box::new(self.sales_target.clone()))?;
+        self.stream.register(r)?;
         Ok(())
     }
 

@@ -68,6 +68,17 @@ impl Config {
                 }
             }
         }
+        let nats_cas = [
+            ("sources.ca", self.jetstream.as_ref().map(|j| &j.connection)),
+            ("relay.ca", self.relay.as_ref().map(|r| &r.connection)),
+        ];
+        for (key, connection) in nats_cas {
+            if let Some(ca) = connection.and_then(|c| c.ca.as_deref()) {
+                if let Err(e) = crate::tls::load_ca(ca) {
+                    return Err(err(key, e.to_string()));
+                }
+            }
+        }
         if self.source.max_frame == 0 {
             return Err(err(
                 "source.max_frame",
@@ -78,16 +89,20 @@ impl Config {
     }
 }
 
-struct Check<'a> {
-    text: &'a str,
+pub(super) struct Check<'a> {
+    pub(super) text: &'a str,
 }
 
 impl Check<'_> {
-    fn err<T>(&self, span: Range<usize>, message: impl Into<String>) -> Result<T, ConfigError> {
+    pub(super) fn err<T>(
+        &self,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> Result<T, ConfigError> {
         Err(ConfigError::at(self.text, span, None, message))
     }
 
-    fn err_key<T>(
+    pub(super) fn err_key<T>(
         &self,
         span: Range<usize>,
         key: impl Into<String>,
@@ -180,7 +195,11 @@ impl Check<'_> {
     }
 
     /// A non-empty id of at most [`MAX_ID_BYTES`] bytes.
-    fn id(&self, s: Spanned<String>, what: &str) -> Result<Spanned<String>, ConfigError> {
+    pub(super) fn id(
+        &self,
+        s: Spanned<String>,
+        what: &str,
+    ) -> Result<Spanned<String>, ConfigError> {
         let v = s.get_ref();
         if v.trim().is_empty() {
             return self.err(s.span(), format!("{what} must not be empty"));
@@ -203,6 +222,24 @@ impl Check<'_> {
             self.server(server, &mut config.server)?;
         }
         if let Some(mut source) = raw.source {
+            if let Some(kind) = source
+                .kind
+                .as_ref()
+                .filter(|k| *k.get_ref() == SourceKind::NatsJetstream)
+            {
+                return self.err_key(
+                    kind.span(),
+                    "source.kind",
+                    "a nats-jetstream source is configured in a [[sources]] table",
+                );
+            }
+            if let Some((key, span)) = source.first_nats_key() {
+                return self.err_key(
+                    span,
+                    format!("source.{key}"),
+                    "only for a [[sources]] table of kind = \"nats-jetstream\"",
+                );
+            }
             if let Some(adapter) = source.take_adapter() {
                 if let Some(mode) = &source.mode {
                     if *mode.get_ref() == SourceMode::Connect {
@@ -239,6 +276,28 @@ impl Check<'_> {
                 let key = format!("sources[{i}]");
                 let span = table.span();
                 let mut table = table.into_inner();
+                if table
+                    .kind
+                    .as_ref()
+                    .is_some_and(|k| *k.get_ref() == SourceKind::NatsJetstream)
+                {
+                    if config.jetstream.is_some() {
+                        return self.err_key(
+                            span,
+                            key,
+                            "a daemon reads one nats-jetstream source (one stream, one consumer)",
+                        );
+                    }
+                    config.jetstream = Some(self.jetstream(table, &key, span)?);
+                    continue;
+                }
+                if let Some((k, span)) = table.first_nats_key() {
+                    return self.err_key(
+                        span,
+                        format!("{key}.{k}"),
+                        "only for kind = \"nats-jetstream\"",
+                    );
+                }
                 if let Some((k, span)) = table.first_protocol_key() {
                     return self.err_key(
                         span,
@@ -276,11 +335,17 @@ impl Check<'_> {
                         return self.err_key(
                             table.kind.as_ref().map(|k| k.span()).unwrap_or(span),
                             format!("{key}.kind"),
-                            "want \"asterisk-ami\", \"asterisk-queue-log\" or \"freeswitch-esl\" (the floorwatch protocol is configured in [source])",
+                            "want \"asterisk-ami\", \"asterisk-queue-log\", \"freeswitch-esl\" or \"nats-jetstream\" (the floorwatch protocol is configured in [source])",
                         )
                     }
                 }
             }
+        }
+        if let Some(js) = &config.jetstream {
+            self.jetstream_alone(js, &config)?;
+        }
+        if let Some(relay) = raw.relay {
+            config.relay = Some(self.relay(relay)?);
         }
         let mut names = std::collections::HashSet::new();
         for a in &config.adapters {
@@ -662,6 +727,13 @@ impl Check<'_> {
             source.mode = mode.into_inner();
         }
         if let Some(url) = raw.url {
+            let span = url.span();
+            let url = match url.into_inner() {
+                RawUrl::One(u) => Spanned::new(span, u),
+                RawUrl::Many(_) => {
+                    return self.err(span, "want one ws:// or wss:// url, not a list")
+                }
+            };
             let u = url.get_ref();
             let rest = u.strip_prefix("ws://").or_else(|| u.strip_prefix("wss://"));
             if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
@@ -908,7 +980,7 @@ impl Check<'_> {
             Ok(s)
         };
         let adapter = match kind {
-            SourceKind::Floorwatch => {
+            SourceKind::Floorwatch | SourceKind::NatsJetstream => {
                 return self.err_key(kind_span, key("kind"), "not an adapter kind")
             }
             SourceKind::AsteriskAmi => {

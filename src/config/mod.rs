@@ -15,6 +15,7 @@
 
 mod check;
 mod error;
+mod nats;
 mod raw;
 mod rulebook;
 #[cfg(test)]
@@ -22,6 +23,7 @@ mod tests;
 pub mod types;
 
 pub use error::ConfigError;
+pub use nats::{subject_matches, valid_subject, JETSTREAM_DEFAULT_NAME};
 pub use rulebook::{digest_of, RulebookError, RULEBOOK_FORMAT};
 pub use types::*;
 

@@ -33,6 +33,28 @@ pub(super) struct RawConfig {
     pub(super) sources: Option<Vec<Spanned<RawSource>>>,
     pub(super) limits: Option<RawLimits>,
     pub(super) users: Option<Vec<Spanned<RawUser>>>,
+    pub(super) relay: Option<Spanned<RawRelay>>,
+}
+
+/// `url`: one string, or a list (of NATS servers).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawUrl {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `[relay]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRelay {
+    pub(super) url: Option<Spanned<RawUrl>>,
+    pub(super) stream: Option<Spanned<String>>,
+    pub(super) subject: Option<Spanned<String>>,
+    pub(super) username: Option<Spanned<String>>,
+    pub(super) password: Option<Spanned<String>>,
+    pub(super) token: Option<Spanned<String>>,
+    pub(super) ca: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -96,7 +118,7 @@ pub(super) struct RawTokens {
 pub(super) struct RawSource {
     pub(super) kind: Option<Spanned<SourceKind>>,
     pub(super) mode: Option<Spanned<SourceMode>>,
-    pub(super) url: Option<Spanned<String>>,
+    pub(super) url: Option<Spanned<RawUrl>>,
     pub(super) headers: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     pub(super) name: Option<Spanned<String>>,
     pub(super) max_frame: Option<Spanned<ByteSize>>,
@@ -121,6 +143,12 @@ pub(super) struct RawSource {
     pub(super) auto_pause_reason: Option<Spanned<String>>,
     pub(super) break_reason: Option<Spanned<String>>,
     pub(super) reorder_window: Option<Spanned<Duration>>,
+    // Keys of kind "nats-jetstream" (with `url`, `name`, `username`, `password`, `ca`).
+    pub(super) stream: Option<Spanned<String>>,
+    pub(super) subject: Option<Spanned<String>>,
+    pub(super) durable: Option<Spanned<String>>,
+    pub(super) api_subject: Option<Spanned<String>>,
+    pub(super) token: Option<Spanned<String>>,
 }
 
 /// The adapter keys of a `[source]` or `[[sources]]` table, taken out of [`RawSource`].
@@ -205,6 +233,19 @@ impl RawSource {
                     self.reorder_window.as_ref().map(|v| v.span()),
                 )
             })
+    }
+
+    /// The first key of kind `"nats-jetstream"` only, with its span.
+    pub(super) fn first_nats_key(&self) -> Option<(&'static str, Range<usize>)> {
+        [
+            ("stream", &self.stream),
+            ("subject", &self.subject),
+            ("durable", &self.durable),
+            ("api_subject", &self.api_subject),
+            ("token", &self.token),
+        ]
+        .into_iter()
+        .find_map(|(k, v)| v.as_ref().map(|v| (k, v.span())))
     }
 
     /// The first floorwatch-protocol key present (not allowed in `[[sources]]`).

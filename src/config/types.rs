@@ -29,6 +29,12 @@ pub struct Config {
     /// Phone-system adapters to run (`[source]` with a `kind` other than `"floorwatch"`, and
     /// every `[[sources]]` table), in file order. Names are unique.
     pub adapters: Vec<AdapterConfig>,
+    /// The `[[sources]]` table of kind `"nats-jetstream"`: the daemon reads every event from
+    /// a JetStream stream (and publishes what its API receives to it). With it there are no
+    /// adapters and no WebSocket ingest (see `config::nats`).
+    pub jetstream: Option<JetStreamSource>,
+    /// `[relay]`: where `floorwatch relay` publishes what it receives.
+    pub relay: Option<RelayConfig>,
 }
 
 /// The source name of events made by the HTTP API (approvals); no configured source may
@@ -47,6 +53,8 @@ pub enum SourceKind {
     AsteriskQueueLog,
     /// FreeSWITCH mod_callcenter over the event socket.
     FreeswitchEsl,
+    /// A NATS JetStream stream of protocol frames (scale-out: a pair of daemons, a relay).
+    NatsJetstream,
 }
 
 impl SourceKind {
@@ -56,6 +64,7 @@ impl SourceKind {
             SourceKind::AsteriskAmi => "asterisk-ami",
             SourceKind::AsteriskQueueLog => "asterisk-queue-log",
             SourceKind::FreeswitchEsl => "freeswitch-esl",
+            SourceKind::NatsJetstream => "nats-jetstream",
         }
     }
 }
@@ -905,6 +914,54 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             limits: ShellLimits::default(),
             adapters: Vec::new(),
+            jetstream: None,
+            relay: None,
         }
     }
+}
+
+/// How to reach a NATS cluster (`url`, the credentials, `ca`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsConnection {
+    /// One or more servers (`nats://host:port`, `tls://host:port` or `host:port`), tried in
+    /// turn; the client also learns the cluster's other servers from them.
+    pub servers: Vec<String>,
+    pub auth: NatsAuth,
+    /// A PEM file of CA certificates to trust (TLS to the servers is then required).
+    pub ca: Option<PathBuf>,
+}
+
+/// `username` + `password`, or `token`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NatsAuth {
+    None,
+    UserPassword { user: String, password: Secret },
+    Token(Secret),
+}
+
+/// `[[sources]] kind = "nats-jetstream"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JetStreamSource {
+    /// The source name the stream's events are journaled under (`seq` = stream sequence).
+    pub name: String,
+    pub connection: NatsConnection,
+    /// The stream's name (it must exist: the operator creates it, with its replicas).
+    pub stream: String,
+    /// The subject (filter) this daemon reads, wildcards allowed (`floor.a.>`).
+    pub subject: String,
+    /// This daemon's durable consumer (one per daemon; created when missing).
+    pub durable: String,
+    /// Where this daemon publishes what its API receives and its rulebook (`api_subject`):
+    /// a subject without wildcards that `subject` matches.
+    pub api_subject: String,
+}
+
+/// `[relay]`: the JetStream stream `floorwatch relay` publishes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayConfig {
+    pub connection: NatsConnection,
+    pub stream: String,
+    /// Each source's frames go to `<subject>.<source>` (the source name as one subject
+    /// token, see `jetstream::source_token`).
+    pub subject: String,
 }

@@ -32,6 +32,8 @@ pub(super) fn refused(r: ApiRefused) -> ApiError {
         ) => ApiError::Conflict(r.to_string()),
         ApiRefused::Record(r) => ApiError::BadRequest(r.to_string()),
         ApiRefused::Unable(m) => ApiError::Conflict(m),
+        ApiRefused::Stream(m) => ApiError::NotReady(m),
+        ApiRefused::Timeout(m) => ApiError::Timeout(m),
     }
 }
 

@@ -54,10 +54,13 @@
 
 mod mailbox;
 mod restore;
+#[cfg(test)]
+mod tests;
 
 pub use mailbox::{
-    ApiRefused, ApiReply, BatchReply, Closed, ConnId, EngineClient, EngineStopped, Link, Outcome,
-    Proof, Prover, Refused, MAX_SNAPSHOT_AGE,
+    forwarding, ApiRefused, ApiReply, BatchReply, Closed, ConnId, Connecting, EngineClient,
+    EngineStopped, Forward, Inbox, Link, Outcome, Proof, Prover, Refused, Resolved, StreamLink,
+    Submit, MAX_SNAPSHOT_AGE, SUBMIT_TIMEOUT,
 };
 pub use restore::{restore, rulebook_event, Restored};
 
@@ -97,6 +100,12 @@ pub const PENDING_CAPACITY: usize = 100_000;
 /// At most this many commands are applied before their records are stored together (group
 /// commit): one `fdatasync` for many frames when sources send faster than the disk syncs.
 const GROUP_COMMANDS: usize = 256;
+
+/// At most this many submitted events wait for their return from the stream at once.
+pub const MAX_WAITING: usize = 4096;
+
+/// A submitted event's waiter, answered once the event came back and was applied.
+type Waiter = oneshot::Sender<Result<Resolved, ApiRefused>>;
 
 /// A batch applied and waiting for the group's write before it is answered.
 struct Answered {
@@ -180,7 +189,14 @@ impl EngineTask {
             checkpointed: None,
             alert_rows: OutboxChanges::default(),
         });
+        let stream = config
+            .jetstream
+            .as_ref()
+            .map(|j| Arc::new(StreamLink::new(&j.name, &j.durable)));
         let mut owner = Owner {
+            stream_source: stream.as_ref().map(|l| l.source.clone()),
+            waiting: HashMap::new(),
+            resolved: Vec::new(),
             engine,
             durable,
             clock,
@@ -209,7 +225,7 @@ impl EngineTask {
         owner.publish_schedule();
         let join = tokio::spawn(owner.run(rx, shutdown));
         Ok(EngineTask {
-            client: EngineClient { tx },
+            client: EngineClient { tx, stream },
             floor,
             metrics,
             join,
@@ -218,6 +234,12 @@ impl EngineTask {
 
     pub fn client(&self) -> EngineClient {
         self.client.clone()
+    }
+
+    /// The daemon's link to its shared stream (`None`: it reads no stream), for the source
+    /// to set where submitted events are published.
+    pub fn stream_link(&self) -> Option<Arc<StreamLink>> {
+        self.client.stream.clone()
     }
 
     pub fn floor(&self) -> Arc<Floor> {
@@ -318,6 +340,12 @@ impl Durable {
 }
 
 struct Owner {
+    /// The source whose events come from the shared stream, when the daemon reads one.
+    stream_source: Option<Id>,
+    /// Submitted events published to the stream, by `id`, waiting to come back.
+    waiting: HashMap<Id, Waiter>,
+    /// Waiters whose event was applied in this group, answered after the group's write.
+    resolved: Vec<(Waiter, Result<Resolved, ApiRefused>)>,
     engine: Engine,
     durable: Option<Durable>,
     clock: Clock,
@@ -513,7 +541,7 @@ impl Owner {
     /// Stores what the group of commands left pending, then answers its batches with the
     /// ack as it stands after the write.
     fn answer(&mut self, done: Vec<Answered>) {
-        if done.is_empty() {
+        if done.is_empty() && self.resolved.is_empty() {
             return;
         }
         if self.durable.is_some() {
@@ -521,11 +549,19 @@ impl Owner {
         } else {
             self.stored(self.clock.now());
         }
+        let stored = self.durable.as_ref().is_none_or(|d| d.records.is_empty());
         for a in done {
             let _ = a.reply.send(BatchReply {
                 outcomes: a.outcomes,
                 ack: self.acked(&a.source),
+                stored,
             });
+        }
+        for (w, mut r) in self.resolved.drain(..) {
+            if let Ok(r) = r.as_mut() {
+                r.reply.stored = stored;
+            }
+            let _ = w.send(r);
         }
     }
 
@@ -619,6 +655,26 @@ impl Owner {
             Command::Close { period, by, reply } => {
                 let _ = reply.send(self.close_period(period, by));
             }
+            Command::Await {
+                id,
+                registered,
+                reply,
+            } => {
+                let room = self.waiting.len() < MAX_WAITING || self.waiting.contains_key(&id);
+                if room {
+                    self.waiting.insert(id, reply);
+                }
+                let _ = registered.send(room);
+            }
+            Command::CloseEvent { period, by, reply } => {
+                let _ = reply.send(self.close_event(period, by).map(|(event, _)| event));
+            }
+            Command::Rulebook { reply } => {
+                let _ = reply.send((
+                    self.engine.rulebook_digest().to_string(),
+                    self.engine.rulebook_journaled(),
+                ));
+            }
         }
     }
 
@@ -649,6 +705,10 @@ impl Owner {
         let source = state.source.clone();
         let max_future = state.max_future;
         let by_event = self.source.clock == SourceClock::Event;
+        // What a shared stream holds is judged alike by both daemons of a pair: nothing of it
+        // is refused by this daemon's own clock (the relay that published it refused what lay
+        // too far ahead of its clock), and its rulebooks are the pair's own.
+        let from_stream = self.stream_source.as_ref() == Some(&source);
         let mut outcomes = Vec::with_capacity(events.len());
         let mut last_ts = None;
         let mut ahead = Millis::MIN;
@@ -657,7 +717,7 @@ impl Owner {
             let lag = received.since(ev.ts);
             if by_event {
                 ahead = ahead.max(-lag);
-                if -lag > max_future {
+                if -lag > max_future && !from_stream {
                     self.refuse_future(&source, -lag, max_future);
                     outcomes.push(Outcome::Refused(Refused::InFuture {
                         ahead: -lag,
@@ -670,14 +730,29 @@ impl Owner {
             if !by_event {
                 ev.ts = received;
             }
-            if let Some(r) = self.refuse_live(&ev) {
+            let refused = self
+                .refuse_live(&ev)
+                .filter(|r| !(from_stream && *r == Refused::Rulebook));
+            if let Some(r) = refused {
                 self.metrics.observe_rejected(r.reason_label());
                 outcomes.push(Outcome::Refused(r));
                 continue;
             }
             self.metrics.observe_lag(lag);
             last_ts = Some(ts);
+            let waiter = match (&ev.id, from_stream) {
+                (Some(id), true) => self.waiting.remove(id),
+                _ => None,
+            };
+            let statement = if from_stream {
+                self.seal_close(&mut ev)
+            } else {
+                None
+            };
             let outcome = self.engine.handle_event(&source, &ev, &mut self.effects);
+            if let Some(w) = waiter {
+                self.resolve(w, &outcome, statement);
+            }
             match &outcome {
                 Applied::Applied { at, late } => {
                     if let Some(d) = self.durable.as_mut() {
@@ -873,6 +948,19 @@ impl Owner {
     /// Closes month `period`: the statement is the appraisal as of the engine clock (what a
     /// replay of the journal up to the `period.closed` event gives), frozen by that event.
     fn close_period(&mut self, period: Id, by: Id) -> Result<Closed, ApiRefused> {
+        let (event, (csv, digest)) = self.close_event(period, by)?;
+        let reply = self.handle_api(event)?;
+        Ok(Closed {
+            csv,
+            digest,
+            at: reply.at,
+            stored: reply.stored,
+        })
+    }
+
+    /// The `period.closed` event that closes `period` at the engine clock, with the
+    /// statement (CSV) and digest it freezes.
+    fn close_event(&mut self, period: Id, by: Id) -> Result<(Event, (String, String)), ApiRefused> {
         let Some(p @ crate::time::Period::Month(..)) = crate::time::Period::parse(&period) else {
             return Err(ApiRefused::Unable(format!(
                 "not a month: {period:?} (want YYYY-MM)"
@@ -897,9 +985,7 @@ impl Owner {
                 crate::owner::KPI_DAYS
             )));
         }
-        let rows = self.engine.appraisal(p, now, &[]);
-        let csv = crate::engine::AppraisalRow::csv(&rows);
-        let digest = crate::config::digest_of(&csv);
+        let (csv, digest) = self.statement_at(p, now);
         let event = Event {
             ts: now,
             seq: None,
@@ -910,13 +996,68 @@ impl Owner {
                 digest: Id::from(digest.as_str()),
             },
         };
-        let reply = self.handle_api(event)?;
-        Ok(Closed {
-            csv,
-            digest,
-            at: reply.at,
-            stored: reply.stored,
-        })
+        Ok((event, (csv, digest)))
+    }
+
+    /// Month `p`'s statement (appraisal CSV) and its digest as of `at`.
+    fn statement_at(&self, p: crate::time::Period, at: Timestamp) -> (String, String) {
+        let rows = self.engine.appraisal(p, at, &[]);
+        let csv = crate::engine::AppraisalRow::csv(&rows);
+        let digest = crate::config::digest_of(&csv);
+        (csv, digest)
+    }
+
+    /// A `period.closed` event from the shared stream freezes the statement at its own place
+    /// in the stream: the engine is brought to the time the event applies at (the deadlines
+    /// before it fire, as the event itself would fire them), and the event's digest becomes
+    /// that statement's, which is what the journal keeps and what a replay of the journal up
+    /// to the close reproduces. The digest the requesting daemon published differs only
+    /// when the month changed between the request and the close's turn. Returns the
+    /// statement and digest; `None` for any other event.
+    fn seal_close(&mut self, ev: &mut Event) -> Option<(String, String)> {
+        let crate::event::Body::PeriodClosed { period, digest, .. } = &mut ev.body else {
+            return None;
+        };
+        let p @ crate::time::Period::Month(..) = crate::time::Period::parse(period)? else {
+            return None;
+        };
+        let at = self.engine.now().map_or(ev.ts, |c| c.max(ev.ts));
+        self.engine.handle_timeout(at, &mut self.effects);
+        self.drain_effects();
+        let (csv, sealed) = self.statement_at(p, at);
+        if digest.as_str() != sealed {
+            tracing::info!(period = %period, published = %digest, sealed = %sealed, "the month changed between the close's request and its turn in the stream: it closes with the statement at its turn");
+            *digest = Id::from(sealed.as_str());
+        }
+        Some((csv, sealed))
+    }
+
+    /// Queues the answer to a submitted event that came back from the stream with
+    /// `outcome` (sent after the group's write).
+    fn resolve(&mut self, waiter: Waiter, outcome: &Applied, statement: Option<(String, String)>) {
+        let r = match outcome {
+            Applied::Applied { at, .. } => Ok(Resolved {
+                reply: ApiReply {
+                    at: *at,
+                    stored: false,
+                    violations: self
+                        .effects
+                        .iter()
+                        .filter_map(|e| match e {
+                            Effect::Violation(v) => Some(v.id),
+                            _ => None,
+                        })
+                        .collect(),
+                },
+                statement,
+            }),
+            Applied::Rejected { refusal, .. } => Err(ApiRefused::Record(refusal.clone())),
+            Applied::Refused(limit) => Err(ApiRefused::Limit(*limit)),
+            Applied::Duplicate => Err(ApiRefused::Unable(
+                "the stream delivered it twice; it was applied once".into(),
+            )),
+        };
+        self.resolved.push((waiter, r));
     }
 
     /// The highest `seq` of `source` that may be acknowledged: stored, with a store.
@@ -1146,6 +1287,8 @@ impl Owner {
 
     fn handle_tick(&mut self) {
         let now = self.clock.now();
+        // Waiters whose caller gave up (timeout, closed connection).
+        self.waiting.retain(|_, w| !w.is_closed());
         self.proved = false;
         let moved = self.advance(now);
         // The proofs asked for now move the clock further when they come in.

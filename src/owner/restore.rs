@@ -174,6 +174,11 @@ pub fn adopt_rulebook(
     if engine.rulebook_journaled() && engine.rulebook_digest() == digest {
         return Ok(());
     }
+    if config.jetstream.is_some() {
+        // A daemon of a pair judges by what the shared stream says: the config's rulebook
+        // is submitted to the stream once the source has caught up (jetstream::adopt).
+        return Ok(());
+    }
     let ev = rulebook_event(&config.rules, engine.now(), wall);
     journal_own_event(store, engine, &ev)?;
     tracing::info!(digest = %digest, at = ?engine.now(), "rulebook in force from now on");

@@ -56,11 +56,15 @@ fn promtool_checks_and_unit_tests_the_shipped_rules() {
         &["test", "rules", "config/prometheus/rules.test.yml"],
     );
     assert!(tested.contains("SUCCESS"), "{tested}");
-    run(
-        "promtool",
-        "prometheus",
-        &["check", "config", "config/prometheus/prometheus.yml"],
-    );
+    // The one-daemon example, and the scale-out ones (a site's pair, the central federation).
+    for file in ["prometheus.yml", "site-pair.yml", "federation.yml"] {
+        let checked = run(
+            "promtool",
+            "prometheus",
+            &["check", "config", &format!("config/prometheus/{file}")],
+        );
+        assert!(checked.contains("SUCCESS"), "{file}: {checked}");
+    }
 }
 
 /// Every rule of rules.yml has a case in rules.test.yml.

@@ -494,6 +494,55 @@ fn every_panel_target_and_query_variable_uses_the_datasource_variable() {
     assert_eq!(load("team.json")["refresh"], "5s");
 }
 
+/// Every selector of a floorwatch series, in panels and variable queries, is narrowed to the
+/// `site` variable (federated sites, docs/scale-out.md), and the variable itself comes right
+/// after the data source, so that the others can use it.
+#[test]
+fn every_selector_is_narrowed_to_the_site_variable() {
+    for name in DASHBOARDS {
+        let d = load(name);
+        let vars = variables(&d);
+        let site = vars
+            .iter()
+            .position(|v| v["name"] == "site")
+            .unwrap_or_else(|| panic!("{name}: no site variable"));
+        assert_eq!(vars[site - 1]["name"], "datasource", "{name}");
+        assert_eq!(vars[site]["includeAll"], true, "{name}");
+        assert_eq!(vars[site]["allValue"], ".*", "{name}");
+        let mut all: Vec<String> = expressions(name, &d)
+            .into_iter()
+            .map(|e| e.promql)
+            .collect();
+        all.extend(
+            vars.iter()
+                .filter(|v| v["type"] == "query")
+                .filter_map(|v| v["query"].as_str().map(str::to_string)),
+        );
+        for promql in all {
+            let mut rest = promql.as_str();
+            let mut seen = 0;
+            while let Some(at) = rest.find("floorwatch_") {
+                let after = &rest[at..];
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                let selector = &after[end..];
+                let narrowed = selector.starts_with("{site=~\"$site\"");
+                // A variable query's own `site` needs no narrowing: it lists the sites.
+                let lists_sites = promql.ends_with(", site)");
+                assert!(
+                    narrowed || lists_sites,
+                    "{name}: {} not narrowed to the site in {promql}",
+                    &after[..end]
+                );
+                seen += 1;
+                rest = &after[end..];
+            }
+            assert!(seen > 0 || !promql.contains("floorwatch"), "{promql}");
+        }
+    }
+}
+
 // ---- every expression against a real Prometheus ------------------------------------------
 
 /// One expression of a dashboard, with where it came from.
@@ -738,7 +787,8 @@ async fn every_expression_of_every_panel_returns_data_from_a_real_prometheus() {
     let prom = Prometheus::start(
         &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: floorwatch\n    \
-             static_configs:\n      - targets: [\"{}\"]\n",
+             static_configs:\n      - targets: [\"{}\"]\n        labels:\n          \
+             site: site-a\n",
             d.local_addr()
         ),
         &[],

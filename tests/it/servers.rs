@@ -153,6 +153,42 @@ impl Alertmanager {
         Alertmanager { server }
     }
 
+    /// Two Alertmanagers gossiping as one cluster (`--cluster.peer` each other) with
+    /// `config_yaml`, timed for tests: the second peer waits 1 s for the first's notification
+    /// (`--cluster.peer-timeout`) instead of 15 s, and the cluster settles within 5 s.
+    pub async fn start_cluster(config_yaml: &str) -> (Alertmanager, Alertmanager) {
+        let gossip = [sup::free_port(), sup::free_port()];
+        let mut out = Vec::new();
+        for i in 0..2 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::write(dir.path().join("alertmanager.yml"), config_yaml).expect("write config");
+            let (me, peer) = (gossip[i], gossip[1 - i]);
+            let server = Server::start(
+                "prometheus-alertmanager",
+                "prometheus-alertmanager",
+                dir,
+                |dir, addr| {
+                    vec![
+                        format!("--config.file={}", dir.join("alertmanager.yml").display()),
+                        format!("--storage.path={}", dir.join("data").display()),
+                        format!("--web.listen-address={addr}"),
+                        format!("--cluster.listen-address={me}"),
+                        format!("--cluster.peer={peer}"),
+                        "--cluster.peer-timeout=1s".into(),
+                        "--cluster.gossip-interval=50ms".into(),
+                        "--cluster.pushpull-interval=1s".into(),
+                        "--cluster.settle-timeout=5s".into(),
+                    ]
+                },
+            )
+            .await;
+            out.push(Alertmanager { server });
+        }
+        let b = out.pop().expect("two");
+        let a = out.pop().expect("two");
+        (a, b)
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.server.addr
     }
