@@ -36,6 +36,10 @@ pub struct GraceExceeded(pub Duration);
 pub struct DaemonHandle {
     local_addr: SocketAddr,
     shutdown: CancellationToken,
+    /// Stops the engine task: cancelled after everything that feeds it has stopped, so that
+    /// what sources and adapters hand over on their way out (a stream source's last
+    /// acknowledgement) still finds it.
+    engine_stop: CancellationToken,
     engine: EngineTask,
     server: JoinHandle<()>,
     dialer: Option<JoinHandle<()>>,
@@ -90,6 +94,7 @@ impl DaemonHandle {
     pub async fn shutdown(self) -> bool {
         let grace = self.grace;
         self.shutdown.cancel();
+        let engine_stop = self.engine_stop.clone();
         let all = async {
             if let Err(e) = self.server.await {
                 tracing::error!(error = %e, "http server task failed");
@@ -106,6 +111,7 @@ impl DaemonHandle {
                     tracing::error!(error = %e, "adapter task failed");
                 }
             }
+            self.engine_stop.cancel();
             self.engine.join().await;
             for d in self.deliveries {
                 if let Err(e) = d.await {
@@ -114,6 +120,7 @@ impl DaemonHandle {
             }
         };
         if tokio::time::timeout(grace, all).await.is_err() {
+            engine_stop.cancel();
             tracing::warn!(grace = ?grace, "shutdown took longer than server.shutdown_grace; stopped waiting");
             return false;
         }
@@ -149,6 +156,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         .local_addr()
         .context("cannot read the bound address")?;
     let shutdown = CancellationToken::new();
+    let engine_stop = CancellationToken::new();
     let metrics = match &config.metrics.pseudonym_key {
         Some(key) => Metrics::new()?.pseudonymize_agents(key.0.as_bytes()),
         None => Metrics::new()?,
@@ -164,7 +172,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
         &config,
         clock,
         metrics.clone(),
-        shutdown.clone(),
+        engine_stop.clone(),
         restored.engine,
         Some(restored.store),
         alerts.clone(),
@@ -257,6 +265,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Da
     Ok(DaemonHandle {
         local_addr,
         shutdown,
+        engine_stop,
         engine,
         server,
         dialer,
