@@ -737,14 +737,23 @@ pub fn decode_frame_limited(text: &str, max_batch: usize) -> Frame {
         frame.batch = true;
         // One pass: every element parsed straight into its raw fields. Only when the text
         // is not valid JSON is it parsed again the old way, for the same error message.
-        match serde_json::from_str::<Vec<Element>>(text) {
-            Ok(items) => frame.push_batch(items, max_batch, |item| match item.0 {
-                Some(raw) => finish_event(&raw),
-                None => Err((None, DecodeError::NotAnObject)),
-            }),
+        // Each element is checked as soon as it is parsed, straight into the frame: no
+        // vector of raw elements (hundreds of bytes each) grown and moved first.
+        let mut de = serde_json::Deserializer::from_str(text);
+        let one_pass = de
+            .deserialize_seq(Batch {
+                frame: &mut frame,
+                max_batch,
+            })
+            .and_then(|()| de.end());
+        if one_pass.is_err() {
             // Not valid JSON (or too deep for one pass): the element-by-element path, which
             // gives the same error message as ever.
-            Err(_) => decode_batch_in_two_passes(text, max_batch, &mut frame),
+            frame = Frame {
+                batch: true,
+                ..Frame::default()
+            };
+            decode_batch_in_two_passes(text, max_batch, &mut frame);
         }
     } else {
         match decode_event(text) {
@@ -796,6 +805,60 @@ fn finish_event(raw: &RawEvent) -> Result<Event, (Option<u64>, DecodeError)> {
         Some(_) => return Err((None, DecodeError::BadSeq)),
     };
     raw.validate(seq).map_err(|e| (seq, e))
+}
+
+/// A batch array decoded into `frame` element by element, with the same outcome as
+/// [`Frame::push_batch`] over all its elements: events and rejections by index, or, when it
+/// has more than `max_batch` elements, one `batch_too_large` and no event.
+struct Batch<'a> {
+    frame: &'a mut Frame,
+    max_batch: usize,
+}
+
+impl<'de> Visitor<'de> for Batch<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of events")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+        let frame = self.frame;
+        let mut len = 0usize;
+        while len < self.max_batch {
+            let Some(element) = a.next_element::<Element>()? else {
+                return Ok(());
+            };
+            let decoded = match element.0 {
+                Some(raw) => finish_event(&raw),
+                None => Err((None, DecodeError::NotAnObject)),
+            };
+            match decoded {
+                Ok(ev) => frame.events.push((Some(len), ev)),
+                Err((seq, error)) => frame.rejected.push(Rejected {
+                    index: Some(len),
+                    seq,
+                    error,
+                }),
+            }
+            len += 1;
+        }
+        // At the bound: one more element makes the whole batch too large.
+        while a.next_element::<IgnoredAny>()?.is_some() {
+            len += 1;
+        }
+        if len > self.max_batch {
+            frame.events.clear();
+            frame.rejected.clear();
+            frame.rejected.push(Rejected {
+                index: None,
+                seq: None,
+                error: DecodeError::BatchTooLarge {
+                    len,
+                    max: self.max_batch,
+                },
+            });
+        }
+        Ok(())
+    }
 }
 
 /// One element of a batch: an event object's raw fields, or `None` for any other JSON value.
@@ -1843,9 +1906,10 @@ mod one_pass_tests {
             }
         }
         batches.push(ELEMENTS.to_vec());
+        batches.push(Vec::new());
         for b in &batches {
             let text = format!("[{}]", b.join(","));
-            for max in [1, 2, usize::MAX] {
+            for max in [0, 1, 2, ELEMENTS.len() - 1, usize::MAX] {
                 assert_eq!(
                     format!("{:?}", decode_frame_limited(&text, max)),
                     two_pass(&text, max),

@@ -213,7 +213,10 @@ impl<'a, W: Write> RecordWriter<'a, W> {
 
     fn write(&mut self, v: &Violation) {
         if self.error.is_none() {
-            if let Err(e) = writeln!(self.out, "{}", v.to_record_json()) {
+            let written = v
+                .write_record_json(&mut *self.out)
+                .and_then(|()| self.out.write_all(b"\n"));
+            if let Err(e) = written {
                 self.error = Some(e);
             }
         }

@@ -139,9 +139,55 @@ fn utc_millis_fast(b: &[u8]) -> Option<i64> {
     (t <= TS_MAX.0).then_some(t)
 }
 
+/// `ms` as `YYYY-MM-DDTHH:MM:SS.mmmZ`, for years 1 to 9999 (the protocol's range), without
+/// a time-zone lookup or formatting machinery (replay writes one per violation, the journal
+/// one per event). Days to civil date: Howard Hinnant's `civil_from_days`.
+fn utc_text(ms: i64) -> Option<[u8; 24]> {
+    if !ts_in_range(Timestamp(ms)) {
+        return None;
+    }
+    let days = ms.div_euclid(86_400_000);
+    let in_day = ms.rem_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: i64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, in_day / 3_600_000);
+    put(14, 2, in_day / 60_000 % 60);
+    put(17, 2, in_day / 1_000 % 60);
+    put(20, 3, in_day % 1_000);
+    Some(out)
+}
+
 impl fmt::Display for Timestamp {
     /// RFC 3339 UTC with exactly three fractional digits and `Z`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(text) = utc_text(self.0) {
+            // Only ASCII digits and separators were written.
+            return f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?);
+        }
+        self.fmt_by_jiff(f)
+    }
+}
+
+impl Timestamp {
+    /// [`fmt::Display`] the general way (outside the protocol's range, and in tests).
+    fn fmt_by_jiff(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let dt = self.to_jiff().to_zoned(TimeZone::UTC).datetime();
         write!(
             f,
@@ -478,6 +524,17 @@ mod fast_parse_tests {
             }
             // Whatever path it takes, parse_rfc3339 says what jiff says.
             prop_assert_eq!(Timestamp::parse_rfc3339(&text).ok().map(|t| t.0), by_jiff(&text), "{}", text);
+        }
+
+        #[test]
+        fn display_writes_what_jiff_writes(ms in (TS_MIN.0 - 86_400_000)..=(TS_MAX.0 + 86_400_000)) {
+            struct ByJiff(Timestamp);
+            impl fmt::Display for ByJiff {
+                fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    self.0.fmt_by_jiff(f)
+                }
+            }
+            prop_assert_eq!(Timestamp(ms).to_string(), ByJiff(Timestamp(ms)).to_string());
         }
 
         #[test]

@@ -93,6 +93,10 @@ pub struct Alert {
 struct Sent {
     version: u32,
     at: Option<Micros>,
+    /// A request carrying this alert to the target has not been answered yet: the alert is
+    /// not put in another request to it until then, so its versions reach the target in
+    /// order even with several requests in flight.
+    flying: bool,
 }
 
 impl Alert {
@@ -347,18 +351,23 @@ impl AlertBook {
         self.alerts
             .values()
             .filter(|a| a.firing())
-            .filter_map(|a| a.sent.get(target).and_then(|s| s.at))
+            .filter_map(|a| a.sent.get(target).filter(|s| !s.flying).and_then(|s| s.at))
             .min()
             .map(|t| t + self.settings.resend_every * 1_000)
     }
 
-    /// The next request for `target`: up to `max` due alerts, oldest first.
+    fn flying(a: &Alert, target: usize) -> bool {
+        a.sent.get(target).is_some_and(|s| s.flying)
+    }
+
+    /// The next request for `target`: up to `max` due alerts not already in a request to it,
+    /// oldest first. Only a look: see [`AlertBook::take_batch`].
     pub fn poll_batch(&self, target: usize, wall: Micros, max: usize) -> Option<Batch> {
         let kind = *self.targets.get(target)?;
         let due: Vec<&Alert> = self
             .alerts
             .values()
-            .filter(|a| self.due(a, target, wall))
+            .filter(|a| !Self::flying(a, target) && self.due(a, target, wall))
             .take(max)
             .collect();
         if due.is_empty() {
@@ -377,6 +386,36 @@ impl AlertBook {
             items: due.iter().map(|a| (a.id(), a.version)).collect(),
             body: serde_json::to_vec(&body).unwrap_or_default(),
         })
+    }
+
+    /// [`AlertBook::poll_batch`], and its alerts are in flight to `target` until
+    /// [`AlertBook::handle_sent`] or [`AlertBook::handle_failed`] is called with its items.
+    pub fn take_batch(&mut self, target: usize, wall: Micros, max: usize) -> Option<Batch> {
+        let batch = self.poll_batch(target, wall, max)?;
+        self.set_flying(target, &batch.items, true);
+        Some(batch)
+    }
+
+    fn set_flying(&mut self, target: usize, items: &[(u64, u32)], flying: bool) {
+        for (id, _) in items {
+            if let Some(s) = self.alerts.get_mut(id).and_then(|a| a.sent.get_mut(target)) {
+                s.flying = flying;
+            }
+        }
+    }
+
+    /// The request carrying `items` to `target` failed (to be retried): they are due again.
+    pub fn handle_failed(&mut self, target: usize, items: &[(u64, u32)]) {
+        self.set_flying(target, items, false);
+    }
+
+    /// No request to `target` is in flight any more (its delivery task dropped them).
+    pub fn land_all(&mut self, target: usize) {
+        for a in self.alerts.values_mut() {
+            if let Some(s) = a.sent.get_mut(target) {
+                s.flying = false;
+            }
+        }
     }
 
     /// `target` accepted `items` (or refused them for good: `accepted = false`) at `wall`.
@@ -404,6 +443,7 @@ impl AlertBook {
             }
             sent.version = sent.version.max(version);
             sent.at = Some(wall);
+            sent.flying = false;
             if !a.firing() && a.sent.iter().all(|s| s.version == a.version) {
                 done.push(id);
             }

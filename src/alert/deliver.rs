@@ -1,5 +1,7 @@
 //! Delivery: one task per target posts what the book says is due, with a per-request
-//! timeout and capped, jittered back-off while the target fails.
+//! timeout and capped, jittered back-off while the target fails. Up to
+//! [`IN_FLIGHT_ALERTMANAGER`] requests are in flight to an Alertmanager at once (one to a
+//! webhook); an alert is in at most one of them, so each alert's changes arrive in order.
 //!
 //! Outcomes (`floorwatch_alert_deliveries_total{target,outcome}`): `delivered` (2xx),
 //! `failed` (connection error, timeout, 5xx, 408, 429: retried), `rejected` (any other 4xx:
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{CONTENT_TYPE, USER_AGENT};
 use hyper::{Request, Uri};
@@ -34,6 +37,9 @@ use crate::time::Timestamp;
 
 /// Most alerts in one request (a batch of a backlog after an outage).
 pub const BATCH_MAX: usize = 500;
+/// Most requests in flight at once to one Alertmanager (a burst's batches overlap their
+/// round trips). A webhook gets one at a time, so a chat shows its messages in order.
+pub const IN_FLIGHT_ALERTMANAGER: usize = 4;
 /// First retry delay; it doubles per failure up to `alerts.retry_max`.
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 /// On shutdown, how long one last attempt may take.
@@ -233,10 +239,10 @@ struct Delivery {
     retry_max: Duration,
 }
 
-enum Attempt {
-    Idle,
+/// How a finished request went (logged by the loop: a failure once as a warning, then
+/// quietly until the target recovers).
+enum Outcome {
     Sent,
-    /// Why it failed (logged by the loop: once as a warning, then quietly until it recovers).
     Failed(String),
 }
 
@@ -245,39 +251,57 @@ impl Delivery {
         &self.alerts.targets[self.index]
     }
 
+    /// Most requests in flight to this target at once.
+    fn in_flight_max(&self) -> usize {
+        match self.target().kind {
+            TargetKind::Alertmanager => IN_FLIGHT_ALERTMANAGER,
+            TargetKind::Webhook => 1,
+        }
+    }
+
     async fn run(self, shutdown: CancellationToken) {
         let mut failures: u32 = 0;
+        let mut flying = FuturesUnordered::new();
+        // While the target fails, no new request starts before this.
+        let mut backoff_until: Option<tokio::time::Instant> = None;
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
+            if backoff_until.is_some_and(|t| t <= tokio::time::Instant::now()) {
+                backoff_until = None;
+            }
+            if backoff_until.is_none() {
+                while flying.len() < self.in_flight_max() {
+                    match self.start(self.timeout) {
+                        Some(request) => flying.push(request),
+                        None => break,
+                    }
+                }
+            }
+            let next = self.alerts.book().next_resend(self.index);
+            let wake = next.map(|t| self.clock.instant_at(Timestamp(t / 1_000 + 1)));
             let outcome = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                r = self.attempt(self.timeout) => r,
+                Some(outcome) = flying.next(), if !flying.is_empty() => Some(outcome),
+                _ = self.alerts.shared.wake[self.index].notified(), if flying.len() < self.in_flight_max() => None,
+                _ = async {
+                    match backoff_until.or(wake) {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => None,
             };
             match outcome {
-                Attempt::Sent => {
+                None => {}
+                Some(Outcome::Sent) => {
                     if failures > 0 {
                         tracing::info!(target = %self.target().label, failures, "alert delivery recovered");
                     }
                     failures = 0;
                 }
-                Attempt::Idle => {
-                    let next = self.alerts.book().next_resend(self.index);
-                    let wake = next.map(|t| self.clock.instant_at(Timestamp(t / 1_000 + 1)));
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = self.alerts.shared.wake[self.index].notified() => {}
-                        _ = async {
-                            match wake {
-                                Some(at) => tokio::time::sleep_until(at).await,
-                                None => std::future::pending().await,
-                            }
-                        } => {}
-                    }
-                }
-                Attempt::Failed(why) => {
+                Some(Outcome::Failed(why)) => {
                     if failures == 0 {
                         tracing::warn!(target = %self.target().label, error = %why, "alert delivery failed; retrying with back-off");
                     } else {
@@ -289,36 +313,43 @@ impl Delivery {
                         .min(self.retry_max);
                     // ±20 % so that several daemons (or targets) do not retry in step.
                     let jitter = rand::rng().random_range(0.8..1.2);
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(backoff.mul_f64(jitter)) => {}
-                    }
+                    backoff_until = Some(tokio::time::Instant::now() + backoff.mul_f64(jitter));
                 }
             }
         }
+        // The requests still in flight are dropped; their alerts are due again.
+        drop(flying);
+        self.alerts.book().land_all(self.index);
         // One last try for what is due (the outbox keeps the rest for the next start).
-        let _ = self.attempt(SHUTDOWN_ATTEMPT.min(self.timeout)).await;
+        if let Some(request) = self.start(SHUTDOWN_ATTEMPT.min(self.timeout)) {
+            let _ = request.await;
+        }
     }
 
-    /// Posts one batch if anything is due.
-    async fn attempt(&self, timeout: Duration) -> Attempt {
+    /// Takes the next batch due, if any, and returns the request that posts it and records
+    /// the answer in the book.
+    fn start(&self, timeout: Duration) -> Option<impl std::future::Future<Output = Outcome> + '_> {
         let target = self.target();
         let now = self.clock.now_micros();
         let (batch, pending) = {
-            let book = self.alerts.book();
-            (
-                book.poll_batch(self.index, now, BATCH_MAX),
-                book.pending(self.index, now),
-            )
+            let mut book = self.alerts.book();
+            let batch = book.take_batch(self.index, now, BATCH_MAX);
+            (batch, book.pending(self.index, now))
         };
         self.metrics
             .alerts_pending
             .with_label_values(&[&target.label])
             .set(i64::try_from(pending).unwrap_or(i64::MAX));
-        let Some(batch) = batch else {
-            return Attempt::Idle;
-        };
-        let result = post(&self.client, target, batch.body, self.clock.now(), timeout).await;
+        let batch = batch?;
+        let sent_at = self.clock.now();
+        Some(async move {
+            let result = post(&self.client, target, batch.body, sent_at, timeout).await;
+            self.answered(&batch.items, result)
+        })
+    }
+
+    fn answered(&self, items: &[(u64, u32)], result: Result<(), PostError>) -> Outcome {
+        let target = self.target();
         let outcome = |o: &str| {
             self.metrics
                 .alert_deliveries
@@ -329,7 +360,7 @@ impl Delivery {
             Ok(()) => {
                 let lags = self.alerts.book().handle_sent(
                     self.index,
-                    &batch.items,
+                    items,
                     self.clock.now_micros(),
                     true,
                 );
@@ -341,23 +372,21 @@ impl Delivery {
                 }
                 self.alerts.record_lags(&lags);
                 outcome("delivered");
-                tracing::debug!(target = %target.label, alerts = batch.items.len(), "alerts delivered");
-                Attempt::Sent
+                tracing::debug!(target = %target.label, alerts = items.len(), "alerts delivered");
+                Outcome::Sent
             }
             Err(PostError::Rejected(why)) => {
-                self.alerts.book().handle_sent(
-                    self.index,
-                    &batch.items,
-                    self.clock.now_micros(),
-                    false,
-                );
+                self.alerts
+                    .book()
+                    .handle_sent(self.index, items, self.clock.now_micros(), false);
                 outcome("rejected");
-                tracing::warn!(target = %target.label, alerts = batch.items.len(), error = %why, "alert target refused alerts; not retrying them");
-                Attempt::Sent
+                tracing::warn!(target = %target.label, alerts = items.len(), error = %why, "alert target refused alerts; not retrying them");
+                Outcome::Sent
             }
             Err(PostError::Failed(why)) => {
+                self.alerts.book().handle_failed(self.index, items);
                 outcome("failed");
-                Attempt::Failed(why)
+                Outcome::Failed(why)
             }
         }
     }

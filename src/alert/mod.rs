@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod text;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -41,6 +42,16 @@ pub struct Shared {
     wake: Vec<Notify>,
     /// Delivery lag of first deliveries of a change (µs), all targets.
     lag: Mutex<hdrhistogram::Histogram<u64>>,
+    /// A ring of the delivery tasks is queued on the blocking pool ([`Alerts::wake_all`]).
+    ringing: AtomicBool,
+}
+
+impl Shared {
+    fn ring(&self) {
+        for w in &self.wake {
+            w.notify_one();
+        }
+    }
 }
 
 /// The engine task's handle on the alerts. Cheap to clone.
@@ -111,6 +122,7 @@ impl Alerts {
                 wake: targets.iter().map(|_| Notify::new()).collect(),
                 book: Mutex::new(book),
                 lag: Mutex::new(lag),
+                ringing: AtomicBool::new(false),
             }),
             targets: Arc::new(targets),
         }
@@ -129,9 +141,24 @@ impl Alerts {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Rings the delivery tasks. From a runtime worker (the engine task), the ring comes from
+    /// a blocking-pool thread: a task woken from a worker waits in that worker's LIFO slot,
+    /// which no other worker may take, until the waking task yields, and the engine task may
+    /// run for a long while (a burst of violations, then the journal's `fdatasync`). Rung
+    /// from outside, the delivery task goes to the shared queue and an idle worker runs it at
+    /// once. One ring at a time is in the pool; rings while it is queued are folded into it.
     fn wake_all(&self) {
-        for w in &self.shared.wake {
-            w.notify_one();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                if !self.shared.ringing.swap(true, Ordering::AcqRel) {
+                    let shared = self.shared.clone();
+                    drop(rt.spawn_blocking(move || {
+                        shared.ringing.store(false, Ordering::Release);
+                        shared.ring();
+                    }));
+                }
+            }
+            Err(_) => self.shared.ring(),
         }
     }
 

@@ -295,6 +295,14 @@ pub struct Violation {
 impl Violation {
     /// The surface page's violation record (replay output): exactly its keys, in its order.
     pub fn to_record_json(&self) -> String {
+        let mut out = Vec::with_capacity(160);
+        // Writing into a `Vec` cannot fail, and serde_json writes UTF-8 only.
+        let _ = self.write_record_json(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// [`Violation::to_record_json`] written straight into `w` (no `String` in between).
+    pub fn write_record_json<W: std::io::Write>(&self, w: W) -> std::io::Result<()> {
         #[derive(Serialize)]
         struct Record<'a> {
             rule: &'static str,
@@ -318,7 +326,7 @@ impl Violation {
             at: self.at,
             points: self.points,
         };
-        serde_json::to_string(&r).unwrap_or_default()
+        serde_json::to_writer(w, &r).map_err(std::io::Error::from)
     }
 }
 

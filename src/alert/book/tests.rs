@@ -287,3 +287,43 @@ fn chinese_is_the_default_language_of_the_floor() {
     assert_eq!(got[0]["labels"]["kind"], "acw_overrun");
     assert_eq!(got[0]["labels"].get("call"), None);
 }
+
+#[test]
+fn an_alert_in_flight_is_in_no_other_request_until_answered() {
+    let mut b = book();
+    b.handle_violation(&violation(1, Kind::Late, AT), WALL);
+    b.handle_violation(&violation(2, Kind::Late, AT), WALL);
+    let first = b.take_batch(0, WALL, 1).expect("due");
+    assert_eq!(first.items, [(1, 1)]);
+    // The second request gets the other alert only; both are still pending.
+    let second = b.take_batch(0, WALL, 100).expect("due");
+    assert_eq!(second.items, [(2, 1)]);
+    assert!(b.take_batch(0, WALL, 100).is_none());
+    assert_eq!(b.pending(0, WALL), 2);
+    // A change while alert 1 is in flight waits for the answer: versions go out in order.
+    b.handle_cleared(1, AT.plus(1_000), WALL);
+    assert!(b.poll_batch(0, WALL, 100).is_none());
+    b.handle_sent(0, &first.items, WALL, true);
+    let resolution = b.take_batch(0, WALL, 100).expect("the resolution");
+    assert_eq!(resolution.items, [(1, 2)]);
+    // A failed request makes its alerts due again; an answered one does not.
+    b.handle_failed(0, &second.items);
+    b.handle_sent(0, &resolution.items, WALL, true);
+    assert!(b.get(1).is_none(), "resolved and delivered");
+    let again = b.take_batch(0, WALL, 100).expect("retried");
+    assert_eq!(again.items, [(2, 1)]);
+    // Its re-send time waits for the answer too.
+    assert_eq!(b.next_resend(0), None);
+    b.handle_sent(0, &again.items, WALL, true);
+    assert_eq!(b.next_resend(0), Some(WALL + RESEND * 1_000));
+}
+
+#[test]
+fn requests_dropped_at_shutdown_leave_their_alerts_due() {
+    let mut b = book();
+    b.handle_violation(&violation(1, Kind::Late, AT), WALL);
+    b.take_batch(0, WALL, 100).expect("due");
+    assert!(b.poll_batch(0, WALL, 100).is_none());
+    b.land_all(0);
+    assert_eq!(b.take_batch(0, WALL, 100).expect("due").items, [(1, 1)]);
+}
