@@ -293,7 +293,9 @@ struct Daemon {
 
 impl Daemon {
     /// Starts the daemon with a store in a fresh directory and `extra` appended to its
-    /// config; returns once its port accepts connections.
+    /// config; returns once its port accepts connections. (The phases stamp their events
+    /// 1 ms apart from the start, so a stream of a million events runs far ahead of the wall
+    /// clock: their configs raise `source.max_future`, or the daemon would refuse them.)
     async fn start(extra: &str) -> anyhow::Result<Daemon> {
         let dir = tempfile::tempdir()?;
         let addr = free_port()?;
@@ -808,7 +810,10 @@ async fn daemon_run(
     max_secs: f64,
 ) -> anyhow::Result<(Sent, f64, f64, f64)> {
     // The rate limit is lifted: this measures the daemon, not limits.max_events_per_second.
-    let d = Daemon::start("[limits]\nmax_events_per_second = 4000000000\n").await?;
+    let d = Daemon::start(
+        "[source]\nmax_future = \"30d\"\n[limits]\nmax_events_per_second = 4000000000\n",
+    )
+    .await?;
     // `E2E_WINDOW` overrides the window (events), to check that the sender is not the limit.
     let window = std::env::var("E2E_WINDOW")
         .ok()
@@ -1142,7 +1147,7 @@ async fn lateness_phase(s: Sizes) -> anyhow::Result<Row> {
 // Phases 5 and 6: memory per agent, HTTP at 10,000 agents.
 
 async fn memory_phase(s: Sizes) -> anyhow::Result<Row> {
-    let d = Daemon::start("[limits]\nmax_agents = 1000000\nmax_events_per_second = 4000000000\n")
+    let d = Daemon::start("[source]\nmax_future = \"30d\"\n[limits]\nmax_agents = 1000000\nmax_events_per_second = 4000000000\n")
         .await?;
     let mut ws = connect_source(d.addr, "mem").await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1197,7 +1202,10 @@ async fn time_gets(
 }
 
 async fn http_phase(s: Sizes) -> anyhow::Result<Vec<Row>> {
-    let d = Daemon::start("[limits]\nmax_events_per_second = 4000000000\n").await?;
+    let d = Daemon::start(
+        "[source]\nmax_future = \"30d\"\n[limits]\nmax_events_per_second = 4000000000\n",
+    )
+    .await?;
     let mut ws = connect_source(d.addr, "http").await?;
     eprintln!("http: {} agents", s.http_agents);
     // A quarter talking, a quarter on a break, one in ten paused without a reason (an open
