@@ -811,7 +811,7 @@ async fn daemon_run(
 ) -> anyhow::Result<(Sent, f64, f64, f64)> {
     // The rate limit is lifted: this measures the daemon, not limits.max_events_per_second.
     let d = Daemon::start(
-        "[source]\nmax_future = \"30d\"\n[limits]\nmax_events_per_second = 4000000000\n",
+        "[source]\nmax_future = \"720h\"\n[limits]\nmax_events_per_second = 4000000000\n",
     )
     .await?;
     // `E2E_WINDOW` overrides the window (events), to check that the sender is not the limit.
@@ -1147,7 +1147,7 @@ async fn lateness_phase(s: Sizes) -> anyhow::Result<Row> {
 // Phases 5 and 6: memory per agent, HTTP at 10,000 agents.
 
 async fn memory_phase(s: Sizes) -> anyhow::Result<Row> {
-    let d = Daemon::start("[source]\nmax_future = \"30d\"\n[limits]\nmax_agents = 1000000\nmax_events_per_second = 4000000000\n")
+    let d = Daemon::start("[source]\nmax_future = \"720h\"\n[limits]\nmax_agents = 1000000\nmax_events_per_second = 4000000000\n")
         .await?;
     let mut ws = connect_source(d.addr, "mem").await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1203,7 +1203,7 @@ async fn time_gets(
 
 async fn http_phase(s: Sizes) -> anyhow::Result<Vec<Row>> {
     let d = Daemon::start(
-        "[source]\nmax_future = \"30d\"\n[limits]\nmax_events_per_second = 4000000000\n",
+        "[source]\nmax_future = \"720h\"\n[limits]\nmax_events_per_second = 4000000000\n",
     )
     .await?;
     let mut ws = connect_source(d.addr, "http").await?;
