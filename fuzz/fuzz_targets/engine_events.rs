@@ -247,6 +247,9 @@ fn rules() -> RulesConfig {
             max_agents: 4,
             max_calls: 4,
             max_queues: 3,
+            // Small, so that the fuzzer reaches the limits' refusals too.
+            max_shifts: 3,
+            max_sources: 3,
         },
         ..RulesConfig::default()
     }
