@@ -535,8 +535,9 @@ impl FloorParts for FeedParts {
     }
 }
 
+/// The query of `GET /ingest` (the daemon's and the relay's).
 #[derive(Deserialize)]
-struct IngestQuery {
+pub struct IngestQuery {
     source: Option<String>,
 }
 
@@ -563,6 +564,18 @@ async fn ingest_upgrade(
         ))
         .into_response();
     }
+    serve_ingest(config, &s.limiter, s.ingest, query, ws)
+}
+
+/// The part of `GET /ingest` after the credential was admitted, for the daemon and the
+/// relay alike: the source name, the upgrade, the connection permit, then the session.
+pub fn serve_ingest(
+    config: &Config,
+    limiter: &Limiter,
+    ingest: Ingest,
+    query: IngestQuery,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
     let source = query.source.unwrap_or_else(|| "default".to_string());
     if source.is_empty() || source.len() > MAX_ID_LEN {
         return ApiError::BadRequest(format!(
@@ -574,14 +587,13 @@ async fn ingest_upgrade(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
-    let Some(permit) = s.limiter.ingest_permit() else {
+    let Some(permit) = limiter.ingest_permit() else {
         return ApiError::Unavailable(
             "too many ingest connections (limits.max_ingest_connections): retry later",
         )
         .into_response();
     };
     let max = config.source.max_frame;
-    let ingest = s.ingest;
     ws.max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |mut socket| async move {

@@ -34,8 +34,8 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::{Config, RelayConfig, SourceClock, SourceMode};
 use crate::engine::Applied;
-use crate::event::{Event, Id, MAX_ID_LEN};
-use crate::http::{ApiError, Surface};
+use crate::event::{Event, Id};
+use crate::http::{ApiError, IngestQuery, Surface};
 use crate::ingest::Ingest;
 use crate::jetstream::{frame_of, source_token, Connection, REQUEST_TIMEOUT};
 use crate::limits::Limiter;
@@ -261,9 +261,7 @@ async fn forward(fw: Arc<Forwarder>, mut inbox: Inbox) {
                     tracing::info!(source = %source, subject, resume_after = ?resume, "source connected to the relay");
                     let conn = reply.conn();
                     let watch = reply.accept(resume);
-                    let max_future = max_future
-                        .or_else(|| fw.source_cfg.max_future_of.get(source.as_str()).copied())
-                        .unwrap_or(fw.source_cfg.max_future);
+                    let max_future = fw.source_cfg.max_future_for(source.as_str(), max_future);
                     let mut conns = fw.conns.lock().unwrap_or_else(|p| p.into_inner());
                     conns.insert(
                         conn,
@@ -358,11 +356,6 @@ async fn readyz(State(s): State<RelayState>) -> Result<Json<serde_json::Value>, 
     Ok(Json(serde_json::json!({"status": "ready"})))
 }
 
-#[derive(serde::Deserialize)]
-struct IngestQuery {
-    source: Option<String>,
-}
-
 /// `GET /ingest?source=NAME`, as the daemon's (tokens, loopback, source name, permit).
 async fn ingest_upgrade(
     State(s): State<RelayState>,
@@ -376,31 +369,7 @@ async fn ingest_upgrade(
         tracing::warn!(peer = ?peer, error = %e, "ingest refused");
         return e.into_response();
     }
-    let source = query.source.unwrap_or_else(|| "default".to_string());
-    if source.is_empty() || source.len() > MAX_ID_LEN {
-        return ApiError::BadRequest(format!(
-            "source must be a non-empty name of at most {MAX_ID_LEN} bytes"
-        ))
-        .into_response();
-    }
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(rejection) => return rejection.into_response(),
-    };
-    let Some(permit) = s.limiter.ingest_permit() else {
-        return ApiError::Unavailable(
-            "too many ingest connections (limits.max_ingest_connections): retry later",
-        )
-        .into_response();
-    };
-    let max = s.config.source.max_frame;
-    let ingest = s.ingest;
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |mut socket| async move {
-            ingest.serve_socket(&mut socket, Id::from(source)).await;
-            drop(permit);
-        })
+    crate::http::serve_ingest(&s.config, &s.limiter, s.ingest, query, ws)
 }
 
 /// A running relay.

@@ -477,6 +477,16 @@ pub struct SourceConfig {
     pub ca: Option<PathBuf>,
 }
 
+impl SourceConfig {
+    /// How far ahead of the daemon's clock an event of a connection of `source` may lie:
+    /// the connection's `own` bound (an adapter's), else `max_future_of` by name, else
+    /// `max_future`.
+    pub fn max_future_for(&self, source: &str, own: Option<Millis>) -> Millis {
+        own.or_else(|| self.max_future_of.get(source).copied())
+            .unwrap_or(self.max_future)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
     pub dir: PathBuf,

@@ -579,9 +579,7 @@ impl Owner {
                 tracing::info!(source = %source, conn = conn.0, resume_after = ?resume, "source connected");
                 let (ack, acks) = watch::channel(resume);
                 let now = self.clock.now();
-                let max_future = max_future
-                    .or_else(|| self.source.max_future_of.get(source.as_str()).copied())
-                    .unwrap_or(self.source.max_future);
+                let max_future = self.source.max_future_for(source.as_str(), max_future);
                 self.conns.insert(
                     conn,
                     ConnState {
