@@ -532,3 +532,47 @@ pub async fn accept(listener: &tokio::net::TcpListener) -> (ServerWs, Option<Str
     let auth = auth.lock().expect("lock").clone();
     (ws, auth)
 }
+
+/// One named user of a test floor: name, role, teams, agent, token.
+pub type UserRow = (
+    &'static str,
+    floorwatch::config::Role,
+    &'static [&'static str],
+    Option<&'static str>,
+    &'static str,
+);
+
+/// `[[users]]` of `rows`, each with the SHA-256 of its token (as the config stores it).
+pub fn users(rows: &[UserRow]) -> Vec<floorwatch::config::User> {
+    rows.iter()
+        .map(
+            |(name, role, teams, agent, token)| floorwatch::config::User {
+                name: name.to_string(),
+                role: *role,
+                teams: teams.iter().map(|t| t.to_string()).collect(),
+                agent: agent.map(str::to_string),
+                token_sha256: Some(sha256(token)),
+            },
+        )
+        .collect()
+}
+
+fn sha256(token: &str) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// Runs the `floorwatch` binary with `args`: whether it succeeded, its stdout and stderr.
+pub fn run_floorwatch(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_floorwatch"))
+        .args(args)
+        .output()
+        .expect("run floorwatch");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use floorwatch::config::{Config, Role, TeamConfig, User};
+use floorwatch::config::{Config, Role, TeamConfig};
 use floorwatch::daemon::DaemonHandle;
 use serde_json::{json, Value};
 
@@ -20,16 +20,7 @@ use crate::daemon_support::{self as sup, call, Source};
 /// How long a page may take to show what the daemon has.
 const SHOWN: Duration = Duration::from_secs(15);
 
-/// One user: name, role, teams, agent, token.
-type UserRow = (
-    &'static str,
-    Role,
-    &'static [&'static str],
-    Option<&'static str>,
-    &'static str,
-);
-
-const USERS: &[UserRow] = &[
+const USERS: &[sup::UserRow] = &[
     ("王芳", Role::Lead, &["t1"], None, "lead1-token"),
     ("李娜", Role::Lead, &["t2"], None, "lead2-token"),
     ("质检-陈", Role::Qa, &[], None, "qa-token"),
@@ -38,27 +29,11 @@ const USERS: &[UserRow] = &[
     ("tv", Role::Viewer, &[], None, "viewer-token"),
 ];
 
-fn sha256(token: &str) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
-
 fn config() -> Config {
     let mut c = sup::config();
     // Events are stamped near now: the engine clock follows the daemon's.
     c.source.idle = 2_000;
-    c.server.users = USERS
-        .iter()
-        .map(|(name, role, teams, agent, token)| User {
-            name: name.to_string(),
-            role: *role,
-            teams: teams.iter().map(|t| t.to_string()).collect(),
-            agent: agent.map(str::to_string),
-            token_sha256: Some(sha256(token)),
-        })
-        .collect();
+    c.server.users = sup::users(USERS);
     c.server.tokens.ingest = vec!["pbx-token".into()];
     c.teams = [("t1", "王芳", 4), ("t2", "李娜", 6)]
         .iter()

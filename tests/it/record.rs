@@ -5,25 +5,15 @@
 //! refusals, and `replay --what-if --compare` on a stream worked by hand.
 
 use std::net::SocketAddr;
-use std::process::Command;
 
-use floorwatch::config::{Config, Role, User};
+use floorwatch::config::{Config, Role};
 use floorwatch::daemon::DaemonHandle;
 use serde_json::{json, Value};
 
 use crate::daemon_support::{self as sup, call, Source};
 
-/// One user of the floor: name, role, teams, agent, token.
-type UserRow = (
-    &'static str,
-    Role,
-    &'static [&'static str],
-    Option<&'static str>,
-    &'static str,
-);
-
 /// Users of the floor.
-const USERS: &[UserRow] = &[
+const USERS: &[sup::UserRow] = &[
     ("管理员", Role::Admin, &[], None, "admin-token"),
     ("质检-陈", Role::Qa, &[], None, "qa-token"),
     ("王芳", Role::Lead, &["t1"], None, "lead1-token"),
@@ -33,26 +23,10 @@ const USERS: &[UserRow] = &[
     ("pbx", Role::Ingest, &[], None, "ingest-token"),
 ];
 
-fn sha256(token: &str) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
-
 fn config_in(dir: &std::path::Path) -> Config {
     let mut c = sup::config();
     c.store.dir = dir.to_path_buf();
-    c.server.users = USERS
-        .iter()
-        .map(|(name, role, teams, agent, token)| User {
-            name: name.to_string(),
-            role: *role,
-            teams: teams.iter().map(|t| t.to_string()).collect(),
-            agent: agent.map(str::to_string),
-            token_sha256: Some(sha256(token)),
-        })
-        .collect();
+    c.server.users = sup::users(USERS);
     c.server.auth_proxy = Some(floorwatch::config::AuthProxy {
         header: "X-Forwarded-User".into(),
         trusted: vec!["127.0.0.1/32".parse().expect("net")],
@@ -407,18 +381,6 @@ async fn closed_months_and_the_engines_refusals() {
     d.shutdown().await;
 }
 
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_floorwatch"))
-        .args(args)
-        .output()
-        .expect("run floorwatch");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// Anyone can check a statement: the export of the journal up to the close, replayed with
 /// `--appraisal`, gives the same bytes and digest; and a restart with a changed config
 /// leaves the statement of the past month byte-identical.
@@ -500,7 +462,7 @@ async fn export_and_replay_give_the_closed_statement_and_a_changed_config_change
     let to = floorwatch::time::Timestamp::parse_rfc3339(&closed_at)
         .expect("time")
         .plus(1);
-    let (ok, export, err) = run(&[
+    let (ok, export, err) = sup::run_floorwatch(&[
         "export",
         "--config",
         cfg.to_str().expect("path"),
@@ -511,7 +473,7 @@ async fn export_and_replay_give_the_closed_statement_and_a_changed_config_change
     let file = dir.path().join("export.ndjson");
     std::fs::write(&file, &export).expect("write");
     let out = dir.path().join("replayed.csv");
-    let (ok, _, err) = run(&[
+    let (ok, _, err) = sup::run_floorwatch(&[
         "replay",
         "--month",
         "2026-11",
@@ -606,7 +568,7 @@ fn what_if_compares_points_and_money_per_agent() {
         "[reasons.break]\nmax = \"25m\"\nallowance = true\n[reasons.meal]\n[appraisal]\nmoney_per_point = 15\n",
     )
     .expect("write");
-    let (ok, out, err) = run(&[
+    let (ok, out, err) = sup::run_floorwatch(&[
         "replay",
         "--what-if",
         what_if.to_str().expect("path"),
@@ -624,7 +586,7 @@ fn what_if_compares_points_and_money_per_agent() {
          c,unassigned,1,10,1,15,0,5\n"
     );
     // --compare needs --what-if and --month.
-    let (ok, _, err) = run(&[
+    let (ok, _, err) = sup::run_floorwatch(&[
         "replay",
         "--what-if",
         what_if.to_str().expect("path"),
@@ -662,7 +624,7 @@ async fn a_roster_is_imported_into_a_running_daemon_once_and_a_bad_one_sends_not
     let import = |file: String, token: &'static str| {
         let url = url.clone();
         tokio::task::spawn_blocking(move || {
-            run(&["schedule", "import", &file, "--url", &url, "--token", token])
+            sup::run_floorwatch(&["schedule", "import", &file, "--url", &url, "--token", token])
         })
     };
     let planned = || async {

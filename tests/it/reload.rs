@@ -4,13 +4,14 @@
 //! force and say why; a restart and an export + replay agree with what was judged live.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::crash::{spawn_daemon, wait_ready};
-use crate::daemon_support::{eventually, free_port, get_json, metrics, sample, Source};
+use crate::daemon_support::{
+    self as sup, eventually, free_port, get_json, metrics, sample, Source,
+};
 use crate::shutdown::{signal, wait_exit, write_config};
 
 /// 2026-11-26T00:00:00Z.
@@ -90,18 +91,6 @@ async fn send(addr: std::net::SocketAddr, frame: Value) {
     }
 }
 
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_floorwatch"))
-        .args(args)
-        .output()
-        .expect("run floorwatch");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_adopts_a_changed_rulebook_from_the_clock_on_and_keeps_the_old_one_on_a_bad_file() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -166,7 +155,7 @@ async fn sighup_adopts_a_changed_rulebook_from_the_clock_on_and_keeps_the_old_on
     let to = floorwatch::time::Timestamp::parse_flexible(&clock)
         .expect("clock")
         .plus(1);
-    let (ok, export, err) = run(&[
+    let (ok, export, err) = sup::run_floorwatch(&[
         "export",
         "--config",
         file.to_str().expect("path"),
@@ -184,7 +173,7 @@ async fn sighup_adopts_a_changed_rulebook_from_the_clock_on_and_keeps_the_old_on
     let input = dir.path().join("export.ndjson");
     std::fs::write(&input, &export).expect("write");
     let csv = dir.path().join("appraisal.csv");
-    let (ok, _, err) = run(&[
+    let (ok, _, err) = sup::run_floorwatch(&[
         "replay",
         "--month",
         "2026-11",
@@ -206,7 +195,7 @@ async fn sighup_adopts_a_changed_rulebook_from_the_clock_on_and_keeps_the_old_on
     assert_eq!(col("deduction"), "130", "{csv}");
 
     // An export from k2's ring on starts with the rulebook in force then (4 points).
-    let (ok, later, err) = run(&[
+    let (ok, later, err) = sup::run_floorwatch(&[
         "export",
         "--config",
         file.to_str().expect("path"),
@@ -235,7 +224,8 @@ async fn sighup_adopts_a_changed_rulebook_from_the_clock_on_and_keeps_the_old_on
     signal(&child, "TERM");
     let (status, _) = wait_exit(&mut child, Duration::from_secs(20)).await;
     assert!(status.success(), "{status:?}");
-    let (ok, export, err) = run(&["export", "--config", file.to_str().expect("path")]);
+    let (ok, export, err) =
+        sup::run_floorwatch(&["export", "--config", file.to_str().expect("path")]);
     assert!(ok, "{err}");
     let books = export
         .lines()
